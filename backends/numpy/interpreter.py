@@ -1,0 +1,102 @@
+"""The NumPy interpreter: dlc's reference semantics.
+
+Every other backend is tested against this one.  `Interpreter` walks a graph
+in order; subclasses override `call_op` (one op) or `run_node` (one node) to
+change how ops execute, in the manner of torch.fx's Interpreter:
+
+    Interpreter.run(graph, inputs, weights)
+      -> run_node(node)          # per node; scan bodies recurse
+           -> call_op(name, arrays, attrs)   # the kernel table
+
+Failures inside a kernel are reported against the `.dln` line of the node.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...compiler.dims import Dim
+from ...compiler.ir import Graph, Node
+from ...errors import DlcRuntimeError
+from .kernels import KERNELS
+
+
+def _concrete(v, env):
+    if isinstance(v, Dim):
+        return v.evaluate(env)
+    if isinstance(v, tuple):
+        return tuple(_concrete(x, env) for x in v)
+    if isinstance(v, list):
+        return [_concrete(x, env) for x in v]
+    return v
+
+
+class Interpreter:
+    def __init__(self, graph: Graph, seed: int = 0, dims: dict[str, int] | None = None):
+        self.graph = graph
+        self.seed = seed
+        self.dims = dict(dims or {})
+
+    # the extension points --------------------------------------------------
+    def call_op(self, name: str, args: list, attrs: dict):
+        return KERNELS[name](*args, **attrs)
+
+    def run_node(self, node: Node, env: dict):
+        args = [env[v.id] if v is not None else None for v in node.inputs]
+        attrs = {k: _concrete(v, self.dims) for k, v in node.attrs.items()}
+        if node.op.name == "scan":
+            return self.run_scan(node, args, attrs, env)
+        if "seed" in attrs and node.op.name in ("randn", "uniform", "dropout"):
+            attrs["seed"] = (self.seed, attrs["seed"])
+        try:
+            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+                out = self.call_op(node.op.name, args, attrs)
+        except (ValueError, IndexError, TypeError, KeyError, FloatingPointError, MemoryError) as e:
+            raise DlcRuntimeError(f"{node.op.name} failed: {e}", node.span,
+                                  "the inputs do not match the shapes the model was compiled for") from None
+        return out if isinstance(out, tuple) else (out,)
+
+    def run_scan(self, node: Node, args: list, attrs: dict, env: dict):
+        nc, axis = attrs["num_carry"], attrs["axis"]
+        carries, seqs = list(args[:nc]), args[nc:]
+        length = seqs[0].shape[axis]
+        steps = range(length - 1, -1, -1) if attrs.get("reverse") else range(length)
+        body = node.body
+        ys: list[list] = [[] for _ in range(len(body.outputs) - nc)]
+        for t in steps:
+            benv = dict(env)
+            for v, c in zip(body.inputs[:nc], carries):
+                benv[v.id] = c
+            for v, s in zip(body.inputs[nc:], seqs):
+                benv[v.id] = np.take(s, t, axis=axis)
+            self.run_nodes(body, benv)
+            outs = [benv[v.id] for v in body.outputs]
+            carries = outs[:nc]
+            for i, y in enumerate(outs[nc:]):
+                ys[i].append(y)
+        if attrs.get("reverse"):
+            ys = [lst[::-1] for lst in ys]
+        stacked = [np.stack(lst, axis=axis) for lst in ys]
+        return tuple(carries) + tuple(stacked)
+
+    def run_nodes(self, g: Graph, env: dict):
+        for node in g.nodes:
+            outs = self.run_node(node, env)
+            for v, a in zip(node.outputs, outs):
+                env[v.id] = a
+
+    def run(self, inputs: dict[str, np.ndarray], weights: dict[str, np.ndarray]):
+        """Returns (outputs by name, updated buffers by name)."""
+        g = self.graph
+        env: dict[int, np.ndarray] = {}
+        for v in g.inputs:
+            if v.name not in inputs:
+                raise DlcRuntimeError(f"missing input '{v.name}'", g.span, f"inputs: {', '.join(i.name for i in g.inputs)}")
+            env[v.id] = inputs[v.name]
+        for p in g.params:
+            if p.name not in weights:
+                raise DlcRuntimeError(f"no weights for parameter '{p.name}'", p.param.span)
+            env[p.id] = weights[p.name]
+        self.run_nodes(g, env)
+        outs = {name: env[v.id] for name, v in zip(g.output_names, g.outputs)}
+        updates = {name: env[v.id] for name, v in g.state_updates.items()}
+        return outs, updates

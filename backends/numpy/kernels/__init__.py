@@ -1,0 +1,6 @@
+"""NumPy kernels, one function per IR op, with PyTorch's semantics."""
+from . import elementwise, losses, nn, random, recurrent, reduce, shape
+
+KERNELS: dict = {}
+for _m in (elementwise, reduce, shape, losses, random, nn, recurrent):
+    KERNELS.update(_m.KERNELS)

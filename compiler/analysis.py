@@ -1,0 +1,77 @@
+"""Counting: parameters and multiply-accumulates, per layer and in total.
+
+MACs follow torchvision's convention: convolutions and matrix products only
+(each op's `macs` rule says what it counts).  A scan body counts once per
+step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .dims import Dim, DimLike, prod
+from .ir import Graph, Node
+
+
+def _eval(d: DimLike, env: dict) -> int:
+    return d.evaluate(env) if isinstance(d, Dim) else int(d)
+
+
+def node_macs(node: Node, env: dict) -> int:
+    if node.body is not None:
+        length = node.inputs[node.attrs["num_carry"]].type.shape[node.attrs["axis"]]
+        return _eval(length, env) * sum(node_macs(n, env) for n in node.body.nodes)
+    ins = [v.type if v is not None else None for v in node.inputs]
+    outs = [v.type for v in node.outputs]
+    return _eval(node.op.macs(ins, outs, node.attrs), env)
+
+
+def total_macs(g: Graph, env: dict | None = None) -> int:
+    env = {**{k: v for k, v in g.dims.items() if v is not None}, **(env or {})}
+    return sum(node_macs(n, env) for n in g.nodes)
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str
+    shape: str
+    params: int
+    macs: int
+    line: int | None
+
+
+def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
+    """One row per layer instance, plus rows for MAC-counting ops outside layers."""
+    env = {**{k: v for k, v in g.dims.items() if v is not None}, **(env or {})}
+    by_name = {p.name: p for p in g.params}
+    scope_macs: dict[str, int] = {}
+
+    def walk(nodes):
+        for n in nodes:
+            m = node_macs(n, env) if n.body is None else 0
+            if n.body is not None:
+                length = _eval(n.inputs[n.attrs["num_carry"]].type.shape[n.attrs["axis"]], env)
+                for bn in n.body.nodes:
+                    scope_macs[bn.scope] = scope_macs.get(bn.scope, 0) + length * node_macs(bn, env)
+            else:
+                scope_macs[n.scope] = scope_macs.get(n.scope, 0) + m
+    walk(g.nodes)
+    rows = []
+    claimed = set()
+    for rec in getattr(g, "layers", []):
+        params = sum(_eval(prod(by_name[p].type.shape), env) for p in rec.params
+                     if by_name[p].kind == "param" and by_name[p].param.trainable)
+        macs = sum(v for s, v in scope_macs.items() if s == rec.name or s.startswith(rec.name + "."))
+        claimed |= {s for s in scope_macs if s == rec.name or s.startswith(rec.name + ".")}
+        shape = ", ".join(str(o.type) for o in rec.outputs[:2]) + (" ..." if len(rec.outputs) > 2 else "")
+        rows.append(Row(rec.name, rec.kind, shape, params, macs, rec.span.line if rec.span else None))
+    # explicit params and ops outside any layer (hand-written cells, attention matmuls)
+    layer_params = {p for rec in getattr(g, "layers", []) for p in rec.params}
+    loose = [p for p in g.trainable_params() if p.name not in layer_params]
+    for p in loose:
+        rows.append(Row(p.name, "param", str(p.type), _eval(prod(p.type.shape), env), 0,
+                        p.param.span.line if p.param.span else None))
+    for s, m in scope_macs.items():
+        if m and s not in claimed:
+            rows.append(Row(s or "(model)", "ops", "", 0, m, None))
+    return rows

@@ -1,0 +1,87 @@
+"""Reductions: sum, mean, max, min, prod, logsumexp, var, std, argmax, argmin.
+
+All take `axis` (None for every axis, an int or a tuple of ints) and
+`keepdims`, as NumPy does; reduced axes disappear or become 1.
+"""
+from __future__ import annotations
+
+from ...errors import ShapeError
+from ..types import DType, TensorType
+from .common import require_float
+from .registry import REDUCTION, defop
+
+
+def reduce_axes(axis, rank: int, opname: str, t: TensorType) -> tuple[int, ...]:
+    """The normalised, sorted axes a reduction removes."""
+    if axis is None:
+        return tuple(range(rank))
+    axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, int):
+            raise ShapeError(f"{opname}: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -rank <= a < max(rank, 1) or rank == 0:
+            raise ShapeError(f"{opname}: axis {a} is out of range for {t} (rank {rank})",
+                             f"valid axes are {-rank}..{rank - 1}" if rank else
+                             "a scalar has no axes; use axis=None")
+        a %= rank
+        if a in out:
+            raise ShapeError(f"{opname}: axis {a} is repeated in {axis!r} (input {t})", "list each axis once")
+        out.append(a)
+    return tuple(sorted(out))
+
+
+def reduced_shape(t: TensorType, axes: tuple[int, ...], keepdims: bool) -> tuple:
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(t.shape))
+    return tuple(d for i, d in enumerate(t.shape) if i not in axes)
+
+
+def _reduction(name: str, kind: str):
+    """kind: 'float' (needs floats), 'acc' (sum/prod: ints widen to i64), 'any', 'arg'."""
+
+    def infer(ts, attrs):
+        x = ts[0]
+        axes = reduce_axes(attrs["axis"], x.rank, name, x)
+        if name in ("var", "std"):
+            c = attrs["correction"]
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or c < 0:
+                raise ShapeError(f"{name}: correction must be a non-negative number, got {c!r}",
+                                 "use 1 for the unbiased estimate, 0 for the population one")
+        shape = reduced_shape(x, axes, bool(attrs["keepdims"]))
+        if kind == "float":
+            require_float(x, name)
+            dt = x.dtype
+        elif kind == "acc":
+            dt = x.dtype if x.dtype.is_float else DType.i64
+        elif kind == "arg":
+            if attrs["axis"] is not None and isinstance(attrs["axis"], (list, tuple)):
+                raise ShapeError(f"{name} takes a single axis or None, got {attrs['axis']!r} (input {x})",
+                                 "reshape the axes into one first, or reduce one axis at a time")
+            if x.dtype == DType.bool:
+                raise ShapeError(f"{name} is not defined on bool tensors, got {x}")
+            dt = DType.i64
+        else:
+            dt = x.dtype
+        return TensorType(dt, shape)
+
+    return infer
+
+
+_BASE = {"axis": None, "keepdims": False}
+_REDUCTIONS = {
+    "sum": ("acc", {}, "Sum over the given axes."),
+    "prod": ("acc", {}, "Product over the given axes."),
+    "mean": ("float", {}, "Arithmetic mean over the given axes."),
+    "max": ("any", {}, "Maximum over the given axes (gradient flows to the maxima)."),
+    "min": ("any", {}, "Minimum over the given axes (gradient flows to the minima)."),
+    "logsumexp": ("float", {}, "log(sum(exp(x))) over the given axes, computed stably."),
+    "var": ("float", {"correction": 1}, "Variance with Bessel-style `correction` (ddof)."),
+    "std": ("float", {"correction": 1}, "Standard deviation with `correction` (ddof)."),
+    "argmax": ("arg", {}, "Index (i64) of the maximum along an axis; not differentiable."),
+    "argmin": ("arg", {}, "Index (i64) of the minimum along an axis; not differentiable."),
+}
+
+for _name, (_kind, _extra, _doc) in _REDUCTIONS.items():
+    defop(_name, "x", _reduction(_name, _kind), attrs={**_BASE, **_extra}, groups={REDUCTION},
+          nondiff=_kind == "arg", doc=_doc)

@@ -1,0 +1,197 @@
+"""The Python API: `dlc.load("model.dln")` and the `Model` it returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .compiler.dims import Dim
+from .compiler.types import TensorType
+from .errors import DlcError, DlcNameError, DlcRuntimeError, DlcValueError
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    type: TensorType
+
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype.numpy_name
+
+
+class Model:
+    """A `.dln` model: checked, introspectable and runnable.
+
+    >>> import dlc
+    >>> m = dlc.load("specs/lenet5.dln")
+    >>> m.info()["params"]
+    61706
+    """
+
+    def __init__(self, path: str, name: str | None = None, bind: dict | None = None, text: str | None = None):
+        from .frontend.blocks import elaborate_model
+        from .frontend.modules import load_module
+        self.path = str(path)
+        self.module = load_module(path, text)
+        if name is None:
+            if not self.module.models:
+                raise DlcNameError(f"{path} defines no model", None, "add a `model Name(...) { ... }`")
+            name = self.module.models[-1]
+        self.name = name
+        self.bind = dict(bind or {})
+        self.graph = elaborate_model(self.module, name, "eval", self.bind)
+
+    def _elaborate(self, mode: str = "eval", bind: dict | None = None):
+        from .frontend.blocks import elaborate_model
+        return elaborate_model(self.module, self.name, mode, {**self.bind, **(bind or {})}, use_examples=True)
+
+    # introspection ---------------------------------------------------------
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec(v.name, v.type) for v in self.graph.inputs]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, v.type) for n, v in zip(self.graph.output_names, self.graph.outputs)]
+
+    @property
+    def parameters(self) -> list[TensorSpec]:
+        return [TensorSpec(p.name, p.type) for p in self.graph.params if p.kind == "param"]
+
+    @property
+    def buffers(self) -> list[TensorSpec]:
+        return [TensorSpec(p.name, p.type) for p in self.graph.params if p.kind == "buffer"]
+
+    def info(self, bind: dict | None = None) -> dict:
+        """Parameter and MAC counts (at the example sizes) and per-layer rows."""
+        from .compiler.analysis import layer_rows, total_macs
+        g = self._elaborate("eval", bind)
+        params = g.param_count()
+        return {
+            "model": self.name,
+            "file": self.path,
+            "params": int(params),
+            "buffers": int(sum(int(np.prod(p.type.shape)) for p in g.params if p.kind == "buffer")),
+            "macs": int(total_macs(g)),
+            "dims": {k: v for k, v in {**{k: v for k, v in self.graph.dims.items()}, **(bind or {})}.items()},
+            "inputs": [{"name": v.name, "type": str(v.type)} for v in g.inputs],
+            "outputs": [{"name": n, "type": str(v.type)} for n, v in zip(g.output_names, g.outputs)],
+            "layers": [r.__dict__ for r in layer_rows(g)],
+        }
+
+    def ir(self, mode: str = "eval") -> str:
+        from .frontend.blocks import elaborate_model
+        return str(elaborate_model(self.module, self.name, mode, self.bind))
+
+    # running -----------------------------------------------------------------
+    def init_weights(self, seed: int = 0) -> dict[str, np.ndarray]:
+        from .compiler.init import init_params
+        return init_params(self._elaborate(), seed)
+
+    def random_inputs(self, seed: int = 0, bind: dict | None = None, dtype=None) -> dict[str, np.ndarray]:
+        g = self._elaborate("eval", bind)
+        rng = np.random.default_rng(seed)
+        out = {}
+        for v in g.inputs:
+            shape = tuple(int(d) for d in v.type.shape)
+            dt = v.type.dtype
+            if dt.is_float:
+                out[v.name] = rng.standard_normal(shape).astype(dtype or dt.numpy_name)
+            elif dt.is_int:
+                hi = _index_bound(g, v)
+                out[v.name] = rng.integers(0, hi, size=shape).astype(dt.numpy_name)
+            else:
+                out[v.name] = rng.random(shape) < 0.5
+        return out
+
+    def run(self, inputs: dict | None = None, weights: dict | None = None, backend: str = "numpy",
+            bind: dict | None = None, seed: int = 0, mode: str = "eval", dtype: str | None = None):
+        """Forward pass.  Missing inputs/weights are drawn from `seed`.
+
+        `dtype="float64"` runs the float model in double precision.
+        Returns a dict of output arrays by name.
+        """
+        outs, _ = self.run_with_state(inputs, weights, backend, bind, seed, mode, dtype)
+        return outs
+
+    def run_with_state(self, inputs=None, weights=None, backend="numpy", bind=None, seed=0, mode="eval",
+                       dtype=None):
+        if backend != "numpy":
+            from .backends import get_backend
+            get_backend(backend)  # raises a one-line install/availability hint
+        bind = dict(bind or {})
+        if inputs:
+            bind = {**_dims_from_inputs(self.graph, inputs), **bind}
+        g = self._elaborate(mode, bind)
+        missing = [d for v in g.inputs for d in v.type.shape if isinstance(d, Dim)]
+        if missing:
+            names = sorted({s for d in missing for s in d.symbols()})
+            raise DlcValueError(f"dimension(s) {', '.join(names)} have no size", g.span,
+                                f"bind them, e.g. --bind {names[0]}=1, or declare `example {names[0]} = 1`")
+        inputs = dict(inputs or {})
+        rand = self.random_inputs(seed, bind)
+        for v in g.inputs:
+            if v.name not in inputs:
+                inputs[v.name] = rand[v.name]
+            arr = np.asarray(inputs[v.name])
+            want = tuple(int(d) for d in v.type.shape)
+            if arr.shape != want:
+                raise DlcValueError(f"input '{v.name}' has shape {arr.shape}, the model expects {v.type}", v and g.span)
+            if v.type.dtype.is_float and dtype:
+                arr = arr.astype(dtype)
+            inputs[v.name] = arr
+        if weights is None:
+            from .compiler.init import init_params
+            weights = init_params(g, seed)
+        weights = dict(weights)
+        for p in g.params:
+            if p.name not in weights:
+                raise DlcValueError(f"the weights have no entry for '{p.name}'", p.param.span)
+            w = np.asarray(weights[p.name])
+            want = tuple(int(d) for d in p.type.shape)
+            if w.shape != want:
+                raise DlcValueError(f"weight '{p.name}' has shape {w.shape}, the model expects {p.type}", p.param.span)
+            if dtype and w.dtype.kind == "f":
+                w = w.astype(dtype)
+            weights[p.name] = w
+        from .backends.numpy.interpreter import Interpreter
+        return Interpreter(g, seed).run(inputs, weights)
+
+
+def _index_bound(g, v) -> int:
+    """Largest safe integer for random index inputs: the smallest table they feed."""
+    bound = None
+    for n in g.walk():
+        if n.op.name == "embedding" and n.inputs and n.inputs[1] is not None:
+            size = n.inputs[1].type.shape[0]
+            bound = size if bound is None else min(bound, size)
+        if n.op.name in ("cross_entropy", "nll_loss") and len(n.inputs) > 1:
+            size = n.inputs[0].type.shape[1]
+            bound = size if bound is None else min(bound, size)
+    return int(bound) if isinstance(bound, int) else 2
+
+
+def _dims_from_inputs(g, inputs: dict) -> dict:
+    out = {}
+    for v in g.inputs:
+        if v.name in inputs:
+            arr = np.asarray(inputs[v.name])
+            if arr.ndim != v.type.rank:
+                raise DlcValueError(f"input '{v.name}' has rank {arr.ndim}, the model expects {v.type}")
+            for d, n in zip(v.type.shape, arr.shape):
+                if isinstance(d, Dim) and len(d.terms) == 1:
+                    ((mono, coeff),) = d.terms.items()
+                    if len(mono) == 1 and isinstance(mono[0], str) and coeff == 1:
+                        out.setdefault(mono[0], int(n))
+    return out
+
+
+def load(path: str | Path, name: str | None = None, bind: dict | None = None) -> Model:
+    """Parse, elaborate and check a `.dln` file; raises `DlcError` on bad input."""
+    return Model(str(path), name, bind)

@@ -1,0 +1,238 @@
+"""Block application and model elaboration."""
+from __future__ import annotations
+
+from ..compiler.dims import Dim, dim, known_equal
+from ..compiler.ir import Graph
+from ..compiler.types import TensorType
+from ..errors import DlcLimitError, DlcNameError, DlcTypeError, DlcValueError, Span
+from . import ast as A
+from .values import BlockValue, PartialBlock, describe, is_int, is_tensor
+
+_CTYPES = {"int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "tuple": (tuple,),
+           "list": (list, tuple), "any": (object,)}
+
+
+def bind_cparams(frame, block: BlockValue, args: list, kwargs: dict, span: Span) -> PartialBlock:
+    params = block.defn.cparams
+    names = [p.name for p in params]
+    if len(args) > len(params):
+        raise DlcTypeError(f"{block.name} takes {len(params)} compile-time argument(s), got {len(args)}",
+                           span, f"signature: {signature(block)}")
+    bound = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k not in names:
+            raise DlcTypeError(f"{block.name} has no parameter '{k}'", span, f"signature: {signature(block)}")
+        if k in bound:
+            raise DlcTypeError(f"{block.name}: '{k}' given twice", span)
+        bound[k] = v
+    from .elaborate import Frame
+    for p in params:
+        if p.name not in bound:
+            if p.default is None:
+                raise DlcTypeError(f"{block.name} needs the argument '{p.name}'", span,
+                                   f"signature: {signature(block)}")
+            bound[p.name] = Frame(frame.ctx, block.module, "", frame.graph, block.name).eval(p.default)
+        v = bound[p.name]
+        if is_tensor(v):
+            raise DlcTypeError(f"{block.name}: '{p.name}' is a compile-time parameter, got a tensor", span,
+                               f"tensors go in the second argument list: {block.name}(...)(x)")
+        if p.type is not None:
+            if p.type not in _CTYPES:
+                raise DlcTypeError(f"unknown parameter type '{p.type}'", p.span,
+                                   "compile-time types: " + ", ".join(_CTYPES))
+            ok = isinstance(v, _CTYPES[p.type]) and not (p.type in ("int", "float") and isinstance(v, bool))
+            if p.type == "int" and isinstance(v, Dim):
+                ok = True
+            if not ok:
+                raise DlcTypeError(f"{block.name}: '{p.name}' must be {p.type}, got {describe(v)}", span)
+    return PartialBlock(block, bound)
+
+
+def signature(block: BlockValue) -> str:
+    d = block.defn
+    cp = ", ".join(p.name + (f": {p.type}" if p.type else "") + (" = ..." if p.default else "") for p in d.cparams)
+    tp = ", ".join(p.name for p in d.params)
+    return f"{d.name}({cp})({tp})" if d.is_block else f"{d.name}({tp})"
+
+
+def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
+    from .elaborate import MAX_DEPTH, Frame, _Return
+    block = pb.block
+    d = block.defn
+    explicit = kwargs.pop("name", None)
+    if kwargs:
+        raise DlcTypeError(f"{block.name}: unexpected keyword argument(s) {', '.join(kwargs)}", span,
+                           f"pass compile-time arguments in the first list: {signature(block)}")
+    if len(args) != len(d.params):
+        raise DlcTypeError(f"{block.name} takes {len(d.params)} tensor argument(s), got {len(args)}", span,
+                           f"signature: {signature(block)}")
+    if block.name in frame.ctx.stack:
+        raise DlcLimitError(f"block '{block.name}' is recursive: {' -> '.join(frame.ctx.stack + [block.name])}",
+                            span, "blocks may not call themselves; unroll with a for loop")
+    if len(frame.ctx.stack) >= MAX_DEPTH:
+        raise DlcLimitError("blocks are nested too deeply", span)
+    inst = frame.instance_name(block.name, explicit, span)
+    sub = Frame(frame.ctx, block.module, inst, frame.graph, block.name)
+    sub.env.update(pb.cargs)
+    for p, a in zip(d.params, args):
+        if p.type is not None:
+            unify(sub, p.type, a, p.name, span)
+        sub.env[p.name] = a
+    frame.ctx.stack.append(block.name)
+    try:
+        sub.run(d.body)
+        result = None
+    except _Return as r:
+        result = r.value
+    finally:
+        frame.ctx.stack.pop()
+    if result is None:
+        raise DlcTypeError(f"{block.name} returns nothing", d.span, "end the block with 'return ...'")
+    if d.returns is not None:
+        unify(sub, d.returns, result, "the result", d.returns.span, what=f"{block.name} returns")
+    return result
+
+
+def unify(frame, texpr, value, pname: str, span: Span, what: str | None = None):
+    """Match a value against a declared type; unbound dim names are bound."""
+    if isinstance(texpr, A.TupleTypeExpr):
+        if not isinstance(value, (tuple, list)) or len(value) != len(texpr.items):
+            raise DlcTypeError(f"{what or 'argument'} '{pname}' must be a tuple of {len(texpr.items)} tensors, "
+                               f"got {describe(value)}", span)
+        for t, v in zip(texpr.items, value):
+            unify(frame, t, v, pname, span, what)
+        return
+    if not is_tensor(value):
+        raise DlcTypeError(f"{what or 'argument'} '{pname}' must be a tensor, got {describe(value)}", span)
+    got = value.type
+    declared = _declared_str(texpr)
+    if got.rank != len(texpr.dims):
+        raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
+                           f"rank {len(texpr.dims)} expected, rank {got.rank} given")
+    from ..compiler.types import DType
+    try:
+        dt = DType.parse(texpr.dtype)
+    except KeyError:
+        raise DlcTypeError(f"unknown dtype '{texpr.dtype}'", texpr.span) from None
+    if dt != got.dtype:
+        raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
+                           f"convert it with cast(x, {dt})")
+    for de, actual in zip(texpr.dims, got.shape):
+        if isinstance(de, A.Name) and de.id not in frame.env and de.id != "_":
+            frame.env[de.id] = actual
+            continue
+        if isinstance(de, A.Name) and de.id == "_":
+            continue
+        want = frame.eval(de)
+        eq = known_equal(want, actual) if is_int(want) else False
+        if eq is not True and not (eq is None and dim(want) == actual):
+            raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
+                               f"dimension {_src(de)} = {want} does not match {actual}")
+
+
+def _src(e) -> str:
+    return e.id if isinstance(e, A.Name) else "expression"
+
+
+def _declared_str(t) -> str:
+    def show(e):
+        if isinstance(e, A.Name):
+            return e.id
+        if isinstance(e, A.Literal):
+            return str(e.value)
+        if isinstance(e, A.BinOp):
+            return f"{show(e.left)} {e.op} {show(e.right)}"
+        return "..."
+    return f"{t.dtype}[{', '.join(show(d) for d in t.dims)}]"
+
+
+def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = None,
+                    use_examples: bool = False):
+    """Elaborate model `name` of `module` into a Graph.
+
+    `bind` gives sizes for symbolic dimensions or overrides file constants.
+    With `use_examples`, dims without a binding take the model's `example`
+    sizes (as `info` and `run` need); otherwise they stay symbolic.
+    """
+    from .elaborate import Context, Frame, _Return
+    from .modules import module_lookup
+    bind = dict(bind or {})
+    value = module.defs.get(name)
+    if not isinstance(value, BlockValue) or value.has_cparams:
+        raise DlcNameError(f"no model named '{name}' in {module.file}", None,
+                           "models: " + (", ".join(module.models) or "none"))
+    d = value.defn
+    g = Graph(name, mode=mode, span=d.span)
+    ctx = Context(g, mode)
+    ctx.overrides = {k: v for k, v in bind.items() if k in module.consts}
+    frame = Frame(ctx, module, "", g, name)
+    # example sizes are read first: they feed size checks and MAC counts
+    examples: dict[str, int] = {}
+    for s in d.body:
+        if isinstance(s, A.Example):
+            for dname, expr, sp in s.bindings:
+                v = frame.eval(expr)
+                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                    raise DlcValueError(f"example size of {dname} must be a positive int, got {describe(v)}", sp)
+                examples[dname] = v
+    ctx.examples = {**examples, **{k: v for k, v in bind.items() if k not in module.consts}}
+    symbols: dict = {}
+    for k, v in bind.items():
+        if k not in module.consts:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise DlcValueError(f"--bind {k}={v}: sizes must be positive ints")
+            symbols[k] = v
+            frame.env[k] = v
+    if use_examples:
+        for k, v in examples.items():
+            if k not in symbols:
+                symbols[k] = v
+                frame.env[k] = v
+    for p in d.params:
+        if p.type is None:
+            raise DlcTypeError(f"model input '{p.name}' needs a type", p.span, "e.g. x: f32[N, 784]")
+        t = frame.eval_type(p.type, symbols)
+        if isinstance(t, tuple):
+            raise DlcTypeError("model inputs must be tensors, not tuples", p.span)
+        frame.env[p.name] = g.add_input(p.name, t)
+    for k, v in symbols.items():
+        if isinstance(v, Dim):
+            g.dims[k] = examples.get(k)
+    for k in bind:
+        if k not in module.consts and k not in symbols:
+            pass
+    try:
+        frame.run(d.body)
+        raise DlcTypeError(f"model {name} returns nothing", d.span, "end the model with 'return ...'")
+    except _Return as r:
+        result = r.value
+    if d.returns is not None:
+        unify(frame, d.returns, result, "the result", d.returns.span, what=f"{name} returns")
+    outs = list(result) if isinstance(result, tuple) else [result]
+    names = _output_names(d, len(outs))
+    for o in outs:
+        if not is_tensor(o):
+            raise DlcTypeError(f"model {name} must return tensors, got {describe(o)}", d.span)
+    g.outputs = outs
+    g.output_names = names
+    g.layers = ctx.layers
+    return g
+
+
+def _output_names(d: A.ModelDef, n: int) -> list[str]:
+    ret = None
+    for s in d.body:
+        if isinstance(s, A.Return):
+            ret = s
+    names = []
+    if ret is not None and len(ret.values) == n:
+        for i, v in enumerate(ret.values):
+            names.append(v.id if isinstance(v, A.Name) else ("output" if n == 1 else f"output{i}"))
+    else:
+        names = ["output"] if n == 1 else [f"output{i}" for i in range(n)]
+    seen = set()
+    for i, nm in enumerate(names):
+        if nm in seen:
+            names[i] = f"{nm}_{i}"
+        seen.add(names[i])
+    return names

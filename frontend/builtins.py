@@ -1,0 +1,327 @@
+"""The functions of the language that are not layers: tensor functions and
+compile-time helpers.  Each maps onto primitive IR ops.
+
+Builtins are registered with `@builtin`; `call_builtin` checks arity with the
+Python signature so that a wrong call reads like a compiler error.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+from ..compiler.dims import Dim, dim, floordiv, prod
+from ..compiler.types import DType
+from ..errors import DlcError, DlcTypeError, DlcValueError, Span
+from .callctx import CallCtx
+from .values import Builtin, describe, is_int, is_tensor
+
+BUILTINS: dict[str, Builtin] = {}
+
+
+def builtin(name: str | None = None, kind: str = "op", aliases: tuple = ()):
+    def deco(fn):
+        b = Builtin(name or fn.__name__.rstrip("_"), fn, kind, (fn.__doc__ or "").strip())
+        for n in (b.name,) + tuple(aliases):
+            BUILTINS[n] = b
+        return fn
+    return deco
+
+
+def _sig_text(b: Builtin) -> str:
+    sig = inspect.signature(b.fn)
+    parts = []
+    for p in list(sig.parameters.values())[1:]:
+        if p.kind == p.VAR_POSITIONAL:
+            parts.append(f"*{p.name}")
+        elif p.default is inspect.Parameter.empty:
+            parts.append(p.name)
+        else:
+            dv = p.default
+            dv = str(dv).lower() if isinstance(dv, bool) or dv is None else repr(dv) if isinstance(dv, str) else dv
+            parts.append(f"{p.name}={dv}")
+    return f"{b.name}({', '.join(parts)})"
+
+
+def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
+    from .elaborate import LayerRecord
+    name = None
+    if b.kind == "layer":
+        name = frame.instance_name(b.name, kwargs.pop("name", None), span)
+    elif "name" in kwargs and b.kind != "ct":
+        raise DlcTypeError(f"{b.name} is not a layer and takes no name", span)
+    F = CallCtx(frame, span, b.name, name)
+    try:
+        inspect.signature(b.fn).bind(F, *args, **kwargs)
+    except TypeError as e:
+        msg = str(e).replace("missing a required argument:", "needs the argument").replace(
+            "got an unexpected keyword argument", "has no argument")
+        raise DlcTypeError(f"{b.name}: {msg}", span, f"signature: {_sig_text(b)}") from None
+    out = b.fn(F, *args, **kwargs)
+    if b.kind == "layer":
+        outs = [v for v in _leaves(out) if is_tensor(v)]
+        frame.ctx.layers.append(LayerRecord(name, b.name, span, F.param_names, outs))
+    return out
+
+
+def _leaves(v):
+    if isinstance(v, (tuple, list)):
+        for x in v:
+            yield from _leaves(x)
+    else:
+        yield v
+
+
+def _dtype(F: CallCtx, v) -> DType:
+    if isinstance(v, DType):
+        return v
+    if isinstance(v, str):
+        try:
+            return DType.parse(v)
+        except KeyError:
+            pass
+    F.fail(f"{F.fname}: unknown dtype {describe(v)}", "dtypes: f16, bf16, f32, f64, i8, i32, i64, bool")
+
+
+for _d in DType:
+    BUILTINS[_d.short] = _d  # dtype names are values: cast(x, f16), zeros(3, dtype=i64)
+
+
+# ---------------------------------------------------------------- compile time
+@builtin(kind="ct")
+def range_(F, a, b=None, step=1):
+    """range(n) / range(a, b, step) at compile time."""
+    lo, hi = (0, a) if b is None else (a, b)
+    for v, w in ((lo, "start"), (hi, "stop"), (step, "step")):
+        F.int(v, w, minimum=None)
+    if step == 0:
+        F.fail("range: step must not be zero", cls=DlcValueError)
+    return list(range(int(lo), int(hi), int(step)))
+
+
+@builtin(kind="ct")
+def len_(F, v):
+    if is_tensor(v):
+        return v.type.shape[0] if v.type.rank else F.fail("len of a 0-d tensor")
+    if not isinstance(v, (tuple, list, str)):
+        F.fail(f"len of {describe(v)}")
+    return len(v)
+
+
+@builtin(kind="ct")
+def enumerate_(F, v, start=0):
+    if not isinstance(v, (list, tuple)):
+        F.fail(f"enumerate needs a list or tuple, got {describe(v)}")
+    return [(i + start, x) for i, x in enumerate(v)]
+
+
+@builtin(kind="ct")
+def zip_(F, *vs):
+    for v in vs:
+        if not isinstance(v, (list, tuple)):
+            F.fail(f"zip needs lists or tuples, got {describe(v)}")
+    return [tuple(t) for t in zip(*vs)]
+
+
+@builtin(kind="ct")
+def int_(F, v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return int(v)
+    if isinstance(v, Dim):
+        return v
+    F.fail(f"int() of {describe(v)}")
+
+
+@builtin(kind="ct")
+def float_(F, v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    F.fail(f"float() of {describe(v)}")
+
+
+@builtin(kind="ct")
+def str_(F, v):
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+@builtin(kind="ct")
+def round_(F, v, ndigits=None):
+    return round(F.number(v, "value"), ndigits) if ndigits is not None else int(round(F.number(v, "value")))
+
+
+@builtin(kind="ct")
+def make_divisible(F, v, divisor=8, min_value=None):
+    """Round channels to a multiple of `divisor` (MobileNet / EfficientNet rule)."""
+    v = F.number(v, "value")
+    d = F.int(divisor, "divisor")
+    m = d if min_value is None else F.int(min_value, "min_value")
+    new = max(m, int(v + d / 2) // d * d)
+    if new < 0.9 * v:
+        new += d
+    return new
+
+
+@builtin(kind="ct")
+def ceil_(F, v):
+    if is_tensor(v):
+        return F.op("ceil", v)
+    return int(math.ceil(F.number(v, "value")))
+
+
+@builtin(kind="ct")
+def floor_(F, v):
+    if is_tensor(v):
+        return F.op("floor", v)
+    return int(math.floor(F.number(v, "value")))
+
+
+@builtin(kind="ct")
+def list_(F, v=()):
+    if not isinstance(v, (list, tuple)):
+        F.fail(f"list() of {describe(v)}")
+    return list(v)
+
+
+@builtin(kind="ct")
+def tuple_(F, v=()):
+    if not isinstance(v, (list, tuple)):
+        F.fail(f"tuple() of {describe(v)}")
+    return tuple(v)
+
+
+@builtin(kind="ct")
+def shape(F, x):
+    """The shape of a tensor as a tuple of (possibly symbolic) ints."""
+    return tuple(F.tensor(x).type.shape)
+
+
+# ------------------------------------------------------ unary math, activations
+def _unary(opname, doc, **defaults):
+    def fn(F, x, **kw):
+        if not is_tensor(x):
+            if opname in _SCALAR_MATH and isinstance(x, (int, float)) and not isinstance(x, bool):
+                try:
+                    return _SCALAR_MATH[opname](float(x))
+                except (ValueError, OverflowError):
+                    F.fail(f"{opname}({x}) is undefined", cls=DlcValueError)
+            F.tensor(x)
+        return F.op(opname, x, **kw)
+    params = [inspect.Parameter("F", inspect.Parameter.POSITIONAL_ONLY),
+              inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
+    fn.__signature__ = inspect.Signature(params)
+    fn.__doc__ = doc
+    return fn
+
+
+_SCALAR_MATH = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos,
+                "tanh": math.tanh, "abs": abs, "erf": math.erf, "log1p": math.log1p,
+                "rsqrt": lambda v: 1 / math.sqrt(v), "reciprocal": lambda v: 1 / v}
+
+_UNARY = {
+    "exp": {}, "log": {}, "log1p": {}, "sqrt": {}, "rsqrt": {}, "reciprocal": {}, "sin": {}, "cos": {},
+    "tanh": {}, "sigmoid": {}, "erf": {}, "abs": {}, "square": {}, "sign": {},
+    "relu": {}, "relu6": {}, "selu": {}, "silu": {}, "hardswish": {}, "hardsigmoid": {},
+    "leaky_relu": {"negative_slope": 0.01}, "elu": {"alpha": 1.0}, "gelu": {"approximate": "none"},
+    "softplus": {"beta": 1.0, "threshold": 20.0}, "hardtanh": {"min_val": -1.0, "max_val": 1.0},
+}
+for _n, _d in _UNARY.items():
+    BUILTINS[_n] = Builtin(_n, _unary(_n, f"elementwise {_n}", **_d), "op")
+BUILTINS["swish"] = BUILTINS["silu"]
+
+
+@builtin()
+def softmax(F, x, axis=-1):
+    return F.op("softmax", F.float_tensor(x), axis=F.axis(axis, x))
+
+
+@builtin()
+def log_softmax(F, x, axis=-1):
+    return F.op("log_softmax", F.float_tensor(x), axis=F.axis(axis, x))
+
+
+@builtin()
+def cast(F, x, dtype):
+    return F.op("cast", F.tensor(x), dtype=_dtype(F, dtype).numpy_name)
+
+
+@builtin()
+def where(F, cond, a, b):
+    cond = F.tensor(cond, "condition")
+    like = a if is_tensor(a) else b if is_tensor(b) else None
+    if like is None:
+        F.fail("where: a or b must be a tensor")
+    a = a if is_tensor(a) else F.scalar(F.number(a, "a"), like)
+    b = b if is_tensor(b) else F.scalar(F.number(b, "b"), like)
+    return F.op("where", cond, a, b)
+
+
+def _binary_fn(opname):
+    def fn(F, a, b):
+        like = a if is_tensor(a) else b if is_tensor(b) else None
+        if like is None:
+            if opname in ("maximum", "minimum"):
+                return (max if opname == "maximum" else min)(a, b)
+            F.fail(f"{opname} needs a tensor operand")
+        a = a if is_tensor(a) else F.scalar(F.number(a, "a"), like)
+        b = b if is_tensor(b) else F.scalar(F.number(b, "b"), like)
+        return F.op(opname, a, b)
+    return fn
+
+
+for _n in ("maximum", "minimum", "pow", "add", "sub", "mul", "div"):
+    BUILTINS[_n] = Builtin(_n, _binary_fn(_n), "op")
+
+
+@builtin(aliases=("bmm",))
+def matmul(F, a, b):
+    return F.op("matmul", F.tensor(a, "a"), F.tensor(b, "b"))
+
+
+@builtin()
+def linear(F, x, weight, bias=None):
+    """Functional linear with explicit weights: x @ weight.T + bias."""
+    return F.op("linear", F.tensor(x), F.tensor(weight, "weight"), bias)
+
+
+# ------------------------------------------------------------------ reductions
+def _reduction(opname):
+    def fn(F, x, *rest, axis=None, keepdims=False):
+        if not is_tensor(x):
+            if opname in ("max", "min", "sum"):
+                vals = list(x) if isinstance(x, (list, tuple)) and not rest else [x, *rest]
+                if not vals or any(is_tensor(v) for v in vals):
+                    F.fail(f"{opname} of tensors: use maximum/minimum for elementwise")
+                return {"max": max, "min": min, "sum": sum}[opname](vals)
+            F.tensor(x)
+        if rest:
+            if len(rest) == 1 and axis is None:
+                axis = rest[0]
+            else:
+                F.fail(f"{opname}(x, axis=..., keepdims=...) takes one tensor",
+                       "for the elementwise maximum of two tensors use maximum(a, b)")
+        if axis is not None:
+            axis = tuple(F.axis(a, x) for a in axis) if isinstance(axis, (tuple, list)) else F.axis(axis, x)
+        return F.op(opname, x, axis=axis, keepdims=F.boolean(keepdims, "keepdims"))
+    fn.__doc__ = f"{opname} over `axis` (all axes when none)"
+    return fn
+
+
+for _n in ("sum", "mean", "max", "min", "prod", "logsumexp", "argmax", "argmin"):
+    BUILTINS[_n] = Builtin(_n, _reduction(_n), "op")
+
+
+@builtin()
+def var(F, x, axis=None, keepdims=False, correction=1):
+    if axis is not None:
+        axis = tuple(F.axis(a, x) for a in axis) if isinstance(axis, (tuple, list)) else F.axis(axis, x)
+    return F.op("var", F.tensor(x), axis=axis, keepdims=keepdims, correction=correction)
+
+
+@builtin()
+def std(F, x, axis=None, keepdims=False, correction=1):
+    if axis is not None:
+        axis = tuple(F.axis(a, x) for a in axis) if isinstance(axis, (tuple, list)) else F.axis(axis, x)
+    return F.op("std", F.tensor(x), axis=axis, keepdims=keepdims, correction=correction)
+
+
+from . import builtins_shape  # noqa: E402,F401  (registers shape, pooling, loss and random builtins)

@@ -1,0 +1,90 @@
+"""Indexing and slicing: `x[:, 0]`, `x[..., :d]`, `x[:, -1, :]`, tuple items."""
+from __future__ import annotations
+
+from ..compiler.dims import Dim, known_equal
+from ..errors import DlcTypeError
+from . import ast as A
+from .values import describe, is_int, is_tensor
+
+
+def index_value(frame, v, e: A.Index):
+    if isinstance(v, (tuple, list, str)):
+        if len(e.items) != 1:
+            raise DlcTypeError(f"{describe(v)} takes one index", e.span)
+        it = e.items[0]
+        if isinstance(it, A.Slice):
+            parts = [frame.eval(p) if p is not None else None for p in (it.start, it.stop, it.step)]
+            return v[slice(*parts)]
+        i = frame.eval(it)
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise DlcTypeError(f"an index must be an int, got {describe(i)}", it.span)
+        if not -len(v) <= i < len(v):
+            raise DlcTypeError(f"index {i} is out of range for {describe(v)}", it.span)
+        return v[i]
+    if not is_tensor(v):
+        raise DlcTypeError(f"{describe(v)} cannot be indexed", e.span)
+    return index_tensor(frame, v, e)
+
+
+def index_tensor(frame, x, e: A.Index):
+    t = x.type
+    items = list(e.items)
+    n_ell = sum(isinstance(i, A.Ellipsis_) for i in items)
+    if n_ell > 1:
+        raise DlcTypeError("only one ... is allowed in an index", e.span)
+    n_real = len(items) - n_ell
+    if n_real > t.rank:
+        raise DlcTypeError(f"too many indices ({n_real}) for {t}", e.span)
+    if n_ell:
+        k = items.index(next(i for i in items if isinstance(i, A.Ellipsis_)))
+        items = items[:k] + [None] * (t.rank - n_real) + items[k + 1:]
+    else:
+        items = items + [None] * (t.rank - n_real)
+    begin, end, strides, drop = [], [], [], []
+    trivial = True
+    for axis, it in enumerate(items):
+        size = t.shape[axis]
+        if it is None:
+            begin.append(None), end.append(None), strides.append(1)
+            continue
+        if isinstance(it, A.Slice):
+            b, s_, st = (_int_or_none(frame, p) for p in (it.start, it.stop, it.step))
+            if st == 0:
+                raise DlcTypeError("slice step cannot be zero", it.span)
+            begin.append(b), end.append(s_), strides.append(1 if st is None else st)
+            if not (b is None and s_ is None and st in (None, 1)):
+                trivial = False
+            continue
+        i = frame.eval(it)
+        if is_tensor(i):
+            raise DlcTypeError("indexing with a tensor is not supported", it.span,
+                               "use gather(x, axis, index) or index_select(x, axis, index)")
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise DlcTypeError(f"an index must be an int or a slice, got {describe(i)}", it.span)
+        if isinstance(size, int) and not -size <= i < size:
+            raise DlcTypeError(f"index {i} is out of range for axis {axis} of {t}", it.span,
+                               f"valid indices are {-size}..{size - 1}")
+        begin.append(i), end.append(i + 1 if i != -1 else None), strides.append(1)
+        drop.append(axis)
+        trivial = False
+    y = x
+    if not trivial:
+        y = frame.emit("strided_slice", [x], {"begin": tuple(begin), "end": tuple(end),
+                                              "strides": tuple(strides)}, e.span)
+    if drop:
+        shape = tuple(d for a, d in enumerate(y.type.shape) if a not in drop)
+        y = frame.emit("reshape", [y], {"shape": shape}, e.span)
+    return y
+
+
+def _int_or_none(frame, p):
+    if p is None:
+        return None
+    v = frame.eval(p)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not is_int(v):
+        raise DlcTypeError(f"slice bounds must be ints, got {describe(v)}", p.span)
+    if isinstance(v, Dim):
+        raise DlcTypeError(f"slice bounds must be known ints, got the symbolic {v}", p.span)
+    return v
