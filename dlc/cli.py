@@ -1,0 +1,159 @@
+"""The `dlc` command line.
+
+Every user-facing failure is a `DlcError`, printed as
+`file.dln:line:col: error: message`, the source line, a caret and a hint,
+with a non-zero exit status.  A Python traceback reaching the user is a bug:
+unexpected exceptions are reported in one line (set DLC_DEBUG=1 to see the
+traceback).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from .errors import DlcError
+
+
+def _guard(fn):
+    @wraps(fn)
+    def inner(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DlcError as e:
+            click.echo(e.render(), err=True)
+            sys.exit(1)
+        except RecursionError:
+            click.echo("error: the spec nests too deeply to compile", err=True)
+            sys.exit(1)
+        except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as e:  # a bug in dlc, reported without a traceback
+            if os.environ.get("DLC_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(e).__name__}: {e}\n"
+                       "hint: this is a bug in dlc; rerun with DLC_DEBUG=1 for a traceback", err=True)
+            sys.exit(3)
+    return inner
+
+
+def _parse_bind(items) -> dict:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise click.BadParameter(f"{it!r}: expected NAME=VALUE", param_hint="--bind")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            try:
+                out[k.strip()] = float(v)
+            except ValueError:
+                raise click.BadParameter(f"{it!r}: the value must be a number", param_hint="--bind")
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dlc")
+def main():
+    """dlc: a declarative deep-learning compiler for .dln specs."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", "-m", help="Check only this model (default: every model in the file).")
+@_guard
+def check(files, model):
+    """Parse, elaborate and type/shape-check; silent on success."""
+    from .frontend.check import check_file
+    failed = False
+    for f in files:
+        try:
+            check_file(f, model)
+        except DlcError as e:
+            click.echo(e.render(), err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", help="Model to describe (default: the last one in the file).")
+@click.option("--bind", "-b", multiple=True, help="Size a dimension or override a constant: N=8.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_guard
+def info(file, model, bind, as_json):
+    """Layer table: names, ops, shapes, parameters and MACs."""
+    from .api import load
+    m = load(file, model, _parse_bind(bind))
+    data = m.info()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    from .reporting import print_info
+    print_info(data)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m")
+@click.option("--bind", "-b", multiple=True)
+@click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
+@_guard
+def ir(file, model, bind, mode):
+    """Print the IR, each node with its type and .dln location."""
+    from .api import load
+    m = load(file, model, _parse_bind(bind))
+    click.echo(m.ir(mode))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m")
+@click.option("--backend", default="numpy", show_default=True)
+@click.option("--input", "-i", "inputs", multiple=True, help="NAME=file.npy")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="A .safetensors file.")
+@click.option("--bind", "-b", multiple=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write outputs to an .npz file.")
+@_guard
+def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, output):
+    """Forward pass with given or seeded inputs and weights."""
+    import numpy as np
+    from .api import load
+    from .runtime.weights import load_weights
+    m = load(file, model, _parse_bind(bind))
+    arrays = {}
+    for it in inputs:
+        if "=" not in it:
+            raise click.BadParameter(f"{it!r}: expected NAME=file.npy", param_hint="--input")
+        k, path = it.split("=", 1)
+        try:
+            arrays[k] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DlcError(f"cannot read input {k} from {path}: {e}")
+    unknown = set(arrays) - {v.name for v in m.inputs}
+    if unknown:
+        raise DlcError(f"the model has no input {', '.join(sorted(unknown))}",
+                       hint="inputs: " + ", ".join(v.name for v in m.inputs))
+    w = load_weights(weights) if weights else None
+    outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
+    from .reporting import print_outputs
+    print_outputs(outs)
+    if output:
+        from .runtime.atomic import atomic_write
+        import io
+        buf = io.BytesIO()
+        np.savez(buf, **outs)
+        atomic_write(output, buf.getvalue())
+
+
+if __name__ == "__main__":
+    main()

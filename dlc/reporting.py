@@ -1,0 +1,41 @@
+"""Terminal output for the CLI (rich tables)."""
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def print_info(data: dict) -> None:
+    console = Console()
+    t = Table(title=f"{data['model']}  ({data['file']})", title_justify="left")
+    t.add_column("layer")
+    t.add_column("op")
+    t.add_column("output")
+    t.add_column("params", justify="right")
+    t.add_column("MACs", justify="right")
+    t.add_column("line", justify="right")
+    for r in data["layers"]:
+        t.add_row(r["name"], r["kind"], r["shape"], _fmt(r["params"]) if r["params"] else "-",
+                  _fmt(r["macs"]) if r["macs"] else "-", str(r["line"] or ""))
+    console.print(t)
+    dims = ", ".join(f"{k}={v}" for k, v in data["dims"].items())
+    console.print(f"trainable params: {_fmt(data['params'])}   buffers: {_fmt(data['buffers'])}")
+    console.print(f"MACs: {_fmt(data['macs'])} ({data['macs'] / 1e9:.4g} G)" + (f" at {dims}" if dims else ""))
+
+
+def print_outputs(outs: dict) -> None:
+    console = Console()
+    t = Table(title="outputs", title_justify="left")
+    for c in ("name", "shape", "dtype", "mean", "std", "min", "max", "finite"):
+        t.add_column(c)
+    for k, v in outs.items():
+        a = np.asarray(v)
+        f = a.astype(np.float64) if a.size else np.zeros(1)
+        t.add_row(k, str(tuple(a.shape)), str(a.dtype), f"{f.mean():.6g}", f"{f.std():.6g}", f"{f.min():.6g}",
+                  f"{f.max():.6g}", "yes" if np.isfinite(f).all() else "NO")
+    console.print(t)

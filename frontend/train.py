@@ -1,0 +1,192 @@
+"""The `train` section: parsed and checked here, executed by `dlc train`.
+
+    train LeNet5 on digits {
+        loss      = cross_entropy(output, label)
+        optimizer = adam(lr=1e-3, weight_decay=1e-4)
+        schedule  = cosine(T_max=20)
+        epochs    = 20
+        batch     = 64
+    }
+
+Checked: known keys, known optimizers/schedules/datasets with their argument
+names, positive sizes, and that the loss only names model outputs, inputs,
+`label`, models and functions.  Several `step` sections declare alternating
+updates (a GAN's discriminator and generator).
+"""
+from __future__ import annotations
+
+from ..errors import DlcNameError, DlcTypeError, DlcValueError
+from . import ast as A
+from .values import BlockValue
+
+OPTIMIZERS = {
+    "sgd": {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
+    "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
+    "adagrad": {"lr": 0.01, "lr_decay": 0.0, "weight_decay": 0.0, "eps": 1e-10, "initial_accumulator_value": 0.0},
+    "rmsprop": {"lr": 0.01, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0, "centered": False},
+}
+SCHEDULES = {
+    "constant": {},
+    "step": {"step_size": None, "gamma": 0.1},
+    "multistep": {"milestones": None, "gamma": 0.1},
+    "exponential": {"gamma": None},
+    "cosine": {"T_max": None, "eta_min": 0.0},
+    "cosine_restarts": {"T_0": None, "T_mult": 1, "eta_min": 0.0},
+    "onecycle": {"max_lr": None, "total_steps": None, "pct_start": 0.3, "div_factor": 25.0,
+                 "final_div_factor": 1e4, "anneal_strategy": "cos"},
+    "linear_warmup": {"warmup": None, "start_factor": 1.0 / 3},
+}
+DATASETS = {"digits", "digits_rows", "iris", "wine", "breast_cancer", "npz", "synthetic"}
+AUGMENTS = {"random_crop": {"size": None, "padding": 0}, "hflip": {"p": 0.5}}
+INT_KEYS = {"epochs", "batch", "steps", "seed", "patience", "every"}
+FLOAT_KEYS = {"l1", "l2", "weight_decay", "clip_grad_norm", "clip_grad_value", "split", "val_split"}
+BOOL_KEYS = {"shuffle"}
+OTHER_KEYS = {"loss", "optimizer", "schedule", "metrics", "augment", "params", "early_stopping", "data"}
+KEYS = INT_KEYS | FLOAT_KEYS | BOOL_KEYS | OTHER_KEYS
+
+
+def check_train(mod, t: A.TrainDef) -> None:
+    model = mod.defs.get(t.model)
+    if not isinstance(model, BlockValue) or model.has_cparams:
+        raise DlcNameError(f"train names an unknown model '{t.model}'", t.span,
+                           "models: " + (", ".join(mod.models) or "none"))
+    if t.dataset is not None and t.dataset not in DATASETS:
+        raise DlcNameError(f"unknown data set '{t.dataset}'", t.span, "data sets: " + ", ".join(sorted(DATASETS)))
+    allowed = {"output", "label", "target", "input"} | {p.name for p in model.defn.params}
+    allowed |= set(mod.defs) | {n for n in mod.models}
+    for s in model.defn.body:
+        if isinstance(s, A.Return):
+            allowed |= {v.id for v in s.values if isinstance(v, A.Name)}
+    _check_body(mod, t.body, allowed, top=True)
+
+
+def _check_body(mod, body, allowed: set, top: bool) -> None:
+    seen: set[str] = set()
+    local = set(allowed)
+    has_steps = any(isinstance(s, A.Step) for s in body)
+    for s in body:
+        if isinstance(s, A.Step):
+            if not top:
+                raise DlcTypeError("steps cannot be nested", s.span)
+            _check_body(mod, s.body, local, top=False)
+            continue
+        if not isinstance(s, A.Assign) or len(s.targets) != 1 or s.targets[0].name is None:
+            raise DlcTypeError("a train section holds `key = value` settings and `step` sections", s.span)
+        key = s.targets[0].name
+        if key in seen:
+            raise DlcNameError(f"'{key}' is set twice", s.span)
+        seen.add(key)
+        if key not in KEYS:
+            # a local helper binding (e.g. z = randn(batch, 100)) usable in losses
+            _check_names(s.value, local)
+            local.add(key)
+            continue
+        _check_setting(key, s.value, local)
+    if not has_steps and "loss" not in seen:
+        raise DlcTypeError("the train section declares no loss", body[0].span if body else None,
+                           "add e.g. `loss = cross_entropy(output, label)`")
+
+
+def _literal(e):
+    if isinstance(e, A.Literal):
+        return e.value
+    if isinstance(e, A.Neg) and isinstance(e.operand, A.Literal) and isinstance(e.operand.value, (int, float)):
+        return -e.operand.value
+    if isinstance(e, (A.TupleLit, A.ListLit)):
+        return tuple(_literal(x) for x in e.items)
+    return e
+
+
+def _check_setting(key: str, e, names: set) -> None:
+    v = _literal(e)
+    if key in INT_KEYS:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise DlcTypeError(f"{key} must be an integer", e.span)
+        if v <= 0 and key != "seed":
+            raise DlcValueError(f"{key} must be positive, got {v}", e.span)
+    elif key in FLOAT_KEYS:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise DlcTypeError(f"{key} must be a non-negative number", e.span)
+    elif key in BOOL_KEYS:
+        if not isinstance(v, bool):
+            raise DlcTypeError(f"{key} must be true or false", e.span)
+    elif key == "optimizer":
+        _check_call(e, OPTIMIZERS, "optimizer")
+    elif key == "schedule":
+        _check_call(e, SCHEDULES, "schedule")
+    elif key == "augment":
+        items = e.items if isinstance(e, A.ListLit) else [e]
+        for it in items:
+            _check_call(it, AUGMENTS, "augmentation")
+    elif key == "loss":
+        _check_names(e, names)
+    elif key == "early_stopping":
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise DlcTypeError("early_stopping is a patience in epochs (a positive int)", e.span)
+    elif key == "params":
+        items = e.items if isinstance(e, (A.ListLit, A.TupleLit)) else [e]
+        for it in items:
+            if not isinstance(it, A.Name) and not (isinstance(it, A.Literal) and isinstance(it.value, str)):
+                raise DlcTypeError("params names models or parameter-name patterns", it.span)
+    elif key == "metrics":
+        items = e.items if isinstance(e, A.ListLit) else [e]
+        for it in items:
+            if not (isinstance(it, A.Literal) and it.value in ("accuracy", "loss", "mse", "mae")):
+                raise DlcValueError("metrics are \"accuracy\", \"loss\", \"mse\", \"mae\"", it.span)
+
+
+def _check_call(e, table: dict, what: str) -> None:
+    if isinstance(e, A.Name):
+        name, kwargs, args = e.id, [], []
+    elif isinstance(e, A.Call) and isinstance(e.func, A.Name):
+        name, kwargs, args = e.func.id, e.kwargs, e.args
+    else:
+        raise DlcTypeError(f"the {what} must be a call like {next(iter(table))}(...)", e.span)
+    if name not in table:
+        raise DlcNameError(f"unknown {what} '{name}'", e.span, f"{what}s: " + ", ".join(table))
+    schema = table[name]
+    if len(args) > len(schema):
+        raise DlcTypeError(f"{name} takes at most {len(schema)} arguments", e.span)
+    given = set(list(schema)[:len(args)])
+    for kw in kwargs:
+        if kw.name not in schema:
+            raise DlcNameError(f"{name} has no argument '{kw.name}'", kw.span,
+                               f"its arguments: {', '.join(schema) or 'none'}")
+        given.add(kw.name)
+        v = _literal(kw.value)
+        if kw.name in ("lr", "max_lr", "eps") and isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
+            raise DlcValueError(f"{kw.name} must be positive, got {v}", kw.value.span)
+    for k, d in schema.items():
+        if d is None and k not in given and not (name == "onecycle" and k == "total_steps") \
+                and not (name == "cosine" and k == "T_max"):
+            raise DlcTypeError(f"{name} needs the argument '{k}'", e.span)
+
+
+def _check_names(e, names: set) -> None:
+    from .builtins import BUILTINS
+    if isinstance(e, A.Name):
+        if e.id not in names and e.id not in BUILTINS:
+            raise DlcNameError(f"unknown name '{e.id}' in the train section", e.span,
+                               "a loss may use the model's outputs (or `output`), `label`, inputs and models")
+        return
+    for child in _children(e):
+        _check_names(child, names)
+
+
+def _children(e):
+    if isinstance(e, A.Call):
+        return [e.func] + list(e.args) + [k.value for k in e.kwargs]
+    if isinstance(e, A.Pipe):
+        return [e.value, e.stage]
+    if isinstance(e, (A.BinOp, A.Compare, A.BoolOp)):
+        return [e.left, e.right]
+    if isinstance(e, (A.Not, A.Neg)):
+        return [e.operand]
+    if isinstance(e, A.IfExp):
+        return [e.cond, e.then, e.other]
+    if isinstance(e, (A.TupleLit, A.ListLit)):
+        return list(e.items)
+    if isinstance(e, (A.Index, A.Attr)):
+        return [e.value]
+    return []
