@@ -230,6 +230,7 @@ def mul(a: DimLike, b: DimLike) -> DimLike:
 
 def floordiv(a: DimLike, b: DimLike) -> DimLike:
     """Floor division; exact divisions stay polynomial, others become atoms."""
+    a, b = dim(a), dim(b)
     if isinstance(a, int) and isinstance(b, int):
         if b == 0:
             raise ZeroDivisionError("division of a dimension by zero")

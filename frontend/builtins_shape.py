@@ -175,7 +175,10 @@ def one_hot(F, indices, num_classes, dtype=DType.f32):
 def arange(F, start, stop=None, step=1, dtype=DType.i64):
     if stop is None:
         start, stop = 0, start
-    return F.op("arange", start=F.int(start, "start", None), stop=F.int(stop, "stop", None),
+    # start/stop may be symbolic (arange(T) for positions over a symbolic length)
+    def bound(v, what):
+        return v if isinstance(v, Dim) and not v.is_const else F.int(v, what, None)
+    return F.op("arange", start=bound(start, "start"), stop=bound(stop, "stop"),
                 step=F.int(step, "step", None), dtype=_dtype(F, dtype).numpy_name)
 
 

@@ -282,7 +282,9 @@ class Frame:
                                "dtypes are f16, bf16, f32, f64, i8, i32, i64, bool") from None
         dims = []
         for d in t.dims:
-            if bind is not None and isinstance(d, A.Name) and d.id not in self.env:
+            # a file constant (`const size = 224`) in an input type is its value, not a new symbol
+            if bind is not None and isinstance(d, A.Name) and d.id not in self.env \
+                    and d.id not in self.module.consts:
                 if d.id not in bind:
                     bind[d.id] = Dim.symbol(d.id)
                     self.env[d.id] = bind[d.id]

@@ -207,11 +207,17 @@ class ToAST(Transformer):
     def targets(self, meta, c):
         return list(c)
 
+    def target_tuple(self, meta, c):
+        return A.Target(self._s(meta), items=c[0])
+
     def target_name(self, meta, c):
         return A.Target(self._s(meta), name=str(c[0]))
 
-    def param_stmt(self, meta, c):
-        return A.ParamStmt(self._s(meta), str(c[0]), str(c[1]), c[2], c[3])
+    def param_decl(self, meta, c):
+        return A.ParamStmt(self._s(meta), "param", str(c[0]), c[1], c[2])
+
+    def buffer_decl(self, meta, c):
+        return A.ParamStmt(self._s(meta), "buffer", str(c[0]), c[1], c[2])
 
     def for_stmt(self, meta, c):
         return A.For(self._s(meta), c[0], c[1], c[2])

@@ -14,7 +14,7 @@ from .values import BlockValue, Builtin, PartialBlock, describe, flatten, is_ten
 
 
 @builtin(kind="ct")
-def scan(F, cell, xs, init, axis=0, reverse=False):
+def scan(F, cell, xs, init, axis=0, reverse=False, name=None):
     """scan(cell, xs, init, axis=0): y_t, state = cell(x_t, state) for each t;
     returns (stacked ys, final state)."""
     from .blocks import apply_block
@@ -44,7 +44,7 @@ def scan(F, cell, xs, init, axis=0, reverse=False):
     try:
         result = call_value(frame, cell if not isinstance(cell, BlockValue) or not cell.has_cparams else
                             F.fail("scan: give the cell its compile-time arguments, e.g. Cell(128)"),
-                            [x_arg, state], {}, F.span)
+                            [x_arg, state], {} if name is None else {"name": name}, F.span)
     finally:
         frame.graph = outer
     if not isinstance(result, tuple) or len(result) != 2:

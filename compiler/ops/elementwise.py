@@ -85,7 +85,10 @@ def _binary(name, result=None, need_float=False):
         dt = promote(a.dtype, b.dtype, name)
         if need_float and not dt.is_float:
             raise ShapeError(f"{name} needs floating-point operands, got {a} and {b}")
-        shape = broadcast_shapes(a.shape, b.shape, name)
+        try:
+            shape = broadcast_shapes(a.shape, b.shape, name)
+        except ShapeError as e:
+            raise ShapeError(f"{name}: shapes do not match: {a} and {b}", e.hint) from None
         return TensorType(result or dt, shape)
     return infer
 

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make demo   install, check the whole zoo, summarise and run a model
+#   make test   install and run the test suite (what CI runs)
+PY     ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/dlc check specs/*.dln
+	@echo "all $$(ls specs/*.dln | wc -l) zoo specs check"
+	$(BIN)/dlc info specs/resnet18.dln
+	$(BIN)/dlc run specs/resnet18.dln --bind N=1
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/bench_numpy.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
