@@ -11,7 +11,7 @@ import math
 
 from ..compiler.dims import Dim, dim, floordiv, prod
 from ..compiler.types import DType
-from ..errors import DlcError, DlcTypeError, DlcValueError, Span
+from ..errors import DlcError, DlcLimitError, DlcTypeError, DlcValueError, Span
 from .callctx import CallCtx
 from .values import Builtin, describe, is_int, is_tensor
 
@@ -95,7 +95,12 @@ def range_(F, a, b=None, step=1):
         F.int(v, w, minimum=None)
     if step == 0:
         F.fail("range: step must not be zero", cls=DlcValueError)
-    return list(range(int(lo), int(hi), int(step)))
+    r = range(int(lo), int(hi), int(step))
+    from .elaborate import MAX_ITERATIONS
+    if len(r) > MAX_ITERATIONS:
+        F.fail(f"range of {len(r)} elements is too long for a compile-time loop",
+               f"compile-time ranges are limited to {MAX_ITERATIONS} elements", cls=DlcLimitError)
+    return list(r)
 
 
 @builtin(kind="ct")
