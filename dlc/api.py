@@ -171,6 +171,9 @@ def _index_bound(g, v) -> int:
         if n.op.name == "embedding" and n.inputs and n.inputs[1] is not None:
             size = n.inputs[1].type.shape[0]
             bound = size if bound is None else min(bound, size)
+        if n.op.name in ("index_select", "gather") and len(n.inputs) > 1:
+            size = n.inputs[0].type.shape[n.attrs["axis"]]
+            bound = size if bound is None else min(bound, size)
         if n.op.name in ("cross_entropy", "nll_loss") and len(n.inputs) > 1:
             size = n.inputs[0].type.shape[1]
             bound = size if bound is None else min(bound, size)

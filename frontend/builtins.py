@@ -201,7 +201,8 @@ def shape(F, x):
 
 # ------------------------------------------------------ unary math, activations
 def _unary(opname, doc, **defaults):
-    def fn(F, x, **kw):
+    def fn(F, x, *args, **kw):
+        kw.update(zip(defaults, args))  # leaky_relu(x, 0.2): positional extras, in signature order
         if not is_tensor(x):
             if opname in _SCALAR_MATH and isinstance(x, (int, float)) and not isinstance(x, bool):
                 try:

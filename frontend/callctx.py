@@ -59,7 +59,21 @@ class CallCtx:
 
     # argument checks ----------------------------------------------------------
     def fail(self, message: str, hint: str | None = None, cls=DlcTypeError):
+        if hint is None:
+            hint = self.signature_hint()
         raise cls(message, self.span, hint)
+
+    def signature_hint(self) -> str | None:
+        """`signature: dense(x, units, bias=true)` for the builtin being called."""
+        from .builtins import BUILTINS, _sig_text
+        from .values import Builtin
+        b = BUILTINS.get(self.fname)
+        if isinstance(b, Builtin):
+            try:
+                return f"signature: {_sig_text(b)}"
+            except (TypeError, ValueError):
+                return None
+        return None
 
     def tensor(self, v, what: str = "input") -> Value:
         if not is_tensor(v):

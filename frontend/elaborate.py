@@ -176,7 +176,11 @@ class Frame:
     # statements ---------------------------------------------------------------
     def run(self, stmts: list):
         for s in stmts:
-            self.exec(s)
+            try:
+                self.exec(s)
+            except RecursionError:
+                raise DlcLimitError("this statement nests too deeply to compile", s.span,
+                                    "split the expression into several statements") from None
 
     def exec(self, s):
         if isinstance(s, A.Assign):
@@ -211,7 +215,11 @@ class Frame:
                 raise DlcValueError(str(msg), s.span, "the block's requirements are not met")
         elif isinstance(s, A.Example):
             if self.block != self.ctx.root.name or self.prefix:
-                raise DlcTypeError("'example' sizes belong in a model, not a block", s.span)
+                # a model applied inside another model (BertBase(ids, name="bert")) keeps its
+                # example sizes to itself: they only apply when it is the model elaborated
+                d = self.module.defs.get(self.block)
+                if not (isinstance(d, BlockValue) and not d.has_cparams):
+                    raise DlcTypeError("'example' sizes belong in a model, not a block", s.span)
             # examples were applied before elaboration (see elaborate_model)
         elif isinstance(s, A.Step):
             raise DlcTypeError("'step' is only allowed in a train section", s.span)

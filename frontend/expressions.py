@@ -100,9 +100,12 @@ def _num(v) -> bool:
 def binop(frame, op: str, a, b, span: Span):
     if is_tensor(a) or is_tensor(b):
         return tensor_binop(frame, op, a, b, span)
-    if op == "+" and isinstance(a, (tuple, list)) and type(a) is type(b):
-        return a + b
-    if op == "+" and isinstance(a, str) and isinstance(b, str):
+    if op == "+" and ((isinstance(a, (tuple, list)) and type(a) is type(b))
+                      or (isinstance(a, str) and isinstance(b, str))):
+        from .elaborate import MAX_ITERATIONS
+        if len(a) + len(b) > MAX_ITERATIONS:
+            raise DlcLimitError(f"{describe(a)} + {describe(b)} is too long", span,
+                                f"compile-time sequences are limited to {MAX_ITERATIONS} items")
         return a + b
     if not (_num(a) and _num(b)):
         raise DlcTypeError(f"unsupported operands for {op}: {describe(a)} and {describe(b)}", span)
@@ -237,9 +240,10 @@ def eval_call(frame, e: A.Call):
 def eval_pipe(frame, e: A.Pipe):
     x = frame.eval(e.value)
     st = e.stage
-    if isinstance(st, A.Call) and not isinstance(st.func, A.Call):
+    if isinstance(st, A.Call):
+        # `x |> f(a)` is f(x, a); `x |> Block(c)(name="b")` applies the block to x
         f = frame.eval(st.func)
-        if isinstance(f, Builtin) or (isinstance(f, BlockValue) and not f.has_cparams):
+        if isinstance(f, (Builtin, PartialBlock)) or (isinstance(f, BlockValue) and not f.has_cparams):
             args = [x] + [frame.eval(a) for a in st.args]
             kwargs = {kw.name: frame.eval(kw.value) for kw in st.kwargs}
             return call_value(frame, f, args, kwargs, st.span)

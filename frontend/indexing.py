@@ -10,19 +10,28 @@ from .values import describe, is_int, is_tensor
 def index_value(frame, v, e: A.Index):
     if isinstance(v, (tuple, list, str)):
         if len(e.items) != 1:
-            raise DlcTypeError(f"{describe(v)} takes one index", e.span)
+            raise DlcTypeError(f"{describe(v)} takes one index", e.span, "write t[i] or t[a:b]")
         it = e.items[0]
         if isinstance(it, A.Slice):
             parts = [frame.eval(p) if p is not None else None for p in (it.start, it.stop, it.step)]
+            for p, src in zip(parts, (it.start, it.stop, it.step)):
+                if p is not None and (isinstance(p, bool) or not isinstance(p, int)):
+                    raise DlcTypeError(f"slice bounds must be ints, got {describe(p)}", src.span,
+                                       "write bounds as integers, e.g. t[1:3]")
+            if parts[2] == 0:
+                raise DlcTypeError("slice step cannot be zero", it.span, "use a step of 1 or more, or -1")
             return v[slice(*parts)]
         i = frame.eval(it)
         if isinstance(i, bool) or not isinstance(i, int):
-            raise DlcTypeError(f"an index must be an int, got {describe(i)}", it.span)
+            raise DlcTypeError(f"an index must be an int, got {describe(i)}", it.span,
+                               "index tuples and lists with integers, e.g. t[0]")
         if not -len(v) <= i < len(v):
-            raise DlcTypeError(f"index {i} is out of range for {describe(v)}", it.span)
+            raise DlcTypeError(f"index {i} is out of range for {describe(v)}", it.span,
+                               f"valid indices are {-len(v)}..{len(v) - 1}" if v else "it is empty")
         return v[i]
     if not is_tensor(v):
-        raise DlcTypeError(f"{describe(v)} cannot be indexed", e.span)
+        raise DlcTypeError(f"{describe(v)} cannot be indexed", e.span,
+                           "only tensors, tuples, lists and strings can be indexed")
     return index_tensor(frame, v, e)
 
 

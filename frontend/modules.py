@@ -30,6 +30,9 @@ def load_module(path: str | Path, text: str | None = None, _importing: tuple = (
             if not target.exists():
                 raise DlcNameError(f"cannot import {item.path}: no such file", item.span,
                                    f"paths are relative to {path.parent or '.'}")
+            if not target.is_file():
+                raise DlcNameError(f"cannot import {item.path}: not a file", item.span,
+                                   "import a .dln file")
             sub = load_module(target, None, _importing + (str(path.resolve()),))
             if item.alias:
                 _define(mod, item.alias, sub, item.span)
@@ -39,6 +42,12 @@ def load_module(path: str | Path, text: str | None = None, _importing: tuple = (
                         _define(mod, name, value, item.span)
                 mod.consts.update(sub.consts)
         elif isinstance(item, A.ModelDef):
+            seen_params: set[str] = set()
+            for p in list(item.cparams) + list(item.params):
+                if p.name in seen_params:
+                    raise DlcNameError(f"parameter '{p.name}' of {item.name} is declared twice", p.span,
+                                       "give each parameter its own name")
+                seen_params.add(p.name)
             _define(mod, item.name, BlockValue(item, mod), item.span)
             if not item.is_block:
                 mod.models.append(item.name)

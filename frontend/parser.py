@@ -9,13 +9,21 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from ..errors import DlcError, DlcSyntaxError, Span, register_source
+from ..errors import DlcError, DlcLimitError, DlcSyntaxError, Span, register_source
 from . import ast as A
 
 _OPEN = {"(", "["}
 _CLOSE = {")", "]"}
 # a newline followed by one of these continues the statement
 _CONTINUES = {"|>", "else", "elif"}
+_PREFIX = {"-", "+", "not"}
+MAX_NESTING = 100  # brackets or prefix operators nested deeper than this are an error
+
+
+class _TooDeep(Exception):
+    def __init__(self, tok):
+        super().__init__("nesting too deep")
+        self.tok = tok
 
 
 class Postlex:
@@ -30,8 +38,15 @@ class Postlex:
 
     def process(self, stream):
         depth = 0
+        prefix_run = 0
         pending = None
         for tok in stream:
+            if tok.type != "_NL":
+                # `- - - ... x` and `((((...))))` nest the parse tree; cap them so
+                # that a runaway spec is a located error, not a RecursionError
+                prefix_run = prefix_run + 1 if tok.value in _PREFIX else 0
+                if prefix_run > MAX_NESTING or (tok.value in _OPEN and depth >= MAX_NESTING):
+                    raise _TooDeep(tok)
             if tok.type == "_NL":
                 if depth == 0 and pending is None:
                     pending = tok
@@ -92,6 +107,9 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> DlcSyntaxError:
         line, col = len(lines), len(lines[-1]) + 1
     if isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        if ch in "\"'":
+            return DlcSyntaxError("unterminated string", Span(file, line, col, line, col + 1),
+                                  f"close the string with a matching {ch} on the same line")
         return DlcSyntaxError(f"unexpected character {ch!r}", Span(file, line, col, line, col + 1),
                               "remove it, or check for a missing quote or operator")
     if isinstance(err, UnexpectedToken):
@@ -120,12 +138,31 @@ def parse(text: str, file: str = "<string>") -> A.Module:
         tree = _parser().parse(text, start="start")
     except UnexpectedInput as e:
         raise _syntax_error(e, file, text) from None
+    except _TooDeep as e:
+        raise DlcLimitError(f"brackets or operators nested more than {MAX_NESTING} deep",
+                            _tok_span(file, e.tok), "split the expression into several statements") from None
+    except RecursionError:
+        raise _too_deep(file, text) from None
     try:
         return ToAST(file).transform(tree)
     except VisitError as e:
         if isinstance(e.orig_exc, DlcError):
             raise e.orig_exc from None
+        if isinstance(e.orig_exc, RecursionError):
+            raise _too_deep(file, text) from None
         raise
+    except RecursionError:
+        raise _too_deep(file, text) from None
+
+
+def _too_deep(file: str, text: str) -> DlcLimitError:
+    """A located error for a parse tree too deep to build: blame the longest line."""
+    lines = text.splitlines() or [""]
+    i = max(range(len(lines)), key=lambda k: len(lines[k]))
+    col = len(lines[i]) - len(lines[i].lstrip()) + 1
+    return DlcLimitError("this expression is too long or nests too deeply to compile",
+                         Span(file, i + 1, col, i + 1, len(lines[i]) + 1),
+                         "split it into several statements")
 
 
 def parse_file(path: str | Path) -> A.Module:
@@ -133,7 +170,10 @@ def parse_file(path: str | Path) -> A.Module:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise DlcSyntaxError("the file is not UTF-8 text", Span(str(path), 1, 1)) from None
+        raise DlcSyntaxError("the file is not UTF-8 text", Span(str(path), 1, 1),
+                             "save the spec as UTF-8") from None
+    except OSError as e:
+        raise DlcError(f"cannot read {path}: {e.strerror or e}", None, "check the path") from None
     return parse(text, str(path))
 
 
@@ -248,7 +288,10 @@ class ToAST(Transformer):
         return (str(c[0]), c[1], self._s(meta))
 
     def step_stmt(self, meta, c):
-        return A.Step(self._s(meta), str(c[0]), c[1])
+        if str(c[0]) != "step":
+            raise DlcSyntaxError(f"unexpected '{c[1]}'", _tok_span(self.file, c[1]),
+                                 f"did you mean `step {c[1]} {{ ... }}`, or a missing '='?")
+        return A.Step(self._s(meta), str(c[1]), c[2])
 
     # expressions
     def pipe(self, meta, c):
@@ -354,7 +397,22 @@ def parse_expr(text: str, span: Span) -> object:
     """Parse an expression embedded in a string (`"layer{i + 1}"`)."""
     try:
         tree = _parser().parse(text, start="expr")
-        return ToAST(span.file).transform(tree)
-    except (UnexpectedInput, VisitError):
+        return _respan(ToAST(span.file).transform(tree), span)
+    except (UnexpectedInput, VisitError, _TooDeep, RecursionError):
         raise DlcSyntaxError(f"malformed expression {{{text}}} in a string", span,
                              "write {{ and }} for literal braces") from None
+
+
+def _respan(node, span: Span):
+    """Point every node of an expression parsed out of a string at the string itself
+    (its own positions are relative to the text between the braces)."""
+    import dataclasses
+    if isinstance(node, A.Node):
+        node.span = span
+        for f in dataclasses.fields(node):
+            if f.name != "span":
+                _respan(getattr(node, f.name), span)
+    elif isinstance(node, (list, tuple)):
+        for x in node:
+            _respan(x, span)
+    return node

@@ -54,28 +54,29 @@ def check_train(mod, t: A.TrainDef) -> None:
     if t.dataset is not None and t.dataset not in DATASETS:
         raise DlcNameError(f"unknown data set '{t.dataset}'", t.span, "data sets: " + ", ".join(sorted(DATASETS)))
     allowed = {"output", "label", "target", "input"} | {p.name for p in model.defn.params}
-    allowed |= set(mod.defs) | {n for n in mod.models}
+    allowed |= set(mod.defs) | {n for n in mod.models} | set(mod.consts)  # file constants are in scope
     for s in model.defn.body:
         if isinstance(s, A.Return):
             allowed |= {v.id for v in s.values if isinstance(v, A.Name)}
-    _check_body(mod, t.body, allowed, top=True)
+    _check_body(mod, t.body, allowed, top=True, span=t.span)
 
 
-def _check_body(mod, body, allowed: set, top: bool) -> None:
+def _check_body(mod, body, allowed: set, top: bool, span=None) -> None:
     seen: set[str] = set()
     local = set(allowed)
     has_steps = any(isinstance(s, A.Step) for s in body)
     for s in body:
         if isinstance(s, A.Step):
             if not top:
-                raise DlcTypeError("steps cannot be nested", s.span)
-            _check_body(mod, s.body, local, top=False)
+                raise DlcTypeError("steps cannot be nested", s.span, "put every step directly in the train section")
+            _check_body(mod, s.body, local, top=False, span=s.span)
             continue
         if not isinstance(s, A.Assign) or len(s.targets) != 1 or s.targets[0].name is None:
-            raise DlcTypeError("a train section holds `key = value` settings and `step` sections", s.span)
+            raise DlcTypeError("a train section holds `key = value` settings and `step` sections", s.span,
+                               "e.g. `epochs = 10` or `optimizer = adam(lr=1e-3)`")
         key = s.targets[0].name
         if key in seen:
-            raise DlcNameError(f"'{key}' is set twice", s.span)
+            raise DlcNameError(f"'{key}' is set twice", s.span, "remove one of the settings")
         seen.add(key)
         if key not in KEYS:
             # a local helper binding (e.g. z = randn(batch, 100)) usable in losses
@@ -84,7 +85,7 @@ def _check_body(mod, body, allowed: set, top: bool) -> None:
             continue
         _check_setting(key, s.value, local)
     if not has_steps and "loss" not in seen:
-        raise DlcTypeError("the train section declares no loss", body[0].span if body else None,
+        raise DlcTypeError("the train section declares no loss", body[0].span if body else span,
                            "add e.g. `loss = cross_entropy(output, label)`")
 
 
@@ -102,15 +103,15 @@ def _check_setting(key: str, e, names: set) -> None:
     v = _literal(e)
     if key in INT_KEYS:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise DlcTypeError(f"{key} must be an integer", e.span)
+            raise DlcTypeError(f"{key} must be an integer", e.span, f"write e.g. `{key} = 10`")
         if v <= 0 and key != "seed":
-            raise DlcValueError(f"{key} must be positive, got {v}", e.span)
+            raise DlcValueError(f"{key} must be positive, got {v}", e.span, f"write e.g. `{key} = 10`")
     elif key in FLOAT_KEYS:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise DlcTypeError(f"{key} must be a non-negative number", e.span)
+            raise DlcTypeError(f"{key} must be a non-negative number", e.span, f"write e.g. `{key} = 0.1`")
     elif key in BOOL_KEYS:
         if not isinstance(v, bool):
-            raise DlcTypeError(f"{key} must be true or false", e.span)
+            raise DlcTypeError(f"{key} must be true or false", e.span, f"write `{key} = true` or `{key} = false`")
     elif key == "optimizer":
         _check_call(e, OPTIMIZERS, "optimizer")
     elif key == "schedule":
@@ -123,17 +124,20 @@ def _check_setting(key: str, e, names: set) -> None:
         _check_names(e, names)
     elif key == "early_stopping":
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise DlcTypeError("early_stopping is a patience in epochs (a positive int)", e.span)
+            raise DlcTypeError("early_stopping is a patience in epochs (a positive int)", e.span,
+                               "write e.g. `early_stopping = 5`")
     elif key == "params":
         items = e.items if isinstance(e, (A.ListLit, A.TupleLit)) else [e]
         for it in items:
             if not isinstance(it, A.Name) and not (isinstance(it, A.Literal) and isinstance(it.value, str)):
-                raise DlcTypeError("params names models or parameter-name patterns", it.span)
+                raise DlcTypeError("params names models or parameter-name patterns", it.span,
+                                   "e.g. `params = [Generator]` or `params = [\"fc.*\"]`")
     elif key == "metrics":
         items = e.items if isinstance(e, A.ListLit) else [e]
         for it in items:
             if not (isinstance(it, A.Literal) and it.value in ("accuracy", "loss", "mse", "mae")):
-                raise DlcValueError("metrics are \"accuracy\", \"loss\", \"mse\", \"mae\"", it.span)
+                raise DlcValueError("metrics are \"accuracy\", \"loss\", \"mse\", \"mae\"", it.span,
+                                    "e.g. `metrics = [\"accuracy\"]`")
 
 
 def _check_call(e, table: dict, what: str) -> None:
@@ -142,12 +146,14 @@ def _check_call(e, table: dict, what: str) -> None:
     elif isinstance(e, A.Call) and isinstance(e.func, A.Name):
         name, kwargs, args = e.func.id, e.kwargs, e.args
     else:
-        raise DlcTypeError(f"the {what} must be a call like {next(iter(table))}(...)", e.span)
+        raise DlcTypeError(f"the {what} must be a call like {next(iter(table))}(...)", e.span,
+                           f"{what}s: " + ", ".join(table))
     if name not in table:
         raise DlcNameError(f"unknown {what} '{name}'", e.span, f"{what}s: " + ", ".join(table))
     schema = table[name]
     if len(args) > len(schema):
-        raise DlcTypeError(f"{name} takes at most {len(schema)} arguments", e.span)
+        raise DlcTypeError(f"{name} takes at most {len(schema)} arguments", e.span,
+                           f"its arguments: {', '.join(schema) or 'none'}")
     given = set(list(schema)[:len(args)])
     for kw in kwargs:
         if kw.name not in schema:
@@ -156,11 +162,12 @@ def _check_call(e, table: dict, what: str) -> None:
         given.add(kw.name)
         v = _literal(kw.value)
         if kw.name in ("lr", "max_lr", "eps") and isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
-            raise DlcValueError(f"{kw.name} must be positive, got {v}", kw.value.span)
+            raise DlcValueError(f"{kw.name} must be positive, got {v}", kw.value.span,
+                                f"a typical value is {kw.name}=1e-3")
     for k, d in schema.items():
         if d is None and k not in given and not (name == "onecycle" and k == "total_steps") \
                 and not (name == "cosine" and k == "T_max"):
-            raise DlcTypeError(f"{name} needs the argument '{k}'", e.span)
+            raise DlcTypeError(f"{name} needs the argument '{k}'", e.span, f"write e.g. {name}({k}=...)")
 
 
 def _check_names(e, names: set) -> None:

@@ -1,0 +1,281 @@
+"""Fuzzing the front end: a mutated zoo spec may be rejected, but only with a
+located `DlcError`, never with a Python exception (KeyError, TypeError,
+RecursionError, ...) or the CLI's "internal error" path.
+
+Mutations work on the token stream and the lines of every `specs/*.dln` that
+exists when the test runs: delete, duplicate, swap or replace tokens and
+lines, change numbers (to 0, negative, huge, floats), insert random characters.
+
+The property test is derandomized so that CI is stable; pass
+`--hypothesis-seed=N` to explore other mutations, and set
+DLC_FUZZ_EXAMPLES to run more (or fewer) than the default 200.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, seed as hyp_seed, settings
+from hypothesis import strategies as st
+
+from dlc.cli import main as cli_main
+from dlc.errors import DlcError
+from dlc.frontend.check import check_file
+from dlc.frontend.modules import clear_cache
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS_DIR = ROOT / "specs"
+EXAMPLES = int(os.environ.get("DLC_FUZZ_EXAMPLES", "200"))
+# specs whose unmutated check takes longer than this are left out (keeps the run short)
+MAX_SPEC_SECONDS = 1.0
+
+# --------------------------------------------------------------------------- tokens
+_TOKEN = re.compile(r'''
+      "(?:[^"\\\n]|\\.)*"            # strings
+    | '(?:[^'\\\n]|\\.)*'
+    | \#[^\n]*                       # comments
+    | 0x[0-9a-fA-F]+
+    | (?:\d[\d_]*)?\.\d+(?:[eE][-+]?\d+)?   # floats
+    | \d[\d_]*(?:[eE][-+]?\d+)?      # ints (and 1e5)
+    | [A-Za-z_]\w*                   # names and keywords
+    | \|> | \*\* | // | == | != | <= | >= | -> | \.\.\.
+    | \s+
+    | .
+''', re.X | re.S)
+
+_NUMBER = re.compile(r"^(?:0x[0-9a-fA-F]+|(?:\d[\d_]*)?\.?\d[\d_]*(?:[eE][-+]?\d+)?)$")
+
+NUMBERS = ["0", "-1", "-3", "1", "2", "3", "7", "1000000", "1000000000000", "99999999999999999999",
+           "2.5", "0.0", "1e-9", "1e308", "0.5", "-0.25", "1_000", "0x10"]
+VOCAB = ["model", "block", "train", "import", "const", "param", "buffer", "for", "in", "if", "elif",
+         "else", "return", "assert", "example", "step", "true", "false", "none", "and", "or", "not",
+         "(", ")", "[", "]", "{", "}", ",", ":", "=", "|>", "->", "+", "-", "*", "/", "//", "%", "@",
+         "**", "==", "<", ".", "...", ";", "\n", "x", "N", "f32", "i64", "f64", "bool", "dense",
+         "conv2d", "relu", "flatten", "concat", "reshape", "range", "len", "scan", "batchnorm",
+         "multihead_attention", "embedding", "softmax", "_", '"s"', "'{x}'", '"{"', "output", "label",
+         "adam", "sgd", "epochs", "loss"]
+CHARS = list("{}()[]<>,.:;=+-*/%@!?&|^~$#\\\"'`\t\n 0123456789abzAZ_") + ["é", "\u00a0", "\u2028", "\x00",
+                                                                          "\r", "\x0c", "𝔁"]
+
+
+def tokenize(text: str) -> list[str]:
+    toks = _TOKEN.findall(text)
+    assert "".join(toks) == text
+    return toks
+
+
+def _significant(toks: list[str]) -> list[int]:
+    return [i for i, t in enumerate(toks) if not t.isspace()]
+
+
+class DataChooser:
+    """The `choice`/`randint` interface of `random.Random`, drawing from hypothesis."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def choice(self, seq):
+        return self.data.draw(st.sampled_from(list(seq)))
+
+    def randint(self, lo: int, hi: int) -> int:
+        return self.data.draw(st.integers(lo, hi))
+
+
+def mutate(text: str, rnd) -> str:
+    """Apply one random mutation; `rnd` (a `random.Random` or a `DataChooser`)
+    makes every choice."""
+    kind = rnd.choice([
+        "delete_token", "duplicate_token", "swap_tokens", "replace_token", "change_number",
+        "delete_line", "duplicate_line", "swap_lines", "insert_char", "insert_token",
+    ])
+    if kind.endswith("_line") or kind == "swap_lines":
+        lines = text.split("\n")
+        i = rnd.randint(0, len(lines) - 1)
+        if kind == "delete_line":
+            del lines[i]
+        elif kind == "duplicate_line":
+            lines.insert(i, lines[i])
+        else:
+            j = rnd.randint(0, len(lines) - 1)
+            lines[i], lines[j] = lines[j], lines[i]
+        return "\n".join(lines)
+    if kind == "insert_char":
+        pos = rnd.randint(0, len(text))
+        return text[:pos] + rnd.choice(CHARS) + text[pos:]
+    toks = tokenize(text)
+    sig = _significant(toks)
+    if not sig:
+        return text + rnd.choice(VOCAB)
+    if kind == "change_number":
+        nums = [i for i in sig if _NUMBER.match(toks[i])]
+        if nums:
+            i = rnd.choice(nums)
+            toks[i] = rnd.choice(NUMBERS)
+            return "".join(toks)
+        kind = "replace_token"
+    i = rnd.choice(sig)
+    if kind == "delete_token":
+        del toks[i]
+    elif kind == "duplicate_token":
+        toks.insert(i, toks[i])
+    elif kind == "swap_tokens":
+        j = rnd.choice(sig)
+        toks[i], toks[j] = toks[j], toks[i]
+    elif kind == "replace_token":
+        pool = VOCAB + [toks[k] for k in sig]
+        toks[i] = rnd.choice(pool)
+    else:  # insert_token
+        toks.insert(i, " " + rnd.choice(VOCAB + [toks[k] for k in sig]) + " ")
+    return "".join(toks)
+
+
+# --------------------------------------------------------------------------- specs
+def _spec_files() -> list[Path]:
+    files = sorted(SPECS_DIR.glob("*.dln"))
+    assert any(f.name == "lenet5.dln" for f in files), "the fuzzer needs at least specs/lenet5.dln"
+    return files
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of specs/ (with blocks/ for relative imports) to write mutants into."""
+    d = tmp_path_factory.mktemp("fuzz") / "specs"
+    shutil.copytree(SPECS_DIR, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def corpus(workdir) -> dict[str, str]:
+    """name -> text of every spec small enough to elaborate quickly."""
+    out = {}
+    for f in _spec_files():
+        text = f.read_text(encoding="utf-8")
+        clear_cache()
+        t0 = time.perf_counter()
+        try:
+            check_file(str(workdir / f.name))
+        except DlcError:
+            pass  # a spec someone is still writing: its mutants are still fair game
+        if time.perf_counter() - t0 <= MAX_SPEC_SECONDS or f.name == "lenet5.dln":
+            out[f.name] = text
+    return out
+
+
+def _check_mutant(workdir: Path, name: str, text: str) -> DlcError | None:
+    """Run `check_file` on a mutant; a DlcError is fine, anything else fails the test."""
+    path = workdir / f"_mutant_{name}"
+    path.write_text(text, encoding="utf-8")
+    clear_cache()
+    try:
+        check_file(str(path))
+    except DlcError as e:
+        rendered = e.render()
+        assert "Traceback" not in rendered
+        if e.span is not None:
+            assert rendered.startswith(f"{e.span.file}:{e.span.line}:{e.span.col}: error: "), rendered
+        return e
+    finally:
+        path.unlink()
+    return None
+
+
+def test_tokenizer_round_trips():
+    for f in _spec_files():
+        text = f.read_text(encoding="utf-8")
+        assert "".join(tokenize(text)) == text
+
+
+def test_unmutated_lenet_checks(workdir):
+    clear_cache()
+    check_file(str(workdir / "lenet5.dln"))
+
+
+def test_mutations_raise_only_dlc_errors(request, workdir, corpus):
+    """The property: every mutant either checks or raises a DlcError."""
+    names = sorted(corpus)
+    forced = request.config.getoption("hypothesis_seed", default=None)
+    stats = {"errors": 0, "ok": 0, "unlocated": []}
+
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=forced is None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.data())
+    def prop(data):
+        name = data.draw(st.sampled_from(names), label="spec")
+        text = corpus[name]
+        rnd = DataChooser(data)
+        for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+            text = mutate(text, rnd)
+        err = _check_mutant(workdir, name, text)
+        if err is None:
+            stats["ok"] += 1
+        else:
+            stats["errors"] += 1
+            if err.span is None:
+                stats["unlocated"].append(err.message)
+
+    if forced is not None:
+        prop = hyp_seed(int(forced))(prop)
+    t0 = time.perf_counter()
+    prop()
+    elapsed = time.perf_counter() - t0
+    print(f"\nfuzz: {stats['ok'] + stats['errors']} mutants in {elapsed:.1f}s, "
+          f"{stats['errors']} rejected with a DlcError")
+    # an error about a spec's text must say where it is
+    assert not stats["unlocated"], stats["unlocated"]
+
+
+# Hand-picked mutations run through the CLI: exit code 1 with a rendered error,
+# never the internal-error path (exit code 3).
+CLI_MUTANTS = [
+    ("lenet5.dln", "conv2d(image, 6, kernel=5)", "conv2d(image, 0, kernel=5)"),
+    ("lenet5.dln", "dense(s4, 120)", "dense(s4, 120.5)"),
+    ("lenet5.dln", "dense(f6, 10)", "dense(f6, 100000000000000)"),
+    ("lenet5.dln", "f32[N, 1, 32, 32]", "f32[N, 1, 32, -32]"),
+    ("lenet5.dln", "avgpool2d(c1, 2)", "avgpool2d(c1, 2"),
+    ("lenet5.dln", "return output", "return outptu"),
+    ("lenet5.dln", "epochs    = 20", "epochs    = -20"),
+    ("lenet5.dln", "adam(lr=1e-3", "adam(lrate=1e-3"),
+    ("lenet5.dln", "|> tanh", "|> tanh(("),
+    ("lenet5.dln", "kernel=5) |> tanh          # f32[N, 6, 28, 28]", "kernel=5) |> tanh \"unterminated"),
+]
+
+
+@pytest.mark.parametrize("spec,old,new", CLI_MUTANTS, ids=[f"{s}:{n}" for s, _, n in CLI_MUTANTS])
+def test_cli_mutants_exit_1_with_rendered_error(workdir, spec, old, new):
+    text = (SPECS_DIR / spec).read_text(encoding="utf-8")
+    assert old in text
+    path = workdir / f"_cli_{spec}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    clear_cache()
+    try:
+        res = CliRunner().invoke(cli_main, ["check", str(path)])
+    finally:
+        path.unlink()
+    out = res.output if res.stderr_bytes is None else res.stderr
+    assert res.exit_code == 1, (res.exit_code, out, res.exception)
+    assert "internal error" not in out and "Traceback" not in out
+    assert re.match(re.escape(str(path)) + r":\d+:\d+: error: ", out), out
+    assert "\nhint: " in out, out
+
+
+def test_cli_random_mutants_never_internal_error(workdir, corpus):
+    """A handful of seeded random mutants through the CLI."""
+    import random
+    rng = random.Random(1234)
+    for k in range(8):
+        name = "lenet5.dln" if k % 2 == 0 else rng.choice(sorted(corpus))
+        text = mutate(corpus[name], rng)
+        path = workdir / f"_cli_rand{k}_{name}"
+        path.write_text(text, encoding="utf-8")
+        clear_cache()
+        try:
+            res = CliRunner().invoke(cli_main, ["check", str(path)])
+        finally:
+            path.unlink()
+        assert res.exit_code in (0, 1), (text, res.output, res.exception)
+        assert "internal error" not in res.output and "Traceback" not in res.output
