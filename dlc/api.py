@@ -102,7 +102,8 @@ class Model:
             shape = tuple(int(d) for d in v.type.shape)
             dt = v.type.dtype
             if dt.is_float:
-                out[v.name] = rng.standard_normal(shape).astype(dtype or dt.numpy_name)
+                storage = "float32" if dt.numpy_name == "bfloat16" else dt.numpy_name  # NumPy has no bf16
+                out[v.name] = rng.standard_normal(shape).astype(dtype or storage)
             elif dt.is_int:
                 hi = _index_bound(g, v)
                 out[v.name] = rng.integers(0, hi, size=shape).astype(dt.numpy_name)

@@ -118,7 +118,8 @@ def unify(frame, texpr, value, pname: str, span: Span, what: str | None = None):
         raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
                            f"convert it with cast(x, {dt})")
     for de, actual in zip(texpr.dims, got.shape):
-        if isinstance(de, A.Name) and de.id not in frame.env and de.id != "_":
+        if isinstance(de, A.Name) and de.id not in frame.env and de.id != "_" \
+                and not _is_defined(frame, de.id):
             frame.env[de.id] = actual
             continue
         if isinstance(de, A.Name) and de.id == "_":
@@ -128,6 +129,12 @@ def unify(frame, texpr, value, pname: str, span: Span, what: str | None = None):
         if eq is not True and not (eq is None and dim(want) == actual):
             raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
                                f"dimension {_src(de)} = {want} does not match {actual}")
+
+
+def _is_defined(frame, name: str) -> bool:
+    """A file constant or definition is a value, not a fresh dimension name."""
+    from .modules import module_lookup
+    return name in frame.module.defs or name in frame.module.consts
 
 
 def _src(e) -> str:

@@ -1,7 +1,8 @@
 """Builtins for shapes, constants, pooling, attention, losses and randomness."""
 from __future__ import annotations
 
-from ..compiler.dims import Dim, dim, prod
+from ..compiler.dims import Dim, prod
+from ..compiler.dims import dim as _dim
 from ..compiler.types import DType
 from ..errors import DlcValueError
 from .builtins import _dtype, builtin
@@ -15,7 +16,7 @@ def _shape_args(F, dims, what="shape"):
     for d in dims:
         if isinstance(d, bool) or not is_int(d):
             F.fail(f"{F.fname}: {what} entries must be ints, got {describe(d)}")
-        out.append(dim(d))
+        out.append(_dim(d))
     return tuple(out)
 
 
@@ -218,9 +219,9 @@ def causal_mask(F, length):
 
 
 @builtin()
-def sinusoidal_positions(F, length, dim_, dtype=DType.f32):
+def sinusoidal_positions(F, length, dim, dtype=DType.f32):
     """Vaswani et al.'s fixed positional encoding, [length, dim]."""
-    return F.op("sinusoidal_positions", length=F.dim(length, "length"), dim=F.int(dim_, "dim"),
+    return F.op("sinusoidal_positions", length=F.dim(length, "length"), dim=F.int(dim, "dim"),
                 dtype=_dtype(F, dtype).numpy_name)
 
 

@@ -174,6 +174,11 @@ def _as_tensor(frame, v, like, span):
         raise DlcTypeError(f"cannot use the symbolic dimension {v} as a tensor value", span)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise DlcTypeError(f"cannot combine a tensor with {describe(v)}", span)
+    if like.type.dtype.name == "bool":
+        # bool tensors combine with numbers as 0/1, as in PyTorch: (x > 0) * 1.0 is float
+        from ..compiler.types import DType
+        return frame.emit("full", [], {"shape": (), "value": v,
+                                       "dtype": "float32" if isinstance(v, float) else "int64"}, span)
     if like.type.dtype.is_int and isinstance(v, float):
         raise DlcTypeError(f"cannot combine the integer tensor {like.type} with the float {v:g}", span,
                            "cast the tensor first, e.g. cast(x, f32)")

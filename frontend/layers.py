@@ -122,6 +122,9 @@ def batchnorm(F, x, eps=1e-5, momentum=0.1, affine=True):
     rv = F.param("running_var", (c,), Init("ones"), dt, buffer=True)
     nbt = F.param("num_batches_tracked", (), Init("zeros"), DType.i64, buffer=True)
     eps, momentum = F.number(eps, "eps"), F.number(momentum, "momentum")
+    if F.training and F.frame.graph is not F.frame.ctx.root:
+        F.fail("batchnorm in training mode inside a scan cell is not supported",
+               "normalise outside the cell, or use layernorm inside recurrent cells")
     y, new_mean, new_var = F.op("batch_norm", x, rm, rv, w, b, training=F.training, momentum=momentum, eps=eps)
     if F.training:
         g = F.frame.ctx.root

@@ -151,6 +151,9 @@ def _slice_len(d, b, e, s, ax, x):
         start = 0 if b is None else b
         if e >= start:
             return e - start
+    if s == 1 and b is not None and b < 0 and (e is None or (e < 0 and e >= b)):
+        # the last few elements, x[:, -1] or x[:, -3:]: assumes the axis is at least that long
+        return -b if e is None else e - b
     raise ShapeError(f"strided_slice: axis {ax} of {x} has symbolic size {d}; only [:], [b:] and [:e] / [b:e] "
                      f"with non-negative constants and stride 1 are supported there, got [{b}:{e}:{s}]",
                      "slice the symbolic axis with non-negative bounds, or fix its size")
