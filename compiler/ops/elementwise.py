@@ -151,3 +151,286 @@ def _softmax(name):
 
 defop("softmax", "x", _softmax("softmax"), attrs={"axis": -1}, groups={ACTIVATION})
 defop("log_softmax", "x", _softmax("log_softmax"), attrs={"axis": -1}, groups={ACTIVATION})
+
+
+# ---------------------------------------------------------------- VJP rules
+# Each rule returns one cotangent per operand (None: zero).  Rules are built
+# from differentiable IR ops, so they can be differentiated again.
+import math  # noqa: E402
+
+from .registry import defvjp  # noqa: E402
+from .vjp_util import as_float, scalar, sum_to  # noqa: E402
+
+
+def _mul(b, *xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = b.op("mul", out, x)
+    return out
+
+
+def _unary(name):
+    def deco(fn):
+        defvjp(name)(lambda b, node, g: [fn(b, node.inputs[0], node.outputs[0], g[0], node.attrs)])
+        return fn
+    return deco
+
+
+@_unary("neg")
+def _(b, x, y, g, a):
+    return b.op("neg", g)
+
+
+@_unary("abs")
+def _(b, x, y, g, a):
+    return b.op("mul", g, b.op("sign", x))
+
+
+@_unary("square")
+def _(b, x, y, g, a):
+    return _mul(b, g, x, scalar(b, 2.0, x))
+
+
+@_unary("exp")
+def _(b, x, y, g, a):
+    return b.op("mul", g, y)
+
+
+@_unary("log")
+def _(b, x, y, g, a):
+    return b.op("div", g, x)
+
+
+@_unary("log1p")
+def _(b, x, y, g, a):
+    return b.op("div", g, b.op("add", x, scalar(b, 1.0, x)))
+
+
+@_unary("sqrt")
+def _(b, x, y, g, a):
+    return b.op("div", g, b.op("mul", y, scalar(b, 2.0, y)))
+
+
+@_unary("rsqrt")
+def _(b, x, y, g, a):
+    # d/dx x^-1/2 = -1/2 x^-3/2 = -1/2 y^3
+    return _mul(b, g, scalar(b, -0.5, y), y, y, y)
+
+
+@_unary("reciprocal")
+def _(b, x, y, g, a):
+    return b.op("neg", _mul(b, g, y, y))
+
+
+@_unary("sin")
+def _(b, x, y, g, a):
+    return b.op("mul", g, b.op("cos", x))
+
+
+@_unary("cos")
+def _(b, x, y, g, a):
+    return b.op("neg", b.op("mul", g, b.op("sin", x)))
+
+
+@_unary("tanh")
+def _(b, x, y, g, a):
+    return b.op("mul", g, b.op("sub", scalar(b, 1.0, y), b.op("square", y)))
+
+
+@_unary("sigmoid")
+def _(b, x, y, g, a):
+    return _mul(b, g, y, b.op("sub", scalar(b, 1.0, y), y))
+
+
+@_unary("erf")
+def _(b, x, y, g, a):
+    return _mul(b, g, scalar(b, 2.0 / math.sqrt(math.pi), x), b.op("exp", b.op("neg", b.op("square", x))))
+
+
+@_unary("relu")
+def _(b, x, y, g, a):
+    return b.op("mul", g, as_float(b, b.op("gt", x, scalar(b, 0.0, x)), x))
+
+
+@_unary("relu6")
+def _(b, x, y, g, a):
+    inside = b.op("logical_and", b.op("gt", x, scalar(b, 0.0, x)), b.op("lt", x, scalar(b, 6.0, x)))
+    return b.op("mul", g, as_float(b, inside, x))
+
+
+@_unary("hardtanh")
+def _(b, x, y, g, a):
+    inside = b.op("logical_and", b.op("gt", x, scalar(b, a["min_val"], x)), b.op("lt", x, scalar(b, a["max_val"], x)))
+    return b.op("mul", g, as_float(b, inside, x))
+
+
+@_unary("leaky_relu")
+def _(b, x, y, g, a):
+    slope = b.op("where", b.op("gt", x, scalar(b, 0.0, x)), scalar(b, 1.0, x), scalar(b, a["negative_slope"], x))
+    return b.op("mul", g, slope)
+
+
+@_unary("elu")
+def _(b, x, y, g, a):
+    # x > 0: 1; else alpha * exp(x) = y + alpha
+    d = b.op("where", b.op("gt", x, scalar(b, 0.0, x)), scalar(b, 1.0, x), b.op("add", y, scalar(b, a["alpha"], y)))
+    return b.op("mul", g, d)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@_unary("selu")
+def _(b, x, y, g, a):
+    neg = _mul(b, scalar(b, _SELU_SCALE * _SELU_ALPHA, x), b.op("exp", x))
+    d = b.op("where", b.op("gt", x, scalar(b, 0.0, x)), scalar(b, _SELU_SCALE, x), neg)
+    return b.op("mul", g, d)
+
+
+@_unary("silu")
+def _(b, x, y, g, a):
+    s = b.op("sigmoid", x)
+    # s + x s (1 - s)
+    return b.op("mul", g, b.op("add", s, _mul(b, x, s, b.op("sub", scalar(b, 1.0, s), s))))
+
+
+@_unary("gelu")
+def _(b, x, y, g, a):
+    if a["approximate"] == "tanh":
+        k = math.sqrt(2.0 / math.pi)
+        x2 = b.op("square", x)
+        inner = _mul(b, scalar(b, k, x), b.op("add", x, _mul(b, scalar(b, 0.044715, x), x2, x)))
+        t = b.op("tanh", inner)
+        dinner = _mul(b, scalar(b, k, x), b.op("add", scalar(b, 1.0, x), _mul(b, scalar(b, 3 * 0.044715, x), x2)))
+        half = scalar(b, 0.5, x)
+        d = b.op("add", _mul(b, half, b.op("add", scalar(b, 1.0, x), t)),
+                 _mul(b, half, x, b.op("sub", scalar(b, 1.0, x), b.op("square", t)), dinner))
+        return b.op("mul", g, d)
+    cdf = _mul(b, scalar(b, 0.5, x), b.op("add", scalar(b, 1.0, x), b.op("erf", b.op("mul", x, scalar(b, 1 / math.sqrt(2), x)))))
+    pdf = _mul(b, scalar(b, 1 / math.sqrt(2 * math.pi), x), b.op("exp", _mul(b, scalar(b, -0.5, x), x, x)))
+    return b.op("mul", g, b.op("add", cdf, b.op("mul", x, pdf)))
+
+
+@_unary("softplus")
+def _(b, x, y, g, a):
+    bx = b.op("mul", x, scalar(b, a["beta"], x))
+    d = b.op("where", b.op("gt", bx, scalar(b, a["threshold"], x)), scalar(b, 1.0, x), b.op("sigmoid", bx))
+    return b.op("mul", g, d)
+
+
+@_unary("hardswish")
+def _(b, x, y, g, a):
+    mid = b.op("add", b.op("div", x, scalar(b, 3.0, x)), scalar(b, 0.5, x))
+    d = b.op("where", b.op("lt", x, scalar(b, -3.0, x)), scalar(b, 0.0, x),
+             b.op("where", b.op("gt", x, scalar(b, 3.0, x)), scalar(b, 1.0, x), mid))
+    return b.op("mul", g, d)
+
+
+@_unary("hardsigmoid")
+def _(b, x, y, g, a):
+    inside = b.op("logical_and", b.op("gt", x, scalar(b, -3.0, x)), b.op("lt", x, scalar(b, 3.0, x)))
+    return _mul(b, g, as_float(b, inside, x), scalar(b, 1.0 / 6.0, x))
+
+
+@defvjp("cast")
+def _(b, node, g):
+    x = node.inputs[0]
+    if not x.type.dtype.is_float or not node.outputs[0].type.dtype.is_float:
+        return [None]
+    return [b.op("cast", g[0], dtype=x.type.dtype.numpy_name)]
+
+
+@defvjp("add")
+def _(b, node, g):
+    a, c = node.inputs
+    return [sum_to(b, g[0], a.type.shape), sum_to(b, g[0], c.type.shape)]
+
+
+@defvjp("sub")
+def _(b, node, g):
+    a, c = node.inputs
+    return [sum_to(b, g[0], a.type.shape), sum_to(b, b.op("neg", g[0]), c.type.shape)]
+
+
+@defvjp("mul")
+def _(b, node, g):
+    a, c = node.inputs
+    return [sum_to(b, b.op("mul", g[0], c), a.type.shape), sum_to(b, b.op("mul", g[0], a), c.type.shape)]
+
+
+@defvjp("div")
+def _(b, node, g):
+    a, c = node.inputs
+    ga = b.op("div", g[0], c)
+    gc = b.op("neg", b.op("div", b.op("mul", ga, a), c))
+    return [sum_to(b, ga, a.type.shape), sum_to(b, gc, c.type.shape)]
+
+
+@defvjp("pow")
+def _(b, node, g):
+    a, c = node.inputs
+    y = node.outputs[0]
+    # d/da a^c = c a^(c-1);  d/dc a^c = a^c log a (defined for a > 0)
+    ga = _mul(b, g[0], c, b.op("pow", a, b.op("sub", c, scalar(b, 1.0, c))))
+    safe = b.op("where", b.op("gt", a, scalar(b, 0.0, a)), a, scalar(b, 1.0, a))
+    gc = _mul(b, g[0], y, b.op("log", safe))
+    return [sum_to(b, ga, a.type.shape), sum_to(b, gc, c.type.shape)]
+
+
+def _minmax(pick_first_op):
+    def rule(b, node, g):
+        a, c = node.inputs
+        # ties split the gradient evenly, as PyTorch does
+        first = as_float(b, b.op(pick_first_op, a, c), a)
+        eq = as_float(b, b.op("eq", a, c), a)
+        wa = b.op("add", first, b.op("mul", eq, scalar(b, 0.5, a)))
+        wc = b.op("sub", scalar(b, 1.0, a), wa)
+        return [sum_to(b, b.op("mul", g[0], wa), a.type.shape), sum_to(b, b.op("mul", g[0], wc), c.type.shape)]
+    return rule
+
+
+defvjp("maximum")(_minmax("gt"))
+defvjp("minimum")(_minmax("lt"))
+
+
+@defvjp("where")
+def _(b, node, g):
+    cond, a, c = node.inputs
+    zero = scalar(b, 0.0, node.outputs[0])
+    return [None, sum_to(b, b.op("where", cond, g[0], zero), a.type.shape),
+            sum_to(b, b.op("where", cond, zero, g[0]), c.type.shape)]
+
+
+@defvjp("prelu")
+def _(b, node, g):
+    x, w = node.inputs
+    pos = b.op("gt", x, scalar(b, 0.0, x))
+    if w.type.shape[0] == 1 or x.type.rank < 2:
+        wb = w if x.type.rank >= 1 else b.op("reshape", w, shape=())
+    else:
+        wb = b.op("reshape", w, shape=(w.type.shape[0],) + (1,) * (x.type.rank - 2))
+    gx = b.op("where", pos, g[0], b.op("mul", g[0], wb))
+    gw_full = b.op("where", pos, scalar(b, 0.0, x), b.op("mul", g[0], x))
+    if w.type.shape[0] == 1:
+        gw = b.op("reshape", b.op("sum", gw_full, axis=None, keepdims=False), shape=(1,))
+    else:
+        axes = tuple(i for i in range(x.type.rank) if i != 1)
+        gw = b.op("sum", gw_full, axis=axes, keepdims=False)
+    return [gx, gw]
+
+
+@defvjp("softmax")
+def _(b, node, g):
+    y = node.outputs[0]
+    ax = node.attrs["axis"]
+    dot = b.op("sum", b.op("mul", g[0], y), axis=ax, keepdims=True)
+    return [b.op("mul", y, b.op("sub", g[0], dot))]
+
+
+@defvjp("log_softmax")
+def _(b, node, g):
+    y = node.outputs[0]
+    ax = node.attrs["axis"]
+    s = b.op("sum", g[0], axis=ax, keepdims=True)
+    return [b.op("sub", g[0], b.op("mul", b.op("exp", y), s))]

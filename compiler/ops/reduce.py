@@ -85,3 +85,45 @@ _REDUCTIONS = {
 for _name, (_kind, _extra, _doc) in _REDUCTIONS.items():
     defop(_name, "x", _reduction(_name, _kind), attrs={**_BASE, **_extra}, groups={REDUCTION},
           nondiff=_kind == "arg", doc=_doc)
+
+
+# ---------------------------------------------------------------- VJP rules
+from .registry import defvjp  # noqa: E402
+
+
+def _axes(node):
+    ax = node.attrs["axis"]
+    r = node.inputs[0].type.rank
+    if ax is None:
+        return tuple(range(r))
+    ax = ax if isinstance(ax, (tuple, list)) else (ax,)
+    return tuple(sorted(a % r for a in ax)) if r else ()
+
+
+def _unreduce(b, node, g):
+    """Broadcast a reduced cotangent back to the input's shape."""
+    x = node.inputs[0]
+    if not node.attrs.get("keepdims"):
+        shape = tuple(1 if i in _axes(node) else d for i, d in enumerate(x.type.shape))
+        g = b.op("reshape", g, shape=shape)
+    return b.op("expand", g, shape=x.type.shape)
+
+
+@defvjp("sum")
+def _(b, node, g):
+    return [_unreduce(b, node, g[0])]
+
+
+@defvjp("mean")
+def _(b, node, g):
+    x = node.inputs[0]
+    count = 1
+    for a in _axes(node):
+        count = count * x.type.shape[a]
+    gx = _unreduce(b, node, g[0])
+    from ..dims import Dim
+    if isinstance(count, Dim):
+        n = b.op("cast", b.op("sum", b.op("full", shape=tuple(x.type.shape[a] for a in _axes(node)), value=1.0,
+                                          dtype="float64"), axis=None, keepdims=False), dtype=x.type.dtype.numpy_name)
+        return [b.op("div", gx, n)]
+    return [b.op("div", gx, b.op("full", shape=(), value=float(count), dtype=x.type.dtype.numpy_name))]

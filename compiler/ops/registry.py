@@ -66,6 +66,9 @@ class OpDef:
     variadic: bool = False
     doc: str = ""
     wants_node: bool = False
+    # vjp(b: Builder, node: Node, cotangents: list[Value | None]) -> list[Value | None]
+    # (one entry per operand; None means zero).  Set with @defvjp beside the op.
+    vjp: Callable | None = None
 
     def __hash__(self) -> int:
         return hash(self.name)
@@ -118,6 +121,21 @@ def defop(name: str, operands, infer, *, attrs=None, macs=None, groups=(), nondi
                variadic, doc, wants_node)
     OPS[name] = op
     return op
+
+
+def defvjp(*names: str):
+    """Register a VJP rule for one or more ops (JAX's `defvjp`):
+
+        @defvjp("tanh")
+        def _(b, node, g):
+            (y,) = node.outputs
+            return [b.op("mul", g[0], b.op("sub", b.scalar_like(1.0, y), b.op("square", y)))]
+    """
+    def deco(fn):
+        for n in names:
+            OPS[n].vjp = fn
+        return fn
+    return deco
 
 
 def in_group(group: str) -> set[OpDef]:

@@ -346,3 +346,27 @@ def _sinusoidal(ts, attrs):
 
 defop("sinusoidal_positions", "", _sinusoidal,
       attrs={"length": required(), "dim": required(), "dtype": "float32"}, groups={CONSTANT}, doc="The Transformer's fixed sin/cos position table, (length, dim).")
+
+
+# ---------------------------------------------------------------- VJP rules
+from .registry import defvjp  # noqa: E402
+from .vjp_util import sum_to  # noqa: E402
+
+
+@defvjp("reshape")
+def _(b, node, g):
+    return [b.op("reshape", g[0], shape=node.inputs[0].type.shape)]
+
+
+@defvjp("transpose")
+def _(b, node, g):
+    axes = node.attrs["axes"]
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return [b.op("transpose", g[0], axes=tuple(inverse))]
+
+
+@defvjp("expand")
+def _(b, node, g):
+    return [sum_to(b, g[0], node.inputs[0].type.shape)]
