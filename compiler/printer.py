@@ -35,7 +35,8 @@ class Namer:
         return self.names[v.id]
 
 
-def print_graph(g: Graph, namer: Namer | None = None, indent: str = "", show_loc: bool = True) -> str:
+def print_graph(g: Graph, namer: Namer | None = None, indent: str = "", show_loc: bool = True,
+                marks: dict[int, str] | None = None) -> str:
     n = namer or Namer()
     lines = []
     sig = ", ".join(f"{n(v)}: {v.type}" for v in g.inputs)
@@ -49,7 +50,9 @@ def print_graph(g: Graph, namer: Namer | None = None, indent: str = "", show_loc
             kind = "buffer" if p.kind == "buffer" else "param"
             loc = f"  // {p.param.span}" if show_loc and p.param.span else ""
             lines.append(f"{indent}  {kind} {n(p)}: {p.type} = {p.param.init}{loc}")
-    for node in g.nodes:
+    for i, node in enumerate(g.nodes):
+        if marks and i in marks:
+            lines.append(f"{indent}  // {marks[i]}")
         lhs = ", ".join(n(o) for o in node.outputs)
         args = ", ".join(n(v) for v in node.inputs)
         attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in node.attrs.items())

@@ -15,4 +15,10 @@ def load(path, name=None, bind=None):
     return _load(path, name, bind)
 
 
-__all__ = ["load", "DlcError", "__version__"]
+def train(path, **kwargs):
+    """Train a `.dln` model as its train section declares; see `dlc.trainer.train`."""
+    from .trainer import train as _train
+    return _train(path, **kwargs)
+
+
+__all__ = ["load", "train", "DlcError", "__version__"]

@@ -89,6 +89,68 @@ class Model:
         from .frontend.blocks import elaborate_model
         return str(elaborate_model(self.module, self.name, mode, self.bind))
 
+    # differentiation -----------------------------------------------------------
+    def _loss_expr(self):
+        for t in self.module.trains:
+            if t.model == self.name:
+                for st in t.body:
+                    from .frontend import ast as A
+                    if isinstance(st, A.Assign) and st.targets[0].name == "loss":
+                        return st.value
+        return None
+
+    def grad_graph(self, mode: str = "train", bind: dict | None = None, concrete: bool = False):
+        """(graph with forward and backward, index of the first backward node).
+
+        The loss is the train section's; without one, the sum of the first output.
+        Outputs: the loss, then "grad:<param>" for every trainable parameter.
+        """
+        from .compiler.autodiff import grad
+        from .compiler.builder import Builder
+        from .compiler.training import build_loss
+        from .frontend.blocks import elaborate_model
+        expr = self._loss_expr()
+        b_all = {**self.bind, **(bind or {})}
+        if expr is not None:
+            g, loss, _ = build_loss(self.module, self.name, expr, mode, b_all)
+        else:
+            g = elaborate_model(self.module, self.name, mode, b_all, use_examples=concrete)
+            loss = Builder(g, g.span).op("sum", g.outputs[0], axis=None, keepdims=False)
+        n_forward = len(g.nodes)
+        params = g.trainable_params()
+        grads = grad(g, loss, params, g.span)
+        g.outputs = [loss] + [gr for gr in grads if gr is not None]
+        g.output_names = ["loss"] + [f"grad:{p.name}" for p, gr in zip(params, grads) if gr is not None]
+        return g, n_forward
+
+    def grad(self, inputs: dict | None = None, weights: dict | None = None, label=None, mode: str = "train",
+             seed: int = 0, bind: dict | None = None) -> dict:
+        """Loss and gradients: {"loss": float, "<param>": ndarray} (NumPy backend)."""
+        from .backends.numpy.interpreter import Interpreter
+        from .compiler.init import init_params
+        bind = dict(bind or {})
+        if inputs:
+            bind = {**_dims_from_inputs(self.graph, inputs), **bind}
+        g, _ = self.grad_graph(mode, bind)
+        env = {**{k: v for k, v in g.dims.items() if v is not None}, **bind}
+        feed = dict(inputs or {})
+        rand = self.random_inputs(seed, bind)
+        for v in g.inputs:
+            if v.name == "label":
+                if label is None:
+                    raise DlcValueError("this loss needs a label", g.span, "pass label=...")
+                feed["label"] = np.asarray(label)
+            elif v.name not in feed:
+                feed[v.name] = rand[v.name]
+        if weights is None:
+            weights = init_params(g, seed, env)
+        outs, _ = Interpreter(g, seed, dims=env).run(feed, weights)
+        res = {"loss": float(outs["loss"])}
+        for k, v in outs.items():
+            if k.startswith("grad:"):
+                res[k[5:]] = v
+        return res
+
     # running -----------------------------------------------------------------
     def init_weights(self, seed: int = 0) -> dict[str, np.ndarray]:
         from .compiler.init import init_params

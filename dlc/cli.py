@@ -155,5 +155,52 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, output):
         atomic_write(output, buf.getvalue())
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m")
+@click.option("--bind", "-b", multiple=True)
+@click.option("--mode", type=click.Choice(["eval", "train"]), default="train", show_default=True)
+@_guard
+def grad(file, model, bind, mode):
+    """Print the backward IR: gradients of the train section's loss (or of the
+    sum of the first output) with respect to every parameter."""
+    from .api import load
+    from .compiler.printer import print_graph
+    m = load(file, model, _parse_bind(bind))
+    g, n_forward = m.grad_graph(mode=mode)
+    click.echo(print_graph(g, marks={n_forward: "---- backward: each node carries the span of the forward "
+                                                "node it differentiates ----"}))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", help="Model to train (default: the train section's).")
+@click.option("--data", help="Data set (default: the train section's `on ...`).")
+@click.option("--data-path", type=click.Path(dir_okay=False), help="The .npz file for --data npz.")
+@click.option("--backend", default="numpy", show_default=True)
+@click.option("--epochs", type=int)
+@click.option("--batch", type=int)
+@click.option("--lr", type=float, help="Override the optimizer's learning rate.")
+@click.option("--seed", type=int)
+@click.option("--out", "-o", default="run", show_default=True, type=click.Path(file_okay=False),
+              help="Run directory: metrics.jsonl, epoch-*.safetensors, best.safetensors.")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@click.option("--bind", "-b", multiple=True)
+@click.option("--no-progress", is_flag=True, help="Plain one-line-per-epoch output.")
+@_guard
+def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, bind, no_progress):
+    """Train as the spec's train section declares; flags override it."""
+    if backend != "numpy":
+        from .backends import get_backend
+        get_backend(backend)
+    from .trainer import train as run_training
+    res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
+                       out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr)
+    if res.history:
+        last = res.history[-1]
+        parts = [f"{k}={v:.4f}" for k, v in last.items() if k.startswith("val_")]
+        click.echo(f"trained {res.epochs_run} epoch(s); last: {' '.join(parts)}; best: {res.best}; run: {res.out}")
+
+
 if __name__ == "__main__":
     main()

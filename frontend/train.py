@@ -197,3 +197,59 @@ def _children(e):
     if isinstance(e, (A.Index, A.Attr)):
         return [e.value]
     return []
+
+
+# ------------------------------------------------------------------ settings
+def train_settings(mod, t: A.TrainDef, bind: dict | None = None):
+    """Evaluate a checked train section into `compiler.training.TrainSettings`."""
+    from ..compiler.training import TrainSettings
+    from .blocks import elaborate_model  # noqa: F401  (module import order)
+    from .elaborate import Context, Frame
+    from ..compiler.ir import Graph
+    check_train(mod, t)
+    ctx = Context(Graph("<train>"), "eval")
+    ctx.overrides = {k: v for k, v in (bind or {}).items() if k in mod.consts}
+    frame = Frame(ctx, mod, "", ctx.root, "<train>")
+    s = TrainSettings(dataset=t.dataset, span=t.span)
+    for st in t.body:
+        if isinstance(st, A.Step):
+            raise DlcTypeError("alternating `step` sections are not executed by `dlc train` yet", st.span,
+                               "train one model with a single loss, or drive the steps from Python")
+        if not isinstance(st, A.Assign):
+            continue
+        key, e = st.targets[0].name, st.value
+        if key == "loss":
+            s.loss = e
+        elif key in ("optimizer", "schedule"):
+            name, kwargs = _call_parts(frame, e)
+            if key == "optimizer":
+                s.optimizer, s.optimizer_args = name, kwargs
+            else:
+                s.schedule, s.schedule_args = name, kwargs
+        elif key == "augment":
+            items = e.items if isinstance(e, A.ListLit) else [e]
+            s.augment = [_call_parts(frame, it) for it in items]
+        elif key in ("epochs", "batch", "seed"):
+            setattr(s, key, int(frame.eval(e)))
+        elif key == "shuffle":
+            s.shuffle = bool(frame.eval(e))
+        elif key in ("l1", "l2", "clip_grad_norm", "clip_grad_value"):
+            setattr(s, key, float(frame.eval(e)))
+        elif key == "weight_decay":
+            s.optimizer_args.setdefault("weight_decay", float(frame.eval(e)))
+        elif key == "early_stopping":
+            s.early_stopping = int(frame.eval(e))
+    return s
+
+
+def _call_parts(frame, e):
+    if isinstance(e, A.Name):
+        return e.id, {}
+    schema_args = [frame.eval(a) for a in e.args]
+    kwargs = {k.name: frame.eval(k.value) for k in e.kwargs}
+    name = e.func.id
+    table = OPTIMIZERS.get(name) or SCHEDULES.get(name) or AUGMENTS.get(name) or {}
+    for k, v in zip(table, schema_args):
+        kwargs[k] = v
+    kwargs = {k: (list(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
+    return name, kwargs
