@@ -41,6 +41,8 @@ class TrainSettings:
     early_stopping: int | None = None
     dataset: str | None = None
     augment: list = field(default_factory=list)
+    steps: list = field(default_factory=list)       # StepSpec, for alternating updates
+    bindings: list = field(default_factory=list)    # (name, AST) helper assignments
     span: Span | None = None
 
 
@@ -171,3 +173,75 @@ def state_fill(settings: TrainSettings, params: list[Value]) -> dict[str, tuple]
 
 
 __all__ = ["TrainSettings", "TrainStep", "build_loss", "build_train_step", "state_fill", "DlcError"]
+
+
+# ------------------------------------------------------------ alternating steps
+@dataclass
+class StepSpec:
+    """One `step name { loss = ...; optimizer = ...; params = [Model] }` section."""
+
+    name: str
+    loss: Any
+    optimizer: str
+    optimizer_args: dict
+    params: list[str]            # model names (or parameter-name prefixes) updated by this step
+    span: Span | None = None
+
+
+def build_alternating(module, main_model: str, bindings: list, steps: list[StepSpec], bind: dict | None = None):
+    """One training graph per step of a multi-model train section (a GAN).
+
+    Every model called in the section is applied by name and shares one set of
+    weights across calls and steps: parameters are named `<Model>.<param>`.
+    `bindings` are the section's helper assignments (z = randn(...)), evaluated
+    in each step's graph.  `input` is the main model's first input.
+    """
+    from ..frontend.blocks import elaborate_model
+    from ..frontend.elaborate import Context, Frame
+    from .optim import make_optimizer
+    main = elaborate_model(module, main_model, "eval", bind)
+    out = []
+    for st in steps:
+        g = Graph(f"{main_model}.{st.name}", mode="train", span=st.span)
+        ctx = Context(g, "train")
+        ctx.share_models = True
+        ctx.overrides = {k: v for k, v in (bind or {}).items() if k in module.consts}
+        frame = Frame(ctx, module, "", g, f"<step {st.name}>")
+        for v in main.inputs:
+            x = g.add_input(v.name, v.type)
+            frame.env[v.name] = x
+        frame.env["input"] = g.inputs[0]
+        for k, d in main.dims.items():
+            from .dims import Dim
+            frame.env.setdefault(k, Dim.symbol(k))
+        for name, expr in bindings:
+            frame.env[name] = frame.eval(expr)
+        loss = frame.eval(st.loss)
+        if not isinstance(loss, Value) or loss.type.shape != ():
+            raise DlcError("a step's loss must be a scalar tensor", st.loss.span)
+        chosen = [p for p in g.trainable_params() if any(p.name.startswith(m + ".") for m in st.params)]
+        if not chosen:
+            raise DlcError(f"step {st.name}: no parameters of {', '.join(st.params)} take part in its loss", st.span)
+        grads = grad(g, loss, chosen, st.span)
+        b = Builder(g, st.span)
+        opt = make_optimizer(st.optimizer, **st.optimizer_args)
+        dt = chosen[0].type.dtype
+        lr = g.add_input("lr", TensorType(dt, ()))
+        step = g.add_input("step", TensorType(dt, ()))
+        outs, names, state_names = [loss], ["loss"], {}
+        for p, gr in zip(chosen, grads):
+            gr = gr if gr is not None else b.op("full", shape=p.type.shape, value=0.0, dtype=p.type.dtype.numpy_name)
+            state, state_names[p.name] = {}, []
+            for sname, stype, _ in opt.state_specs(p.type):
+                full = f"{st.name}/{sname}.{p.name}"
+                state[sname] = g.add_input(full, stype)
+                state_names[p.name].append(full)
+            new_p, new_state = opt.update(b, p, gr, state, lr, step)
+            outs.append(new_p)
+            names.append(f"param:{p.name}")
+            for sname, v in new_state.items():
+                outs.append(v)
+                names.append(f"state:{st.name}/{sname}.{p.name}")
+        g.outputs, g.output_names = outs, names
+        out.append((st, TrainStep(g, loss, None, names, chosen, state_names), opt))
+    return out

@@ -84,6 +84,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     dname = data or s.dataset
     if dname is None:
         raise DlcValueError("no data set: name one in the train section (`train M on digits`) or with --data")
+    if s.steps:
+        return _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_steps)
     step_prog = build_train_step(mod, name, s, bind)
     g = step_prog.graph
     eval_g, eval_loss, _ = build_loss(mod, name, s.loss, "eval", bind)
@@ -211,3 +213,79 @@ def _validate(eval_g, weights, val, feed, batch, classification, accuracy) -> di
     if classification:
         out["val_accuracy"] = correct / max(n, 1)
     return out
+
+
+def _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_steps) -> TrainResult:
+    """Alternating updates (a GAN): each batch runs every `step` in order."""
+    from .backends.numpy.interpreter import Interpreter
+    from .compiler.init import init_params
+    from .compiler.training import build_alternating, state_fill  # noqa: F401
+    from .runtime.data import batches, load_dataset, num_batches
+    from .runtime.metrics import MetricsLog
+    from .runtime.progress import TrainProgress
+    from .runtime.checkpoint import save_checkpoint
+    progs = build_alternating(mod, name, s.bindings, s.steps, bind)
+    x_in = progs[0][1].graph.inputs[0]
+    per_example = tuple(x_in.type.shape[1:])
+    ds = load_dataset(dname, seed=0, path=data_path, input_shape=per_example).reshaped(per_example)
+    weights: dict = {}
+    states: dict = {}
+    for st, prog, opt in progs:
+        for k, v in init_params(prog.graph, s.seed).items():
+            weights.setdefault(k, v)
+        for p in prog.params:
+            for sname, stype, fill in opt.state_specs(p.type):
+                states[f"{st.name}/{sname}.{p.name}"] = np.full(tuple(int(d) for d in stype.shape), fill,
+                                                                 dtype=stype.dtype.numpy_name)
+    out_dir = Path(out) if out else None
+    log = MetricsLog(out_dir / "metrics.jsonl") if out_dir else None
+    steps_per_epoch = num_batches(len(ds.train[0]), s.batch)
+    history, global_step, t0 = [], 0, time.perf_counter()
+    try:
+        with TrainProgress(s.epochs, steps_per_epoch, enabled=progress) as bar:
+            for epoch in range(s.epochs):
+                sums = {st.name: 0.0 for st, _, _ in progs}
+                n = 0
+                for i, (xb, _yb) in enumerate(batches(ds.train[0], ds.train[1], s.batch, shuffle=s.shuffle,
+                                                      seed=s.seed, epoch=epoch)):
+                    global_step += 1
+                    for st, prog, _opt in progs:
+                        g = prog.graph
+                        dt = prog.params[0].type.dtype.numpy_name
+                        feed = {x_in.name: xb.astype(x_in.type.dtype.numpy_name),
+                                "lr": np.asarray(st.optimizer_args.get("lr", 1e-3), dtype=dt),
+                                "step": np.asarray(global_step, dtype=dt)}
+                        feed.update({k: v for k, v in states.items() if k.startswith(st.name + "/")})
+                        needed = {p.name for p in g.params}
+                        outs, upd = Interpreter(g, seed=s.seed * 1_000_003 + global_step,
+                                                dims={"N": len(xb)}).run(feed, {k: weights[k] for k in needed})
+                        for k, v in outs.items():
+                            if k.startswith("param:"):
+                                weights[k[6:]] = v
+                            elif k.startswith("state:"):
+                                states[k[6:]] = v
+                        weights.update(upd)
+                        loss = float(outs["loss"])
+                        if not np.isfinite(loss):
+                            raise DlcError(f"step {st.name}: the loss became {loss} at update {global_step}", st.span)
+                        sums[st.name] += loss * len(xb)
+                    n += len(xb)
+                    bar.update(epoch, i + 1, loss=loss, lr=float(feed["lr"]), samples=len(xb))
+                    if max_steps is not None and global_step >= max_steps:
+                        break
+                metrics = {"epoch": epoch + 1, "step": global_step, "time": time.perf_counter() - t0}
+                metrics.update({f"{k}_loss": v / max(n, 1) for k, v in sums.items()})
+                history.append(metrics)
+                if log:
+                    log.append(metrics)
+                if out_dir:
+                    save_checkpoint(out_dir / f"epoch-{epoch + 1:03d}.safetensors", weights=weights,
+                                    optimizer_state=states, step=global_step, epoch=epoch + 1,
+                                    rng_state={"seed": s.seed, "epoch": epoch + 1}, extra={"model": name})
+                bar.end_epoch(epoch, {k: v for k, v in metrics.items() if k.endswith("_loss")})
+                if max_steps is not None and global_step >= max_steps:
+                    break
+    finally:
+        if log:
+            log.close()
+    return TrainResult(len(history), history, None, weights, str(out_dir) if out_dir else None)

@@ -63,6 +63,8 @@ class Context:
     streams: int = 0
     nodes: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)  # --bind of file constants
+    # in train sections, every call of a model uses that model's one set of weights
+    share_models: bool = False
     const_values: dict[str, dict] = field(default_factory=dict)
     const_stack: list[str] = field(default_factory=list)
 
@@ -72,6 +74,10 @@ class Context:
 
     def add_param(self, name: str, type: TensorType, init: Init, buffer: bool, trainable: bool,
                   span: Span) -> Value:
+        if self.share_models:
+            for p in self.root.params:
+                if p.name == name and p.type == type:
+                    return p  # a model called again in a train section: the same weights
         if any(p.name == name for p in self.root.params):
             raise DlcNameError(f"parameter name '{name}' is used twice", span,
                                "give one of the layers another name with name=\"...\"")
@@ -125,6 +131,8 @@ class Frame:
 
     def instance_name(self, kind: str, explicit, span: Span) -> str:
         """The hierarchical name of a layer or block instance."""
+        if self.ctx.share_models and explicit is None and kind in self.module.models and not self.prefix:
+            return kind
         if explicit is not None:
             if not isinstance(explicit, str) or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", explicit):
                 raise DlcValueError(f"invalid layer name {explicit!r}", span,

@@ -213,12 +213,14 @@ def train_settings(mod, t: A.TrainDef, bind: dict | None = None):
     s = TrainSettings(dataset=t.dataset, span=t.span)
     for st in t.body:
         if isinstance(st, A.Step):
-            raise DlcTypeError("alternating `step` sections are not executed by `dlc train` yet", st.span,
-                               "train one model with a single loss, or drive the steps from Python")
+            s.steps.append(_step_spec(frame, st))
+            continue
         if not isinstance(st, A.Assign):
             continue
         key, e = st.targets[0].name, st.value
-        if key == "loss":
+        if key not in KEYS:
+            s.bindings.append((key, e))
+        elif key == "loss":
             s.loss = e
         elif key in ("optimizer", "schedule"):
             name, kwargs = _call_parts(frame, e)
@@ -253,3 +255,25 @@ def _call_parts(frame, e):
         kwargs[k] = v
     kwargs = {k: (list(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
     return name, kwargs
+
+
+def _step_spec(frame, st: A.Step):
+    from ..compiler.training import StepSpec
+    loss, opt, opt_args, params = None, "adam", {}, []
+    for a in st.body:
+        if not isinstance(a, A.Assign):
+            continue
+        key, e = a.targets[0].name, a.value
+        if key == "loss":
+            loss = e
+        elif key == "optimizer":
+            opt, opt_args = _call_parts(frame, e)
+        elif key == "params":
+            items = e.items if isinstance(e, (A.ListLit, A.TupleLit)) else [e]
+            params = [it.id if isinstance(it, A.Name) else it.value for it in items]
+    if loss is None:
+        raise DlcTypeError(f"step {st.name} declares no loss", st.span)
+    if not params:
+        raise DlcTypeError(f"step {st.name} does not say which parameters it updates", st.span,
+                           "add e.g. `params = [Generator]`")
+    return StepSpec(st.name, loss, opt, opt_args, params, st.span)
