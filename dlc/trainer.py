@@ -107,7 +107,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
         return {x_in.name: xb.astype(x_dtype), "label": y}
 
     steps_per_epoch = num_batches(len(ds.train[0]), s.batch)
-    base_lr = float(s.optimizer_args.get("lr", {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}.get(s.optimizer, 0.01)))
+    base_lr = float(s.optimizer_args.get("lr", {"sgd": 1e-3, "adam": 1e-3, "adamw": 1e-3}.get(s.optimizer, 0.01)))
     sched = make_schedule(s.schedule, base_lr, epochs=s.epochs, steps_per_epoch=steps_per_epoch,
                           **s.schedule_args)
     pdt = step_prog.params[0].type.dtype.numpy_name
