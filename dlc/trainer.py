@@ -107,7 +107,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
         return {x_in.name: xb.astype(x_dtype), "label": y}
 
     steps_per_epoch = num_batches(len(ds.train[0]), s.batch)
-    base_lr = float(s.optimizer_args.get("lr", {"sgd": 1e-3, "adam": 1e-3, "adamw": 1e-3}.get(s.optimizer, 0.01)))
+    from .compiler.optim import make_optimizer
+    base_lr = float(make_optimizer(s.optimizer, **s.optimizer_args).hyper["lr"])
     sched = make_schedule(s.schedule, base_lr, epochs=s.epochs, steps_per_epoch=steps_per_epoch,
                           **s.schedule_args)
     pdt = step_prog.params[0].type.dtype.numpy_name
@@ -253,7 +254,7 @@ def _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_
                         g = prog.graph
                         dt = prog.params[0].type.dtype.numpy_name
                         feed = {x_in.name: xb.astype(x_in.type.dtype.numpy_name),
-                                "lr": np.asarray(st.optimizer_args.get("lr", 1e-3), dtype=dt),
+                                "lr": np.asarray(_opt.hyper["lr"], dtype=dt),
                                 "step": np.asarray(global_step, dtype=dt)}
                         feed.update({k: v for k, v in states.items() if k.startswith(st.name + "/")})
                         needed = {p.name for p in g.params}

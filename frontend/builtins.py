@@ -97,8 +97,9 @@ def range_(F, a, b=None, step=1):
         F.fail("range: step must not be zero", cls=DlcValueError)
     r = range(int(lo), int(hi), int(step))
     from .elaborate import MAX_ITERATIONS
-    if len(r) > MAX_ITERATIONS:
-        F.fail(f"range of {len(r)} elements is too long for a compile-time loop",
+    n = (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step  # len() overflows past 2**63
+    if n > MAX_ITERATIONS:
+        F.fail(f"range of {n} elements is too long for a compile-time loop",
                f"compile-time ranges are limited to {MAX_ITERATIONS} elements", cls=DlcLimitError)
     return list(r)
 

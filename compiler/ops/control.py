@@ -43,3 +43,14 @@ def _scan_macs(ins, outs, attrs):
 scan = defop("scan", "", _scan, attrs={"num_carry": required(), "axis": 0, "reverse": False},
              macs=_scan_macs, groups={CONTROL}, variadic=True, wants_node=True,
              doc="Loop a body graph over an axis; recurrence over a symbolic length.")
+
+
+# ---------------------------------------------------------------- VJP rule
+from .registry import defvjp  # noqa: E402
+
+
+@defvjp("scan")
+def _(b, node, g):
+    """Backpropagation through time: see compiler/scan_grad.py."""
+    from ..scan_grad import scan_vjp
+    return scan_vjp(b, node, g)

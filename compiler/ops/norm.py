@@ -151,3 +151,188 @@ def _embedding(ts, attrs):
 
 defop("embedding", "indices weight", _embedding, attrs={"padding_idx": None},
       doc="Look up rows of `weight` by integer indices: indices.shape + (dim,).")
+
+
+def _scatter_add_rows(ts, attrs):
+    idx, upd = ts
+    require_int(idx, "scatter_add_rows")
+    require_float(upd, "scatter_add_rows", "updates")
+    if upd.rank != idx.rank + 1 or any(known_equal(a, b) is False for a, b in zip(idx.shape, upd.shape)):
+        raise ShapeError(f"scatter_add_rows: updates {upd} must have the shape of indices {idx} plus one "
+                         f"trailing row dimension", "updates[i] is the row added at indices[i]")
+    n = attrs["num_rows"]
+    if not isinstance(n, Dim) and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+        raise ShapeError(f"scatter_add_rows: num_rows must be a positive int, got {n!r}")
+    return TensorType(upd.dtype, (n, upd.shape[-1]))
+
+
+defop("scatter_add_rows", "indices updates", _scatter_add_rows, attrs={"num_rows": required()},
+      doc="zeros(num_rows, D) with updates[i] added to row indices[i] (repeats sum): the adjoint of "
+          "embedding in its table, and the argmax routing of max pooling.")
+
+
+# ---------------------------------------------------------------- VJP rules
+# Normalisations differentiate through their batch statistics exactly:
+# gx = invstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)) over the
+# normalised axes.  All rules are built from differentiable IR ops.
+from ..dims import prod  # noqa: E402
+from .registry import defvjp  # noqa: E402
+from .vjp_util import as_float, scalar  # noqa: E402
+
+
+def _normalize_grad(b, gxhat, xhat, invstd, axes):
+    m1 = b.op("mean", gxhat, axis=axes, keepdims=True)
+    m2 = b.op("mean", b.op("mul", gxhat, xhat), axis=axes, keepdims=True)
+    return b.op("mul", invstd, b.op("sub", b.op("sub", gxhat, m1), b.op("mul", xhat, m2)))
+
+
+def _stats(b, x, axes, eps):
+    """(x - mean, 1/sqrt(biased var + eps)) over `axes`, kept as broadcastable dims."""
+    xc = b.op("sub", x, b.op("mean", x, axis=axes, keepdims=True))
+    var = b.op("mean", b.op("square", xc), axis=axes, keepdims=True)
+    return xc, b.op("rsqrt", b.op("add", var, scalar(b, eps, x)))
+
+
+def _sum_over(b, v, axes):
+    return b.op("sum", v, axis=axes, keepdims=False) if axes else v
+
+
+@defvjp("batch_norm")
+def _(b, node, g):
+    ins = list(node.inputs) + [None] * (5 - len(node.inputs))
+    x, rm, rv, w, bias = ins
+    gy = g[0]
+    res = [None] * len(node.inputs)
+    if gy is None:          # only the running statistics were used: they are not differentiated
+        return res
+    c = x.type.shape[1]
+    axes = (0,) + tuple(range(2, x.type.rank))
+    bshape = (1, c) + (1,) * (x.type.rank - 2)
+    eps = node.attrs["eps"]
+    if node.attrs["training"]:
+        xc, invstd = _stats(b, x, axes, eps)
+    else:
+        xc = b.op("sub", x, b.op("reshape", rm, shape=bshape))
+        invstd = b.op("rsqrt", b.op("add", b.op("reshape", rv, shape=bshape), scalar(b, eps, x)))
+    xhat = b.op("mul", xc, invstd)
+    gxhat = gy if w is None else b.op("mul", gy, b.op("reshape", w, shape=bshape))
+    if node.attrs["training"]:
+        res[0] = _normalize_grad(b, gxhat, xhat, invstd, axes)
+    else:
+        res[0] = b.op("mul", gxhat, invstd)
+        # eval mode: y is also a function of the running statistics
+        res[1] = b.op("neg", b.op("sum", res[0], axis=axes, keepdims=False))
+        t = b.op("sum", b.op("mul", gxhat, xhat), axis=axes, keepdims=False)
+        inv2 = b.op("reshape", b.op("square", invstd), shape=(c,))
+        res[2] = b.op("mul", b.op("mul", t, inv2), scalar(b, -0.5, x))
+    if w is not None:
+        res[3] = b.op("sum", b.op("mul", gy, xhat), axis=axes, keepdims=False)
+    if bias is not None:
+        res[4] = b.op("sum", gy, axis=axes, keepdims=False)
+    return res
+
+
+@defvjp("layer_norm")
+def _(b, node, g):
+    x = node.inputs[0]
+    w = node.inputs[1] if len(node.inputs) > 1 else None
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    gy = g[0]
+    ns = node.attrs["normalized_shape"]
+    k = len(ns) if isinstance(ns, (list, tuple)) else 1
+    axes = tuple(range(x.type.rank - k, x.type.rank))
+    lead = tuple(range(x.type.rank - k))
+    xc, invstd = _stats(b, x, axes, node.attrs["eps"])
+    xhat = b.op("mul", xc, invstd)
+    gxhat = gy if w is None else b.op("mul", gy, w)
+    res = [_normalize_grad(b, gxhat, xhat, invstd, axes)]
+    if len(node.inputs) > 1:
+        res.append(None if w is None else _sum_over(b, b.op("mul", gy, xhat), lead))
+    if len(node.inputs) > 2:
+        res.append(None if bias is None else _sum_over(b, gy, lead))
+    return res
+
+
+@defvjp("group_norm")
+def _(b, node, g):
+    x = node.inputs[0]
+    w = node.inputs[1] if len(node.inputs) > 1 else None
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    gy = g[0]
+    n, c = x.type.shape[:2]
+    groups = node.attrs["num_groups"]
+    per = prod((Dim.of(c).exact_div(groups),) + tuple(x.type.shape[2:]))
+    gshape = (n, groups, per)
+    chan_axes = (0,) + tuple(range(2, x.type.rank))
+    bshape = (1, c) + (1,) * (x.type.rank - 2)
+    xc, invstd = _stats(b, b.op("reshape", x, shape=gshape), (2,), node.attrs["eps"])
+    xhat = b.op("mul", xc, invstd)
+    gxhat = gy if w is None else b.op("mul", gy, b.op("reshape", w, shape=bshape))
+    gx = _normalize_grad(b, b.op("reshape", gxhat, shape=gshape), xhat, invstd, (2,))
+    res = [b.op("reshape", gx, shape=x.type.shape)]
+    if len(node.inputs) > 1:
+        xhat_full = b.op("reshape", xhat, shape=x.type.shape)
+        res.append(None if w is None else b.op("sum", b.op("mul", gy, xhat_full), axis=chan_axes, keepdims=False))
+    if len(node.inputs) > 2:
+        res.append(None if bias is None else b.op("sum", gy, axis=chan_axes, keepdims=False))
+    return res
+
+
+def _channel_window_sum(b, v, size: int, mirror: bool):
+    """Sum of v (N, 1, C, M) over the channel window [c - size//2, c + (size-1)//2]
+    (LRN's window) or, mirrored, [c - (size-1)//2, c + size//2] (its adjoint),
+    zero-padded: a conv2d with a constant (1, 1, K, 1) kernel of ones."""
+    dt = v.type.dtype.numpy_name
+    ones = b.op("full", shape=(1, 1, size, 1), value=1.0, dtype=dt)
+    if size % 2 == 0:
+        # an odd kernel of size+1 taps with a zero at one end centres the even window
+        ones = b.op("pad", ones, pad=[0, 0, 1, 0] if mirror else [0, 0, 0, 1])
+    k = ones.type.shape[2]
+    return b.op("conv2d", v, ones, padding=(k // 2, 0))
+
+
+@defvjp("local_response_norm")
+def _(b, node, g):
+    x = node.inputs[0]
+    gy = g[0]
+    a = node.attrs
+    size, alpha, beta = a["size"], a["alpha"], a["beta"]
+    n, c = x.type.shape[:2]
+    flat = (n, 1, c, prod(x.type.shape[2:]))
+    # y = x * D^-beta with D = k + alpha/size * window_sum(x^2)
+    s = _channel_window_sum(b, b.op("reshape", b.op("square", x), shape=flat), size, False)
+    d = b.op("add", b.op("mul", b.op("reshape", s, shape=x.type.shape), scalar(b, alpha / size, x)),
+             scalar(b, a["k"], x))
+    dpow = b.op("pow", d, scalar(b, -beta, x))
+    t = b.op("div", b.op("mul", b.op("mul", gy, x), dpow), d)
+    back = b.op("reshape", _channel_window_sum(b, b.op("reshape", t, shape=flat), size, True), shape=x.type.shape)
+    gx = b.op("sub", b.op("mul", gy, dpow), b.op("mul", b.op("mul", x, back), scalar(b, 2.0 * alpha * beta / size, x)))
+    return [gx]
+
+
+@defvjp("dropout")
+def _(b, node, g):
+    # the same p and seed draw the same mask, so the VJP is dropout of the cotangent
+    return [b.op("dropout", g[0], **node.attrs)]
+
+
+@defvjp("embedding")
+def _(b, node, g):
+    idx, w = node.inputs
+    rows = w.type.shape[0]
+    gw = b.op("scatter_add_rows", idx, g[0], num_rows=rows)
+    p = node.attrs["padding_idx"]
+    if p is not None:
+        # as torch: the padding row gets no gradient
+        if p < 0:
+            if not isinstance(rows, int):
+                raise ShapeError(f"the VJP of embedding needs the table size to resolve padding_idx={p}")
+            p += rows
+        keep = b.op("ne", b.op("arange", stop=rows, dtype="int64"), b.op("full", shape=(), value=p, dtype="int64"))
+        gw = b.op("mul", gw, b.op("reshape", as_float(b, keep, gw), shape=(rows, 1)))
+    return [None, gw]
+
+
+@defvjp("scatter_add_rows")
+def _(b, node, g):
+    return [None, b.op("embedding", node.inputs[0], g[0])]

@@ -131,3 +131,200 @@ defop("lstm", ("x", "h0?", "c0?", "*weights"), _recurrent("lstm"), attrs={**_ATT
 defop("gru", ("x", "h0?", "*weights"), _recurrent("gru"), attrs=_ATTRS,
       macs=_recurrent_macs("gru"), groups={RECURRENT}, variadic=True,
       doc="Gated recurrent unit, torch.nn.GRU; returns (y, h_n).")
+
+
+# ---------------------------------------------------------------- VJP rules
+# The rules decompose the op into IR -- per layer and direction, a `scan` over
+# time whose body is the cell written with linear/sigmoid/tanh/mul/add, a
+# reversed scan for the backward direction -- and differentiate that with
+# `autodiff.vjp` (so through the scan VJP, compiler/scan_grad.py).  The
+# decomposition reads the weights through fresh per-gate (and, above a
+# bidirectional layer, per-direction) slices, and the gradient is taken with
+# respect to those slices: the differentiated part of the graph has only
+# linear/elementwise ops and scans, and the slices' gradients are assembled
+# back into the operands' shapes with concat/reshape.
+from .registry import defvjp  # noqa: E402
+
+
+def _leaves(b, v, sections: int, axis: int) -> list:
+    """`sections` fresh values partitioning `v` along `axis` (one identity reshape when 1)."""
+    if sections == 1:
+        return [b.op("reshape", v, shape=v.type.shape)]
+    return list(b.op("split", v, sections=sections, axis=axis))
+
+
+def _join(b, parts: list, axis: int):
+    return parts[0] if len(parts) == 1 else b.op("concat", *parts, axis=axis)
+
+
+def _cell(name: str, attrs: dict, b, states: list, xw: list, hw: list) -> list:
+    """One step of the cell; returns the new states (h first)."""
+    if name == "rnn":
+        act = "tanh" if attrs["nonlinearity"] == "tanh" else "relu"
+        return [b.op(act, b.op("add", xw[0], hw[0]))]
+    if name == "lstm":
+        i, f, g, o = (b.op("add", a, c) for a, c in zip(xw, hw))
+        c = b.op("add", b.op("mul", b.op("sigmoid", f), states[1]),
+                 b.op("mul", b.op("sigmoid", i), b.op("tanh", g)))
+        return [b.op("mul", b.op("sigmoid", o), b.op("tanh", c)), c]
+    # gru, torch's form: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); h' = (h - n) * z + n
+    r = b.op("sigmoid", b.op("add", xw[0], hw[0]))
+    z = b.op("sigmoid", b.op("add", xw[1], hw[1]))
+    n = b.op("tanh", b.op("add", xw[2], b.op("mul", r, hw[2])))
+    return [b.op("add", b.op("mul", b.op("sub", states[0], n), z), n)]
+
+
+def decompose(b, name: str, node, x_tm, state_leaves, weight_leaves):
+    """Build the op's computation as scans; returns (per-direction top-layer outputs
+    (T, N, H) time-major, {layer * dirs + d: final states}).
+
+    `x_tm` is the time-major input, `state_leaves[s][idx]` the (N, H) initial
+    state s of (layer, direction) idx (or None: zeros), `weight_leaves[idx]`
+    = (w_ih[gate][part], w_hh[gate], b_ih[gate] | None, b_hh[gate] | None).
+    """
+    from ..builder import Builder
+    from ..ir import Graph
+    from ..types import TensorType
+    from .registry import OPS
+
+    attrs = node.attrs
+    ns, G = N_STATES[name], GATES[name]
+    L, D = attrs["num_layers"], 2 if attrs["bidirectional"] else 1
+    N = x_tm.type.shape[1]
+    layer_in = [x_tm]
+    finals = {}
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            idx = layer * D + d
+            wih, whh, bih, bhh = weight_leaves[idx]
+            H = whh[0].type.shape[1]
+            xw = []
+            for k in range(G):
+                acc = None
+                for p, part in enumerate(layer_in):
+                    args = (part, wih[k][p]) + ((bih[k],) if bih is not None and p == 0 else ())
+                    t = b.op("linear", *args)
+                    acc = t if acc is None else b.op("add", acc, t)
+                xw.append(acc)
+            dt = xw[0].type.dtype
+            inits = []
+            for s in range(ns):
+                leaf = state_leaves[s][idx] if state_leaves[s] is not None else None
+                inits.append(leaf if leaf is not None else
+                             b.op("full", shape=(N, H), value=0.0, dtype=dt.numpy_name))
+            body = Graph(f"{name}.l{layer}{'_reverse' if d else ''}", mode=b.graph.mode, span=node.span,
+                         parent=b.graph)
+            bb = Builder(body, b.span, b.scope)
+            st = [body.add_input(("h", "c")[s], v.type) for s, v in enumerate(inits)]
+            xt = [body.add_input(f"xw{k}", TensorType(v.type.dtype, v.type.shape[1:])) for k, v in enumerate(xw)]
+            hw = [bb.op("linear", st[0], whh[k], *((bhh[k],) if bhh is not None else ())) for k in range(G)]
+            new = _cell(name, attrs, bb, st, xt, hw)
+            body.outputs = new + [new[0]]
+            res = b.graph.add_node(OPS["scan"], inits + xw, {"num_carry": ns, "axis": 0, "reverse": d == 1},
+                                   b.span, b.scope, body=body)
+            finals[idx] = res[:ns]
+            outs.append(res[ns])
+        layer_in = outs
+    return layer_in, finals
+
+
+def _recurrent_vjp(name: str):
+    def rule(b, node, g):
+        from ..autodiff import NoVJPRule, vjp
+        from .vjp_util import zeros_like
+
+        attrs = node.attrs
+        if attrs.get("proj_size", 0):
+            raise NoVJPRule("lstm with proj_size > 0 has no VJP rule yet", node.span,
+                            "train an LSTM without proj_size (e.g. project its outputs with dense)")
+        ns, G = N_STATES[name], GATES[name]
+        L, D = attrs["num_layers"], 2 if attrs["bidirectional"] else 1
+        per = 4 if attrs["bias"] else 2
+        bf = attrs["batch_first"]
+        x = node.inputs[0]
+        inits = [node.inputs[1 + s] if len(node.inputs) > 1 + s else None for s in range(ns)]
+        weights = list(node.inputs[1 + ns:])
+
+        # fresh leaves (the gradient is taken wrt these, then assembled)
+        x_tm = b.op("transpose", x, axes=(1, 0, 2)) if bf else b.op("reshape", x, shape=x.type.shape)
+        state_leaves = []
+        for s0 in inits:
+            if s0 is None:
+                state_leaves.append(None)
+            elif L * D == 1:
+                state_leaves.append([b.op("reshape", s0, shape=s0.type.shape[1:])])
+            else:
+                state_leaves.append([b.op("reshape", p, shape=p.type.shape[1:])
+                                     for p in b.op("split", s0, sections=L * D, axis=0)])
+        weight_leaves = []
+        for idx in range(L * D):
+            group = weights[idx * per:(idx + 1) * per]
+            parts = D if idx >= D else 1  # layers above the first read each direction's output
+            wih = [_leaves(b, rows, parts, 1) for rows in _leaves(b, group[0], G, 0)] if parts > 1 else \
+                [[w] for w in _leaves(b, group[0], G, 0)]
+            whh = _leaves(b, group[1], G, 0)
+            bih, bhh = (_leaves(b, group[2], G, 0), _leaves(b, group[3], G, 0)) if per == 4 else (None, None)
+            weight_leaves.append((wih, whh, bih, bhh))
+
+        ys, finals = decompose(b, name, node, x_tm, state_leaves, weight_leaves)
+
+        outs, cts = [], []
+        gy = g[0]
+        if gy is not None:
+            gy_tm = b.op("transpose", gy, axes=(1, 0, 2)) if bf else gy
+            parts = [gy_tm] if D == 1 else list(b.op("split", gy_tm, sections=D, axis=2))
+            outs += ys
+            cts += parts
+        for s in range(ns):
+            gs = g[1 + s] if len(g) > 1 + s else None
+            if gs is None:
+                continue
+            parts = [gs] if L * D == 1 else list(b.op("split", gs, sections=L * D, axis=0))
+            for idx, p in enumerate(parts):
+                outs.append(finals[idx][s])
+                cts.append(b.op("reshape", p, shape=p.type.shape[1:]))
+
+        flat = [x_tm]
+        for sl in state_leaves:
+            flat += sl or []
+        for wih, whh, bih, bhh in weight_leaves:
+            flat += [w for row in wih for w in row] + whh + (bih or []) + (bhh or [])
+        grads = vjp(b.graph, outs, cts, flat, b.span)
+        gmap = {v.id: gr for v, gr in zip(flat, grads)}
+
+        def get(leaf):
+            return gmap.get(leaf.id)
+
+        def assemble(blocks, axis):
+            """Join leaf gradients (zeros where None); None when all are None."""
+            if all(get(v) is None for v in blocks):
+                return None
+            return _join(b, [get(v) if get(v) is not None else zeros_like(b, v) for v in blocks], axis)
+
+        result = [None] * len(node.inputs)
+        gx = get(x_tm)
+        if gx is not None:
+            result[0] = b.op("transpose", gx, axes=(1, 0, 2)) if bf else gx
+        for s, s0 in enumerate(inits):
+            if s0 is None or all(get(v) is None for v in state_leaves[s]):
+                continue
+            full = [b.op("reshape", get(v) if get(v) is not None else zeros_like(b, v),
+                         shape=(1,) + v.type.shape) for v in state_leaves[s]]
+            result[1 + s] = _join(b, full, 0)
+        base = 1 + ns
+        for idx, (wih, whh, bih, bhh) in enumerate(weight_leaves):
+            off = base + idx * per
+            if any(get(v) is not None for row in wih for v in row):
+                result[off] = _join(b, [_join(b, [get(v) if get(v) is not None else zeros_like(b, v)
+                                                  for v in row], 1) for row in wih], 0)
+            result[off + 1] = assemble(whh, 0)
+            if bih is not None:
+                result[off + 2] = assemble(bih, 0)
+                result[off + 3] = assemble(bhh, 0)
+        return result
+    return rule
+
+
+for _name in GATES:
+    defvjp(_name)(_recurrent_vjp(_name))

@@ -731,3 +731,112 @@ KERNELS = {
     "embedding": embedding,
     "scaled_dot_product_attention": scaled_dot_product_attention,
 }
+
+
+# --------------------------------------------------------------------------
+# backward helpers: pooling argmax indices and row scatter-add (used by the
+# VJP rules of max pooling and embedding)
+# --------------------------------------------------------------------------
+
+
+def _first_max_update(best, idx, val, pos, valid=None):
+    """torch's max-pool comparison: take `val` when it is > the best so far or NaN."""
+    upd = val > best
+    if np.issubdtype(val.dtype, np.floating):
+        upd |= np.isnan(val)
+    if valid is not None:
+        upd &= valid
+    np.copyto(best, val, where=upd)
+    np.copyto(idx, np.broadcast_to(pos, idx.shape), where=upd)
+
+
+def _lowest(dtype):
+    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+
+
+def max_pool2d_indices(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """The argmax of each max_pool2d window, as torch's ``return_indices``: int64,
+    the flat index ``h * W + w`` into the input plane.  Ties go to the first
+    maximum in row-major window order, a NaN wins (the last NaN), and a window of
+    only -inf picks its first in-bounds element, exactly as torch's CPU kernel."""
+    x = np.asarray(x)
+    k, s, p, d, out = _pool_params(x, 2, kernel_size, stride, padding, dilation, ceil_mode)
+    H, W = x.shape[-2:]
+    xp = _pool_pad(x, k, s, p, d, out, _lowest(x.dtype))
+    # per-axis window starts; the first in-bounds tap initialises the index
+    rows0 = np.arange(out[0]) * s[0] - p[0]
+    cols0 = np.arange(out[1]) * s[1] - p[1]
+    first_r = rows0 + (-(-np.maximum(-rows0, 0) // d[0])) * d[0]
+    first_c = cols0 + (-(-np.maximum(-cols0, 0) // d[1])) * d[1]
+    idx = np.empty(x.shape[:-2] + out, np.int64)
+    idx[...] = first_r[:, None] * W + first_c[None, :]
+    best = np.full(x.shape[:-2] + out, _lowest(x.dtype), x.dtype)
+    span = ((out[0] - 1) * s[0] + 1, (out[1] - 1) * s[1] + 1)
+    for a in range(k[0]):
+        for bb in range(k[1]):
+            val = xp[..., a * d[0] : a * d[0] + span[0] : s[0], bb * d[1] : bb * d[1] + span[1] : s[1]]
+            r = rows0 + a * d[0]
+            c = cols0 + bb * d[1]
+            valid = ((r >= 0) & (r < H))[:, None] & ((c >= 0) & (c < W))[None, :]
+            _first_max_update(best, idx, val, r[:, None] * W + c[None, :], valid)
+    return idx
+
+
+def _adaptive_bins(n, out):
+    i = np.arange(out)
+    start = (i * n) // out
+    end = -((-(i + 1) * n) // out)
+    return start, end
+
+
+def adaptive_max_pool2d_indices(x, *, output_size):
+    """The argmax of each adaptive_max_pool2d bin as a flat ``h * W + w`` index into
+    the input plane (torch's ``return_indices``), with torch's tie rule: the first
+    maximum in row-major order, or the last NaN."""
+    x = np.asarray(x)
+    oh, ow = _adaptive_sizes(x, 2, output_size)
+    H, W = x.shape[-2:]
+    sh, eh = _adaptive_bins(H, oh)
+    sw, ew = _adaptive_bins(W, ow)
+    idx = np.empty(x.shape[:-2] + (oh, ow), np.int64)
+    idx[...] = sh[:, None] * W + sw[None, :]
+    best = np.full(x.shape[:-2] + (oh, ow), _lowest(x.dtype), x.dtype)
+    for a in range(int((eh - sh).max())):
+        r = sh + a
+        vr = r < eh
+        r = np.minimum(r, H - 1)
+        for bb in range(int((ew - sw).max())):
+            c = sw + bb
+            vc = c < ew
+            c = np.minimum(c, W - 1)
+            val = x[..., r[:, None], c[None, :]]
+            _first_max_update(best, idx, val, r[:, None] * W + c[None, :], vr[:, None] & vc[None, :])
+    return idx
+
+
+def scatter_add_rows(indices, updates, *, num_rows):
+    """out = zeros(num_rows, D); out[indices[i]] += updates[i] (repeated indices sum).
+
+    ``updates`` has shape indices.shape + (D,); this is the adjoint of
+    ``embedding(indices, table)`` with respect to the table."""
+    idx = np.asarray(indices)
+    upd = np.asarray(updates)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"scatter_add_rows indices must be integers, got {idx.dtype}")
+    if upd.shape[:-1] != idx.shape:
+        raise ValueError(f"scatter_add_rows: updates {upd.shape} do not match indices {idx.shape} + (D,)")
+    num_rows = int(num_rows)
+    flat = idx.reshape(-1).astype(np.intp, copy=False)
+    if flat.size and (flat.min() < 0 or flat.max() >= num_rows):
+        raise IndexError(f"scatter_add_rows index out of range for {num_rows} rows")
+    out = np.zeros((num_rows, upd.shape[-1]), upd.dtype)
+    np.add.at(out, flat, upd.reshape(-1, upd.shape[-1]))
+    return out
+
+
+__all__ += ["adaptive_max_pool2d_indices", "max_pool2d_indices", "scatter_add_rows"]
+KERNELS.update({
+    "max_pool2d_indices": max_pool2d_indices,
+    "adaptive_max_pool2d_indices": adaptive_max_pool2d_indices,
+    "scatter_add_rows": scatter_add_rows,
+})
