@@ -37,7 +37,7 @@ SCHEDULES = {
                  "final_div_factor": 1e4, "anneal_strategy": "cos"},
     "linear_warmup": {"warmup": None, "start_factor": 1.0 / 3},
 }
-DATASETS = {"digits", "digits_rows", "iris", "wine", "breast_cancer", "npz", "synthetic"}
+DATASETS = {"digits", "digits_rows", "digits_images", "iris", "wine", "breast_cancer", "npz", "synthetic"}
 AUGMENTS = {"random_crop": {"size": None, "padding": 0}, "hflip": {"p": 0.5}}
 INT_KEYS = {"epochs", "batch", "steps", "seed", "patience", "every"}
 FLOAT_KEYS = {"l1", "l2", "weight_decay", "clip_grad_norm", "clip_grad_value", "split", "val_split"}
@@ -272,7 +272,8 @@ def _step_spec(frame, st: A.Step):
             items = e.items if isinstance(e, (A.ListLit, A.TupleLit)) else [e]
             params = [it.id if isinstance(it, A.Name) else it.value for it in items]
     if loss is None:
-        raise DlcTypeError(f"step {st.name} declares no loss", st.span)
+        raise DlcTypeError(f"step {st.name} declares no loss", st.span,
+                           "add e.g. `loss = bce(output, label)`")
     if not params:
         raise DlcTypeError(f"step {st.name} does not say which parameters it updates", st.span,
                            "add e.g. `params = [Generator]`")

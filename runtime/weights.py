@@ -9,7 +9,8 @@ from .atomic import atomic_write
 
 def save_weights(path, weights: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
     from safetensors.numpy import save
-    data = save({k: np.ascontiguousarray(v) for k, v in weights.items()}, metadata=metadata)
+    # np.asarray, not ascontiguousarray: the latter turns 0-d buffers into shape (1,)
+    data = save({k: np.asarray(v, order="C") for k, v in weights.items()}, metadata=metadata)
     atomic_write(path, data)
 
 
