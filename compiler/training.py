@@ -81,6 +81,22 @@ def label_type(loss_expr, outputs: dict[str, Value]) -> TensorType:
     return first.type
 
 
+def _mentions(expr, names) -> bool:
+    from ..frontend import ast as A
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, A.Name) and e.id in names:
+            return True
+        if hasattr(e, "__dataclass_fields__"):
+            for v in vars(e).values():
+                if isinstance(v, list):
+                    stack.extend(x for x in v if hasattr(x, "__dataclass_fields__"))
+                elif hasattr(v, "__dataclass_fields__"):
+                    stack.append(v)
+    return False
+
+
 def build_loss(module, model: str, loss_expr, mode: str = "train", bind: dict | None = None):
     """Elaborate the model and its loss expression into one graph."""
     from ..frontend.blocks import elaborate_model
@@ -94,8 +110,10 @@ def build_loss(module, model: str, loss_expr, mode: str = "train", bind: dict | 
     for v in g.inputs:
         frame.env[v.name] = v
     frame.env["input"] = g.inputs[0]
-    label = g.add_input("label", label_type(loss_expr, outputs))
-    frame.env["label"] = frame.env["target"] = label
+    label = None
+    if _mentions(loss_expr, ("label", "target")):
+        label = g.add_input("label", label_type(loss_expr, outputs))
+        frame.env["label"] = frame.env["target"] = label
     loss = frame.eval(loss_expr)
     if not isinstance(loss, Value):
         raise DlcTypeError("the loss must be a tensor expression", loss_expr.span)

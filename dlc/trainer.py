@@ -96,15 +96,17 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     if any(not isinstance(d, int) for d in per_example):
         raise DlcValueError(f"the model input {x_in.type} must have known sizes except the batch", g.span)
     ds = load_dataset(dname, seed=0, path=data_path, input_shape=per_example).reshaped(per_example)
-    label_t = step_prog.label.type
+    label_t = step_prog.label.type if step_prog.label is not None else None
     x_dtype = x_in.type.dtype.numpy_name
-    y_dtype = label_t.dtype.numpy_name
 
     def feed(xb, yb):
-        y = yb.astype(y_dtype)
-        if label_t.rank == 2 and y.ndim == 1 and label_t.dtype.is_float:
-            y = y.reshape(-1, 1)
-        return {x_in.name: xb.astype(x_dtype), "label": y}
+        out = {x_in.name: xb.astype(x_dtype)}
+        if label_t is not None:
+            y = yb.astype(label_t.dtype.numpy_name)
+            if label_t.rank == 2 and y.ndim == 1 and label_t.dtype.is_float:
+                y = y.reshape(-1, 1)
+            out["label"] = y
+        return out
 
     steps_per_epoch = num_batches(len(ds.train[0]), s.batch)
     from .compiler.optim import make_optimizer
@@ -117,7 +119,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     opt_state = {k: np.full(tuple(int(d) for d in t.shape), fill, dtype=t.dtype.numpy_name)
                  for k, (t, fill) in state_fill(s, step_prog.params).items()}
     start_epoch, global_step = 0, 0
-    classification = label_t.dtype.is_int
+    classification = label_t is not None and label_t.dtype.is_int
     stopper = EarlyStopping(s.early_stopping, "max" if classification else "min") if s.early_stopping else None
     best = None
     if resume:

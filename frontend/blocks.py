@@ -23,7 +23,7 @@ def bind_cparams(frame, block: BlockValue, args: list, kwargs: dict, span: Span)
         if k not in names:
             raise DlcTypeError(f"{block.name} has no parameter '{k}'", span, f"signature: {signature(block)}")
         if k in bound:
-            raise DlcTypeError(f"{block.name}: '{k}' given twice", span)
+            raise DlcTypeError(f"{block.name}: '{k}' given twice", span, f"signature: {signature(block)}")
         bound[k] = v
     from .elaborate import Frame
     for p in params:
@@ -44,7 +44,8 @@ def bind_cparams(frame, block: BlockValue, args: list, kwargs: dict, span: Span)
             if p.type == "int" and isinstance(v, Dim):
                 ok = True
             if not ok:
-                raise DlcTypeError(f"{block.name}: '{p.name}' must be {p.type}, got {describe(v)}", span)
+                raise DlcTypeError(f"{block.name}: '{p.name}' must be {p.type}, got {describe(v)}", span,
+                                   f"signature: {signature(block)}")
     return PartialBlock(block, bound)
 
 
@@ -70,7 +71,8 @@ def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
         raise DlcLimitError(f"block '{block.name}' is recursive: {' -> '.join(frame.ctx.stack + [block.name])}",
                             span, "blocks may not call themselves; unroll with a for loop")
     if len(frame.ctx.stack) >= MAX_DEPTH:
-        raise DlcLimitError("blocks are nested too deeply", span)
+        raise DlcLimitError("blocks are nested too deeply", span,
+                             f"blocks may nest at most {MAX_DEPTH} levels deep")
     inst = frame.instance_name(block.name, explicit, span)
     sub = Frame(frame.ctx, block.module, inst, frame.graph, block.name)
     sub.env.update(pb.cargs)
@@ -84,6 +86,8 @@ def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
         result = None
     except _Return as r:
         result = r.value
+        if result == ():  # a bare `return`
+            raise DlcTypeError(f"{block.name} returns nothing", r.span, "return a value: return y") from None
     finally:
         frame.ctx.stack.pop()
     if result is None:
@@ -97,25 +101,30 @@ def unify(frame, texpr, value, pname: str, span: Span, what: str | None = None):
     """Match a value against a declared type; unbound dim names are bound."""
     if isinstance(texpr, A.TupleTypeExpr):
         if not isinstance(value, (tuple, list)) or len(value) != len(texpr.items):
-            raise DlcTypeError(f"{what or 'argument'} '{pname}' must be a tuple of {len(texpr.items)} tensors, "
-                               f"got {describe(value)}", span)
+            raise DlcTypeError(f"{what} {describe(value)} but is declared to return a tuple of "
+                               f"{len(texpr.items)} tensors" if what else
+                               f"argument '{pname}' must be a tuple of {len(texpr.items)} tensors, "
+                               f"got {describe(value)}", span, "give one value per declared type")
         for t, v in zip(texpr.items, value):
             unify(frame, t, v, pname, span, what)
         return
     if not is_tensor(value):
-        raise DlcTypeError(f"{what or 'argument'} '{pname}' must be a tensor, got {describe(value)}", span)
+        raise DlcTypeError(f"{what} {describe(value)} but must return a tensor" if what else
+                           f"argument '{pname}' must be a tensor, got {describe(value)}", span,
+                           "compile-time values go in a block's first argument list")
     got = value.type
     declared = _declared_str(texpr)
     if got.rank != len(texpr.dims):
-        raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
+        raise DlcTypeError(_mismatch(what, pname, declared, got), span,
                            f"rank {len(texpr.dims)} expected, rank {got.rank} given")
     from ..compiler.types import DType
     try:
         dt = DType.parse(texpr.dtype)
     except KeyError:
-        raise DlcTypeError(f"unknown dtype '{texpr.dtype}'", texpr.span) from None
+        raise DlcTypeError(f"unknown dtype '{texpr.dtype}'", texpr.span,
+                           "dtypes are f16, bf16, f32, f64, i8, i32, i64, bool") from None
     if dt != got.dtype:
-        raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
+        raise DlcTypeError(_mismatch(what, pname, declared, got), span,
                            f"convert it with cast(x, {dt})")
     for de, actual in zip(texpr.dims, got.shape):
         if isinstance(de, A.Name) and de.id not in frame.env and de.id != "_" \
@@ -127,8 +136,9 @@ def unify(frame, texpr, value, pname: str, span: Span, what: str | None = None):
         want = frame.eval(de)
         eq = known_equal(want, actual) if is_int(want) else False
         if eq is not True and not (eq is None and dim(want) == actual):
-            raise DlcTypeError(f"{what or 'argument'} '{pname}' is declared {declared} but got {got}", span,
-                               f"dimension {_src(de)} = {want} does not match {actual}")
+            raise DlcTypeError(_mismatch(what, pname, declared, got), span,
+                               (f"dimension {de.id} = {want}" if isinstance(de, A.Name) else f"dimension {want}")
+                               + f" does not match {actual}")
 
 
 def _is_defined(frame, name: str) -> bool:
@@ -139,6 +149,12 @@ def _is_defined(frame, name: str) -> bool:
 
 def _src(e) -> str:
     return e.id if isinstance(e, A.Name) else "expression"
+
+
+def _mismatch(what, pname: str, declared: str, got) -> str:
+    if what:  # the result of a block or model: "M returns f32[N, 2] but ..."
+        return f"{what} {got} but is declared to return {declared}"
+    return f"argument '{pname}' is declared {declared} but got {got}"
 
 
 def _declared_str(t) -> str:
@@ -180,14 +196,15 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
             for dname, expr, sp in s.bindings:
                 v = frame.eval(expr)
                 if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                    raise DlcValueError(f"example size of {dname} must be a positive int, got {describe(v)}", sp)
+                    raise DlcValueError(f"example size of {dname} must be a positive int, got {describe(v)}", sp,
+                                        f"e.g. example {dname} = 8")
                 examples[dname] = v
     ctx.examples = {**examples, **{k: v for k, v in bind.items() if k not in module.consts}}
     symbols: dict = {}
     for k, v in bind.items():
         if k not in module.consts:
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise DlcValueError(f"--bind {k}={v}: sizes must be positive ints")
+                raise DlcValueError(f"--bind {k}={v}: sizes must be positive ints", None, f"e.g. --bind {k}=8")
             symbols[k] = v
             frame.env[k] = v
     if use_examples:
@@ -200,7 +217,8 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
             raise DlcTypeError(f"model input '{p.name}' needs a type", p.span, "e.g. x: f32[N, 784]")
         t = frame.eval_type(p.type, symbols)
         if isinstance(t, tuple):
-            raise DlcTypeError("model inputs must be tensors, not tuples", p.span)
+            raise DlcTypeError("model inputs must be tensors, not tuples", p.span,
+                               "declare one input per tensor")
         frame.env[p.name] = g.add_input(p.name, t)
     for k, v in symbols.items():
         if isinstance(v, Dim):
@@ -213,13 +231,17 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
         raise DlcTypeError(f"model {name} returns nothing", d.span, "end the model with 'return ...'")
     except _Return as r:
         result = r.value
+        if result == ():  # a bare `return`
+            raise DlcTypeError(f"model {name} returns nothing", r.span,
+                               "return one or more tensors: return y") from None
     if d.returns is not None:
         unify(frame, d.returns, result, "the result", d.returns.span, what=f"{name} returns")
     outs = list(result) if isinstance(result, tuple) else [result]
     names = _output_names(d, len(outs))
     for o in outs:
         if not is_tensor(o):
-            raise DlcTypeError(f"model {name} must return tensors, got {describe(o)}", d.span)
+            raise DlcTypeError(f"model {name} must return tensors, got {describe(o)}", d.span,
+                               "a model returns one or more tensors")
     g.outputs = outs
     g.output_names = names
     g.layers = ctx.layers

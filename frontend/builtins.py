@@ -48,7 +48,8 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     if b.kind == "layer":
         name = frame.instance_name(b.name, kwargs.pop("name", None), span)
     elif "name" in kwargs and b.kind != "ct":
-        raise DlcTypeError(f"{b.name} is not a layer and takes no name", span)
+        raise DlcTypeError(f"{b.name} is not a layer and takes no name", span,
+                           "only layers (functions with parameters) take name=\"...\"")
     F = CallCtx(frame, span, b.name, name)
     try:
         inspect.signature(b.fn).bind(F, *args, **kwargs)
@@ -131,7 +132,7 @@ def zip_(F, *vs):
 @builtin(kind="ct")
 def int_(F, v):
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return int(v)
+        return int(F.finite(v, "value"))
     if isinstance(v, Dim):
         return v
     F.fail(f"int() of {describe(v)}")
@@ -151,13 +152,15 @@ def str_(F, v):
 
 @builtin(kind="ct")
 def round_(F, v, ndigits=None):
-    return round(F.number(v, "value"), ndigits) if ndigits is not None else int(round(F.number(v, "value")))
+    if ndigits is not None:
+        return round(F.number(v, "value"), F.int(ndigits, "ndigits", minimum=None))
+    return int(round(F.finite(v, "value")))
 
 
 @builtin(kind="ct")
 def make_divisible(F, v, divisor=8, min_value=None):
     """Round channels to a multiple of `divisor` (MobileNet / EfficientNet rule)."""
-    v = F.number(v, "value")
+    v = F.finite(v, "value")
     d = F.int(divisor, "divisor")
     m = d if min_value is None else F.int(min_value, "min_value")
     new = max(m, int(v + d / 2) // d * d)
@@ -170,14 +173,14 @@ def make_divisible(F, v, divisor=8, min_value=None):
 def ceil_(F, v):
     if is_tensor(v):
         return F.op("ceil", v)
-    return int(math.ceil(F.number(v, "value")))
+    return int(math.ceil(F.finite(v, "value")))
 
 
 @builtin(kind="ct")
 def floor_(F, v):
     if is_tensor(v):
         return F.op("floor", v)
-    return int(math.floor(F.number(v, "value")))
+    return int(math.floor(F.finite(v, "value")))
 
 
 @builtin(kind="ct")
@@ -208,9 +211,12 @@ def _unary(opname, doc, **defaults):
             if opname in _SCALAR_MATH and isinstance(x, (int, float)) and not isinstance(x, bool):
                 try:
                     return _SCALAR_MATH[opname](float(x))
-                except (ValueError, OverflowError):
+                except (ValueError, OverflowError, ZeroDivisionError):
                     F.fail(f"{opname}({x}) is undefined", cls=DlcValueError)
             F.tensor(x)
+        for k, v in kw.items():  # numeric options must be numbers (a string would reach the kernels)
+            if isinstance(defaults.get(k), float):
+                F.number(v, k)
         return F.op(opname, x, **kw)
     params = [inspect.Parameter("F", inspect.Parameter.POSITIONAL_ONLY),
               inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..compiler.dims import Dim, prod
 from ..compiler.dims import dim as _dim
 from ..compiler.types import DType
-from ..errors import DlcValueError
+from ..errors import DlcLimitError, DlcValueError
 from .builtins import _dtype, builtin
 from .values import describe, is_int, is_tensor
 
@@ -126,6 +126,10 @@ def split(F, x, sections, axis=0):
         sections = [F.dim(s, "size") for s in sections]
     else:
         sections = F.int(sections, "sections")
+    from .elaborate import MAX_ITERATIONS
+    if (len(sections) if isinstance(sections, list) else sections) > MAX_ITERATIONS:
+        F.fail(f"split: {sections if isinstance(sections, int) else len(sections)} sections are far too many",
+               cls=DlcLimitError)
     out = F.op("split", x, sections=sections, axis=F.axis(axis, x))
     return out if isinstance(out, tuple) else (out,)
 

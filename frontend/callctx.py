@@ -39,7 +39,12 @@ class CallCtx:
     # emitting --------------------------------------------------------------
     def op(self, opname: str, *inputs, **attrs):
         """Emit a primitive; returns a Value, or a tuple for multi-output ops."""
-        return self.frame.emit(opname, list(inputs), attrs, self.span, scope=self.name)
+        try:
+            return self.frame.emit(opname, list(inputs), attrs, self.span, scope=self.name)
+        except DlcTypeError as e:
+            if e.hint is None:
+                e.hint = self.signature_hint()
+            raise
 
     def param(self, local: str, shape, init: Init, dtype: DType = DType.f32, buffer: bool = False,
               trainable: bool = True) -> Value:
@@ -119,6 +124,13 @@ class CallCtx:
             self.fail(f"{self.fname}: {what} must be a number, got {describe(v)}")
         return float(v)
 
+    def finite(self, v, what: str) -> float:
+        """A number that is neither infinite nor NaN (before converting it to an int)."""
+        x = self.number(v, what)
+        if x != x or x in (float("inf"), float("-inf")):
+            self.fail(f"{self.fname}: {what} must be a finite number, got {x}", cls=DlcValueError)
+        return v if isinstance(v, int) else x
+
     def prob(self, v, what: str = "p") -> float:
         p = self.number(v, what)
         if not 0.0 <= p <= 1.0:
@@ -147,4 +159,4 @@ class CallCtx:
         try:
             return fn(*args, **kwargs)
         except ShapeError as e:
-            raise DlcTypeError(e.message, self.span, e.hint) from None
+            raise DlcTypeError(e.message, self.span, e.hint or self.signature_hint()) from None

@@ -33,6 +33,7 @@ MAX_TENSOR_BYTES = 1 << 40  # 1 TiB
 MAX_NODES = 2_000_000
 MAX_DEPTH = 48
 MAX_ITERATIONS = 100_000
+MAX_PARAMS = 100_000  # parameter tensors, not elements
 
 
 @dataclass
@@ -47,8 +48,9 @@ class LayerRecord:
 
 
 class _Return(Exception):
-    def __init__(self, value):
+    def __init__(self, value, span: Span | None = None):
         self.value = value
+        self.span = span
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Context:
     share_models: bool = False
     const_values: dict[str, dict] = field(default_factory=dict)
     const_stack: list[str] = field(default_factory=list)
+    param_names: set = field(default_factory=set)
 
     def next_stream(self) -> int:
         self.streams += 1
@@ -78,9 +81,14 @@ class Context:
             for p in self.root.params:
                 if p.name == name and p.type == type:
                     return p  # a model called again in a train section: the same weights
-        if any(p.name == name for p in self.root.params):
+        if name in self.param_names or (len(self.param_names) != len(self.root.params)
+                                        and any(p.name == name for p in self.root.params)):
             raise DlcNameError(f"parameter name '{name}' is used twice", span,
                                "give one of the layers another name with name=\"...\"")
+        if len(self.root.params) >= MAX_PARAMS:
+            raise DlcLimitError(f"the model has more than {MAX_PARAMS} parameter tensors", span,
+                                "a loop bound or a layer count is probably far too large")
+        self.param_names.add(name)
         check_size(type, span, self.examples, f"parameter {name}")
         return self.root.add_param(ParamInfo(name, init, trainable and not buffer, span), type, buffer)
 
@@ -165,7 +173,8 @@ class Frame:
         op = OPS[opname]
         for v in inputs:
             if v is not None and not is_tensor(v):
-                raise DlcTypeError(f"{opname}: expected a tensor operand, got {describe(v)}", span)
+                raise DlcTypeError(f"{opname}: expected a tensor operand, got {describe(v)}", span,
+                                   "pass a tensor here")
         self.ctx.nodes += 1
         if self.ctx.nodes > MAX_NODES:
             raise DlcLimitError(f"the model has more than {MAX_NODES} operations", span,
@@ -173,7 +182,7 @@ class Frame:
         try:
             outs = self.graph.add_node(op, inputs, attrs, span, scope if scope is not None else self.prefix)
         except ShapeError as e:
-            raise DlcTypeError(e.message, span, e.hint) from None
+            raise DlcTypeError(e.message, span, e.hint or (f"{opname}: {op.doc}" if op.doc else None)) from None
         for o in outs:
             check_size(o.type, span, self.ctx.examples, f"the result of {opname}")
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -215,7 +224,7 @@ class Frame:
                 self.run(s.orelse)
         elif isinstance(s, A.Return):
             vals = [self.eval(v) for v in s.values]
-            raise _Return(vals[0] if len(vals) == 1 else tuple(vals))
+            raise _Return(vals[0] if len(vals) == 1 else tuple(vals), s.span)
         elif isinstance(s, A.Assert):
             ok = self.truth(self.eval(s.cond), s.cond.span)
             if not ok:
@@ -227,12 +236,14 @@ class Frame:
                 # example sizes to itself: they only apply when it is the model elaborated
                 d = self.module.defs.get(self.block)
                 if not (isinstance(d, BlockValue) and not d.has_cparams):
-                    raise DlcTypeError("'example' sizes belong in a model, not a block", s.span)
+                    raise DlcTypeError("'example' sizes belong in a model, not a block", s.span,
+                               "move the example line into the model that uses this block")
             # examples were applied before elaboration (see elaborate_model)
         elif isinstance(s, A.Step):
-            raise DlcTypeError("'step' is only allowed in a train section", s.span)
+            raise DlcTypeError("'step' is only allowed in a train section", s.span,
+                               "move it into `train Model { ... }`")
         else:  # pragma: no cover - the grammar produces nothing else
-            raise DlcTypeError(f"unsupported statement {type(s).__name__}", s.span)
+            raise DlcTypeError(f"unsupported statement {type(s).__name__}", s.span, "see docs/language.md")
 
     def assign(self, targets: list, value, span: Span):
         if len(targets) == 1 and targets[0].name is not None:
@@ -280,9 +291,11 @@ class Frame:
             raise DlcTypeError("a condition must be known at compile time, but this is a tensor", span,
                                "select between tensors with where(cond, a, b)")
         if isinstance(v, Dim):
-            raise DlcTypeError(f"cannot decide at compile time: depends on the symbolic {v}", span)
+            raise DlcTypeError(f"cannot decide at compile time: depends on the symbolic {v}", span,
+                               "bind the dimension with --bind, or compare known sizes")
         if not isinstance(v, (bool, int, float, str, tuple, list)) and v is not None:
-            raise DlcTypeError(f"{describe(v)} has no truth value", span)
+            raise DlcTypeError(f"{describe(v)} has no truth value", span,
+                               "conditions are bools, numbers, strings, tuples or lists")
         return bool(v)
 
     # types and initialisers ------------------------------------------------------
@@ -308,7 +321,8 @@ class Frame:
             else:
                 v = self.eval(d)
             if isinstance(v, bool) or not is_int(v):
-                raise DlcTypeError(f"a dimension must be an int, got {describe(v)}", d.span)
+                raise DlcTypeError(f"a dimension must be an int, got {describe(v)}", d.span,
+                                   "dimensions are positive ints or names like N")
             v = dim(v)
             if isinstance(v, int) and v <= 0:
                 raise DlcValueError(f"dimension {v} is not positive", d.span,

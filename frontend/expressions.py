@@ -52,7 +52,7 @@ def eval_expr(frame, e):
         if is_tensor(v):
             return frame.emit("neg", [v], {}, e.span)
         if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
-            raise DlcTypeError(f"cannot negate {describe(v)}", e.span)
+            raise DlcTypeError(f"cannot negate {describe(v)}", e.span, "only numbers and tensors can be negated")
         return dim(-v) if isinstance(v, Dim) else -v
     if isinstance(e, A.IfExp):
         return frame.eval(e.then) if frame.truth(frame.eval(e.cond), e.cond.span) else frame.eval(e.other)
@@ -66,8 +66,8 @@ def eval_expr(frame, e):
     if isinstance(e, A.Attr):
         return attribute(frame, frame.eval(e.value), e)
     if isinstance(e, (A.Slice, A.Ellipsis_)):
-        raise DlcTypeError("a slice is only allowed inside [ ]", e.span)
-    raise DlcTypeError(f"unsupported expression {type(e).__name__}", e.span)
+        raise DlcTypeError("a slice is only allowed inside [ ]", e.span, "write x[a:b]")
+    raise DlcTypeError(f"unsupported expression {type(e).__name__}", e.span, "see docs/language.md")
 
 
 _BRACES = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
@@ -86,7 +86,8 @@ def interpolate(frame, text: str, span: Span) -> str:
             return "}"
         v = frame.eval(parse_expr(m.group(1), span))
         if is_tensor(v):
-            raise DlcTypeError("only compile-time values can be interpolated into a string", span)
+            raise DlcTypeError("only compile-time values can be interpolated into a string", span,
+                               "interpolate sizes or names, e.g. \"layer{i}\"")
         return str(v).lower() if isinstance(v, bool) else str(v)
 
     return _BRACES.sub(sub, text)
@@ -108,11 +109,13 @@ def binop(frame, op: str, a, b, span: Span):
                                 f"compile-time sequences are limited to {MAX_ITERATIONS} items")
         return a + b
     if not (_num(a) and _num(b)):
-        raise DlcTypeError(f"unsupported operands for {op}: {describe(a)} and {describe(b)}", span)
+        raise DlcTypeError(f"unsupported operands for {op}: {describe(a)} and {describe(b)}", span,
+                           "arithmetic works on numbers and tensors; + also joins tuples, lists and strings")
     try:
         if isinstance(a, float) or isinstance(b, float):
             if isinstance(a, Dim) or isinstance(b, Dim):
-                raise DlcTypeError(f"cannot mix the symbolic dimension with a float in {op}", span)
+                raise DlcTypeError(f"cannot mix the symbolic dimension with a float in {op}", span,
+                                   "sizes are integers; use // for division")
             return {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
                     "//": operator.floordiv, "%": operator.mod, "**": operator.pow}[op](a, b) \
                 if op != "@" else _bad_matmul(a, b, span)
@@ -124,38 +127,40 @@ def binop(frame, op: str, a, b, span: Span):
         if op == "*":
             r = dim(as_dim(a) * b) if isinstance(a, Dim) or isinstance(b, Dim) else a * b
             if isinstance(r, int) and abs(r) > 1 << 62:
-                raise DlcLimitError(f"integer overflow: {a} * {b}", span)
+                raise DlcLimitError(f"integer overflow: {a} * {b}", span, "that size is far too large")
             return r
         if op in ("/", "//"):
             if b == 0:
-                raise DlcValueError("division by zero", span)
+                raise DlcValueError("division by zero", span, "check the divisor")
             return floordiv(a, b)
         if op == "%":
             if isinstance(a, Dim) or isinstance(b, Dim):
                 q = floordiv(a, b)
                 return dim(as_dim(a) - as_dim(q) * b)
             if b == 0:
-                raise DlcValueError("modulo by zero", span)
+                raise DlcValueError("modulo by zero", span, "check the divisor")
             return a % b
         if op == "**":
             if isinstance(a, Dim) or isinstance(b, Dim) or b < 0:
-                raise DlcTypeError("'**' needs known non-negative integer exponents", span)
+                raise DlcTypeError("'**' needs known non-negative integer exponents", span,
+                                   "use a float base for negative powers, e.g. 2.0 ** -1")
             if b > 64 or (abs(a) > 1 and b * math.log2(abs(a)) > 62):
-                raise DlcLimitError(f"{a} ** {b} is too large", span)
+                raise DlcLimitError(f"{a} ** {b} is too large", span, "results are limited to 2**62")
             return a ** b
         if op == "@":
             return _bad_matmul(a, b, span)
     except ZeroDivisionError:
-        raise DlcValueError("division by zero", span) from None
+        raise DlcValueError("division by zero", span, "check the divisor") from None
     except ValueError as err:
-        raise DlcTypeError(str(err), span) from None
+        raise DlcTypeError(str(err), span, "symbolic dimensions divide only by known ints") from None
     except OverflowError:
-        raise DlcLimitError("arithmetic overflow", span) from None
-    raise DlcTypeError(f"unknown operator {op}", span)
+        raise DlcLimitError("arithmetic overflow", span, "that number is far too large") from None
+    raise DlcTypeError(f"unknown operator {op}", span, "operators: + - * / // % ** @")
 
 
 def _bad_matmul(a, b, span):
-    raise DlcTypeError(f"'@' multiplies tensors, got {describe(a)} and {describe(b)}", span)
+    raise DlcTypeError(f"'@' multiplies tensors, got {describe(a)} and {describe(b)}", span,
+                       "use * for numbers")
 
 
 def tensor_binop(frame, op: str, a, b, span: Span):
@@ -171,9 +176,11 @@ def _as_tensor(frame, v, like, span):
     if is_tensor(v):
         return v
     if isinstance(v, Dim):
-        raise DlcTypeError(f"cannot use the symbolic dimension {v} as a tensor value", span)
+        raise DlcTypeError(f"cannot use the symbolic dimension {v} as a tensor value", span,
+                           "bind it with --bind, or build a tensor with full((), ...)")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise DlcTypeError(f"cannot combine a tensor with {describe(v)}", span)
+        raise DlcTypeError(f"cannot combine a tensor with {describe(v)}", span,
+                           "tensors combine with tensors and numbers")
     if like.type.dtype.name == "bool":
         # bool tensors combine with numbers as 0/1, as in PyTorch: (x > 0) * 1.0 is float
         from ..compiler.types import DType
@@ -198,11 +205,12 @@ def compare(frame, op: str, a, b, span: Span):
                                    "symbolic dimensions", span, "bind the dimension with --bind")
             return eq if op == "==" else not eq
         raise DlcTypeError(f"cannot order the symbolic {a if isinstance(a, Dim) else b} at compile time",
-                           span)
+                           span, "bind the dimension with --bind")
     try:
         return _PY_CMP[op](a, b)
     except TypeError:
-        raise DlcTypeError(f"cannot compare {describe(a)} with {describe(b)}", span) from None
+        raise DlcTypeError(f"cannot compare {describe(a)} with {describe(b)}", span,
+                           "compare numbers with numbers and strings with strings") from None
 
 
 def attribute(frame, v, e: A.Attr):
@@ -210,7 +218,8 @@ def attribute(frame, v, e: A.Attr):
         from .modules import module_lookup
         found, value = module_lookup(v, e.name, frame.ctx)
         if not found:
-            raise DlcNameError(f"{v.file} defines no '{e.name}'", e.span)
+            raise DlcNameError(f"{v.file} defines no '{e.name}'", e.span,
+                               "defined there: " + (", ".join(list(v.defs) + list(v.consts)) or "nothing"))
         return value
     if is_tensor(v):
         if e.name == "shape":
@@ -221,13 +230,15 @@ def attribute(frame, v, e: A.Attr):
             return v.type.rank
         if e.name == "T":
             if v.type.rank < 2:
-                raise DlcTypeError(f".T needs a tensor of rank >= 2, got {v.type}", e.span)
+                raise DlcTypeError(f".T needs a tensor of rank >= 2, got {v.type}", e.span,
+                                   "use reshape or unsqueeze to add an axis")
             axes = list(range(v.type.rank))
             axes[-1], axes[-2] = axes[-2], axes[-1]
             return frame.emit("transpose", [v], {"axes": tuple(axes)}, e.span)
         raise DlcNameError(f"a tensor has no attribute '{e.name}'", e.span,
                            "tensor attributes: shape, dtype, rank, T")
-    raise DlcNameError(f"{describe(v)} has no attribute '{e.name}'", e.span)
+    raise DlcNameError(f"{describe(v)} has no attribute '{e.name}'", e.span,
+                       "attributes exist on tensors (shape, dtype, rank, T) and imported modules")
 
 
 # calls ----------------------------------------------------------------------------
@@ -237,7 +248,7 @@ def eval_call(frame, e: A.Call):
     kwargs = {}
     for kw in e.kwargs:
         if kw.name in kwargs:
-            raise DlcTypeError(f"keyword argument '{kw.name}' given twice", kw.span)
+            raise DlcTypeError(f"keyword argument '{kw.name}' given twice", kw.span, "remove one of them")
         kwargs[kw.name] = frame.eval(kw.value)
     return call_value(frame, f, args, kwargs, e.span)
 
@@ -271,7 +282,8 @@ def call_value(frame, f, args: list, kwargs: dict, span: Span):
         return apply_block(frame, f, args, kwargs, span)
     if isinstance(f, DType):
         if len(args) != 1 or kwargs:
-            raise DlcTypeError(f"{f}(x) converts one tensor", span)
+            raise DlcTypeError(f"{f}(x) converts one tensor", span, f"write {f}(x) or cast(x, {f})")
         from .builtins import call_builtin, BUILTINS
         return call_builtin(frame, BUILTINS["cast"], [args[0], f], {}, span)
-    raise DlcTypeError(f"{describe(f)} is not callable", span)
+    raise DlcTypeError(f"{describe(f)} is not callable", span,
+                       "only functions, layers, blocks and dtypes can be called")

@@ -40,10 +40,11 @@ def index_tensor(frame, x, e: A.Index):
     items = list(e.items)
     n_ell = sum(isinstance(i, A.Ellipsis_) for i in items)
     if n_ell > 1:
-        raise DlcTypeError("only one ... is allowed in an index", e.span)
+        raise DlcTypeError("only one ... is allowed in an index", e.span, "remove the extra ...")
     n_real = len(items) - n_ell
     if n_real > t.rank:
-        raise DlcTypeError(f"too many indices ({n_real}) for {t}", e.span)
+        raise DlcTypeError(f"too many indices ({n_real}) for {t}", e.span,
+                           f"a rank-{t.rank} tensor takes at most {t.rank} indices")
     if n_ell:
         k = items.index(next(i for i in items if isinstance(i, A.Ellipsis_)))
         items = items[:k] + [None] * (t.rank - n_real) + items[k + 1:]
@@ -59,7 +60,7 @@ def index_tensor(frame, x, e: A.Index):
         if isinstance(it, A.Slice):
             b, s_, st = (_int_or_none(frame, p) for p in (it.start, it.stop, it.step))
             if st == 0:
-                raise DlcTypeError("slice step cannot be zero", it.span)
+                raise DlcTypeError("slice step cannot be zero", it.span, "use a step of 1 or more, or -1")
             begin.append(b), end.append(s_), strides.append(1 if st is None else st)
             if not (b is None and s_ is None and st in (None, 1)):
                 trivial = False
@@ -69,7 +70,8 @@ def index_tensor(frame, x, e: A.Index):
             raise DlcTypeError("indexing with a tensor is not supported", it.span,
                                "use gather(x, axis, index) or index_select(x, axis, index)")
         if isinstance(i, bool) or not isinstance(i, int):
-            raise DlcTypeError(f"an index must be an int or a slice, got {describe(i)}", it.span)
+            raise DlcTypeError(f"an index must be an int or a slice, got {describe(i)}", it.span,
+                               "e.g. x[:, 0] or x[..., :4]")
         if isinstance(size, int) and not -size <= i < size:
             raise DlcTypeError(f"index {i} is out of range for axis {axis} of {t}", it.span,
                                f"valid indices are {-size}..{size - 1}")
@@ -93,7 +95,8 @@ def _int_or_none(frame, p):
     if v is None:
         return None
     if isinstance(v, bool) or not is_int(v):
-        raise DlcTypeError(f"slice bounds must be ints, got {describe(v)}", p.span)
+        raise DlcTypeError(f"slice bounds must be ints, got {describe(v)}", p.span, "e.g. x[:, 1:3]")
     if isinstance(v, Dim):
-        raise DlcTypeError(f"slice bounds must be known ints, got the symbolic {v}", p.span)
+        raise DlcTypeError(f"slice bounds must be known ints, got the symbolic {v}", p.span,
+                           "use split or bind the dimension with --bind")
     return v

@@ -39,7 +39,8 @@ def init_from_expr(e, frame) -> Init:
     values = dict(schema)
     order = list(schema)
     if len(args) > len(order):
-        raise DlcTypeError(f"{name} takes at most {len(order)} positional arguments", span)
+        raise DlcTypeError(f"{name} takes at most {len(order)} positional arguments", span,
+                           f"its arguments are: {', '.join(schema) or 'none'}")
     for key, a in zip(order, args):
         values[key] = frame.eval(a)
     for kw in kwargs:
@@ -49,12 +50,12 @@ def init_from_expr(e, frame) -> Init:
         values[kw.name] = frame.eval(kw.value)
     for k, v in values.items():
         if v is None:
-            raise DlcTypeError(f"{name} needs the argument '{k}'", span)
+            raise DlcTypeError(f"{name} needs the argument '{k}'", span, f"write e.g. {name}({k}=...)")
         if k in ("mode", "nonlinearity"):
             if not isinstance(v, str):
-                raise DlcTypeError(f"{name}: {k} must be a string", span)
+                raise DlcTypeError(f"{name}: {k} must be a string", span, f'e.g. {k}="relu"' if k == "nonlinearity" else f'e.g. {k}="fan_in"')
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise DlcTypeError(f"{name}: {k} must be a number", span)
+            raise DlcTypeError(f"{name}: {k} must be a number", span, f"e.g. {name}({k}=0.02)")
         else:
             values[k] = float(v)
     return Init.make(kind, **values)

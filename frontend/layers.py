@@ -10,7 +10,7 @@ import math
 
 from ..compiler.ir import Init
 from ..compiler.types import DType
-from ..errors import DlcValueError
+from ..errors import DlcLimitError, DlcValueError
 from .builtins import builtin
 
 
@@ -179,7 +179,8 @@ def embedding(F, indices, num, dim, padding_idx=None, dtype=DType.f32):
         init = Init.make("normal", mean=0.0, std=1.0, padding_idx=padding_idx)
     else:
         init = Init.make("normal", mean=0.0, std=1.0)
-    w = F.param("weight", (num, d), init, DType.f32 if not isinstance(dtype, DType) else dtype)
+    from .builtins import _dtype
+    w = F.param("weight", (num, d), init, _dtype(F, dtype))
     return F.op("embedding", idx, w, padding_idx=padding_idx)
 
 
@@ -198,6 +199,8 @@ def _recurrent(F, kind, x, hidden, layers, bidirectional, batch_first, bias, sta
         F.fail(f"{kind} expects a rank-3 input ({'[N, T, I]' if batch_first else '[T, N, I]'}), got {x.type}")
     h = F.int(hidden, "hidden")
     L = F.int(layers, "layers")
+    if L > 1000:
+        F.fail(f"{kind}: {L} stacked layers is far too many", "a typical value is 1 to 4", cls=DlcLimitError)
     bidir = F.boolean(bidirectional, "bidirectional")
     bf = F.boolean(batch_first, "batch_first")
     has_bias = F.boolean(bias, "bias")

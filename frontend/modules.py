@@ -53,7 +53,7 @@ def load_module(path: str | Path, text: str | None = None, _importing: tuple = (
                 mod.models.append(item.name)
         elif isinstance(item, A.Const):
             if item.name in mod.consts or item.name in mod.defs:
-                raise DlcNameError(f"'{item.name}' is defined twice", item.span)
+                raise DlcNameError(f"'{item.name}' is defined twice", item.span, "rename one of the definitions")
             mod.consts[item.name] = item
         elif isinstance(item, A.TrainDef):
             mod.trains.append(item)
@@ -79,7 +79,8 @@ def module_lookup(mod: ModuleEnv, name: str, ctx):
         cache = ctx.const_values.setdefault(mod.file, {})
         if name not in cache:
             if name in ctx.const_stack:
-                raise DlcNameError(f"constant '{name}' depends on itself", mod.consts[name].span)
+                raise DlcNameError(f"constant '{name}' depends on itself", mod.consts[name].span,
+                                   "define it from other constants or numbers")
             ctx.const_stack.append(name)
             from .elaborate import Frame
             f = Frame(ctx, mod, "", ctx.root, "<const>")

@@ -128,7 +128,7 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> DlcSyntaxError:
     if isinstance(err, UnexpectedEOF):
         return DlcSyntaxError("unexpected end of file", Span(file, line, col),
                               "a block may be missing its closing '}'")
-    return DlcSyntaxError(str(err).splitlines()[0], Span(file, line, col))
+    return DlcSyntaxError(str(err).splitlines()[0], Span(file, line, col), "check the syntax near here")
 
 
 def parse(text: str, file: str = "<string>") -> A.Module:
@@ -390,7 +390,8 @@ def _unquote(tok: Token, file: str) -> str:
     try:
         return pyast.literal_eval(str(tok))
     except (ValueError, SyntaxError):
-        raise DlcSyntaxError("malformed string literal", _tok_span(file, tok)) from None
+        raise DlcSyntaxError("malformed string literal", _tok_span(file, tok),
+                             "check its backslash escapes") from None
 
 
 def parse_expr(text: str, span: Span) -> object:

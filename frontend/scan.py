@@ -23,6 +23,8 @@ def scan(F, cell, xs, init, axis=0, reverse=False, name=None):
     if not isinstance(cell, (PartialBlock, BlockValue, Builtin)):
         F.fail(f"scan: the cell must be a block, got {describe(cell)}", "e.g. scan(LSTMCell(128), xs, init)")
     seqs = list(xs) if isinstance(xs, (tuple, list)) else [xs]
+    if not seqs:
+        F.fail("scan: needs at least one sequence tensor", "e.g. scan(LSTMCell(128), xs, init)")
     for s in seqs:
         F.tensor(s, "sequence")
     ax = F.axis(axis, seqs[0])

@@ -55,3 +55,20 @@ class ResNet18(nn.Module):
         x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class LeNet5(nn.Module):
+    """specs/lenet5.dln: tanh and average pooling, names as in the spec."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 6, 5)
+        self.c3 = nn.Conv2d(6, 16, 5)
+        self.f5 = nn.Linear(400, 120)
+        self.f6 = nn.Linear(120, 84)
+        self.output = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = nn.functional.avg_pool2d(torch.tanh(self.c1(x)), 2)
+        x = nn.functional.avg_pool2d(torch.tanh(self.c3(x)), 2).flatten(1)
+        return self.output(torch.tanh(self.f6(torch.tanh(self.f5(x)))))

@@ -315,13 +315,13 @@ def _conv_input_grad(b, gy, w, x_type, ks, stride, dilation, pads, groups, opnam
         op_ = extra if 0 <= extra < max(stride[i], dilation[i]) else 0
         outpad.append(op_)
         rest.append((0, extra - op_))
-    lift = nd == 1
+    lift = nd == 1      # there is no conv_transpose1d: use a unit H axis
+    one, zero = ((1,), (0,)) if lift else ((), ())
     if lift:
         gy = b.op("reshape", gy, shape=gy.type.shape[:2] + (1,) + gy.type.shape[2:])
         w = b.op("reshape", w, shape=w.type.shape[:2] + (1,) + w.type.shape[2:])
-    two = (lambda t: (1,) + tuple(t)) if lift else tuple
-    gx = b.op("conv_transpose2d", gy, w, stride=two(stride), padding=(0,) * lift + tuple(p[0] for p in pads),
-              output_padding=(0,) * lift + tuple(outpad), dilation=two(dilation), groups=groups)
+    gx = b.op("conv_transpose2d", gy, w, stride=one + tuple(stride), padding=zero + tuple(p[0] for p in pads),
+              output_padding=zero + tuple(outpad), dilation=one + tuple(dilation), groups=groups)
     if lift:
         gx = b.op("reshape", gx, shape=gx.type.shape[:2] + gx.type.shape[3:])
     return _fit(b, gx, rest)

@@ -127,3 +127,105 @@ def _(b, node, g):
                                           dtype="float64"), axis=None, keepdims=False), dtype=x.type.dtype.numpy_name)
         return [b.op("div", gx, n)]
     return [b.op("div", gx, b.op("full", shape=(), value=float(count), dtype=x.type.dtype.numpy_name))]
+
+
+def count_value(b, dims, like):
+    """The number of elements of a block of `dims` as a 0-d Value in `like`'s dtype
+    (a constant when the dims are known, computed at run time when symbolic)."""
+    from ..dims import Dim
+    n = 1
+    for d in dims:
+        n = n * d
+    if isinstance(n, Dim) and n.is_const:
+        n = n.value
+    if not isinstance(n, Dim):
+        return b.op("full", shape=(), value=float(n), dtype=like.type.dtype.numpy_name)
+    ones = b.op("full", shape=tuple(dims), value=1.0, dtype="float64")
+    return b.op("cast", b.op("sum", ones, axis=None, keepdims=False), dtype=like.type.dtype.numpy_name)
+
+
+def _keep(b, node, v):
+    """A reduced value (result or cotangent) with the reduced axes kept as 1s."""
+    if node.attrs.get("keepdims"):
+        return v
+    x = node.inputs[0]
+    axes = _axes(node)
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.type.shape))
+    return v if v.type.shape == shape else b.op("reshape", v, shape=shape)
+
+
+def _sum_keep(b, node, v):
+    """sum over the node's reduced axes, keepdims (v has the input's shape)."""
+    if not _axes(node):
+        return v
+    return b.op("sum", v, axis=node.attrs["axis"], keepdims=True)
+
+
+def _k(b, value, like):
+    return b.op("full", shape=(), value=value, dtype=like.type.dtype.numpy_name)
+
+
+@defvjp("max", "min")
+def _(b, node, g):
+    # torch.amax/amin: the gradient is shared evenly among the tied extrema
+    x, y = node.inputs[0], node.outputs[0]
+    if not x.type.dtype.is_float:
+        return [None]
+    hit = b.op("cast", b.op("eq", x, _keep(b, node, y)), dtype=x.type.dtype.numpy_name)
+    share = b.op("div", _keep(b, node, g[0]), _sum_keep(b, node, hit))
+    return [b.op("mul", share, hit)]
+
+
+@defvjp("prod")
+def _(b, node, g):
+    # d prod / d x_i = product of the others.  Zeros are handled exactly: with no
+    # zero it is P / x_i; with one zero only that element gets the product of
+    # the others; with two or more every gradient is 0.  (Second derivatives at
+    # inputs holding exact zeros are not exact: the one-zero branch treats the
+    # other elements' gradients as the constant 0.)
+    x = node.inputs[0]
+    if not x.type.dtype.is_float:
+        return [None]
+    if not _axes(node):          # a 0-d input: the product is the element itself
+        return [g[0]]
+    zero = b.op("eq", x, _k(b, 0.0, x))
+    nz = _sum_keep(b, node, b.op("cast", zero, dtype=x.type.dtype.numpy_name))
+    safe = b.op("where", zero, _k(b, 1.0, x), x)
+    p = b.op("prod", safe, axis=node.attrs["axis"], keepdims=True)
+    one_zero_here = b.op("logical_and", b.op("eq", nz, _k(b, 1.0, x)), zero)
+    d = b.op("where", b.op("eq", nz, _k(b, 0.0, x)), b.op("div", p, safe),
+             b.op("where", one_zero_here, p, _k(b, 0.0, x)))
+    return [b.op("mul", _keep(b, node, g[0]), d)]
+
+
+@defvjp("logsumexp")
+def _(b, node, g):
+    x, y = node.inputs[0], node.outputs[0]
+    w = b.op("exp", b.op("sub", x, _keep(b, node, y)))
+    return [b.op("mul", _keep(b, node, g[0]), w)]
+
+
+def _var_terms(b, node):
+    """(x - mean, max(0, N - correction)) for var/std."""
+    x = node.inputs[0]
+    mu = b.op("mean", x, axis=node.attrs["axis"], keepdims=True)
+    n = count_value(b, [x.type.shape[a] for a in _axes(node)], x)
+    denom = b.op("maximum", b.op("sub", n, _k(b, float(node.attrs["correction"]), x)), _k(b, 0.0, x))
+    return b.op("sub", x, mu), denom
+
+
+@defvjp("var")
+def _(b, node, g):
+    # d var / dx = 2 (x - mean) / (N - correction)
+    x = node.inputs[0]
+    dev, denom = _var_terms(b, node)
+    scale = b.op("div", b.op("mul", _keep(b, node, g[0]), _k(b, 2.0, x)), denom)
+    return [b.op("mul", scale, dev)]
+
+
+@defvjp("std")
+def _(b, node, g):
+    # d std / dx = (x - mean) / ((N - correction) std)
+    dev, denom = _var_terms(b, node)
+    scale = b.op("div", _keep(b, node, g[0]), b.op("mul", denom, _keep(b, node, node.outputs[0])))
+    return [b.op("mul", scale, dev)]

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from dlc.cli import main as cli_main
 from dlc.errors import DlcError
+from dlc.frontend.builtins import BUILTINS
 from dlc.frontend.check import check_file
 from dlc.frontend.modules import clear_cache
 
@@ -51,7 +52,7 @@ _TOKEN = re.compile(r'''
 _NUMBER = re.compile(r"^(?:0x[0-9a-fA-F]+|(?:\d[\d_]*)?\.?\d[\d_]*(?:[eE][-+]?\d+)?)$")
 
 NUMBERS = ["0", "-1", "-3", "1", "2", "3", "7", "1000000", "1000000000000", "99999999999999999999",
-           "2.5", "0.0", "1e-9", "1e308", "0.5", "-0.25", "1_000", "0x10"]
+           "2.5", "0.0", "1e-9", "1e308", "0.5", "-0.25", "1_0", "0x10"]
 VOCAB = ["model", "block", "train", "import", "const", "param", "buffer", "for", "in", "if", "elif",
          "else", "return", "assert", "example", "step", "true", "false", "none", "and", "or", "not",
          "(", ")", "[", "]", "{", "}", ",", ":", "=", "|>", "->", "+", "-", "*", "/", "//", "%", "@",
@@ -59,6 +60,8 @@ VOCAB = ["model", "block", "train", "import", "const", "param", "buffer", "for",
          "conv2d", "relu", "flatten", "concat", "reshape", "range", "len", "scan", "batchnorm",
          "multihead_attention", "embedding", "softmax", "_", '"s"', "'{x}'", '"{"', "output", "label",
          "adam", "sgd", "epochs", "loss"]
+# every function of the language: swapping one call for another exercises argument checks
+VOCAB += sorted(n for n in BUILTINS if n.isidentifier())
 CHARS = list("{}()[]<>,.:;=+-*/%@!?&|^~$#\\\"'`\t\n 0123456789abzAZ_") + ["é", "\u00a0", "\u2028", "\x00",
                                                                           "\r", "\x0c", "𝔁"]
 
@@ -199,7 +202,7 @@ def test_mutations_raise_only_dlc_errors(request, workdir, corpus):
     """The property: every mutant either checks or raises a DlcError."""
     names = sorted(corpus)
     forced = request.config.getoption("hypothesis_seed", default=None)
-    stats = {"errors": 0, "ok": 0, "unlocated": []}
+    stats = {"errors": 0, "ok": 0, "unlocated": [], "no_hint": []}
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=forced is None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -217,6 +220,8 @@ def test_mutations_raise_only_dlc_errors(request, workdir, corpus):
             stats["errors"] += 1
             if err.span is None:
                 stats["unlocated"].append(err.message)
+            if not err.hint:
+                stats["no_hint"].append(err.render())
 
     if forced is not None:
         prop = hyp_seed(int(forced))(prop)
@@ -225,8 +230,9 @@ def test_mutations_raise_only_dlc_errors(request, workdir, corpus):
     elapsed = time.perf_counter() - t0
     print(f"\nfuzz: {stats['ok'] + stats['errors']} mutants in {elapsed:.1f}s, "
           f"{stats['errors']} rejected with a DlcError")
-    # an error about a spec's text must say where it is
+    # an error about a spec's text must say where it is, and what to do about it
     assert not stats["unlocated"], stats["unlocated"]
+    assert not stats["no_hint"], "\n\n".join(stats["no_hint"])
 
 
 # Hand-picked mutations run through the CLI: exit code 1 with a rendered error,
@@ -236,12 +242,13 @@ CLI_MUTANTS = [
     ("lenet5.dln", "dense(s4, 120)", "dense(s4, 120.5)"),
     ("lenet5.dln", "dense(f6, 10)", "dense(f6, 100000000000000)"),
     ("lenet5.dln", "f32[N, 1, 32, 32]", "f32[N, 1, 32, -32]"),
-    ("lenet5.dln", "avgpool2d(c1, 2)", "avgpool2d(c1, 2"),
+    ("lenet5.dln", "avgpool2d(c3, 2)", "avgpool2d(c3, 2"),
     ("lenet5.dln", "return output", "return outptu"),
     ("lenet5.dln", "epochs    = 20", "epochs    = -20"),
     ("lenet5.dln", "adam(lr=1e-3", "adam(lrate=1e-3"),
     ("lenet5.dln", "|> tanh", "|> tanh(("),
-    ("lenet5.dln", "kernel=5) |> tanh          # f32[N, 6, 28, 28]", "kernel=5) |> tanh \"unterminated"),
+    ("lenet5.dln", "avgpool2d(c1, 2)", "avgpool2d(c1, \"2)"),
+    ("lenet5.dln", "dense(f5, 84)", "dense(f5, 84) |> dense(10, 3)"),
 ]
 
 

@@ -763,23 +763,47 @@ def max_pool2d_indices(x, *, kernel_size, stride=None, padding=0, dilation=1, ce
     k, s, p, d, out = _pool_params(x, 2, kernel_size, stride, padding, dilation, ceil_mode)
     H, W = x.shape[-2:]
     xp = _pool_pad(x, k, s, p, d, out, _lowest(x.dtype))
-    # per-axis window starts; the first in-bounds tap initialises the index
     rows0 = np.arange(out[0]) * s[0] - p[0]
     cols0 = np.arange(out[1]) * s[1] - p[1]
-    first_r = rows0 + (-(-np.maximum(-rows0, 0) // d[0])) * d[0]
-    first_c = cols0 + (-(-np.maximum(-cols0, 0) // d[1])) * d[1]
-    idx = np.empty(x.shape[:-2] + out, np.int64)
-    idx[...] = first_r[:, None] * W + first_c[None, :]
-    best = np.full(x.shape[:-2] + out, _lowest(x.dtype), x.dtype)
     span = ((out[0] - 1) * s[0] + 1, (out[1] - 1) * s[1] + 1)
-    for a in range(k[0]):
-        for bb in range(k[1]):
-            val = xp[..., a * d[0] : a * d[0] + span[0] : s[0], bb * d[1] : bb * d[1] + span[1] : s[1]]
-            r = rows0 + a * d[0]
-            c = cols0 + bb * d[1]
-            valid = ((r >= 0) & (r < H))[:, None] & ((c >= 0) & (c < W))[None, :]
-            _first_max_update(best, idx, val, r[:, None] * W + c[None, :], valid)
-    return idx
+    y = _pool_reduce(xp, k, s, d, out, np.maximum)
+    taps = k[0] * k[1]
+    tdt = np.min_scalar_type(taps - 1)
+    # which tap of each window holds the max, as a small unsigned int; it is
+    # updated branch-free, t += hit * (tap - t) in wrap-around arithmetic,
+    # because masked writes with scattered masks are several times slower
+    first = (-(-np.maximum(-rows0, 0) // d[0]))[:, None] * k[1] + (-(-np.maximum(-cols0, 0) // d[1]))[None, :]
+    t = np.empty(x.shape[:-2] + out, tdt)
+    t[...] = first.astype(tdt)          # a window of only -inf keeps its first in-bounds element
+    delta = np.empty_like(t)
+
+    def blend(hit, j):
+        np.subtract(tdt.type(j), t, out=delta)
+        np.multiply(delta, hit, out=delta, casting="unsafe")
+        np.add(t, delta, out=t)
+
+    def tap(a, bb):
+        return xp[..., a * d[0] : a * d[0] + span[0] : s[0], bb * d[1] : bb * d[1] + span[1] : s[1]]
+
+    # the first tap equal to the window max: visit the taps last to first so the
+    # earliest match is written last; padding taps are masked out
+    for a, bb in reversed(list(np.ndindex(*k))):
+        hit = tap(a, bb) == y
+        r, c = rows0 + a * d[0], cols0 + bb * d[1]
+        vr, vc = (r >= 0) & (r < H), (c >= 0) & (c < W)
+        if not (vr.all() and vc.all()):
+            hit &= vr[:, None] & vc[None, :]
+        blend(hit, a * k[1] + bb)
+    # torch lets every NaN win the comparison, so a window with NaNs points at its last NaN
+    if np.issubdtype(x.dtype, np.floating) and np.isnan(y).any():
+        for a, bb in np.ndindex(*k):
+            blend(np.isnan(tap(a, bb)), a * k[1] + bb)
+    ta, tb = np.divmod(t, tdt.type(k[1]))
+    rows = rows0[:, None] + ta.astype(np.int64) * d[0]
+    rows *= W
+    rows += cols0[None, :]
+    rows += tb.astype(np.int64) * d[1]
+    return rows
 
 
 def _adaptive_bins(n, out):

@@ -346,3 +346,35 @@ KERNELS = {
     "one_hot": one_hot, "arange": arange, "full": full,
     "sinusoidal_positions": sinusoidal_positions,
 }
+
+
+@quiet
+def scatter_add(x, index, src, *, axis):
+    """torch.Tensor.scatter_add (out of place): out = x.copy(), then
+    out[index[i][j][k]][j][k] += src[i][j][k] (axis 0); repeated indices add
+    up.  `src` has the index's shape; `index` has x's rank and may be smaller
+    than x in every other dimension (the rest of x is left as is)."""
+    x = as_array(x)
+    index = as_array(index)
+    src = as_array(src, x.dtype)
+    if index.ndim != x.ndim:
+        raise ValueError(f"scatter_add: index rank {index.ndim} differs from input rank {x.ndim}")
+    if src.shape != index.shape:
+        raise ValueError(f"scatter_add: src shape {src.shape} differs from index shape {index.shape}")
+    out = np.array(x, copy=True)
+    if x.ndim == 0:
+        _check_index(index, 1, "scatter_add")
+        return out + src
+    axis = _norm_axis(axis, x.ndim)
+    for d in range(x.ndim):
+        if d != axis and index.shape[d] > x.shape[d]:
+            raise ValueError(f"scatter_add: index shape {index.shape} exceeds input shape {x.shape} "
+                             f"in dimension {d}")
+    _check_index(index, x.shape[axis], "scatter_add")
+    coords = list(np.indices(index.shape, sparse=True))
+    coords[axis] = index.astype(np.intp, copy=False)
+    np.add.at(out, tuple(coords), src)
+    return out
+
+
+KERNELS["scatter_add"] = scatter_add

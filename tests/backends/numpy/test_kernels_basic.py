@@ -466,6 +466,10 @@ case("gather-axis-1-smaller", "gather", [R(3, 4, 5), I(2, 3, 2, hi=5)], {"axis":
      ref=lambda x, i: torch.gather(x, -1, i))
 case("gather-axis1-3d", "gather", [R(3, 4, 5), I(3, 7, 5, hi=4)], {"axis": 1},
      ref=lambda x, i: torch.gather(x, 1, i))
+case("scatter_add-axis0", "scatter_add", [R(3, 4), I(2, 4, hi=3), R(2, 4)], {"axis": 0},
+     ref=lambda x, i, s: x.scatter_add(0, i, s))
+case("scatter_add-axis-1-smaller", "scatter_add", [R(3, 4, 5), I(2, 3, 6, hi=5), R(2, 3, 6)], {"axis": -1},
+     ref=lambda x, i, s: x.scatter_add(-1, i, s))
 case("index_select-axis0", "index_select", [R(4, 3), V([3, 0, 3, 1], np.int64)], {"axis": 0},
      ref=lambda x, i: torch.index_select(x, 0, i))
 case("index_select-axis-1", "index_select", [R(2, 3, 5), V([4, 4, 0], np.int64)], {"axis": -1},
@@ -708,7 +712,7 @@ relu relu6 leaky_relu elu selu gelu silu softplus hardswish hardsigmoid hardtanh
 add sub mul div pow maximum minimum eq ne lt le gt ge logical_and logical_or prelu
 where softmax log_softmax
 sum mean max min prod logsumexp var std argmax argmin
-matmul linear reshape transpose concat split strided_slice pad gather index_select expand
+matmul linear reshape transpose concat split strided_slice pad gather index_select expand scatter_add
 tril triu one_hot arange full sinusoidal_positions
 mse_loss l1_loss smooth_l1_loss binary_cross_entropy binary_cross_entropy_with_logits
 cross_entropy nll_loss kl_div
