@@ -12,17 +12,24 @@ from .dims import Dim, DimLike, prod
 from .ir import Graph, Node
 
 
-def _eval(d: DimLike, env: dict) -> int:
-    return d.evaluate(env) if isinstance(d, Dim) else int(d)
+def _eval(d: DimLike, env: dict, span=None) -> int:
+    try:
+        return d.evaluate(env) if isinstance(d, Dim) else int(d)
+    except KeyError as e:  # a symbolic dimension with neither an example size nor a --bind
+        from ..errors import DlcValueError
+        name = str(e.args[0]) if e.args else "a dimension"
+        raise DlcValueError(f"cannot count operations: the size of {name} is unknown", span,
+                            f"give the model an example size (`example {name.split(',')[0]} = 1`) "
+                            f"or pass --bind {name.split(',')[0]}=1") from None
 
 
 def node_macs(node: Node, env: dict) -> int:
     if node.body is not None:
         length = node.inputs[node.attrs["num_carry"]].type.shape[node.attrs["axis"]]
-        return _eval(length, env) * sum(node_macs(n, env) for n in node.body.nodes)
+        return _eval(length, env, node.span) * sum(node_macs(n, env) for n in node.body.nodes)
     ins = [v.type if v is not None else None for v in node.inputs]
     outs = [v.type for v in node.outputs]
-    return _eval(node.op.macs(ins, outs, node.attrs), env)
+    return _eval(node.op.macs(ins, outs, node.attrs), env, node.span)
 
 
 def total_macs(g: Graph, env: dict | None = None) -> int:

@@ -19,6 +19,14 @@ sequences (stacked gx) and the captured values (final gk, returned to
 values freely; everything is ordinary IR, so the result can be lowered by any
 backend and differentiated again (the VJP of the VJP scan is this same rule).
 Nested scans in the body are handled by the recursion.
+
+Weight gradients are hoisted out of the loop: a captured matrix used in the
+body only as the weight of `linear` (or the right operand of `matmul`,
+directly or through `transpose`) and a captured bias used only in `linear`
+get no accumulator.  The backward body instead stacks the cotangent G_t of
+that product and its input U_t, and after the loop one matmul gives
+dW = sum_t G_t^T U_t (db = sum_t G_t) -- as cuDNN does, rather than a small
+outer product and an add per step.
 """
 from __future__ import annotations
 
@@ -74,7 +82,75 @@ def maybe_differentiable(values: list[Value]) -> list[bool]:
     return [check(v) for v in values]
 
 
-def scan_vjp(b: Builder, node, g: list):
+def _hoistable(rg: Graph, caps: list[Value], outs: list[Value], axis: int) -> dict[int, list]:
+    """Captured values whose gradient is a sum of per-step products: {capture id: [(kind, node)]}.
+
+    kind "wT": the capture is K with z = u @ K^T (linear weight, or matmul rhs via transpose(K));
+    "w": z = u @ K (matmul rhs); "b": linear bias.  z must keep its feature axis last when
+    stacked along `axis`.  A capture used any other way (or in a nested body, or returned)
+    is accumulated in a carry instead.
+    """
+    ids = {k.id for k in caps}
+    bad = {v.id for v in outs if v.id in ids}
+    value_uses: dict[int, list] = {}
+    for n in rg.nodes:
+        for pos, v in enumerate(n.inputs):
+            if v is not None:
+                value_uses.setdefault(v.id, []).append((n, pos))
+        if n.body is not None:
+            bad.update(v.id for v in free_values(n.body) if v.id in ids)
+    out_ids = {v.id for v in outs}
+
+    def product_ok(n, u):
+        z = n.outputs[0]
+        return (u is not None and u.id not in ids and z.type.rank >= 1 and axis < z.type.rank
+                and z.type.dtype.is_float)
+
+    plan: dict[int, list] = {}
+    for k in caps:
+        if k.id in bad or k.type.rank not in (1, 2):
+            continue
+        terms, ok = [], bool(value_uses.get(k.id))
+        for n, pos in value_uses.get(k.id, []):
+            name = n.op.name
+            if name == "linear" and pos == 1 and k.type.rank == 2 and product_ok(n, n.inputs[0]):
+                terms.append(("wT", n))
+            elif name == "linear" and pos == 2 and product_ok(n, n.inputs[0]) and n.inputs[1].id != k.id:
+                terms.append(("b", n))
+            elif (name == "matmul" and pos == 1 and k.type.rank == 2 and n.inputs[0].type.rank >= 2
+                  and product_ok(n, n.inputs[0])):
+                terms.append(("w", n))
+            elif (name == "transpose" and k.type.rank == 2 and tuple(n.attrs["axes"]) == (1, 0)
+                  and n.outputs[0].id not in out_ids and value_uses.get(n.outputs[0].id)):
+                for m, mpos in value_uses[n.outputs[0].id]:
+                    if (m.op.name == "matmul" and mpos == 1 and m.inputs[0].type.rank >= 2
+                            and m.inputs[0].id != n.outputs[0].id and product_ok(m, m.inputs[0])):
+                        terms.append(("wT", m))
+                    else:
+                        ok = False
+            else:
+                ok = False
+        if ok and terms:
+            plan[k.id] = terms
+    return plan
+
+
+def _hoisted_grad(b: Builder, kind: str, G: Value, U: Value | None, k: Value) -> Value:
+    """The gradient of capture `k` from the stacked per-step products (see `_hoistable`):
+    a sum over every axis but the features, as one matmul."""
+    g2 = b.op("reshape", G, shape=(-1, G.type.shape[-1]))
+    if kind == "b":
+        d = b.op("sum", g2, axis=0, keepdims=False)
+    else:
+        u2 = b.op("reshape", U, shape=(-1, U.type.shape[-1]))
+        if kind == "wT":  # K is (out, in): G^T U
+            d = b.op("matmul", b.op("transpose", g2, axes=(1, 0)), u2)
+        else:  # K is (in, out): U^T G
+            d = b.op("matmul", b.op("transpose", u2, axes=(1, 0)), g2)
+    return d if d.type == k.type else b.op("reshape", d, shape=k.type.shape)
+
+
+def scan_vjp(b: Builder, node, g: list, hoist: bool = True):
     from .autodiff import vjp
 
     attrs = node.attrs
@@ -105,26 +181,55 @@ def scan_vjp(b: Builder, node, g: list):
     c_t = [c if c.type == v.type else rb.op("reshape", c, shape=v.type.shape)
            for c, v in zip(c_in, body.inputs[:nc])]
     outs = clone_into(body, rg, {o.id: n for o, n in zip(body.inputs, c_t + x_t)})
-    wrt = [c_t[i] for i in fc] + [x_t[i] for i in fx] + caps
+    plan = _hoistable(rg, caps, outs, axis) if hoist else {}
+    zs = list({n.outputs[0].id: n.outputs[0] for terms in plan.values() for _, n in terms}.values())
+    acc_caps = [k for k in caps if k.id not in plan]
+    wrt = [c_t[i] for i in fc] + [x_t[i] for i in fx] + acc_caps + zs
     grads = vjp(rg, [outs[i] for i in fc] + [outs[nc + i] for i in gyi], gc_in + gy_t, wrt, span)
     d_c = grads[:len(fc)]
     d_x = grads[len(fc):len(fc) + len(fx)]
-    d_k = grads[len(fc) + len(fx):]
+    d_k = grads[len(fc) + len(fx):len(fc) + len(fx) + len(acc_caps)]
+    g_z = {z.id: gz for z, gz in zip(zs, grads[len(fc) + len(fx) + len(acc_caps):])}
 
-    acc = [(k, d) for k, d in zip(caps, d_k) if d is not None]
+    # per-step outputs for the hoisted products: (kind, capture, index of G_t, index of U_t)
+    stacked: dict[int, int] = {}
+    per_step: list[Value] = []
+
+    def stack(v):
+        if v.id not in stacked:
+            stacked[v.id] = len(per_step)
+            per_step.append(v)
+        return stacked[v.id]
+
+    # U_t that is a step's slice of a sequence or input carry is read from that stack instead
+    x_pos = {v.id: i for i, v in enumerate(x_t)}
+    c_pos = {v.id: i for i, v in enumerate(c_in)}
+    hoisted = []
+    for k in caps:
+        for kind, n in plan.get(k.id, []):
+            gz = g_z[n.outputs[0].id]
+            if gz is None:
+                continue
+            u = n.inputs[0]
+            src = (None if kind == "b" else ("seq", x_pos[u.id]) if u.id in x_pos else
+                   ("carry", c_pos[u.id]) if u.id in c_pos else ("step", stack(u)))
+            hoisted.append((kind, k, stack(gz), src))
+
+    acc = [(k, d) for k, d in zip(acc_caps, d_k) if d is not None]
     gk_in = [rg.add_input(f"g_{k.name or 'capture'}", k.type) for k, _ in acc]
     new_gc = [d if d is not None else zeros_like(rb, c_t[i]) for i, d in zip(fc, d_c)]
     new_gk = [rb.op("add", gin, d) for gin, (_, d) in zip(gk_in, acc)]
     xo = [(i, d) for i, d in zip(fx, d_x) if d is not None]
     result: list[Value | None] = [None] * len(node.inputs)
-    if not any(d is not None for d in d_c) and not acc and not xo:
+    if not any(d is not None for d in d_c) and not acc and not xo and not hoisted:
         return result, {}
-    rg.outputs = new_gc + new_gk + [d for _, d in xo]
+    rg.outputs = new_gc + new_gk + [d for _, d in xo] + per_step
     prune(rg)
     used = {v.id for v in rg.outputs}
     for n in rg.nodes:
         used.update(v.id for v in node_uses(n))
-    kept = [i for i in range(nc) if c_in[i].id in used]  # the input carries the backward step reads
+    # the input carries the backward step reads (or a hoisted product needs)
+    kept = [i for i in range(nc) if c_in[i].id in used or any(src == ("carry", i) for *_, src in hoisted)]
     rg.inputs = gc_in + gk_in + [c_in[i] for i in kept] + x_t + gy_t
 
     # 2. recompute the forward, stacking each step's input carries (those the backward step reads)
@@ -153,4 +258,10 @@ def scan_vjp(b: Builder, node, g: list):
     for j, (i, _) in enumerate(xo):
         result[nc + i] = res[nce + j]
     extra = {k.id: res[len(fc) + j] for j, (k, _) in enumerate(acc)}
+    base = nce + len(xo)
+    for kind, k, gi, src in hoisted:
+        U = (None if src is None else seqs[src[1]] if src[0] == "seq" else
+             stacked_c[kept.index(src[1])] if src[0] == "carry" else res[base + src[1]])
+        d = _hoisted_grad(ob, kind, res[base + gi], U, k)
+        extra[k.id] = d if k.id not in extra else ob.op("add", extra[k.id], d)
     return result, extra

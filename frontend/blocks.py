@@ -245,6 +245,14 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
     g.outputs = outs
     g.output_names = names
     g.layers = ctx.layers
+    if use_examples:  # info and run need every parameter's size
+        for p in g.params:
+            syms = sorted(p.type.symbols())
+            if syms:
+                raise DlcValueError(f"parameter {p.name} has the shape {p.type}: its size depends on the "
+                                    f"unbound dimension {', '.join(syms)}", p.param.span if p.param else d.span,
+                                    f"give the model an example size (`example {syms[0]} = ...`) "
+                                    f"or pass --bind {syms[0]}=...")
     return g
 
 

@@ -150,7 +150,10 @@ def parse(text: str, file: str = "<string>") -> A.Module:
             raise e.orig_exc from None
         if isinstance(e.orig_exc, RecursionError):
             raise _too_deep(file, text) from None
-        raise
+        meta = getattr(e.obj, "meta", None)
+        raise DlcSyntaxError(f"malformed {e.rule or 'syntax'}: {e.orig_exc}",
+                             _span(file, meta) if meta is not None else Span(file, 1, 1),
+                             "check the syntax near here") from None
     except RecursionError:
         raise _too_deep(file, text) from None
 
@@ -362,7 +365,9 @@ class ToAST(Transformer):
         return A.Name(self._s(meta), str(c[0]))
 
     def int_lit(self, meta, c):
-        return A.Literal(self._s(meta), int(str(c[0]).replace("_", ""), 0))
+        text = str(c[0]).replace("_", "")
+        # decimal, even with leading zeros (`007`); hexadecimal with 0x
+        return A.Literal(self._s(meta), int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10))
 
     def float_lit(self, meta, c):
         return A.Literal(self._s(meta), float(str(c[0]).replace("_", "")))

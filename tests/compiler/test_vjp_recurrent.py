@@ -87,6 +87,21 @@ def torch_check(analytic: dict, reference: dict, what=""):
                                    err_msg=f"{what}: gradient of {name} differs from torch.autograd")
 
 
+@pytest.fixture(params=[True, False], ids=["hoisted", "accumulated"])
+def hoist(request, monkeypatch):
+    """Run a test with the parameter-gradient products hoisted out of the backward loop (the
+    default) and with every captured gradient accumulated in a carry of the backward scan."""
+    from dlc.compiler.scan_grad import scan_vjp
+    if not request.param:
+        monkeypatch.setattr(OPS["scan"], "vjp", lambda b, node, g: scan_vjp(b, node, g, hoist=False))
+    return request.param
+
+
+def backward_scans(g):
+    """The scans the VJP added (after the forward ones): (num_carry, body) of each."""
+    return [(n.attrs["num_carry"], n.body) for n in g.nodes if n.op.name == "scan" and n.body.name.endswith(".grad")]
+
+
 # ----------------------------------------------------------------- scan: tanh RNN cell
 T, N, I, H = 4, 2, 3, 3
 
@@ -127,10 +142,12 @@ def random_feed(g, seed=0):
 
 
 @pytest.mark.parametrize("axis,reverse", [(0, False), (0, True), (1, False), (1, True)])
-def test_scan_tanh_cell(axis, reverse):
+def test_scan_tanh_cell(axis, reverse, hoist):
     g, loss, wrt = tanh_rnn_graph(axis, reverse)
     names = [v.name for v in wrt]
     finish(g, loss, wrt, names)
+    # the backward scan carries dh, plus dW, dU, db unless their products are hoisted
+    assert [nc for nc, _ in backward_scans(g)] == [1 if hoist else 4]
     feed = random_feed(g)
     out = run(g, feed)
     analytic = {n: out[f"g_{n}"] for n in names}
@@ -138,7 +155,7 @@ def test_scan_tanh_cell(axis, reverse):
     torch_check(analytic, tanh_rnn_torch(feed, axis, reverse), "scan tanh cell")
 
 
-def test_scan_second_order():
+def test_scan_second_order(hoist):
     """The scan VJP is IR: differentiating the gradient again (a Hessian-vector product) is exact."""
     g, loss, wrt = tanh_rnn_graph(0, False)
     b = Builder(g, SP)
@@ -176,7 +193,10 @@ def test_scan_mixed_carries_and_outputs():
     h, a, k = body.add_input("h", f64(N, H)), body.add_input("a", f64(N, H)), body.add_input("k", k0.type)
     xt, mt = body.add_input("xt", f64(N, I)), body.add_input("mt", f64(N, H))
     scale = bb.op("cast", k, dtype="float64")
-    hn = bb.op("tanh", bb.op("add", bb.op("linear", xt, W), bb.op("mul", bb.op("mul", h, mt), scale)))
+    # W is read by linear and by mean: its gradient is accumulated in a carry, not hoisted
+    w_mean = bb.op("mean", W, axis=None, keepdims=False)
+    hn = bb.op("tanh", bb.op("add", bb.op("linear", xt, W),
+                             bb.op("mul", bb.op("mul", bb.op("mul", h, mt), scale), w_mean)))
     an = bb.op("add", a, bb.op("mul", hn, h))
     kn = bb.op("add", k, bb.op("full", shape=(), value=1, dtype="int64"))
     body.outputs = [hn, an, kn, hn, h, bb.op("sin", an)]
@@ -186,6 +206,7 @@ def test_scan_mixed_carries_and_outputs():
     wrt = [x, m, h0, a0, W]
     names = [v.name for v in wrt]
     finish(g, loss, wrt, names)
+    assert [nc for nc, _ in backward_scans(g)] == [3]  # dh, da and dW
     feed = random_feed(g, 1)
     out = run(g, feed)
     fd_check(lambda a: run(g, a)["loss"], feed, {n: out[f"g_{n}"] for n in names}, "mixed scan")
@@ -221,7 +242,7 @@ def test_scan_accumulator_needs_no_recompute():
     torch_check(analytic, {n: t[n].grad.numpy() for n in names}, "running sum")
 
 
-def test_nested_scan():
+def test_nested_scan(hoist):
     """A scan inside a scan body; the inner body captures outer-body values and outer parameters."""
     K = 2
     g = Graph("nested")
@@ -316,7 +337,7 @@ def test_scan_lstm_cell_from_dln(symbolic):
         fd_check(loss_of, arrays, analytic, "lstm_scan.dln", sample=40)
 
 
-def test_scan_lstm_cell_initial_state():
+def test_scan_lstm_cell_initial_state(hoist):
     """The same cell with differentiable initial states: the scan node of the .dln model is
     copied into a graph whose initial (h, c) and parameters are inputs."""
     src = dlc.load(LSTM_FILE)._elaborate("eval", {"N": LN, "T": LT})
@@ -501,3 +522,16 @@ def test_lstm_proj_size_is_refused():
     loss = total(b, (y, b.input("r", y.type)))
     with pytest.raises(NoVJPRule, match="proj_size"):
         grad(g, loss, [xv], SP)
+
+
+@pytest.mark.parametrize("case", [("lstm", None, 2, 2, True, True, True), ("gru", None, 2, 1, True, False, False),
+                                  ("rnn", "relu", 1, 2, False, False, True)], ids=_case_id)
+def test_recurrent_op_vjp_accumulated(case, monkeypatch):
+    """The same gradients with the weight gradients accumulated step by step in the backward scan."""
+    from dlc.compiler.scan_grad import scan_vjp
+    monkeypatch.setattr(OPS["scan"], "vjp", lambda b, node, g: scan_vjp(b, node, g, hoist=False))
+    op, nl, L, D, bias, bf, init = case
+    outputs = list(range(1 + NS[op]))
+    attrs, feed, analytic, names = op_case(op, nl, L, D, bias, bf, init, outputs)
+    fd_check(kernel_loss(op, attrs, outputs), feed, analytic, _case_id(case))
+    torch_check(analytic, torch_reference(op, attrs, feed, outputs, names), _case_id(case))

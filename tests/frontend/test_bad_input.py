@@ -790,3 +790,38 @@ def test_bad_input_subprocess(case: Case, tmp_path: Path):
     proc = subprocess.run(_dlc_command() + ["check", str(path)], capture_output=True, text=True, timeout=120)
     assert proc.stdout == "", proc.stdout
     check_report(case, tmp_path, proc.stderr, proc.returncode)
+
+
+# `dlc info` needs concrete sizes: an unsized dimension is a located error, not a KeyError.
+INFO_CASES = [
+    Case("info_without_example_size", S("""
+        model M(x: f32[N, 4]) {
+            y = dense(x, 2)
+            return y
+        }
+    """), 2, "cannot count operations: the size of N is unknown", "dense", hint="example N"),
+    Case("info_parameter_sized_by_unbound_dimension", S("""
+        model M(x: f32[N, L, 8]) {
+            example N = 1
+            param pos: f32[1, L, 8] = normal(std=0.02)
+            return x + pos
+        }
+    """), 3, "parameter pos has the shape f32[1, L, 8]", "param", hint="--bind L="),
+]
+
+
+@pytest.mark.parametrize("case", INFO_CASES, ids=lambda c: c.id)
+def test_info_with_unsized_dimensions(case: Case, tmp_path: Path):
+    path = _write(tmp_path, case)
+    clear_cache()
+    result = CliRunner().invoke(cli_main, ["info", str(path)])
+    check_report(case, tmp_path, _stderr(result), result.exit_code)
+
+
+def test_integer_literals_with_leading_zeros_are_decimal(tmp_path: Path):
+    path = tmp_path / "zeros.dln"
+    path.write_text("const W = 008\nmodel M(x: f32[N, 4]) {\n    return dense(x, W)\n}\n", encoding="utf-8")
+    clear_cache()
+    result = CliRunner().invoke(cli_main, ["info", str(path), "--bind", "N=2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"f32[2, 8]"' in result.output
