@@ -51,9 +51,13 @@ def bench_forward(spec: str, torch_module, batch: int, repeat: int, input_name: 
     with torch.no_grad():
         ref = torch_module(xt).numpy()
     err = float(np.max(np.abs(out - ref)) / (np.max(np.abs(ref)) + 1e-12))
-    t_np = median_time(lambda: interp.run({input_name: x}, w), repeat)
+    # torch first, then a pause: OpenBLAS worker threads keep spinning for a
+    # moment after NumPy calls and would otherwise steal the cores from torch
     with torch.no_grad():
         t_torch = median_time(lambda: torch_module(xt), repeat)
+    time.sleep(0.5)
+    t_np = median_time(lambda: interp.run({input_name: x}, w), repeat)
+    time.sleep(0.5)
     return {"spec": spec, "batch": batch, "numpy_ms": t_np * 1e3, "torch_ms": t_torch * 1e3,
             "ratio": t_np / t_torch, "max_rel_err": err}
 

@@ -57,7 +57,11 @@ def bench(spec: str, torch_module, batch: int, repeat: int) -> dict:
         torch.nn.functional.cross_entropy(torch_module(xt), yt).backward()
         opt.step()
 
-    t_np, t_torch = median_time(ours, repeat), median_time(theirs, repeat)
+    import time
+    t_torch = median_time(theirs, repeat)   # first: see bench_numpy.py on OpenBLAS spinning
+    time.sleep(0.5)
+    t_np = median_time(ours, repeat)
+    time.sleep(0.5)
     return {"spec": spec, "batch": batch, "numpy_ms": t_np * 1e3, "torch_ms": t_torch * 1e3, "ratio": t_np / t_torch}
 
 

@@ -176,6 +176,10 @@ def build_train_step(module, model: str, settings: TrainSettings, bind: dict | N
             outs.append(v)
             names.append(f"state:{sname}.{p.name}")
     g.outputs, g.output_names = outs, names
+    # VJP rules build cotangents for every operand; drop those nothing uses
+    # (e.g. the gradient with respect to the input images)
+    from .clone import prune
+    prune(g)
     return TrainStep(g, loss, label, names, params, state_names)
 
 
@@ -261,5 +265,7 @@ def build_alternating(module, main_model: str, bindings: list, steps: list[StepS
                 outs.append(v)
                 names.append(f"state:{st.name}/{sname}.{p.name}")
         g.outputs, g.output_names = outs, names
+        from .clone import prune
+        prune(g)
         out.append((st, TrainStep(g, loss, None, names, chosen, state_names), opt))
     return out

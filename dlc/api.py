@@ -121,7 +121,9 @@ class Model:
         grads = grad(g, loss, params, g.span)
         g.outputs = [loss] + [gr for gr in grads if gr is not None]
         g.output_names = ["loss"] + [f"grad:{p.name}" for p, gr in zip(params, grads) if gr is not None]
-        return g, n_forward
+        from .compiler.clone import prune
+        prune(g)
+        return g, min(n_forward, len(g.nodes))
 
     def grad(self, inputs: dict | None = None, weights: dict | None = None, label=None, mode: str = "train",
              seed: int = 0, bind: dict | None = None) -> dict:

@@ -137,6 +137,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
             stopper = EarlyStopping.from_dict(ck.extra["early_stopping"])
     log = MetricsLog(out_dir / "metrics.jsonl", resume_epoch=start_epoch if resume else None) if out_dir else None
     history: list[dict] = []
+    interps: dict = {}   # one interpreter per batch size: attribute caches survive across steps
     t_start = time.perf_counter()
     try:
         with TrainProgress(s.epochs, steps_per_epoch, enabled=progress) as bar:
@@ -151,8 +152,11 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
                     inputs.update(opt_state)
                     inputs["lr"] = np.asarray(cur_lr, dtype=pdt)
                     inputs["step"] = np.asarray(global_step, dtype=pdt)
-                    outs, updates = Interpreter(g, seed=s.seed * 1_000_003 + global_step,
-                                                dims={"N": len(xb)}).run(inputs, weights)
+                    interp = interps.get(len(xb))
+                    if interp is None:
+                        interp = interps[len(xb)] = Interpreter(g, dims={"N": len(xb)})
+                    interp.seed = s.seed * 1_000_003 + global_step
+                    outs, updates = interp.run(inputs, weights)
                     for k, v in outs.items():
                         if k.startswith("param:"):
                             weights[k[6:]] = v

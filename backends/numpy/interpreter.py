@@ -20,6 +20,10 @@ from ...errors import DlcRuntimeError
 from .kernels import KERNELS
 
 
+_SEEDED = frozenset({"randn", "uniform", "dropout"})
+_CONSTANT = frozenset({"full", "arange", "sinusoidal_positions"})
+
+
 def _concrete(v, env):
     if isinstance(v, Dim):
         return v.evaluate(env)
@@ -33,23 +37,33 @@ def _concrete(v, env):
 class Interpreter:
     def __init__(self, graph: Graph, seed: int = 0, dims: dict[str, int] | None = None):
         self.graph = graph
-        self.seed = seed
+        self.seed = seed          # may be changed between runs (the trainer does, per step)
         self.dims = dict(dims or {})
+        self._attr_cache: dict = {}
+        self._const_cache: dict = {}
 
     # the extension points --------------------------------------------------
     def call_op(self, name: str, args: list, attrs: dict):
         return KERNELS[name](*args, **attrs)
 
+    def _attrs(self, node: Node) -> dict:
+        """Concrete attributes of a node, cached per (node, dims)."""
+        key = (id(node), tuple(sorted(self.dims.items())))
+        attrs = self._attr_cache.get(key)
+        if attrs is None:
+            attrs = {k: _concrete(v, self.dims) for k, v in node.attrs.items()}
+            self._attr_cache[key] = attrs
+        return attrs
+
     def run_node(self, node: Node, env: dict):
         args = [env[v.id] if v is not None else None for v in node.inputs]
-        attrs = {k: _concrete(v, self.dims) for k, v in node.attrs.items()}
+        attrs = self._attrs(node)
         if node.op.name == "scan":
             return self.run_scan(node, args, attrs, env)
-        if "seed" in attrs and node.op.name in ("randn", "uniform", "dropout"):
-            attrs["seed"] = (self.seed, attrs["seed"])
+        if node.op.name in _SEEDED:
+            attrs = {**attrs, "seed": (self.seed, attrs["seed"])}
         try:
-            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-                out = self.call_op(node.op.name, args, attrs)
+            out = self.call_op(node.op.name, args, attrs)
         except (ValueError, IndexError, TypeError, KeyError, FloatingPointError, MemoryError) as e:
             raise DlcRuntimeError(f"{node.op.name} failed: {e}", node.span,
                                   "the inputs do not match the shapes the model was compiled for") from None
@@ -80,7 +94,18 @@ class Interpreter:
 
     def run_nodes(self, g: Graph, env: dict):
         for node in g.nodes:
-            outs = self.run_node(node, env)
+            if node.op.name in _CONSTANT:
+                # operand-free, deterministic: computed once per dims, then reused
+                key = (id(node), tuple(sorted(self.dims.items())))
+                outs = self._const_cache.get(key)
+                if outs is None:
+                    outs = self.run_node(node, env)
+                    for a in outs:
+                        if isinstance(a, np.ndarray):
+                            a.setflags(write=False)  # shared between runs: never written
+                    self._const_cache[key] = outs
+            else:
+                outs = self.run_node(node, env)
             for v, a in zip(node.outputs, outs):
                 env[v.id] = a
 
@@ -96,7 +121,9 @@ class Interpreter:
             if p.name not in weights:
                 raise DlcRuntimeError(f"no weights for parameter '{p.name}'", p.param.span)
             env[p.id] = weights[p.name]
-        self.run_nodes(g, env)
+        # overflow in exp() etc. is part of the semantics (inf), not an error
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            self.run_nodes(g, env)
         outs = {name: env[v.id] for name, v in zip(g.output_names, g.outputs)}
         updates = {name: env[v.id] for name, v in g.state_updates.items()}
         return outs, updates

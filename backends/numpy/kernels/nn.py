@@ -141,8 +141,8 @@ def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
     patches = win[sel]
 
     og = out_ch // groups
-    if cg == 1:
-        # Depthwise (or single-input-channel) conv: the im2col matmul would have an
+    if cg == 1 and groups > 1:
+        # Depthwise conv: the im2col matmul would have an
         # inner dimension of 1 and degrade to many tiny GEMVs; accumulating one
         # broadcast multiply per kernel tap is several times faster.
         wg = w.reshape((groups, og) + kernel)
@@ -161,10 +161,18 @@ def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
         # im2col: (N, G, Cg*K, P) columns, then one batched BLAS matmul over (N, G).
         k_total = int(np.prod(kernel))
         p_total = int(np.prod(out_sp))
-        perm = (0, 1) + tuple(range(nd + 2, 2 * nd + 2)) + tuple(range(2, nd + 2))
-        cols = patches.transpose(perm).reshape(n, groups, cg * k_total, p_total)
-        wm = w.reshape(groups, og, cg * k_total)
-        out = np.matmul(wm, cols).reshape((n, out_ch) + out_sp)
+        if groups == 1 and p_total * n <= (1 << 22):
+            # one large GEMM over all images: (O, C*K) @ (C*K, N*P) keeps BLAS busy
+            # where per-image products would be small
+            perm = (1,) + tuple(range(nd + 2, 2 * nd + 2)) + (0,) + tuple(range(2, nd + 2))
+            cols = patches.transpose(perm).reshape(cg * k_total, n * p_total)
+            out = (w.reshape(out_ch, cg * k_total) @ cols).reshape((out_ch, n) + out_sp)
+            out = np.ascontiguousarray(np.moveaxis(out, 0, 1))
+        else:
+            perm = (0, 1) + tuple(range(nd + 2, 2 * nd + 2)) + tuple(range(2, nd + 2))
+            cols = patches.transpose(perm).reshape(n, groups, cg * k_total, p_total)
+            wm = w.reshape(groups, og, cg * k_total)
+            out = np.matmul(wm, cols).reshape((n, out_ch) + out_sp)
     if b is not None:
         out += b.reshape(_channel_shape(out.ndim, out_ch))
     return out
