@@ -37,6 +37,9 @@ CASES = [
     ("cast", [S], {"dtype": "float64"}, lambda x: x),
     ("matmul", [(3, 4), (4, 5)], {}, torch.matmul), ("matmul", [(2, 3, 4), (4,)], {}, torch.matmul),
     ("matmul", [(4,), (2, 4, 3)], {}, torch.matmul), ("matmul", [(2, 1, 3, 4), (5, 4, 2)], {}, torch.matmul),
+    ("reshape", [(2, 3, 4)], {"shape": (4, -1)}, lambda x: x.reshape(4, -1)),
+    ("expand", [(3, 1)], {"shape": (2, 3, 4)}, lambda x: x.expand(2, 3, 4)),
+    ("transpose", [(2, 3, 4)], {"axes": (2, 0, 1)}, lambda x: x.permute(2, 0, 1)),
     ("linear", [(5, 4), (3, 4), (3,)], {}, F.linear), ("linear", [(2, 5, 4), (3, 4), None], {}, F.linear),
 ]
 IDS = [f"{c[0]}-{i}" for i, c in enumerate(CASES)]
