@@ -61,7 +61,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     from .frontend.modules import load_module
     from .frontend.train import train_settings
     from .runtime.checkpoint import load_checkpoint, save_checkpoint
-    from .runtime.data import batches, load_dataset, num_batches
+    from .runtime.data import augment, batches, epoch_rng, load_dataset, num_batches
     from .runtime.early_stopping import EarlyStopping
     from .runtime.metrics import MetricsLog, accuracy
     from .runtime.progress import TrainProgress
@@ -144,10 +144,13 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
             for epoch in range(start_epoch, s.epochs):
                 losses, seen = 0.0, 0
                 lr_epoch = sched.lr(epoch) if not sched.per_step else None
+                aug_rng = epoch_rng(s.seed, epoch)   # reproducible on resume, like the shuffle
                 for i, (xb, yb) in enumerate(batches(ds.train[0], ds.train[1], s.batch, shuffle=s.shuffle,
                                                      seed=s.seed, epoch=epoch)):
                     cur_lr = sched.lr(global_step) if sched.per_step else lr_epoch
                     global_step += 1
+                    if s.augment:
+                        xb = augment(xb, s.augment, aug_rng)
                     inputs = feed(xb, yb)
                     inputs.update(opt_state)
                     inputs["lr"] = np.asarray(cur_lr, dtype=pdt)
