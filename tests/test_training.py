@@ -28,7 +28,6 @@ def test_cnn_reaches_98_percent_on_digits(tmp_path):
     assert best >= 0.98, f"best test accuracy {best:.4f}"
 
 
-@pytest.mark.slow
 def test_gru_reading_rows_reaches_95_percent(tmp_path):
     r = dlc.train("specs/gru_classifier.dln", out=str(tmp_path / "run"), progress=False)
     best = max(h["val_accuracy"] for h in r.history)
@@ -43,8 +42,8 @@ def test_vae_elbo_improves(tmp_path):
 
 
 def test_gan_runs_alternating_steps_with_finite_losses():
-    r = dlc.train("specs/gan.dln", max_steps=120, progress=False)
-    assert r.history[-1]["step"] == 120
+    r = dlc.train("specs/gan.dln", max_steps=500, progress=False)
+    assert r.history[-1]["step"] == 500
     for h in r.history:
         assert np.isfinite(h["discriminator_loss"]) and np.isfinite(h["generator_loss"])
     assert any(k.startswith("Generator.") for k in r.weights) and any(k.startswith("Discriminator.") for k in r.weights)
