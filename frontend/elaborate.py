@@ -248,6 +248,7 @@ class Frame:
     def assign(self, targets: list, value, span: Span):
         if len(targets) == 1 and targets[0].name is not None:
             self.env[targets[0].name] = value
+            _name_value(value, targets[0].name)
             return
         if not isinstance(value, (tuple, list)):
             raise DlcTypeError(f"cannot unpack {describe(value)} into {len(targets)} names", span,
@@ -258,6 +259,7 @@ class Frame:
         for t, v in zip(targets, value):
             if t.name is not None:
                 self.env[t.name] = v
+                _name_value(v, t.name)
             else:
                 self.assign(t.items, v, t.span)
 
@@ -340,6 +342,13 @@ class Frame:
     def eval(self, e):
         from .expressions import eval_expr
         return eval_expr(self, e)
+
+
+def _name_value(v, name: str) -> None:
+    """Remember the first .dln name a node result is bound to: generated code
+    (the PyTorch backend) names its variables after the user's bindings."""
+    if isinstance(v, Value) and v.kind == "node" and not v.name:
+        v.name = name
 
 
 def _suggest(name: str, frame: Frame) -> str:
