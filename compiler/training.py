@@ -269,3 +269,26 @@ def build_alternating(module, main_model: str, bindings: list, steps: list[StepS
         prune(g)
         out.append((st, TrainStep(g, loss, None, names, chosen, state_names), opt))
     return out
+
+
+def build_loss_only(module, model: str, loss_expr, bind: dict | None = None) -> Graph:
+    """The loss alone, as a graph over the model's outputs (by name), its inputs and
+    `label`: what a framework backend evaluates after its own forward pass."""
+    from ..frontend.blocks import elaborate_model
+    from ..frontend.elaborate import Context, Frame
+    fwd = elaborate_model(module, model, "train", bind)
+    g = Graph(f"{model}.loss", mode="train", span=getattr(loss_expr, "span", None))
+    ctx = Context(g, "train")
+    frame = Frame(ctx, module, "", g, model)
+    for name, v in zip(fwd.output_names, fwd.outputs):
+        frame.env[name] = g.add_input(f"out:{name}", v.type)
+    frame.env["output"] = frame.env[fwd.output_names[0]]
+    for v in fwd.inputs:
+        frame.env[v.name] = g.add_input(v.name, v.type)
+    frame.env["input"] = frame.env[fwd.inputs[0].name]
+    if _mentions(loss_expr, ("label", "target")):
+        outs = dict(zip(fwd.output_names, fwd.outputs))
+        frame.env["label"] = frame.env["target"] = g.add_input("label", label_type(loss_expr, outs))
+    loss = frame.eval(loss_expr)
+    g.outputs, g.output_names = [loss], ["loss"]
+    return g

@@ -225,6 +225,9 @@ class Model:
             if dtype and w.dtype.kind == "f":
                 w = w.astype(dtype)
             weights[p.name] = w
+        if backend == "torch":
+            from .backends.torch import run as torch_run
+            return torch_run(self, inputs, weights, mode=mode, dtype=dtype), {}
         from .backends.numpy.interpreter import Interpreter
         return Interpreter(g, seed).run(inputs, weights)
 

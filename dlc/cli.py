@@ -187,19 +187,49 @@ def grad(file, model, bind, mode):
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @click.option("--bind", "-b", multiple=True)
 @click.option("--no-progress", is_flag=True, help="Plain one-line-per-epoch output.")
+@click.option("--grad", "grad_mode", type=click.Choice(["autograd", "symbolic"]), default=None,
+              help="torch backend: gradients from torch autograd (default) or dlc's symbolic backward.")
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="torch backend: DistributedDataParallel processes (gloo) on this machine.")
 @_guard
-def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, bind, no_progress):
+def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, bind, no_progress,
+          grad_mode, nproc):
     """Train as the spec's train section declares; flags override it."""
     if backend != "numpy":
         from .backends import get_backend
         get_backend(backend)
     from .trainer import train as run_training
+    grad_mode = grad_mode or ("autograd" if backend == "torch" else "symbolic")
     res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
-                       out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr)
+                       out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr,
+                       backend=backend, grad=grad_mode, nproc=nproc)
     if res.history:
         last = res.history[-1]
         parts = [f"{k}={v:.4f}" for k, v in last.items() if k.startswith("val_")]
         click.echo(f"trained {res.epochs_run} epoch(s); last: {' '.join(parts)}; best: {res.best}; run: {res.out}")
+
+
+@main.command("compile")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--target", "-t", required=True, help="Code generator: torch (a self-contained PyTorch module).")
+@click.option("--model", "-m", help="Model to compile (default: the last one in the file).")
+@click.option("--bind", "-b", multiple=True, help="Size a dimension or override a constant: layers=6.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the code here (default: stdout).")
+@_guard
+def compile_(file, target, model, bind, output):
+    """Generate source code for a target: `--target torch` writes a PyTorch nn.Module."""
+    if target != "torch":
+        hint = ("the TVM backend (cpu, cuda, aarch64) is not built yet: see the issue 'TVM backend'"
+                if target.split(":")[0] in ("tvm", "cpu", "cuda", "aarch64", "llvm") else "available targets: torch")
+        raise DlcError(f"compile target '{target}' is not available yet", hint=hint)
+    from .api import load
+    from .backends.torch.modgen import generate_module
+    source = generate_module(load(file, model, _parse_bind(bind)))
+    if output:
+        from .runtime.atomic import atomic_write
+        atomic_write(output, source.encode("utf-8"))
+    else:
+        click.echo(source, nl=False)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,17 @@ def _latest_checkpoint(out: Path):
 def train(path, *, model: str | None = None, data: str | None = None, data_path: str | None = None,
           epochs: int | None = None, batch: int | None = None, seed: int | None = None, out: str | None = None,
           resume: bool = False, bind: dict | None = None, progress: bool = True, lr: float | None = None,
-          max_steps: int | None = None) -> TrainResult:
-    """Train the model of a `.dln` file as its `train` section declares."""
+          max_steps: int | None = None, backend: str = "numpy", grad: str = "symbolic" ,
+          nproc: int = 1) -> TrainResult:
+    """Train the model of a `.dln` file as its `train` section declares.
+
+    backend="numpy" runs dlc's training-step IR (symbolic gradients) on the
+    reference interpreter.  backend="torch" runs the generated PyTorch code:
+    grad="autograd" (the default for torch) trains the generated nn.Module with
+    torch autograd and torch.optim, optionally under DistributedDataParallel
+    with `nproc` processes; grad="symbolic" lowers dlc's own training-step IR
+    to torch code.
+    """
     from .backends.numpy.interpreter import Interpreter
     from .compiler.init import init_params
     from .compiler.schedules import make_schedule
@@ -85,7 +94,17 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     if dname is None:
         raise DlcValueError("no data set: name one in the train section (`train M on digits`) or with --data")
     if s.steps:
+        if backend != "numpy":
+            raise DlcValueError("alternating steps train on the numpy backend only")
         return _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_steps)
+    if backend not in ("numpy", "torch"):
+        raise DlcValueError(f"training on backend '{backend}' is not available", None, "use numpy or torch")
+    if grad not in ("symbolic", "autograd"):
+        raise DlcValueError(f"--grad must be symbolic or autograd, got {grad!r}")
+    if nproc > 1 and not (backend == "torch" and grad == "autograd"):
+        raise DlcValueError("--nproc needs --backend torch with autograd gradients")
+    if backend == "torch" and grad == "autograd":
+        return _train_torch_autograd(mod, name, s, dname, data_path, out, bind, progress, max_steps, nproc, resume)
     step_prog = build_train_step(mod, name, s, bind)
     g = step_prog.graph
     eval_g, eval_loss, _ = build_loss(mod, name, s.loss, "eval", bind)
@@ -138,6 +157,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     log = MetricsLog(out_dir / "metrics.jsonl", resume_epoch=start_epoch if resume else None) if out_dir else None
     history: list[dict] = []
     interps: dict = {}   # one interpreter per batch size: attribute caches survive across steps
+    torch_runner = None
     t_start = time.perf_counter()
     try:
         with TrainProgress(s.epochs, steps_per_epoch, enabled=progress) as bar:
@@ -155,11 +175,17 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
                     inputs.update(opt_state)
                     inputs["lr"] = np.asarray(cur_lr, dtype=pdt)
                     inputs["step"] = np.asarray(global_step, dtype=pdt)
-                    interp = interps.get(len(xb))
-                    if interp is None:
-                        interp = interps[len(xb)] = Interpreter(g, dims={"N": len(xb)})
-                    interp.seed = s.seed * 1_000_003 + global_step
-                    outs, updates = interp.run(inputs, weights)
+                    if backend == "torch":
+                        if torch_runner is None:
+                            from .backends.torch.training import TorchStepRunner
+                            torch_runner = TorchStepRunner(g)
+                        outs, updates = torch_runner(inputs, weights)
+                    else:
+                        interp = interps.get(len(xb))
+                        if interp is None:
+                            interp = interps[len(xb)] = Interpreter(g, dims={"N": len(xb)})
+                        interp.seed = s.seed * 1_000_003 + global_step
+                        outs, updates = interp.run(inputs, weights)
                     for k, v in outs.items():
                         if k.startswith("param:"):
                             weights[k[6:]] = v
@@ -299,3 +325,24 @@ def _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_
         if log:
             log.close()
     return TrainResult(len(history), history, None, weights, str(out_dir) if out_dir else None)
+
+
+def _train_torch_autograd(mod, name, s, dname, data_path, out, bind, progress, max_steps, nproc, resume):
+    from .api import Model
+    from .backends.torch.training import fit
+    from .runtime.data import load_dataset
+    if resume:
+        raise DlcValueError("--resume is available on the numpy backend and with --grad symbolic")
+    model = Model(mod.file, name, bind)
+    x_in = model.graph.inputs[0]
+    per_example = tuple(x_in.type.shape[1:])
+    ds = load_dataset(dname, seed=0, path=data_path, input_shape=per_example).reshaped(per_example)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    res = fit(model, s, ds, epochs=s.epochs, out=out, nproc=nproc, progress=progress, max_steps=max_steps)
+    hist = res["history"]
+    best = None
+    if hist and "val_accuracy" in hist[0]:
+        b = max(hist, key=lambda h: h["val_accuracy"])
+        best = {"epoch": b["epoch"], "val_accuracy": b["val_accuracy"]}
+    return TrainResult(len(hist), hist, best, res.get("weights"), out)

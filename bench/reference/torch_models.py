@@ -72,3 +72,45 @@ class LeNet5(nn.Module):
         x = nn.functional.avg_pool2d(torch.tanh(self.c1(x)), 2)
         x = nn.functional.avg_pool2d(torch.tanh(self.c3(x)), 2).flatten(1)
         return self.output(torch.tanh(self.f6(torch.tanh(self.f5(x)))))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with separate q/k/v/out projections (dlc's
+    `multihead_attention` names) on batch-first [N, T, E] inputs."""
+
+    def __init__(self, d_model, heads):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x):
+        n, t, e = x.shape
+        q, k, v = (p(x).view(n, t, self.heads, e // self.heads).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        o = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(o.transpose(1, 2).reshape(n, t, e))
+
+
+class TransformerEncoderLayer(nn.Module):
+    """specs/transformer_encoder_layer.dln: post-LN encoder layer as
+    nn.TransformerEncoderLayer(512, 8, 2048, 0.1, batch_first=True), names
+    self_attn.{q,k,v,out}_proj, linear1, linear2, norm1, norm2."""
+
+    def __init__(self, d_model=512, heads=8, d_ff=2048, dropout=0.1):
+        super().__init__()
+        self.self_attn = SelfAttention(d_model, heads)
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = self.norm1(x + self.dropout1(self.self_attn(x)))
+        f = self.linear2(self.dropout(torch.relu(self.linear1(x))))
+        return self.norm2(x + self.dropout2(f))
