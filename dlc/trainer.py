@@ -179,7 +179,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
                         if torch_runner is None:
                             from .backends.torch.training import TorchStepRunner
                             torch_runner = TorchStepRunner(g)
-                        outs, updates = torch_runner(inputs, weights)
+                        outs, updates = torch_runner(inputs, weights, s.seed * 1_000_003 + global_step)
                     else:
                         interp = interps.get(len(xb))
                         if interp is None:

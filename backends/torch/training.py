@@ -45,7 +45,7 @@ class TorchStepRunner:
         args = [torch.from_numpy(np.ascontiguousarray(inputs[v.name])) for v in self.graph.inputs]
         params = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
         with torch.no_grad():
-            outs, updates = self.fn(*args, params)
+            outs, updates = self.fn(*args, params, seed=seed)
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)
         return ({n: o.numpy() for n, o in zip(self.graph.output_names, outs)},
                 {k: v.numpy() for k, v in updates.items()})
