@@ -59,7 +59,20 @@ def _free_port() -> int:
 
 def fit(model, settings, dataset, *, epochs: int, out: str | None, nproc: int = 1, progress: bool = False,
         max_steps: int | None = None) -> dict:
-    """Train `model` (a dlc.api.Model) with autograd on the generated module."""
+    """Train `model` (a dlc.api.Model) with autograd on the generated module.
+
+    Under `torchrun` (RANK and WORLD_SIZE set in the environment) this process
+    is one rank of a multi-node job and joins it with `env://`; otherwise
+    `nproc > 1` spawns that many local ranks.
+    """
+    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    if env_world > 1 and "RANK" in os.environ:
+        rank = int(os.environ["RANK"])
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        res = _worker(rank, env_world, None, model.path, model.name, model.bind, settings, dataset, epochs, out,
+                      progress, max_steps)
+        return res or {"history": [], "epochs_run": 0}
     if nproc <= 1:
         return _worker(0, 1, None, model.path, model.name, model.bind, settings, dataset, epochs, out, progress,
                        max_steps)
@@ -88,7 +101,8 @@ def _worker(rank, world, port, path, name, bind, settings, dataset, epochs, out,
     if world > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+        init = f"tcp://127.0.0.1:{port}" if port is not None else "env://"   # env:// under torchrun
+        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     model = Model(path, name, bind)
     module = load_module(model)
     w = model.init_weights(settings.seed)
@@ -174,7 +188,7 @@ def _worker(rank, world, port, path, name, bind, settings, dataset, epochs, out,
     result = {"history": history, "epochs_run": len(history)}
     if world > 1:
         dist.barrier()
-        if rank == 0:
+        if rank == 0 and out:
             import json
             from ...runtime.atomic import atomic_write
             atomic_write(Path(out) / "result.json", json.dumps(result).encode())
