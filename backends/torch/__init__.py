@@ -26,12 +26,20 @@ class TorchBackend:
     def module(model, weights: dict | None = None, dtype: str | None = None):
         """The generated module, with `weights` (dlc names) loaded strictly."""
         import torch
-        mod = load_module(model)
-        if weights is not None:
-            state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in weights.items()}
-            mod.load_state_dict(state, strict=True)
-        if dtype is not None:
-            mod = mod.to(getattr(torch, _DTYPES.get(dtype, dtype)))
+        dtype = _DTYPES.get(dtype, dtype) if dtype is not None else None
+        if weights is None:
+            return load_module(model, dtype)
+        # built without initialising (the weights replace every tensor), then
+        # loaded by dlc's names: strict, no renaming
+        with torch.device("meta"):
+            mod = load_module(model, dtype)
+        state = {}
+        for k, v in weights.items():
+            a = np.array(v, copy=True)
+            if dtype is not None and a.dtype.kind == "f":
+                a = a.astype(dtype)
+            state[k] = torch.from_numpy(a)
+        mod.load_state_dict(state, strict=True, assign=True)
         return mod
 
     @staticmethod
@@ -65,4 +73,4 @@ def run(model, inputs, weights, mode="eval", dtype=None):
     return TorchBackend.run(model, inputs, weights, mode, dtype)
 
 
-__all__ = ["generate_module", "load_module", "TorchBackend", "run"]
+__all__ = ["TorchBackend", "generate_module", "load_module", "run"]
