@@ -246,10 +246,13 @@ class _Gen:
             out.append(f"{inner}{x} = {pick}")
         self._emit_nodes(body, out, inner)
         new = [self.name_of(v) for v in body.outputs]
-        if nc:
-            out.append(f"{inner}{', '.join(carries)} = {', '.join(new[:nc])}")
+        # per-step outputs first: one may be a carry variable itself (the body
+        # returns its incoming carry, as the recompute scan of a backward does),
+        # and it must be the value from before this step's carry update
         for s, y in zip(steps, new[nc:]):
             out.append(f"{inner}{s}.append({y})")
+        if nc:
+            out.append(f"{inner}{', '.join(carries)} = {', '.join(new[:nc])}")
         if reverse:
             for s in steps:
                 out.append(f"{indent}{s}.reverse()")

@@ -826,6 +826,39 @@ def test_scan_matches_numpy(axis, reverse):
     assert "torch.stack(" in fn.source
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_step_output_is_incoming_carry(reverse):
+    """A body whose per-step outputs are its *incoming* carries (the recompute scan of
+    a backward graph stacks h_{t-1}), listed twice, next to a carry passed through
+    unchanged and a captured outer value: the step outputs must be taken before the
+    loop variables are rebound to the new carries."""
+    g = Graph("scan_carry_out")
+    b = Builder(g, Span("tests/scan.dln", 3, 1))
+    Nd, T = Dim.symbol("N"), Dim.symbol("T")
+    x = b.input("xs", TensorType(DType.f64, (T, Nd, 4)))
+    h0 = b.input("h0", TensorType(DType.f64, (Nd, 4)))
+    k0 = b.input("k0", TensorType(DType.f64, (Nd, 4)))
+    w = g.add_param(ParamInfo("cell.w", Init("normal")), TensorType(DType.f64, (4, 4)))
+    outer = b.op("tanh", k0)
+    body = Graph("scan_carry_out.scan", parent=g)
+    h_in = body.add_input("carry0", h0.type)
+    k_in = body.add_input("carry1", k0.type)
+    x_in = body.add_input("x0", TensorType(DType.f64, (Nd, 4)))
+    bb = Builder(body, Span("tests/scan.dln", 4, 1))
+    h = bb.op("tanh", bb.op("add", bb.op("add", bb.op("matmul", h_in, w), x_in), outer))
+    body.outputs = [h, k_in, h_in, h_in, bb.op("mul", h_in, k_in), outer]
+    outs = g.add_node(OPS["scan"], [h0, k0, x], {"num_carry": 2, "axis": 0, "reverse": reverse},
+                      Span("tests/scan.dln", 2, 1), body=body)
+    g.outputs = list(outs)
+    g.output_names = ["final_h", "final_k", "h_prev", "h_prev_again", "hk_prev", "outer"]
+    rng = np.random.default_rng(7 + reverse)
+    arrays = [rng.standard_normal((5, 3, 4)), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))]
+    weights = {"cell.w": rng.standard_normal((4, 4)) * 0.5}
+    want, _, got, _, fn = run_both(g, arrays, weights)
+    for i, (w_, t) in enumerate(zip(want, got)):
+        assert_close(t, w_, f"scan output {g.output_names[i]}\n{fn.source}")
+
+
 def test_scan_with_symbolic_reshape_in_body():
     """Dims used inside a body are bound once, at the top of the function."""
     g = Graph("scan_dims")
