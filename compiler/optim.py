@@ -42,7 +42,7 @@ from .builder import Builder
 from .ir import Graph, Value
 from .types import DType, TensorType
 
-# name -> {hyper-parameter: default}; kept equal to frontend.train.OPTIMIZERS
+# name -> {hyper-parameter: default}; the train section checks against this table
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
     "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},

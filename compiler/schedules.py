@@ -41,7 +41,7 @@ import math
 from collections import Counter
 from typing import Any
 
-# name -> {argument: default (None: required)}; kept equal to frontend.train.SCHEDULES
+# name -> {argument: default (None: required)}; the train section checks against this table
 DEFAULTS: dict[str, dict[str, Any]] = {
     "constant": {},
     "step": {"step_size": None, "gamma": 0.1},

@@ -19,25 +19,14 @@ from ..errors import DlcNameError, DlcTypeError, DlcValueError
 from . import ast as A
 from .values import BlockValue
 
-OPTIMIZERS = {
-    "sgd": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
-    "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
-    "adagrad": {"lr": 0.01, "lr_decay": 0.0, "weight_decay": 0.0, "eps": 1e-10, "initial_accumulator_value": 0.0},
-    "rmsprop": {"lr": 0.01, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0, "centered": False},
-}
-SCHEDULES = {
-    "constant": {},
-    "step": {"step_size": None, "gamma": 0.1},
-    "multistep": {"milestones": None, "gamma": 0.1},
-    "exponential": {"gamma": None},
-    "cosine": {"T_max": None, "eta_min": 0.0},
-    "cosine_restarts": {"T_0": None, "T_mult": 1, "eta_min": 0.0},
-    "onecycle": {"max_lr": None, "total_steps": None, "pct_start": 0.3, "div_factor": 25.0,
-                 "final_div_factor": 1e4, "anneal_strategy": "cos"},
-    "linear_warmup": {"warmup": None, "start_factor": 1.0 / 3},
-}
-DATASETS = {"digits", "digits_rows", "digits_images", "iris", "wine", "breast_cancer", "npz", "synthetic"}
+# One definition each: the optimizer and schedule tables (names, arguments,
+# torch's defaults) live beside their implementations in the compiler, and the
+# data-set names beside their loaders in the runtime.
+from ..compiler.optim import DEFAULTS as OPTIMIZERS  # noqa: E402
+from ..compiler.schedules import DEFAULTS as SCHEDULES  # noqa: E402
+from ..runtime.data import DATASETS as _DATASET_NAMES  # noqa: E402
+
+DATASETS = set(_DATASET_NAMES)
 AUGMENTS = {"random_crop": {"size": None, "padding": 0}, "hflip": {"p": 0.5}}
 INT_KEYS = {"epochs", "batch", "steps", "seed", "patience", "every"}
 FLOAT_KEYS = {"l1", "l2", "weight_decay", "clip_grad_norm", "clip_grad_value", "split", "val_split"}

@@ -92,3 +92,13 @@ def test_errors_exit_nonzero_without_traceback(tmp_path):
 def test_import_dlc_does_not_import_torch():
     code = "import sys, dlc; dlc.load('specs/lenet5.dln').run(); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_language_reference_lists_every_op():
+    """docs/language.md's op table is generated from the registry: it must not go stale."""
+    from pathlib import Path
+
+    from dlc.compiler.ops import OPS
+    text = Path("docs/language.md").read_text()
+    missing = [n for n in OPS if f"| `{n}` |" not in text]
+    assert not missing, f"docs/language.md does not list {missing}"
