@@ -1,0 +1,307 @@
+"""TVM lowering of convolution, pooling, normalisation and attention.
+
+Registered into `lowering.LOWERING`; see that module for the conventions.
+Argument normalisation (padding strings, pooling strides) reuses the NumPy
+reference's helpers so both backends read attributes identically.
+"""
+from __future__ import annotations
+
+import math
+
+from ..numpy.kernels.nn import _conv_pads, _ntuple
+from .lowering import (arg_as, cast, in_dtype, lowers, ndim, norm_axis, out_dtype, out_shape,
+                       scalar, _op)
+from .relaxgen import Unsupported
+
+
+def _batched(low, node, x, nd):
+    """Pool/conv kernels want (N, C, *spatial); unbatched (C, *spatial)
+    inputs get a batch axis of one.  Returns (x, squeeze_back)."""
+    if ndim(node, 0) == nd + 1:
+        return low.emit(_op().expand_dims(x, [0])), True
+    return x, False
+
+
+def _unbatch(low, y, squeeze):
+    return low.emit(_op().squeeze(y, [0])) if squeeze else y
+
+
+def _bias(low, node, args, y, nd, dt):
+    if len(args) > 2 and args[2] is not None:
+        b = arg_as(low, node, args, 2, dt)
+        c = low.prim(node.inputs[2].type.shape[0])
+        b = low.emit(_op().reshape(b, [1, c] + [1] * nd))
+        y = low.emit(_op().add(y, b))
+    return y
+
+
+@lowers("conv1d", "conv2d")
+def _conv(low, node, args, env):
+    op = _op()
+    nd = 1 if node.op.name == "conv1d" else 2
+    a = low.concrete_attr(node.attrs, "convolution attributes")
+    dt = out_dtype(node)
+    x = arg_as(low, node, args, 0, dt)
+    w = arg_as(low, node, args, 1, dt)
+    kernel = [low.concrete(k, "the kernel size") for k in node.inputs[1].type.shape[2:]]
+    stride = _ntuple(a["stride"], nd, "stride")
+    dilation = _ntuple(a["dilation"], nd, "dilation")
+    pads = _conv_pads(a["padding"], nd, kernel, dilation, stride)
+    x, squeeze = _batched(low, node, x, nd)
+    if nd == 1:
+        y = low.emit(op.nn.conv1d(x, w, strides=stride, padding=[pads[0][0], pads[0][1]],
+                                  dilation=dilation, groups=int(a["groups"]),
+                                  data_layout="NCW", kernel_layout="OIW"))
+    else:
+        padding = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]   # top, left, bottom, right
+        y = low.emit(op.nn.conv2d(x, w, strides=stride, padding=padding, dilation=dilation,
+                                  groups=int(a["groups"]), data_layout="NCHW", kernel_layout="OIHW"))
+    y = _bias(low, node, args, y, nd, dt)
+    return _unbatch(low, y, squeeze)
+
+
+@lowers("conv_transpose2d")
+def _conv_transpose2d(low, node, args, env):
+    op = _op()
+    a = low.concrete_attr(node.attrs, "convolution attributes")
+    dt = out_dtype(node)
+    x = arg_as(low, node, args, 0, dt)
+    w = arg_as(low, node, args, 1, dt)
+    stride = _ntuple(a["stride"], 2, "stride")
+    pad = _ntuple(a["padding"], 2, "padding")
+    opad = _ntuple(a["output_padding"], 2, "output_padding")
+    dil = _ntuple(a["dilation"], 2, "dilation")
+    x, squeeze = _batched(low, node, x, 2)
+    y = low.emit(op.nn.conv2d_transpose(x, w, strides=stride, padding=[pad[0], pad[1], pad[0], pad[1]],
+                                        output_padding=opad, dilation=dil, groups=int(a["groups"]),
+                                        data_layout="NCHW", kernel_layout="IOHW"))
+    y = _bias(low, node, args, y, 2, dt)
+    return _unbatch(low, y, squeeze)
+
+
+# ---------------------------------------------------------------------------
+# pooling
+# ---------------------------------------------------------------------------
+
+def _pool_args(low, node, nd):
+    a = low.concrete_attr(node.attrs, "pooling attributes")
+    k = _ntuple(a["kernel_size"], nd, "kernel_size")
+    s = k if a.get("stride") in (None, (), []) else _ntuple(a["stride"], nd, "stride")
+    p = _ntuple(a.get("padding", 0), nd, "padding")
+    d = _ntuple(a.get("dilation", 1), nd, "dilation")
+    return a, k, s, p, d
+
+
+@lowers("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
+def _pool(low, node, args, env):
+    op = _op()
+    nd = 1 if node.op.name.endswith("1d") else 2
+    a, k, s, p, d = _pool_args(low, node, nd)
+    dt = out_dtype(node)
+    x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
+    is_max = node.op.name.startswith("max")
+    ceil = bool(a["ceil_mode"])
+    if nd == 2:
+        fn = op.nn.max_pool2d if is_max else op.nn.avg_pool2d
+        kw = {} if is_max else {"count_include_pad": bool(a["count_include_pad"])}
+        y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[1], p[0], p[1]], dilation=d,
+                        ceil_mode=ceil, layout="NCHW", **kw))
+        if not is_max and a.get("divisor_override"):
+            # sum = avg * area when every window is full; recompute exactly instead
+            y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[1], p[0], p[1]], dilation=d,
+                            ceil_mode=ceil, layout="NCHW", count_include_pad=True))
+            y = low.emit(op.multiply(y, scalar(low, k[0] * k[1] / float(a["divisor_override"]), dt)))
+    else:
+        fn = op.nn.max_pool1d if is_max else op.nn.avg_pool1d
+        kw = {} if is_max else {"count_include_pad": bool(a["count_include_pad"])}
+        y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[0]], dilation=d, ceil_mode=ceil,
+                        layout="NCW", **kw))
+    return _unbatch(low, y, squeeze)
+
+
+@lowers("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d")
+def _adaptive(low, node, args, env):
+    op = _op()
+    nd = 1 if node.op.name.endswith("1d") else 2
+    dt = out_dtype(node)
+    x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
+    osize = [low.concrete(o, "the adaptive pooling output size")
+             for o in node.outputs[0].type.shape[-nd:]]
+    if node.op.name == "adaptive_avg_pool2d":
+        y = low.emit(op.nn.adaptive_avg_pool2d(x, osize, layout="NCHW"))
+    elif node.op.name == "adaptive_avg_pool1d":
+        y = low.emit(op.nn.adaptive_avg_pool1d(x, osize, layout="NCW"))
+    else:
+        from tvm import topi
+        y = low.bb.emit_te(lambda t: topi.nn.adaptive_pool(t, osize, "max", "NCHW"), x)
+    return _unbatch(low, y, squeeze)
+
+
+# ---------------------------------------------------------------------------
+# normalisation
+# ---------------------------------------------------------------------------
+
+def _channel_view(low, node, v, r):
+    c = low.prim(node.inputs[0].type.shape[1])
+    return low.emit(_op().reshape(v, [1, c] + [1] * (r - 2)))
+
+
+@lowers("batch_norm")
+def _batch_norm(low, node, args, env):
+    """Eval: y = x * scale + shift with scale and shift computed from the
+    weights only (so they are lifted out of the per-call work and fuse into
+    the producing convolution's epilogue).  Train: batch statistics and the
+    running-average updates, as the reference."""
+    op = _op()
+    a = node.attrs
+    dt = out_dtype(node)
+    r = ndim(node, 0)
+    x = arg_as(low, node, args, 0, dt)
+    rm, rv, w, b = (args[i] if len(args) > i else None for i in range(1, 5))
+    eps = scalar(low, float(a["eps"]), dt)
+    if not a["training"]:
+        if rm is None or rv is None:
+            raise Unsupported("batch_norm in eval mode needs running_mean and running_var", node.span)
+        inv = low.emit(op.rsqrt(op.add(cast(low, rv, in_dtype(node, 2), dt), eps)))
+        scale = low.emit(op.multiply(inv, arg_as(low, node, args, 3, dt))) if w is not None else inv
+        shift = low.emit(op.negative(op.multiply(cast(low, rm, in_dtype(node, 1), dt), scale)))
+        if b is not None:
+            shift = low.emit(op.add(shift, arg_as(low, node, args, 4, dt)))
+        y = low.emit(op.add(op.multiply(x, _channel_view(low, node, scale, r)),
+                            _channel_view(low, node, shift, r)))
+        return [y, rm, rv][:len(node.outputs)]
+    axes = [0] + list(range(2, r))
+    mean = low.emit(op.mean(x, axes, False))
+    var = low.emit(op.variance(x, axes, False))
+    inv = low.emit(op.rsqrt(op.add(var, eps)))
+    y = low.emit(op.multiply(op.subtract(x, _channel_view(low, node, mean, r)),
+                             _channel_view(low, node, inv, r)))
+    if w is not None:
+        y = low.emit(op.multiply(y, _channel_view(low, node, arg_as(low, node, args, 3, dt), r)))
+    if b is not None:
+        y = low.emit(op.add(y, _channel_view(low, node, arg_as(low, node, args, 4, dt), r)))
+    outs = [y]
+    m = float(a["momentum"])
+    shape = node.inputs[0].type.shape
+    count = 1
+    for i in axes:
+        count = count * shape[i]
+    if rm is not None:
+        rdt = in_dtype(node, 1)
+        new = op.add(op.multiply(cast(low, rm, rdt, dt), scalar(low, 1 - m, dt)),
+                     op.multiply(mean, scalar(low, m, dt)))
+        outs.append(cast(low, low.emit(new), dt, rdt))
+    else:
+        outs.append(None)
+    if rv is not None:
+        rdt = in_dtype(node, 2)
+        n = low.concrete(count, "the batch size of a training batch norm (unbiased variance)")
+        unbiased = op.multiply(var, scalar(low, n / (n - 1) if n > 1 else float("inf"), dt))
+        new = op.add(op.multiply(cast(low, rv, rdt, dt), scalar(low, 1 - m, dt)),
+                     op.multiply(unbiased, scalar(low, m, dt)))
+        outs.append(cast(low, low.emit(new), dt, rdt))
+    else:
+        outs.append(None)
+    return outs[:len(node.outputs)]
+
+
+@lowers("layer_norm")
+def _layer_norm(low, node, args, env):
+    op = _op()
+    dt = out_dtype(node)
+    x = arg_as(low, node, args, 0, dt)
+    ns = node.attrs["normalized_shape"]
+    k = 1 if isinstance(ns, int) or not isinstance(ns, (tuple, list)) else len(ns)
+    r = ndim(node, 0)
+    axes = list(range(r - k, r))
+    tail = node.inputs[0].type.shape[r - k:]
+    w = arg_as(low, node, args, 1, dt) if len(args) > 1 and args[1] is not None else None
+    b = arg_as(low, node, args, 2, dt) if len(args) > 2 and args[2] is not None else None
+    gamma = w if w is not None else low.emit(op.ones(low.shape(tail), dt))
+    beta = b if b is not None else low.emit(op.zeros(low.shape(tail), dt))
+    return low.emit(op.nn.layer_norm(x, gamma, beta, axes, float(node.attrs["eps"])))
+
+
+@lowers("group_norm")
+def _group_norm(low, node, args, env):
+    op = _op()
+    dt = out_dtype(node)
+    x = arg_as(low, node, args, 0, dt)
+    r = ndim(node, 0)
+    c = node.inputs[0].type.shape[1]
+    w = arg_as(low, node, args, 1, dt) if len(args) > 1 and args[1] is not None else None
+    b = arg_as(low, node, args, 2, dt) if len(args) > 2 and args[2] is not None else None
+    gamma = w if w is not None else low.emit(op.ones([low.prim(c)], dt))
+    beta = b if b is not None else low.emit(op.zeros([low.prim(c)], dt))
+    return low.emit(op.nn.group_norm(x, gamma, beta, int(node.attrs["num_groups"]), 1,
+                                     list(range(2, r)), float(node.attrs["eps"])))
+
+
+@lowers("local_response_norm")
+def _lrn(low, node, args, env):
+    from tvm import relax
+    op = _op()
+    a = node.attrs
+    dt = out_dtype(node)
+    x = arg_as(low, node, args, 0, dt)
+    size = int(a["size"])
+    r = ndim(node, 0)
+    c = low.concrete(node.inputs[0].type.shape[1], "the channel count of local response norm")
+    sq = low.emit(op.square(x))
+    widths = [0, 0] * r
+    widths[2], widths[3] = size // 2, (size - 1) // 2
+    sq = low.emit(op.nn.pad(sq, widths, "constant", 0.0))
+    total = None
+    for j in range(size):
+        part = low.emit(op.strided_slice(sq, [1], [j], [j + c], assume_inbound=True))
+        total = part if total is None else low.emit(op.add(total, part))
+    div = op.add(op.multiply(total, scalar(low, float(a["alpha"]) / size, dt)), scalar(low, float(a["k"]), dt))
+    div = low.emit(op.power(div, scalar(low, float(a["beta"]), dt)))
+    return low.emit(op.divide(x, div))
+
+
+# ---------------------------------------------------------------------------
+# attention
+# ---------------------------------------------------------------------------
+
+@lowers("scaled_dot_product_attention")
+def _sdpa(low, node, args, env):
+    """softmax(q k^T * scale + mask) v, composed from matmul and softmax;
+    fully masked rows give zeros (torch 2.x, and the reference)."""
+    op = _op()
+    dt = out_dtype(node)
+    q, k, v = (arg_as(low, node, args, i, dt) for i in range(3))
+    mask = args[3] if len(args) > 3 else None
+    qshape = node.inputs[0].type.shape
+    r = len(qshape)
+    E = low.concrete(qshape[-1], "the attention head size")
+    scale = node.attrs["scale"]
+    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    kt = low.emit(op.permute_dims(k, list(range(r - 2)) + [r - 1, r - 2]))
+    scores = low.emit(op.multiply(op.matmul(q, kt), scalar(low, scale, dt)))
+    if node.attrs["is_causal"]:
+        L, S = qshape[-2], node.inputs[1].type.shape[-2]
+        ones = low.emit(op.ones([low.prim(L), low.prim(S)], "bool"))
+        mask_b = low.emit(op.tril(ones, 0))
+        scores = low.emit(op.where(mask_b, scores, scalar(low, float("-inf"), dt)))
+    elif mask is not None:
+        if in_dtype(node, 3) == "bool":
+            scores = low.emit(op.where(mask, scores, scalar(low, float("-inf"), dt)))
+        else:
+            scores = low.emit(op.add(scores, arg_as(low, node, args, 3, dt)))
+    masked = node.attrs["is_causal"] is False and mask is not None and in_dtype(node, 3) == "bool"
+    if masked or (mask is not None and in_dtype(node, 3) != "bool"):
+        # the reference's guard: a fully masked row is all zeros, not NaN
+        m = low.emit(op.max(scores, [r - 1], True))
+        m = low.emit(op.where(op.isfinite(m), m, scalar(low, 0, dt)))
+        e = low.emit(op.exp(op.subtract(scores, m)))
+        den = low.emit(op.sum(e, [r - 1], True))
+        den = low.emit(op.where(op.equal(den, scalar(low, 0, dt)), scalar(low, 1, dt), den))
+        probs = low.emit(op.divide(e, den))
+    else:
+        probs = low.emit(op.nn.softmax(scores, axis=r - 1))
+    return low.emit(op.matmul(probs, v))
+
+
+# the loss and sequence families register themselves
+from . import lowering_seq  # noqa: E402,F401
