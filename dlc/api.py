@@ -228,6 +228,13 @@ class Model:
         if backend == "torch":
             from .backends.torch import run as torch_run
             return torch_run(self, inputs, weights, mode=mode, dtype=dtype), {}
+        if backend == "tvm":
+            if dtype not in (None, "float32"):
+                raise DlcValueError(f"the tvm backend runs float32 models as declared, not {dtype}", g.span)
+            from .backends.tvm.compile import compile_graph
+            outs = compile_graph(g, "cpu", bind=bind).runner().set_weights(weights).run(inputs, seed=seed)
+            updates = {k[len("update:"):]: v for k, v in outs.items() if k.startswith("update:")}
+            return {k: v for k, v in outs.items() if not k.startswith("update:")}, updates
         from .backends.numpy.interpreter import Interpreter
         return Interpreter(g, seed).run(inputs, weights)
 

@@ -115,36 +115,49 @@ def ir(file, model, bind, mode):
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m")
-@click.option("--backend", default="numpy", show_default=True)
+@click.option("--backend", default="numpy", show_default=True,
+              help="numpy, torch or tvm (tvm: compiled for this CPU, cached). A .dlcpkg always runs on TVM.")
 @click.option("--input", "-i", "inputs", multiple=True, help="NAME=file.npy")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="A .safetensors file.")
 @click.option("--bind", "-b", multiple=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Device for a .dlcpkg.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write outputs to an .npz file.")
 @_guard
-def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, output):
-    """Forward pass with given or seeded inputs and weights."""
+def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output):
+    """Forward pass with given or seeded inputs and weights (a .dln spec or a
+    compiled .dlcpkg package)."""
     import numpy as np
-    from .api import load
     from .runtime.weights import load_weights
-    m = load(file, model, _parse_bind(bind))
-    arrays = {}
-    for it in inputs:
-        if "=" not in it:
-            raise click.BadParameter(f"{it!r}: expected NAME=file.npy", param_hint="--input")
-        k, path = it.split("=", 1)
-        try:
-            arrays[k] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DlcError(f"cannot read input {k} from {path}: {e}")
-    unknown = set(arrays) - {v.name for v in m.inputs}
-    if unknown:
-        raise DlcError(f"the model has no input {', '.join(sorted(unknown))}",
-                       hint="inputs: " + ", ".join(v.name for v in m.inputs))
-    w = load_weights(weights) if weights else None
-    outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
+    arrays = _read_inputs(inputs)
+    if _is_package(file):
+        from .runtime.package import load as load_package
+        pkg = load_package(file, device)
+        if weights:
+            pkg.set_weights(load_weights(weights))
+        known = {s["name"] for s in pkg.inputs}
+        unknown = set(arrays) - known
+        if unknown:
+            raise DlcError(f"the model has no input {', '.join(sorted(unknown))}", hint="inputs: " + ", ".join(known))
+        if len(arrays) < len(known):
+            for k, v in pkg.example_inputs(seed, _parse_bind(bind)).items():
+                arrays.setdefault(k, v)
+        outs = pkg.run(arrays, seed=seed)
+    else:
+        from .api import load
+        m = load(file, model, _parse_bind(bind))
+        unknown = set(arrays) - {v.name for v in m.inputs}
+        if unknown:
+            raise DlcError(f"the model has no input {', '.join(sorted(unknown))}",
+                           hint="inputs: " + ", ".join(v.name for v in m.inputs))
+        w = load_weights(weights) if weights else None
+        if backend == "tvm":
+            outs = _run_tvm(m, arrays, w, _parse_bind(bind), seed, mode, dtype)
+        else:
+            outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
     from .reporting import print_outputs
     print_outputs(outs)
     if output:
@@ -153,6 +166,47 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, output):
         buf = io.BytesIO()
         np.savez(buf, **outs)
         atomic_write(output, buf.getvalue())
+
+
+def _read_inputs(items) -> dict:
+    import numpy as np
+    arrays = {}
+    for it in items:
+        if "=" not in it:
+            raise click.BadParameter(f"{it!r}: expected NAME=file.npy", param_hint="--input")
+        k, path = it.split("=", 1)
+        try:
+            arrays[k] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DlcError(f"cannot read input {k} from {path}: {e}")
+    return arrays
+
+
+def _is_package(file) -> bool:
+    """A .dlcpkg (by name, or by content: a zip file)."""
+    if str(file).endswith(".dlcpkg"):
+        return True
+    try:
+        with open(file, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _run_tvm(m, arrays, weights, bind, seed, mode, dtype):
+    """`dlc run model.dln --backend tvm`: compile for this CPU (cached), run."""
+    if dtype not in (None, "float32"):
+        raise DlcError("the TVM backend runs the model in its declared dtypes", hint="drop --dtype")
+    from .api import _dims_from_inputs
+    from .backends.tvm.cache import compile_cached
+    if mode != "eval":
+        return m.run(arrays, weights, backend="tvm", bind=bind, seed=seed, mode=mode)
+    b = {**_dims_from_inputs(m.graph, arrays), **bind}
+    cm, _ = compile_cached(m.graph, "cpu")
+    rand = m.random_inputs(seed, b)
+    for k, v in rand.items():
+        arrays.setdefault(k, v)
+    return cm.runner().set_weights(weights if weights is not None else m.init_weights(seed)).run(arrays, seed=seed)
 
 
 @main.command()
@@ -209,27 +263,147 @@ def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, r
         click.echo(f"trained {res.epochs_run} epoch(s); last: {' '.join(parts)}; best: {res.best}; run: {res.out}")
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--target", "-t", default="cpu", show_default=True, help="TVM target to tune for (this machine's CPU).")
+@click.option("--model", "-m", help="Model to tune (default: the last one in the file).")
+@click.option("--budget", default="20m", show_default=True, help="Wall-clock budget: 90s, 20m, 1h, 1h30m.")
+@click.option("--bind", "-b", multiple=True,
+              help="Fix a dimension: N=1 (tuning needs static shapes; default: the example sizes).")
+@click.option("--tuning-db", type=click.Path(file_okay=False),
+              help="Database directory (default: $DLC_CACHE_DIR/tuning/<target-hash>, ~/.cache/dlc/...).")
+@click.option("--trials-per-task", type=int, help="Measured candidates per kernel and round (default 32).")
+@click.option("--no-progress", is_flag=True, help="Plain one-line-per-kernel output.")
+@_guard
+def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progress):
+    """Tune the model's kernels with MetaSchedule; `dlc compile` applies the records."""
+    from .backends import get_backend
+    get_backend("tvm")
+    from .api import load
+    from .backends.tvm.tune import check_tunable, format_report, parse_budget, tune_graph
+    seconds = parse_budget(budget)
+    check_tunable(target)
+    binds = _parse_bind(bind)
+    m = load(file, model, binds)
+    r = tune_graph(m.graph, target, budget_s=seconds, db_dir=tuning_db, bind=binds,
+                   trials_per_task=trials_per_task, progress="plain" if no_progress else True)
+    click.echo(format_report(r))
+    if r.interrupted:
+        sys.exit(130)
+
+
 @main.command("compile")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--target", "-t", required=True, help="Code generator: torch (a self-contained PyTorch module).")
+@click.option("--target", "-t", required=True,
+              help="torch (a PyTorch module), or a TVM target: cpu, llvm, cuda, aarch64, rasp4, jetson-orin "
+                   "(dlc targets lists them).")
 @click.option("--model", "-m", help="Model to compile (default: the last one in the file).")
 @click.option("--bind", "-b", multiple=True, help="Size a dimension or override a constant: layers=6.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the code here (default: stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="torch: write the code here (default: stdout). TVM: the package (default: <stem>.dlcpkg).")
+@click.option("--arch", help="CUDA architecture: sm_80, sm_87, sm_90 (default sm_90).")
+@click.option("--target-opt", "target_opts", multiple=True, help="TVM target option KEY=VALUE: mcpu=skylake-avx512.")
+@click.option("--tuning-db", type=click.Path(file_okay=False), help="A MetaSchedule database directory (dlc tune).")
+@click.option("--no-cache", is_flag=True, help="Compile even if the cache has this model.")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False),
+              help="TVM: package these weights (default: initialised from --seed).")
+@click.option("--seed", default=0, show_default=True, type=int)
 @_guard
-def compile_(file, target, model, bind, output):
-    """Generate source code for a target: `--target torch` writes a PyTorch nn.Module."""
-    if target != "torch":
-        hint = ("the TVM backend (cpu, cuda, aarch64) is not built yet: see the issue 'TVM backend'"
-                if target.split(":")[0] in ("tvm", "cpu", "cuda", "aarch64", "llvm") else "available targets: torch")
-        raise DlcError(f"compile target '{target}' is not available yet", hint=hint)
+def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no_cache, weights, seed):
+    """Generate code for a target: `--target torch` writes a PyTorch nn.Module;
+    a TVM target (cpu, cuda, aarch64, ...) writes a .dlcpkg package."""
+    if target == "torch":
+        from .api import load
+        from .backends.torch.modgen import generate_module
+        source = generate_module(load(file, model, _parse_bind(bind)))
+        if output:
+            from .runtime.atomic import atomic_write
+            atomic_write(output, source.encode("utf-8"))
+        else:
+            click.echo(source, nl=False)
+        return
+    import time
+    from .backends.tvm.target import canonical_name, parse_options, resolve_target, short
+    t0 = time.perf_counter()
+    opts = parse_options(target_opts)
+    resolve_target(target, arch, opts)             # a bad name or --arch fails before parsing
     from .api import load
-    from .backends.torch.modgen import generate_module
-    source = generate_module(load(file, model, _parse_bind(bind)))
-    if output:
-        from .runtime.atomic import atomic_write
-        atomic_write(output, source.encode("utf-8"))
-    else:
-        click.echo(source, nl=False)
+    from .backends.tvm.cache import compile_cached
+    from .backends.tvm.package import example_input_specs, source_hash, write_package
+    from .runtime.weights import load_weights
+    b = _parse_bind(bind)
+    m = load(file, model, b)
+    cm, hit = compile_cached(m.graph, target, arch=arch, options=opts, database=tuning_db, cache=not no_cache)
+    w = load_weights(weights) if weights else m.init_weights(seed)
+    out = Path(output) if output else Path(Path(file).stem + ".dlcpkg")
+    write_package(out, cm, w, source_hash=source_hash(file, b, m.name), spec_path=file, model_name=m.name,
+                  target_name=canonical_name(target), example_inputs=example_input_specs(m._elaborate("eval")),
+                  example_dims={k: v for k, v in m.graph.dims.items() if v is not None})
+    size = out.stat().st_size
+    note = "" if cm.lib_info.get("format") == "so" else f"; {cm.lib_info.get('note', 'library stored as lib.tar')}"
+    if cm.database:
+        note += f"; tuning records from {cm.database}"
+    click.echo(f"{m.name} -> {out}: {canonical_name(target)} ({short(cm.target)}), "
+               f"{time.perf_counter() - t0:.2f} s, cache {'hit' if hit else 'miss'}, {_human(size)}{note}")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+@_guard
+def targets(as_json):
+    """TVM targets: what each compiles for, what it needs, what this machine has."""
+    from .backends.tvm.target import availability
+    rows = availability()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="TVM targets (dlc compile --target NAME)", title_justify="left")
+    for c in ("target", "compiles for", "needs", "on this machine"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        name = r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
+        here = ("[green]compiles[/green]" if r["compile_here"] else "[red]cannot compile[/red]") + \
+            (", [green]runs[/green]" if r["run_here"] else "")
+        t.add_row(name, r["description"], "; ".join(r["needs"]),
+                  here + ("; " + "; ".join(r["notes"]) if r["notes"] else ""))
+    Console().print(t)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m")
+@click.option("--backend", type=click.Choice(["tvm", "torch", "numpy"]), default="tvm", show_default=True)
+@click.option("--target", "-t", default="cpu", show_default=True, help="TVM target for a .dln (with --rpc: the device's).")
+@click.option("--arch", help="CUDA architecture.")
+@click.option("--target-opt", "target_opts", multiple=True, help="TVM target option KEY=VALUE.")
+@click.option("--bind", "-b", multiple=True, help="N=1 (batch size).")
+@click.option("--repeat", default=20, show_default=True, type=int)
+@click.option("--warmup", default=3, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rpc", "rpc_addr", help="HOST:PORT of a TVM RPC server: run there.")
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, as_json):
+    """Median latency of one forward pass after warm-up (.dln or .dlcpkg)."""
+    from .backends.tvm.rpc import bench_command
+    res = bench_command(file, model=model, backend=backend, target=target, arch=arch, target_opts=target_opts,
+                        bind=_parse_bind(bind), repeat=repeat, warmup=warmup, seed=seed, rpc_addr=rpc_addr,
+                        is_package=_is_package(file))
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    click.echo(f"{res['model']} [{res['backend']}{' ' + res['where'] if res.get('where') else ''}] "
+               f"{res['dims']}: median {res['median_ms']:.3f} ms, min {res['min_ms']:.3f} ms "
+               f"({res['repeat']} runs after {res['warmup']} warm-up)")
 
 
 if __name__ == "__main__":

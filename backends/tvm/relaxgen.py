@@ -223,12 +223,18 @@ class Lowered:
     output_names: list[str]             # outputs, then "update:<buffer>" for state updates
     fixed: dict[str, int]               # dims bound at compile time (given or forced)
     symbolic: list[str]                 # dims left symbolic
+    lifted: bool = True                 # weights go through main_transform_params
 
 
 def to_relax(graph: Graph, fixed: dict[str, int] | None = None, *,
              lift_params: bool = True, func_name: str = "main") -> Lowered:
     """Lower `graph` with the dimensions in `fixed` bound; raises
     `NeedsConcrete` when a lowering needs more of them fixed."""
+    if graph.state_updates:
+        # updates such as num_batches_tracked + 1 depend on the weights alone;
+        # LiftTransformParams would move them out of main, so a train-mode
+        # graph keeps every weight a runtime input
+        lift_params = False
     low = Lowerer(graph, fixed)
     relax = low.relax
     env: dict[int, object] = {}
@@ -251,19 +257,27 @@ def to_relax(graph: Graph, fixed: dict[str, int] | None = None, *,
     params = in_vars + random_vars + param_vars
     attrs = {"num_input": len(in_vars) + len(random_vars)} if lift_params else {
         "num_input": len(params)}
-    with bb.function(func_name, params, attrs=attrs):
-        with bb.dataflow():
-            low.lower_nodes(graph, env)
-            results = [env[v.id] for v in graph.outputs]
-            results += [env[v.id] for v in graph.state_updates.values()]
-            outs = [bb.emit_output(r) for r in results]
-        bb.emit_func_output(relax.Tuple(outs) if len(outs) != 1 else outs[0])
+    try:
+        with bb.function(func_name, params, attrs=attrs):
+            with bb.dataflow():
+                low.lower_nodes(graph, env)
+                results = [env[v.id] for v in graph.outputs]
+                results += [env[v.id] for v in graph.state_updates.values()]
+                outs = [bb.emit_output(r) for r in results]
+            bb.emit_func_output(relax.Tuple(outs) if len(outs) != 1 else outs[0])
+    except BaseException:
+        # close the builder's open block, or its destructor prints a warning
+        try:
+            bb._end_block()
+        except Exception:  # noqa: BLE001 - nothing open
+            pass
+        raise
     mod = bb.get()
     symbolic = sorted(set(low.dim_vars))
     return Lowered(mod, [v.name for v in graph.inputs], low.random_inputs,
                    [p.name for p in graph.params],
                    list(graph.output_names) + [f"update:{k}" for k in graph.state_updates],
-                   dict(low.fixed), symbolic)
+                   dict(low.fixed), symbolic, lift_params)
 
 
 def lower_model(graph: Graph, fixed: dict[str, int] | None = None, examples: dict | None = None,
