@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,tvm,bench]'
 	touch $@
 
 demo: setup
@@ -30,6 +30,8 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python bench/bench_numpy.py
+	$(BIN)/python bench/bench_tvm_kernels.py
+	$(BIN)/python bench/bench_tvm.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -61,7 +61,9 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     grad="autograd" (the default for torch) trains the generated nn.Module with
     torch autograd and torch.optim, optionally under DistributedDataParallel
     with `nproc` processes; grad="symbolic" lowers dlc's own training-step IR
-    to torch code.
+    to torch code.  backend="tvm" compiles the training-step IR (symbolic
+    gradients only) and the validation graph with TVM for the host CPU
+    (backends/tvm/training.py).
     """
     from .backends.numpy.interpreter import Interpreter
     from .compiler.init import init_params
@@ -97,10 +99,13 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
         if backend != "numpy":
             raise DlcValueError("alternating steps train on the numpy backend only")
         return _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_steps)
-    if backend not in ("numpy", "torch"):
-        raise DlcValueError(f"training on backend '{backend}' is not available", None, "use numpy or torch")
+    if backend not in ("numpy", "torch", "tvm"):
+        raise DlcValueError(f"training on backend '{backend}' is not available", None, "use numpy, torch or tvm")
     if grad not in ("symbolic", "autograd"):
         raise DlcValueError(f"--grad must be symbolic or autograd, got {grad!r}")
+    if backend == "tvm" and grad == "autograd":
+        raise DlcValueError("the tvm backend trains with dlc's symbolic gradients only", None,
+                            "drop --grad autograd (or use --backend torch for autograd)")
     if nproc > 1 and not (backend == "torch" and grad == "autograd"):
         raise DlcValueError("--nproc needs --backend torch with autograd gradients")
     if backend == "torch" and grad == "autograd":
@@ -157,7 +162,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     log = MetricsLog(out_dir / "metrics.jsonl", resume_epoch=start_epoch if resume else None) if out_dir else None
     history: list[dict] = []
     interps: dict = {}   # one interpreter per batch size: attribute caches survive across steps
-    torch_runner = None
+    torch_runner = None   # the compiled step on the torch or tvm backend
+    eval_runner = None    # the tvm backend validates with the compiled eval graph
     t_start = time.perf_counter()
     try:
         with TrainProgress(s.epochs, steps_per_epoch, enabled=progress) as bar:
@@ -179,6 +185,11 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
                         if torch_runner is None:
                             from .backends.torch.training import TorchStepRunner
                             torch_runner = TorchStepRunner(g)
+                        outs, updates = torch_runner(inputs, weights, s.seed * 1_000_003 + global_step)
+                    elif backend == "tvm":
+                        if torch_runner is None:
+                            from .backends.tvm.training import TvmStepRunner
+                            torch_runner = TvmStepRunner(g, "cpu", bind=bind)
                         outs, updates = torch_runner(inputs, weights, s.seed * 1_000_003 + global_step)
                     else:
                         interp = interps.get(len(xb))
@@ -203,7 +214,11 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
                         break
                 metrics = {"epoch": epoch + 1, "step": global_step, "train_loss": losses / max(seen, 1),
                            "lr": float(cur_lr)}
-                metrics.update(_validate(eval_g, weights, ds.val, feed, s.batch, classification, accuracy))
+                if backend == "tvm" and eval_runner is None:
+                    from .backends.tvm.training import TvmStepRunner
+                    eval_runner = TvmStepRunner(eval_g, "cpu", bind=bind)
+                metrics.update(_validate(eval_g, weights, ds.val, feed, s.batch, classification, accuracy,
+                                         eval_runner))
                 metrics["time"] = time.perf_counter() - t_start
                 history.append(metrics)
                 key = "val_accuracy" if classification else "val_loss"
@@ -232,14 +247,17 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     return TrainResult(len(history), history, best, weights, str(out_dir) if out_dir else None)
 
 
-def _validate(eval_g, weights, val, feed, batch, classification, accuracy) -> dict:
+def _validate(eval_g, weights, val, feed, batch, classification, accuracy, runner=None) -> dict:
     from .backends.numpy.interpreter import Interpreter
     xs, ys = val
     total, n, correct = 0.0, 0, 0.0
     size = max(batch, 256)
     for i in range(0, len(xs), size):
         xb, yb = xs[i:i + size], ys[i:i + size]
-        outs, _ = Interpreter(eval_g, dims={"N": len(xb)}).run(feed(xb, yb), weights)
+        if runner is not None:
+            outs, _ = runner(feed(xb, yb), weights)
+        else:
+            outs, _ = Interpreter(eval_g, dims={"N": len(xb)}).run(feed(xb, yb), weights)
         total += float(outs["loss"]) * len(xb)
         n += len(xb)
         if classification:

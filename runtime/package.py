@@ -56,6 +56,11 @@ class _BlockTorch:
         return None
 
 
+
+def _contiguous(a):
+    """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
+    return np.require(a, requirements="C")
+
 def import_tvm():
     """`import tvm` (and relax), keeping tvm_ffi from importing torch when
     torch is not loaded yet.  Set DLC_TVM_WITH_TORCH=1 to let it."""
@@ -128,7 +133,7 @@ def draw_random_inputs(sig: dict, dims: dict[str, int], seed: int) -> list[np.nd
     out = []
     for r in sig["random_inputs"]:
         shape = [dims[d] if isinstance(d, str) else int(d) for d in r["shape"]]
-        out.append(np.ascontiguousarray(draw_random(r["kind"], shape, r["dtype"], dict(r.get("attrs", {})),
+        out.append(_contiguous(draw_random(r["kind"], shape, r["dtype"], dict(r.get("attrs", {})),
                                                     seed)))
     return out
 
@@ -176,7 +181,7 @@ def _as_array(a, spec: dict, what: str) -> np.ndarray:
         if arr.dtype.kind not in "biuf" or want.kind not in "biuf":
             raise DlcRuntimeError(f"{what} '{spec['name']}' has dtype {arr.dtype}, the package expects "
                                   f"{want}", None)
-    return np.ascontiguousarray(arr.astype(want, copy=False))
+    return _contiguous(arr.astype(want, copy=False))
 
 
 class Runner:
@@ -205,7 +210,7 @@ class Runner:
         (used over RPC, which cannot pass the list that function takes)."""
         tvm = self.tvm
         if transformed is not None:
-            self._params = [tvm.runtime.tensor(np.ascontiguousarray(a), self.device) for a in transformed]
+            self._params = [tvm.runtime.tensor(_contiguous(a), self.device) for a in transformed]
             return self
         tensors = []
         for p in self.signature["params"]:

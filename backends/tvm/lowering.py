@@ -229,11 +229,28 @@ def _cast(low, node, args, env):
     if node.outputs[0].type.dtype.numpy_name == "bfloat16":
         # round to bfloat16, keep float32 storage (the reference's convention)
         x = cast(low, x, have, "float32")
-        x = low.emit(_op().astype(x, "bfloat16"))
-        return low.emit(_op().astype(x, "float32"))
+        return round_bf16(low, x)
     if want == "bool":
         return low.emit(_op().not_equal(x, scalar(low, 0, have)))
     return cast(low, x, have, want)
+
+
+def round_bf16(low, x):
+    """float32 rounded to bfloat16 precision in float32 storage: round to
+    nearest even on the top 16 bits, NaN kept (the reference's round_to_bf16).
+    Done on the bits: a float32 -> bfloat16 -> float32 astype pair can be
+    simplified away by the optimiser."""
+    from tvm import te, tirx
+
+    def f(a):
+        def one(*i):
+            v = a(*i)
+            bits = tirx.reinterpret("uint32", v)
+            lsb = tirx.bitwise_and(tirx.shift_right(bits, tirx.const(16, "uint32")), tirx.const(1, "uint32"))
+            r = tirx.bitwise_and(bits + tirx.const(0x7FFF, "uint32") + lsb, tirx.const(0xFFFF0000, "uint32"))
+            return tirx.Select(tirx.isnan(v), v, tirx.reinterpret("float32", r))
+        return te.compute(a.shape, one, name="round_bf16")
+    return low.bb.emit_te(f, x)
 
 
 _BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "maximum": "maximum",
@@ -265,8 +282,8 @@ def _div(low, node, args, env):
 
 def _common_dtype(node):
     """The dtype two compared operands are promoted to."""
-    from ...compiler.types import promote
-    return storage_dtype_of(promote(node.inputs[0].type.dtype, node.inputs[1].type.dtype))
+    from ...compiler.ops.common import promote
+    return storage_dtype_of(promote(node.inputs[0].type.dtype, node.inputs[1].type.dtype, node.op.name))
 
 
 def storage_dtype_of(dt) -> str:
@@ -394,12 +411,24 @@ def _var(low, node, args, env):
     v = low.emit(op.variance(x, axes, keep))
     corr = node.attrs["correction"]
     if corr:
-        n = low.concrete(_count(low, node, axes), "the sample count of var/std with a correction")
-        factor = n / (n - corr) if n - corr > 0 else float("inf")
-        v = low.emit(op.multiply(v, scalar(low, factor, dt)))
+        v = low.emit(op.multiply(v, bessel_factor(low, _count(low, node, axes), corr, dt)))
     if node.op.name == "std":
         v = low.emit(op.sqrt(v))
     return v
+
+
+def bessel_factor(low, count, corr, dt):
+    """n / (n - corr) as a scalar: a constant when the sample count n is
+    known, else computed at run time from the symbolic shape (so a symbolic
+    batch needs no recompile)."""
+    from tvm import relax
+    op = _op()
+    if isinstance(count, int) or (isinstance(count, Dim) and count.is_const):
+        n = int(count.value if isinstance(count, Dim) else count)
+        return scalar(low, n / (n - corr) if n - corr > 0 else float("inf"), dt)
+    n = low.emit(op.shape_to_tensor(relax.ShapeExpr([low.prim(count)])))
+    n = low.emit(op.reshape(op.astype(n, dt), []))
+    return low.emit(op.divide(n, op.subtract(n, scalar(low, corr, dt))))
 
 
 @lowers("argmax", "argmin")
@@ -617,10 +646,10 @@ def _one_hot(low, node, args, env):
     dt = out_dtype(node)
     idx = cast(low, args[0], in_dtype(node, 0), "int64")
     if dt == "bool":
-        y = low.emit(_op().one_hot(idx, relax.PrimValue(1), relax.PrimValue(0), depth, -1))
+        y = low.emit(_op().one_hot(idx, _prim_const(1, "int64"), _prim_const(0, "int64"), depth, -1))
         return cast(low, y, "int64", "bool")
-    one = relax.PrimValue(_prim_const(1, dt))
-    zero = relax.PrimValue(_prim_const(0, dt))
+    one = _prim_const(1, dt)
+    zero = _prim_const(0, dt)
     return low.emit(_op().one_hot(idx, one, zero, depth, -1))
 
 

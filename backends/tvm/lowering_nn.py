@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..numpy.kernels.nn import _conv_pads, _ntuple
-from .lowering import (arg_as, cast, in_dtype, lowers, ndim, norm_axis, out_dtype, out_shape,
+from .lowering import (arg_as, bessel_factor, cast, in_dtype, lowers, ndim, norm_axis, out_dtype, out_shape,
                        scalar, _op)
 from .relaxgen import Unsupported
 
@@ -195,8 +197,7 @@ def _batch_norm(low, node, args, env):
         outs.append(None)
     if rv is not None:
         rdt = in_dtype(node, 2)
-        n = low.concrete(count, "the batch size of a training batch norm (unbiased variance)")
-        unbiased = op.multiply(var, scalar(low, n / (n - 1) if n > 1 else float("inf"), dt))
+        unbiased = op.multiply(var, bessel_factor(low, count, 1, dt))
         new = op.add(op.multiply(cast(low, rv, rdt, dt), scalar(low, 1 - m, dt)),
                      op.multiply(unbiased, scalar(low, m, dt)))
         outs.append(cast(low, low.emit(new), dt, rdt))
@@ -281,9 +282,14 @@ def _sdpa(low, node, args, env):
     scores = low.emit(op.multiply(op.matmul(q, kt), scalar(low, scale, dt)))
     if node.attrs["is_causal"]:
         L, S = qshape[-2], node.inputs[1].type.shape[-2]
-        ones = low.emit(op.ones([low.prim(L), low.prim(S)], "bool"))
-        mask_b = low.emit(op.tril(ones, 0))
-        scores = low.emit(op.where(mask_b, scores, scalar(low, float("-inf"), dt)))
+        # an additive float mask, 0 on and below the diagonal and -FLT_MAX above
+        # (exp gives exactly 0 there, as with -inf: a causal row is never fully
+        # masked).  Not a bool tensor: a vectorized select on a bool buffer
+        # fused into the matmul fails LLVM codegen (boolx16 vs int8x16).
+        ones = low.emit(op.ones([low.prim(L), low.prim(S)], dt))
+        big = scalar(low, float(np.finfo(dt).max), dt)
+        neg = low.emit(op.multiply(op.subtract(op.tril(ones, 0), scalar(low, 1.0, dt)), big))
+        scores = low.emit(op.add(scores, neg))
     elif mask is not None:
         if in_dtype(node, 3) == "bool":
             scores = low.emit(op.where(mask, scores, scalar(low, float("-inf"), dt)))
