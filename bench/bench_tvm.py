@@ -17,8 +17,10 @@ For each model and batch size, in one process and on the same weights
 
 Outputs are checked against each other first (max |a - b| / max |b| <=
 1e-4 between TVM and torch).  Each timing is the median of `repeat` calls
-after warm-up; the three runtimes take turns call by call so that drift of
-the machine hits all alike.  TVM_NUM_THREADS is set to the physical core
+after warm-up.  Each runtime runs its calls in a block of its own (their
+thread pools spin after a call and would slow whichever ran next); the
+blocks are repeated in three rounds so that drift of the machine hits all
+three alike.  TVM_NUM_THREADS is set to the physical core
 count before TVM is imported; torch and onnxruntime get the same count.
 Ratios reported: torch / tvm and ort / tvm (> 1 means TVM is faster).
 """
@@ -141,16 +143,25 @@ def bench_model(name: str, batches: list[int], repeat: int, warmup: int, symboli
         fns["torch"] = torch_call
         if ort_sess is not None:
             fns["ort"] = lambda: ort_sess.run(None, ort_feed)
-        # warm up all, then take turns call by call
+        # Each runtime is timed in its own block of calls: their thread pools
+        # (TVM's, torch's OpenMP, onnxruntime's) spin for a while after a
+        # call, so alternating call by call would make each pay for the
+        # others.  Blocks are repeated in `rounds`, after a pause, so drift
+        # of the machine is spread over all three.
         for fn in fns.values():
             for _ in range(warmup):
                 fn()
         times = {k: [] for k in fns}
-        for _ in range(repeat):
+        rounds = 3
+        per_round = max(1, -(-repeat // rounds))
+        for _ in range(rounds):
             for k, fn in fns.items():
-                t = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t)
+                time.sleep(0.3)
+                fn()   # one untimed call wakes this runtime's threads
+                for _ in range(per_round):
+                    t = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in times.items()}
         row = {"model": name, "batch": batch, "symbolic_batch": bool(symbolic),
                "compile_s": round(compile_s, 2), "max_rel_err_vs_torch": err,

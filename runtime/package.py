@@ -61,6 +61,18 @@ def _contiguous(a):
     """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
     return np.require(a, requirements="C")
 
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """`a`, or a copy of it, C-contiguous at a 64-byte boundary: what TVM
+    accepts without a copy of its own (DLPack, zero-copy)."""
+    if a.flags.c_contiguous and a.ctypes.data % 64 == 0:
+        return a
+    buf = np.empty(a.nbytes + 64, dtype=np.uint8)
+    off = (-buf.ctypes.data) % 64
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
 def import_tvm():
     """`import tvm` (and relax), keeping tvm_ffi from importing torch when
     torch is not loaded yet.  Set DLC_TVM_WITH_TORCH=1 to let it."""
@@ -203,6 +215,8 @@ class Runner:
         self._has_transform = (signature.get("lifted_params", True)
                                and _has_function(self.vm, "main_transform_params"))
         self._remote = int(getattr(device, "dlpack_device_type", lambda: device.device_type)()) >= 128
+        self._main = None
+        self._host = not self._remote and int(device.dlpack_device_type()) == 1   # kDLCPU
 
     def set_weights(self, weights: dict[str, np.ndarray], transformed: list | None = None):
         """Bind weights (dlc names).  `transformed`: the result of another
@@ -257,10 +271,24 @@ class Runner:
                                       "inputs: " + ", ".join(s["name"] for s in sig["inputs"]))
             arrays[spec["name"]] = _as_array(inputs[spec["name"]], spec, "input")
         dims = resolve_dims(sig, arrays)
-        tensor = self.tvm.runtime.tensor
-        args = [tensor(arrays[s["name"]], self.device) for s in sig["inputs"]]
-        args += [tensor(a, self.device) for a in draw_random_inputs(sig, dims, seed)]
+        args = [self._tensor(arrays[s["name"]]) for s in sig["inputs"]]
+        args += [self._tensor(a) for a in draw_random_inputs(sig, dims, seed)]
         return args + list(self._params)
+
+    def _tensor(self, a: np.ndarray):
+        # on the host, hand NumPy's memory to TVM (DLPack) instead of copying
+        # it: for small models the copy costs more than the model
+        if self._host and a.dtype != np.bool_:
+            return self.tvm.runtime.from_dlpack(_aligned(a))
+        return self.tvm.runtime.tensor(a, self.device)
+
+    def _numpy(self, t) -> np.ndarray:
+        if self._host:
+            try:
+                return np.from_dlpack(t)   # zero-copy; main allocates fresh outputs per call
+            except (TypeError, ValueError, BufferError, RuntimeError):
+                pass
+        return t.numpy()
 
     def invoke(self, args: list) -> dict[str, np.ndarray]:
         sig = self.signature
@@ -269,9 +297,11 @@ class Runner:
             self.vm.invoke_stateful("main")
             out = self.vm.get_outputs("main")
         else:
-            out = self.vm["main"](*args)
+            if self._main is None:
+                self._main = self.vm["main"]
+            out = self._main(*args)
         outs = [out] if hasattr(out, "numpy") else list(out)
-        return {spec["name"]: o.numpy() for spec, o in zip(sig["outputs"], outs)}
+        return {spec["name"]: self._numpy(o) for spec, o in zip(sig["outputs"], outs)}
 
     def run(self, inputs: dict[str, np.ndarray], weights: dict | None = None, seed: int = 0) -> dict:
         if weights is not None:
