@@ -174,12 +174,45 @@ def _selu(low, node, args, env):
     return low.emit(op.multiply(scalar(low, lam, dt), op.where(op.greater(x, scalar(low, 0, dt)), x, neg)))
 
 
+# Eigen's rational approximation of erf for float32 (what TVM's fast_erf
+# uses): a few ulp from the exact value on [-4, 4], +-1 outside
+_ERF_ALPHA = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+              -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+              -1.60960333262415e-02)
+_ERF_BETA = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+             -7.37332916720468e-03, -1.42647390514189e-02)
+
+
+def erf_f32(x):
+    """erf(x) as a TIR expression (float32), vectorisable."""
+    from tvm import tirx
+    x = tirx.max(tirx.min(x, tirx.const(4.0, "float32")), tirx.const(-4.0, "float32"))
+    x2 = x * x
+    p = tirx.const(_ERF_ALPHA[0], "float32")
+    for a in _ERF_ALPHA[1:]:
+        p = p * x2 + tirx.const(a, "float32")
+    p = p * x
+    q = tirx.const(_ERF_BETA[0], "float32")
+    for b in _ERF_BETA[1:]:
+        q = q * x2 + tirx.const(b, "float32")
+    return p / q
+
+
 @lowers("gelu")
 def _gelu(low, node, args, env):
     x = arg_as(low, node, args, 0, out_dtype(node))
     if node.attrs["approximate"] == "tanh":
         return low.emit(_op().nn.gelu_tanh(x))
-    return low.emit(_op().nn.gelu(x))
+    if out_dtype(node) != "float32":
+        return low.emit(_op().nn.gelu(x))
+    from tvm import te
+    # one elementwise block with a polynomial erf: it inlines into the
+    # epilogue of the matmul before it and vectorises (libm's erff is a
+    # scalar call per element, and relax's gelu is four blocks the epilogue
+    # inliner cannot merge)
+    return low.bb.emit_te(lambda t: te.compute(
+        t.shape, lambda *i: t(*i) * (0.5 + 0.5 * erf_f32(t(*i) * 0.7071067811865476)), name="gelu"), x,
+        primfunc_name_hint="gelu")
 
 
 @lowers("silu")
@@ -326,8 +359,19 @@ def _where(low, node, args, env):
 def _softmax(low, node, args, env):
     x = arg_as(low, node, args, 0, out_dtype(node))
     axis = norm_axis(node.attrs["axis"], ndim(node))
-    fn = _op().nn.softmax if node.op.name == "softmax" else _op().nn.log_softmax
-    return low.emit(fn(x, axis=axis))
+    if node.op.name == "softmax":
+        return softmax(low, x, axis, out_dtype(node))
+    return low.emit(_op().nn.log_softmax(x, axis=axis))
+
+
+def softmax(low, x, axis, dt):
+    """Softmax; for float32 topi's fast_softmax, whose polynomial exp
+    vectorises (libm's expf is a scalar call per element), a few ulp from
+    exp."""
+    if dt == "float32":
+        from tvm import topi
+        return low.bb.emit_te(topi.nn.fast_softmax, x, axis, primfunc_name_hint="softmax")
+    return low.emit(_op().nn.softmax(x, axis=axis))
 
 
 # ---------------------------------------------------------------------------
@@ -623,13 +667,13 @@ def _gather(low, node, args, env):
 def _index_select(low, node, args, env):
     axis = norm_axis(node.attrs["axis"], ndim(node))
     idx = cast(low, args[1], in_dtype(node, 1), "int64")
-    return low.emit(_op().take(args[0], idx, axis, mode="fast"))
+    return low.emit(_op().take(args[0], idx, axis, mode="clip"))  # out-of-range ids must not crash compiled code
 
 
 @lowers("embedding")
 def _embedding(low, node, args, env):
     idx = cast(low, args[0], in_dtype(node, 0), "int64")
-    return low.emit(_op().take(args[1], idx, 0, mode="fast"))
+    return low.emit(_op().take(args[1], idx, 0, mode="clip"))  # out-of-range ids must not crash compiled code
 
 
 @lowers("tril", "triu")

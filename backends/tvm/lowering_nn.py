@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..numpy.kernels.nn import _conv_pads, _ntuple
-from .lowering import (arg_as, bessel_factor, cast, in_dtype, lowers, ndim, norm_axis, out_dtype, out_shape,
+from .lowering import (arg_as, bessel_factor, softmax, cast, in_dtype, lowers, ndim, norm_axis, out_dtype, out_shape,
                        scalar, _op)
 from .relaxgen import Unsupported
 
@@ -305,7 +305,7 @@ def _sdpa(low, node, args, env):
         den = low.emit(op.where(op.equal(den, scalar(low, 0, dt)), scalar(low, 1, dt), den))
         probs = low.emit(op.divide(e, den))
     else:
-        probs = low.emit(op.nn.softmax(scores, axis=r - 1))
+        probs = softmax(low, scores, r - 1, dt)
     return low.emit(op.matmul(probs, v))
 
 

@@ -275,7 +275,16 @@ class TiledContraction(_CPURule):
         producers = infos[:main_idx]
         consumers = infos[main_idx + 1:]
 
-        # --- epilogue: inline the chain of elementwise consumers into one block
+        # --- epilogue: inline the chain of elementwise consumers into one block.
+        # First inline the inner links forward into their readers: an
+        # epilogue such as gelu, x * (0.5 + 0.5 * erf(x / sqrt 2)), ends in a
+        # block that reads two intermediates, which a reverse inline refuses.
+        for info in consumers[1:-1]:
+            try:
+                sch.compute_inline(info.block_rv)
+                consumers.remove(info)
+            except Exception:  # noqa: BLE001, S110 - TVM raises many types
+                pass
         for info in reversed(consumers[1:]):
             try:
                 sch.reverse_compute_inline(info.block_rv)
