@@ -99,6 +99,13 @@ def _unary(name):
     def fn(low, node, args, env):
         dt = out_dtype(node)
         x = arg_as(low, node, args, 0, dt)
+        if name == "sigmoid" and dt == "float32":
+            return fast_sigmoid(low, x)
+        if name == "tanh" and dt == "float32":
+            # topi's fast_tanh: Eigen's rational approximation, which
+            # vectorises (libm's tanhf is a scalar call per element)
+            from tvm import topi
+            return low.bb.emit_te(topi.fast_tanh, x, primfunc_name_hint="tanh")
         return low.emit(getattr(_op(), _UNARY[name])(x))
     return fn
 
@@ -215,9 +222,25 @@ def _gelu(low, node, args, env):
         primfunc_name_hint="gelu")
 
 
+def fast_sigmoid(low, x, times_x: bool = False):
+    """1 / (1 + exp(-x)) (times x for silu) with topi's vectorisable
+    polynomial exp; float32 only."""
+    from tvm import te, topi
+
+    def f(t):
+        e = topi.fast_exp(topi.negative(t))
+        if times_x:
+            return te.compute(t.shape, lambda *i: t(*i) / (1.0 + e(*i)), name="silu")
+        return te.compute(t.shape, lambda *i: 1.0 / (1.0 + e(*i)), name="sigmoid")
+    return low.bb.emit_te(f, x, primfunc_name_hint="silu" if times_x else "sigmoid")
+
+
 @lowers("silu")
 def _silu(low, node, args, env):
-    return low.emit(_op().nn.silu(arg_as(low, node, args, 0, out_dtype(node))))
+    x = arg_as(low, node, args, 0, out_dtype(node))
+    if out_dtype(node) == "float32":
+        return fast_sigmoid(low, x, times_x=True)
+    return low.emit(_op().nn.silu(x))
 
 
 @lowers("softplus")
