@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # below this many output elements a kernel is run on one thread: the thread
 # pool's wake-up costs more than the work.
 PARALLEL_MIN_ELEMS = 4096
+PARALLEL_MIN_MACS = 1 << 20
 
 
 # --------------------------------------------------------------------------
@@ -360,7 +361,9 @@ class TiledContraction(_CPURule):
             _vectorize_tail(sch, eloops, lanes)
 
         numel = _numel(sch, main.block_rv)
-        if numel is None or numel >= PARALLEL_MIN_ELEMS // 4:
+        # a contraction under ~1M multiply-adds (a few microseconds on one
+        # core) runs faster than the thread pool's wake-up: keep it serial
+        if numel is None or numel >= PARALLEL_MIN_MACS:
             sch.parallel(fused)
         if row_i is not None:
             sch.unroll(row_i)
