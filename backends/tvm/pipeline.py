@@ -140,9 +140,13 @@ def _schedule_passes(target: tvm.target.Target) -> list:
     if _is_cpu(target):
         from .schedules.cpu import cpu_rules
         return [dl.ApplyDefaultSchedule(*cpu_rules())]
-    return [dl.ApplyDefaultSchedule(
+    # each stock rule wrapped so that one that raises on a kernel it does not
+    # handle (dlight's Matmul on a multi-block epilogue such as silu) passes
+    # the kernel to the next rule instead of failing the build
+    from .schedules.cpu import _Safe
+    return [dl.ApplyDefaultSchedule(*[_Safe(r) for r in (
         dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-        dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
+        dl.gpu.GeneralReduction(), dl.gpu.Fallback())])]
 
 
 @tvm.transform.module_pass(opt_level=0, name="DlcMarkNoAlias")

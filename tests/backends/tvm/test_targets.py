@@ -92,9 +92,10 @@ def _write(m, target, out, **kw):
     return read_manifest(out)
 
 
-@pytest.mark.skipif(shutil.which(CROSS) is None,
-                    reason=f"no {CROSS}: apt-get install -y gcc-aarch64-linux-gnu")
 def test_aarch64_package_holds_an_aarch64_shared_object(tmp_path):
+    from crosscc import CROSS_REASON, ensure_cross_compiler
+    if ensure_cross_compiler() is None:
+        pytest.skip(CROSS_REASON)
     m = dlc.load(ROOT / "specs/perceptron.dln")
     man = _write(m, "aarch64", tmp_path / "p.dlcpkg")
     assert man["library"]["file"] == "lib.so" and man["library"]["arch"] == "aarch64"
