@@ -37,68 +37,9 @@ pytestmark = pytest.mark.tvm
 INF, NAN = math.inf, math.nan
 RTOL32 = 1e-4
 
-# ---------------------------------------------------------------------------
-# input constructors: rng -> array (or a list of arrays, spliced in)
-# ---------------------------------------------------------------------------
-
-
-def R(*shp, lo=-3.0, hi=3.0, dt=np.float32):
-    return lambda rng: rng.uniform(lo, hi, size=shp).astype(dt)
-
-
-def N(*shp):
-    return lambda rng: rng.standard_normal(shp).astype(np.float32)
-
-
-def POS(*shp, lo=0.1, hi=5.0):
-    return R(*shp, lo=lo, hi=hi)
-
-
-def PROB(*shp):
-    return R(*shp, lo=0.02, hi=0.98)
-
-
-def RI(*shp, lo=-2, hi=3):
-    """integer-valued floats: ties for comparisons, argmax, max pooling"""
-    return lambda rng: rng.integers(lo, hi, size=shp).astype(np.float32)
-
-
-def I(*shp, lo=0, hi=5, dtype=np.int64):
-    return lambda rng: rng.integers(lo, hi, size=shp).astype(dtype)
-
-
-def B(*shp):
-    return lambda rng: rng.random(size=shp) < 0.5
-
-
-def V(values, dtype=np.float32):
-    return lambda rng: np.array(values, dtype=dtype)
-
-
-def DIST(*shp, axis=-1):
-    def make(rng):
-        z = rng.standard_normal(shp)
-        e = np.exp(z - z.max(axis=axis, keepdims=True))
-        return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
-    return make
-
-
-def T(*shp, C, ignore=None, every=3, dtype=np.int64):
-    """class-index targets in [0, C), every `every`-th set to `ignore`"""
-    def make(rng):
-        t = rng.integers(0, C, size=shp).astype(dtype)
-        if ignore is not None:
-            t.reshape(-1)[::every] = ignore
-        return t
-    return make
-
-
-def MASK(*shp, p=0.3):
-    def make(rng):
-        m = rng.random(shp) >= p
-        m[..., 0] = True
-        return m
-    return make
+# input constructors (rng, dtype) -> array, shared with the torch tests; the
+# cases here run in float32
+from op_inputs import B, DIST, I, MASK, N, POS, PROB, R, RI, T, V  # noqa: E402
 
 
 def RNN_WEIGHTS(kind, input_size, hidden, num_layers=1, bias=True, bidirectional=False, proj_size=0, **_):
@@ -107,7 +48,7 @@ def RNN_WEIGHTS(kind, input_size, hidden, num_layers=1, bias=True, bidirectional
     P = proj_size or hidden
     D = 2 if bidirectional else 1
 
-    def make(rng):
+    def make(rng, dt=np.float32):
         k = 1 / math.sqrt(hidden)
         u = lambda *s: rng.uniform(-k, k, size=s).astype(np.float32)  # noqa: E731
         out = []
@@ -382,7 +323,7 @@ def make_arrays(c: Case):
     rng = np.random.default_rng(zlib.crc32(c.id.encode()))
     arrays = []
     for make in c.inputs:
-        a = None if make is None else make(rng)
+        a = None if make is None else make(rng, np.float32)
         arrays += a if isinstance(a, list) else [a]
     return arrays
 
