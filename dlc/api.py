@@ -231,8 +231,9 @@ class Model:
         if backend == "tvm":
             if dtype not in (None, "float32"):
                 raise DlcValueError(f"the tvm backend runs float32 models as declared, not {dtype}", g.span)
-            from .backends.tvm.compile import compile_graph
-            outs = compile_graph(g, "cpu", bind=bind).runner().set_weights(weights).run(inputs, seed=seed)
+            from .backends.tvm.cache import compile_cached
+            compiled, _ = compile_cached(g, "cpu", bind=bind)
+            outs = compiled.runner().set_weights(weights).run(inputs, seed=seed)
             updates = {k[len("update:"):]: v for k, v in outs.items() if k.startswith("update:")}
             return {k: v for k, v in outs.items() if not k.startswith("update:")}, updates
         from .backends.numpy.interpreter import Interpreter

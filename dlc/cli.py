@@ -197,16 +197,7 @@ def _run_tvm(m, arrays, weights, bind, seed, mode, dtype):
     """`dlc run model.dln --backend tvm`: compile for this CPU (cached), run."""
     if dtype not in (None, "float32"):
         raise DlcError("the TVM backend runs the model in its declared dtypes", hint="drop --dtype")
-    from .api import _dims_from_inputs
-    from .backends.tvm.cache import compile_cached
-    if mode != "eval":
-        return m.run(arrays, weights, backend="tvm", bind=bind, seed=seed, mode=mode)
-    b = {**_dims_from_inputs(m.graph, arrays), **bind}
-    cm, _ = compile_cached(m.graph, "cpu")
-    rand = m.random_inputs(seed, b)
-    for k, v in rand.items():
-        arrays.setdefault(k, v)
-    return cm.runner().set_weights(weights if weights is not None else m.init_weights(seed)).run(arrays, seed=seed)
+    return m.run(arrays, weights, backend="tvm", bind=bind, seed=seed, mode=mode)
 
 
 @main.command()

@@ -11,14 +11,5 @@ Importing this package does not import tvm; its functions do.
 """
 from __future__ import annotations
 
-
-def run(model, inputs, weights, mode: str = "eval", bind: dict | None = None, seed: int = 0,
-        target="cpu") -> dict:
-    """Forward pass of a `dlc.Model` compiled in process for `target`."""
-    from .compile import compile_graph
-    g = model._elaborate(mode, bind) if mode != "eval" or bind else model.graph
-    compiled = compile_graph(g, target, bind=bind)
-    return compiled.runner().set_weights(weights).run(inputs, seed=seed)
-
-
-__all__ = ["run"]
+# dlc.Model.run(backend="tvm") and `dlc run --backend tvm` compile through
+# cache.compile_cached; dlc.runtime.load runs packages.

@@ -91,7 +91,7 @@ def out_shape(low, node, i=0):
 # ---------------------------------------------------------------------------
 
 _UNARY = {"exp": "exp", "log": "log", "sqrt": "sqrt", "rsqrt": "rsqrt", "sin": "sin", "cos": "cos",
-          "tanh": "tanh", "sigmoid": "sigmoid", "erf": "erf", "floor": "floor", "ceil": "ceil",
+          "erf": "erf", "floor": "floor", "ceil": "ceil",
           "neg": "negative", "abs": "abs", "square": "square", "sign": "sign"}
 
 
@@ -99,19 +99,31 @@ def _unary(name):
     def fn(low, node, args, env):
         dt = out_dtype(node)
         x = arg_as(low, node, args, 0, dt)
-        if name == "sigmoid" and dt == "float32":
-            return fast_sigmoid(low, x)
-        if name == "tanh" and dt == "float32":
-            # topi's fast_tanh: Eigen's rational approximation, which
-            # vectorises (libm's tanhf is a scalar call per element)
-            from tvm import topi
-            return low.bb.emit_te(topi.fast_tanh, x, primfunc_name_hint="tanh")
         return low.emit(getattr(_op(), _UNARY[name])(x))
     return fn
 
 
 for _n in _UNARY:
     LOWERING[_n] = _unary(_n)
+
+
+@lowers("tanh")
+def _tanh(low, node, args, env):
+    dt = out_dtype(node)
+    x = arg_as(low, node, args, 0, dt)
+    if dt != "float32":
+        return low.emit(_op().tanh(x))
+    # topi's fast_tanh: Eigen's rational approximation, which vectorises
+    # (libm's tanhf is a scalar call per element)
+    from tvm import topi
+    return low.bb.emit_te(topi.fast_tanh, x, primfunc_name_hint="tanh")
+
+
+@lowers("sigmoid")
+def _sigmoid(low, node, args, env):
+    dt = out_dtype(node)
+    x = arg_as(low, node, args, 0, dt)
+    return fast_sigmoid(low, x) if dt == "float32" else low.emit(_op().sigmoid(x))
 
 
 @lowers("log1p")
@@ -339,12 +351,7 @@ def _div(low, node, args, env):
 def _common_dtype(node):
     """The dtype two compared operands are promoted to."""
     from ...compiler.ops.common import promote
-    return storage_dtype_of(promote(node.inputs[0].type.dtype, node.inputs[1].type.dtype, node.op.name))
-
-
-def storage_dtype_of(dt) -> str:
-    n = dt.numpy_name
-    return "float32" if n == "bfloat16" else n
+    return storage_dtype(promote(node.inputs[0].type.dtype, node.inputs[1].type.dtype, node.op.name))
 
 
 _COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",

@@ -102,13 +102,13 @@ def example_input_specs(example_graph) -> list[dict]:
     """How `dlc.Model.random_inputs` draws each input at the example sizes,
     so that the deploy runtime can draw the same ones without the frontend."""
     from ...api import _index_bound
+    from .relaxgen import storage_dtype
     out = []
     for v in example_graph.inputs:
         dt = v.type.dtype
         shape = [int(d) for d in v.type.shape]
         if dt.is_float:
-            storage = "float32" if dt.numpy_name == "bfloat16" else dt.numpy_name
-            out.append({"name": v.name, "kind": "float", "dtype": storage, "shape": shape})
+            out.append({"name": v.name, "kind": "float", "dtype": storage_dtype(dt), "shape": shape})
         elif dt.is_int:
             out.append({"name": v.name, "kind": "int", "dtype": dt.numpy_name, "shape": shape,
                         "high": int(_index_bound(example_graph, v))})

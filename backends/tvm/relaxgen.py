@@ -71,10 +71,11 @@ class RandomInput:
         return RandomInput(d["name"], d["kind"], list(d["shape"]), d["dtype"], dict(d.get("attrs", {})))
 
 
-def storage_dtype(t: TensorType) -> str:
-    """The TVM dtype a dlc value is stored in: bfloat16 is kept in float32
-    (rounded at each cast), as the NumPy reference does."""
-    name = t.dtype.numpy_name
+def storage_dtype(t) -> str:
+    """The TVM dtype a dlc value (a `TensorType`, or a `DType`) is stored in:
+    bfloat16 is kept in float32 (rounded at each cast), as the NumPy
+    reference does."""
+    name = (t.dtype if isinstance(t, TensorType) else t).numpy_name
     return "float32" if name == "bfloat16" else name
 
 
