@@ -73,7 +73,7 @@ def import_modgen():
     try:
         return importlib.import_module("dlc.backends.torch.modgen")
     except ImportError as e:
-        path = ROOT / "backends/torch/modgen.py"
+        path = ROOT / "dlc/backends/torch/modgen.py"
         if not path.exists():
             raise ImportError(f"{path} does not exist yet") from e
         spec = importlib.util.spec_from_file_location("dlc.backends.torch.modgen", path,

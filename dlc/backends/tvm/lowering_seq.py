@@ -3,7 +3,7 @@ max-pooling argmax helpers (`max_pool2d_indices`, `adaptive_max_pool2d_indices`)
 
 Registered into `lowering.LOWERING`; see that module for the conventions.
 
-* Losses follow backends/numpy/kernels/losses.py term by term (torch's
+* Losses follow dlc/backends/numpy/kernels/losses.py term by term (torch's
   formulas, clamped logs, label smoothing, ignore_index, weights); "mean"
   over a symbolic extent is a Relax mean, never a division by a dimension.
   The reference's argument checks (targets out of range, probabilities
