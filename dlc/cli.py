@@ -341,6 +341,8 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
         note += f"; tuning records from {cm.database}"
     click.echo(f"{m.name} -> {out}: {canonical_name(target)} ({short(cm.target)}), "
                f"{time.perf_counter() - t0:.2f} s, cache {'hit' if hit else 'miss'}, {_human(size)}{note}")
+    from .runtime.pkgfile import sha256_file
+    click.echo(f"sha256 {sha256_file(out)} (pin it: dlc run {out} --expect-sha256 HEX)")
 
 
 def _human(n: int) -> str:

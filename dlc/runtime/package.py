@@ -35,8 +35,8 @@ import sys
 import numpy as np
 
 from ..errors import DlcError, DlcRuntimeError
-from .manifest import FORMAT_VERSION, check_example_bytes, nbytes
-from .pkgfile import MANIFEST, WEIGHTS, PackageFile, private_dir, remove_stale_extractions
+from .manifest import FORMAT_VERSION, check_example_bytes, nbytes  # noqa: F401 - FORMAT_VERSION re-exported
+from .pkgfile import MANIFEST, WEIGHTS, PackageFile, private_dir, remove_stale_extractions  # noqa: F401
 
 SUFFIX = ".dlcpkg"
 

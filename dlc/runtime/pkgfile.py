@@ -60,6 +60,15 @@ def _uid() -> int:
     return os.getuid() if hasattr(os, "getuid") else 0
 
 
+def sha256_file(path) -> str:
+    """sha256 of a file (what `--expect-sha256` compares with)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _one_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[-1].strip() if lines else type(e).__name__

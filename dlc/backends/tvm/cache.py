@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import DlcError
+from ...runtime.pkgfile import sha256_file
 
 SCHEDULE_VERSION = 1
 ENTRY = "entry.json"
@@ -172,14 +173,6 @@ def _entry_checksum(meta: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _file_sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_entry(d: Path, key: str) -> CachedModel | None:
     """The entry in `d`, or None when it is missing or damaged: its record's
     checksum and its library's sha256 (both written with it) must match, so a
@@ -194,7 +187,7 @@ def _read_entry(d: Path, key: str) -> CachedModel | None:
         lib = d / name
         if not lib.is_file() or lib.stat().st_size != meta["library"].get("size", -1):
             return None
-        if _file_sha256(lib) != meta["library"].get("sha256"):
+        if sha256_file(lib) != meta["library"].get("sha256"):
             return None
         return CachedModel(meta["signature"], meta["target"], lib, meta["library"], key,
                            meta.get("compile_seconds", 0.0), database=meta.get("database"))

@@ -168,6 +168,17 @@ def test_cli_run_expect_sha256(pkg):
     assert r.exit_code != 0 and ".dlcpkg" in r.output
 
 
+def test_compile_prints_the_hash_to_pin(pkg, tmp_path):
+    from click.testing import CliRunner
+    from dlc.cli import main
+    out = tmp_path / "again.dlcpkg"
+    r = CliRunner().invoke(main, ["compile", "specs/mlp.dln", "--target", "cpu", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert f"sha256 {sha256(out)}" in r.output
+    r = CliRunner().invoke(main, ["run", str(out), "--expect-sha256", sha256(out)])
+    assert r.exit_code == 0, r.output
+
+
 # --------------------------------------------------------------------------
 # exact weights
 
