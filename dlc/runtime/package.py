@@ -168,7 +168,8 @@ def example_inputs(manifest: dict, seed: int = 0, dims: dict | None = None) -> d
                 shape[k] = int(dims[d])
         shapes.append(tuple(shape))
     # the bytes first, in Python integers: never attempt a 72 TiB allocation
-    check_example_bytes(sum(nbytes(sh, e["dtype"]) for sh, e in zip(shapes, specs)), manifest.get("model", "package"))
+    check_example_bytes(sum(nbytes(sh, e["dtype"]) for sh, e in zip(shapes, specs)),
+                        manifest.get("model", "package"))
     out = {}
     for e, shape in zip(specs, shapes):
         if e["kind"] == "float":

@@ -20,7 +20,7 @@ from dlc.errors import DlcError  # noqa: E402
 from pkg_tamper import build_package, members, write_members  # noqa: E402
 
 SEED = 20261207
-EXAMPLES = 300
+EXAMPLES = 500
 HOSTILE = [None, True, False, -1, 0, 1, 2 ** 63, 10 ** 30, -(10 ** 30), 1.5, float("nan"), "", "N", "../../x",
            "/etc/passwd", "lib/lib.so", "lib.so", "x" * 5000, [], {}, [-1], ["N"], [10 ** 9, 10 ** 9],
            {"a": 1}, [None], "float99", "object", "complex128", "dlcpkg"]
@@ -157,5 +157,5 @@ def test_mutated_packages_run_or_give_a_dlc_error(pkg, tmp_path, monkeypatch):
         "\n".join(bugs[:15])
     # both outcomes occur: the mutations are neither all harmless nor all fatal
     assert outcomes["ran"] > 10 and outcomes["DlcError"] > EXAMPLES // 2, outcomes
-    assert elapsed < 120, elapsed
+    assert elapsed < 180, elapsed                # about 7 s on 2 busy cores
     assert not (tmp_path.parent / "x").exists() and not (tmp_path / "lib").exists()
