@@ -168,7 +168,7 @@ def _check_library(c: _Checker, lib) -> None:
             raise c.bad(f"library.{k}", "is not a string")
 
 
-_TRIPLE = re.compile(r"[a-z0-9_]{1,32}(-[A-Za-z0-9_.]{1,32}){1,3}")
+_TRIPLE = re.compile(r"[a-z0-9_]{1,32}(-[A-Za-z0-9_.]{1,32}){1,4}")
 _CPU = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 _FEATURE = re.compile(r"[+-][A-Za-z0-9_.]{1,64}")
 

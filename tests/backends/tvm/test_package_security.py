@@ -110,6 +110,18 @@ def test_planted_library_is_never_loaded(pkg, tmpdir_private, monkeypatch):
     assert planted.read_bytes() == b"planted by another user"    # not ours to touch
 
 
+def test_a_temp_folder_anyone_can_swap_things_in_is_refused(pkg, tmp_path, monkeypatch):
+    path, m, w = pkg
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)                  # world-writable, not sticky: others may rename our folder
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    with pytest.raises(DlcError, match="writable by every user and not sticky"):
+        dlc.runtime.load(path)
+    os.chmod(shared, 0o1777)                 # like /tmp
+    _check_runs(path, m, w)
+
+
 def test_library_that_does_not_match_its_hash_is_refused(pkg, tmp_path, tmpdir_private):
     path, _, _ = pkg
     lib = bytearray(dict((i.filename, d) for i, d in members(path))["lib.so"])
