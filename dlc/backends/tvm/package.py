@@ -34,17 +34,10 @@ import numpy as np
 
 from ...errors import DlcError
 from ...runtime.package import FORMAT_VERSION, MANIFEST, WEIGHTS, read_manifest  # noqa: F401 - re-exported
+from ...runtime.pkgfile import sha256_file
 from .target import cross_compiler_for, library_arch, library_device
 
 __all__ = ["write_package", "read_manifest", "export_library", "source_hash", "example_input_specs"]
-
-
-def _sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def source_hash(spec_path, bind: dict | None = None, model_name: str | None = None) -> str:
@@ -94,7 +87,7 @@ def export_library(executable, target_dict: dict, out_dir) -> dict:
                        hint="run with DLC_DEBUG=1 for the compiler's full message") from e
     info["file"] = path.name
     info["size"] = path.stat().st_size
-    info["sha256"] = _sha256_file(path)
+    info["sha256"] = sha256_file(path)
     return info
 
 
