@@ -134,8 +134,9 @@ def _adaptive(low, node, args, env):
     elif node.op.name == "adaptive_avg_pool1d":
         y = low.emit(op.nn.adaptive_avg_pool1d(x, osize, layout="NCW"))
     else:
-        from tvm import topi
-        y = low.bb.emit_te(lambda t: topi.nn.adaptive_pool(t, osize, "max", "NCHW"), x)
+        # NaN-propagating, -inf windows give -inf (topi's adaptive_pool drops NaN)
+        from .nan_legalize import adaptive_max_pool2d
+        y = low.bb.emit_te(lambda t: adaptive_max_pool2d(t, osize), x, primfunc_name_hint="adaptive_max_pool2d")
     return _unbatch(low, y, squeeze)
 
 
