@@ -276,6 +276,12 @@ def _dims_from_inputs(g, inputs: dict) -> dict:
                 if isinstance(d, Dim) and len(d.terms) == 1:
                     ((mono, coeff),) = d.terms.items()
                     if len(mono) == 1 and isinstance(mono[0], str) and coeff == 1:
+                        if int(n) == 0:
+                            # not a --bind the user gave: say which input is empty
+                            raise DlcValueError(f"input '{v.name}' is an empty batch: shape {arr.shape} gives "
+                                                f"{mono[0]} = 0, and dlc sizes are at least 1", g.span,
+                                                "pass at least one example (a compiled .dlcpkg accepts an "
+                                                "empty batch)")
                         out.setdefault(mono[0], int(n))
     return out
 
