@@ -85,6 +85,11 @@ class Model:
             "layers": [r.__dict__ for r in layer_rows(g)],
         }
 
+    def symbolic_graph(self, mode: str = "eval"):
+        """The graph in `mode` with its symbolic dimensions kept (no example sizes)."""
+        from .frontend.blocks import elaborate_model
+        return elaborate_model(self.module, self.name, mode, self.bind)
+
     def ir(self, mode: str = "eval") -> str:
         from .frontend.blocks import elaborate_model
         return str(elaborate_model(self.module, self.name, mode, self.bind))
@@ -225,6 +230,10 @@ class Model:
             if dtype and w.dtype.kind == "f":
                 w = w.astype(dtype)
             weights[p.name] = w
+        if mode == "train":
+            # one value per channel: the same located error on every backend
+            from .compiler.ops.norm import check_batch_statistics
+            check_batch_statistics(g, inputs=inputs)
         if backend == "torch":
             from .backends.torch import run as torch_run
             return torch_run(self, inputs, weights, mode=mode, dtype=dtype), {}
@@ -267,6 +276,12 @@ def _dims_from_inputs(g, inputs: dict) -> dict:
                 if isinstance(d, Dim) and len(d.terms) == 1:
                     ((mono, coeff),) = d.terms.items()
                     if len(mono) == 1 and isinstance(mono[0], str) and coeff == 1:
+                        if int(n) == 0:
+                            # not a --bind the user gave: say which input is empty
+                            raise DlcValueError(f"input '{v.name}' is an empty batch: shape {arr.shape} gives "
+                                                f"{mono[0]} = 0, and dlc sizes are at least 1", g.span,
+                                                "pass at least one example (a compiled .dlcpkg accepts an "
+                                                "empty batch)")
                         out.setdefault(mono[0], int(n))
     return out
 

@@ -308,10 +308,17 @@ class Runner:
 
     def _tensor(self, a: np.ndarray):
         # on the host, hand NumPy's memory to TVM (DLPack) instead of copying
-        # it: for small models the copy costs more than the model
+        # it: for small models the copy costs more than the model.  DLPack
+        # cannot export a read-only array (np.load(mmap_mode='r'), frombuffer
+        # of bytes) and TVM wants 64-byte alignment: those are copied first
         if self._host and a.dtype != np.bool_:
-            return self.tvm.runtime.from_dlpack(_aligned(a))
-        return self.tvm.runtime.tensor(a, self.device)
+            if not a.flags.writeable:
+                a = _aligned(np.array(a, order="C", copy=True))
+            try:
+                return self.tvm.runtime.from_dlpack(_aligned(a))
+            except (BufferError, RuntimeError, TypeError, ValueError):
+                pass   # anything else DLPack refuses: the copying path below
+        return self.tvm.runtime.tensor(np.ascontiguousarray(a), self.device)
 
     def _numpy(self, t) -> np.ndarray:
         if self._host:

@@ -42,6 +42,9 @@ class TorchStepRunner:
 
     def __call__(self, inputs: dict, weights: dict, seed: int = 0):
         import torch
+
+        from ...compiler.ops.norm import check_batch_statistics
+        check_batch_statistics(self.graph, inputs=inputs)
         args = [torch.from_numpy(np.ascontiguousarray(inputs[v.name])) for v in self.graph.inputs]
         params = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
         with torch.no_grad():
@@ -90,6 +93,7 @@ def _worker(rank, world, port, path, name, bind, settings, dataset, epochs, out,
     import torch
     import torch.distributed as dist
     from ...api import Model
+    from ...compiler.ops.norm import check_batch_statistics
     from ...compiler.schedules import make_schedule
     from ...compiler.training import build_loss_only
     from ...runtime.data import batches, num_batches
@@ -120,6 +124,7 @@ def _worker(rank, world, port, path, name, bind, settings, dataset, epochs, out,
     sched = make_schedule(settings.schedule, base_lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
                           **settings.schedule_args)
     x_name = model.graph.inputs[0].name
+    train_g = model.symbolic_graph("train")
     label_t = next((v.type for v in loss_g.inputs if v.name == "label"), None)
 
     def loss_of(outs, xb, yb):
@@ -148,6 +153,8 @@ def _worker(rank, world, port, path, name, bind, settings, dataset, epochs, out,
             chunk = -(-n // world)
             lo, hi = min(rank * chunk, n), min((rank + 1) * chunk, n)
             xt = torch.from_numpy(xb[lo:hi].astype(np.float32))
+            # torch raises a bare ValueError: report it at the batchnorm's line instead
+            check_batch_statistics(train_g, inputs={x_name: xt})
             yt = torch.from_numpy(yb[lo:hi].astype(label_t.dtype.numpy_name)) if label_t is not None else None
             opt.zero_grad()
             loss = loss_of(net(xt), xt, yt)

@@ -495,6 +495,34 @@ def adaptive_max_pool2d(x, *, output_size):
 # --------------------------------------------------------------------------
 
 
+def _pow2_scale(amax):
+    """2**floor(log2(amax)) where amax > 1 and finite, else 1.  Dividing by a
+    power of two is exact, so the scaled statistics are the true ones."""
+    _, e = np.frexp(amax)                       # amax = m * 2**e with m in [0.5, 1)
+    s = np.ldexp(np.ones_like(amax), e - 1)
+    return np.where(np.isfinite(amax) & (amax > 1), s, 1).astype(amax.dtype)
+
+
+def scaled_moments(x, axes):
+    """(x / s, mean, biased variance, s) over `axes`, with s a power of two per
+    slice that keeps the squares finite: layer_norm([1e30, 0, 0, 0, 0]) is
+    [2, -0.5, ...], not 0 (whose variance 6.4e59 overflows float32).  The
+    variance is two-pass, so nearly equal values do not cancel to 0."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        amax = np.max(np.abs(x), axis=axes, keepdims=True, initial=0)   # NaN propagates; s is then 1
+        scale = _pow2_scale(amax)
+        xs = x / scale
+        mean = xs.mean(axis=axes, keepdims=True)
+        var = np.square(xs - mean).mean(axis=axes, keepdims=True)
+    return xs, mean, var, scale
+
+
+def _normalized(xs, mean, var, scale, eps, dtype):
+    """(x - mean) / sqrt(var + eps) from scaled statistics: eps scales by 1/s^2."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (xs - mean) / np.sqrt(var + dtype.type(eps) / np.square(scale))
+
+
 def batch_norm(
     x,
     running_mean,
@@ -527,8 +555,11 @@ def batch_norm(
             raise ValueError(
                 f"expected more than 1 value per channel when training, got input {x.shape}"
             )
-        mean = x.mean(axis=axes)
-        var = x.var(axis=axes)  # biased: what the batch is normalised with
+        xs, mean_s, var_s, scale = scaled_moments(x, axes)
+        y = _normalized(xs, mean_s, var_s, scale, eps, dtype)
+        with np.errstate(over="ignore"):
+            mean = (mean_s * scale).reshape(c)
+            var = (var_s * np.square(scale)).reshape(c)  # biased: what the batch is normalised with
         new_mean, new_var = running_mean, running_var
         if running_mean is not None:
             rm = np.asarray(running_mean)
@@ -546,8 +577,8 @@ def batch_norm(
         mean = _cast(running_mean, dtype)
         var = _cast(running_var, dtype)
         new_mean, new_var = running_mean, running_var
-    invstd = 1 / np.sqrt(var + dtype.type(eps))
-    y = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
+        invstd = 1 / np.sqrt(var + dtype.type(eps))
+        y = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
     if weight is not None:
         y *= _cast(weight, dtype).reshape(bshape)
     if bias is not None:
@@ -567,9 +598,7 @@ def layer_norm(x, weight=None, bias=None, *, normalized_shape, eps=1e-5):
     if k == 0 or x.shape[x.ndim - k :] != shape:
         raise ValueError(f"normalized_shape {shape} does not match input {x.shape}")
     axes = tuple(range(x.ndim - k, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    var = x.var(axis=axes, keepdims=True)
-    y = (x - mean) / np.sqrt(var + dtype.type(eps))
+    y = _normalized(*scaled_moments(x, axes), eps, dtype)
     if weight is not None:
         y *= _cast(weight, dtype)
     if bias is not None:
@@ -588,9 +617,7 @@ def group_norm(x, weight=None, bias=None, *, num_groups, eps=1e-5):
             f"num_channels {c} must be divisible by num_groups {num_groups}"
         )
     xg = x.reshape(n, num_groups, -1)
-    mean = xg.mean(axis=-1, keepdims=True)
-    var = xg.var(axis=-1, keepdims=True)
-    y = ((xg - mean) / np.sqrt(var + dtype.type(eps))).reshape(x.shape)
+    y = _normalized(*scaled_moments(xg, (-1,)), eps, dtype).reshape(x.shape)
     bshape = _channel_shape(x.ndim, c)
     if weight is not None:
         y *= _cast(weight, dtype).reshape(bshape)
