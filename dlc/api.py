@@ -169,7 +169,8 @@ class Model:
                 storage = "float32" if dt.numpy_name == "bfloat16" else dt.numpy_name  # NumPy has no bf16
                 out[v.name] = rng.standard_normal(shape).astype(dtype or storage)
             elif dt.is_int:
-                hi = _index_bound(g, v)
+                from .compiler.analysis import index_bound
+                hi = index_bound(g, v)
                 out[v.name] = rng.integers(0, hi, size=shape).astype(dt.numpy_name)
             else:
                 out[v.name] = rng.random(shape) < 0.5
@@ -238,22 +239,6 @@ class Model:
             return {k: v for k, v in outs.items() if not k.startswith("update:")}, updates
         from .backends.numpy.interpreter import Interpreter
         return Interpreter(g, seed).run(inputs, weights)
-
-
-def _index_bound(g, v) -> int:
-    """Largest safe integer for random index inputs: the smallest table they feed."""
-    bound = None
-    for n in g.walk():
-        if n.op.name == "embedding" and n.inputs and n.inputs[1] is not None:
-            size = n.inputs[1].type.shape[0]
-            bound = size if bound is None else min(bound, size)
-        if n.op.name in ("index_select", "gather") and len(n.inputs) > 1:
-            size = n.inputs[0].type.shape[n.attrs["axis"]]
-            bound = size if bound is None else min(bound, size)
-        if n.op.name in ("cross_entropy", "nll_loss") and len(n.inputs) > 1:
-            size = n.inputs[0].type.shape[1]
-            bound = size if bound is None else min(bound, size)
-    return int(bound) if isinstance(bound, int) else 2
 
 
 def _dims_from_inputs(g, inputs: dict) -> dict:

@@ -82,3 +82,23 @@ def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
         if m and s not in claimed:
             rows.append(Row(s or "(model)", "ops", "", 0, m, None))
     return rows
+
+
+def index_bound(g: Graph, v) -> int:
+    """Largest safe value for random integers fed to input `v`: the smallest
+    table anything indexes with it (embedding rows, the gathered axis, the
+    classes of a class-index loss); 2 when nothing bounds it."""
+    from .ops.registry import CLASS_INDEX_TARGET
+    bound = None
+    for n in g.walk():
+        size = None
+        if n.op.name == "embedding" and n.inputs and n.inputs[1] is not None:
+            size = n.inputs[1].type.shape[0]
+        elif n.op.name in ("index_select", "gather") and len(n.inputs) > 1:
+            size = n.inputs[0].type.shape[n.attrs["axis"]]
+        elif CLASS_INDEX_TARGET in n.op.groups and len(n.inputs) > 1:
+            size = n.inputs[0].type.shape[1]
+        if size is not None:
+            bound = size if bound is None else min(bound, size)
+    return int(bound) if isinstance(bound, int) else 2
+

@@ -79,7 +79,7 @@ _MHA_PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 def _dlc_version() -> str:
     try:
-        from ... import __version__
+        from ..._version import __version__
         return str(__version__)
     except ImportError:
         return "unknown"

@@ -33,6 +33,9 @@ POOL = "pool"
 NORM = "norm"
 MATMUL = "matmul"
 LOSS = "loss"
+# losses whose target holds class indices along the input's axis 1 (a training
+# label for them is i64 shaped like the input without that axis)
+CLASS_INDEX_TARGET = "class_index_target"
 RANDOM = "random"
 RECURRENT = "recurrent"
 ATTENTION = "attention"
