@@ -51,6 +51,23 @@ class Model:
         from .frontend.blocks import elaborate_model
         return elaborate_model(self.module, self.name, mode, {**self.bind, **(bind or {})}, use_examples=True)
 
+    def module_graph(self):
+        """The graph module code generation starts from (the torch backend's
+        `generate_module`): the training graph, so that the module behaves as
+        PyTorch modules do in both modes, symbolic in every dimension the
+        parameters allow.  A model dlc cannot train (batch norm inside a scan
+        cell) gives its eval graph, whose layers still follow train()/eval()."""
+        from .frontend.blocks import elaborate_model
+        mode = "train"
+        try:
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind))
+        except DlcError:
+            mode = "eval"
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind))
+        if any(p.type.symbols() for p in g.params):
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind), use_examples=True)
+        return g
+
     # introspection ---------------------------------------------------------
     @property
     def inputs(self) -> list[TensorSpec]:
