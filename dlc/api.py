@@ -107,13 +107,17 @@ class Model:
         return str(elaborate_model(self.module, self.name, mode, self.bind))
 
     # differentiation -----------------------------------------------------------
-    def _loss_expr(self):
+    def loss_spec(self, bind: dict | None = None):
+        """The loss of this model's train section as IR (a
+        `compiler.trainspec.LossSpec`), or None when no section declares one."""
+        from .frontend import ast as A
+        from .frontend.trainloss import loss_spec
         for t in self.module.trains:
-            if t.model == self.name:
-                for st in t.body:
-                    from .frontend import ast as A
-                    if isinstance(st, A.Assign) and st.targets[0].name == "loss":
-                        return st.value
+            if t.model != self.name:
+                continue
+            for st in t.body:
+                if isinstance(st, A.Assign) and st.targets[0].name == "loss":
+                    return loss_spec(self.module, self.name, st.value, {**self.bind, **(bind or {})})
         return None
 
     def grad_graph(self, mode: str = "train", bind: dict | None = None, concrete: bool = False):
@@ -126,10 +130,10 @@ class Model:
         from .compiler.builder import Builder
         from .compiler.training import build_loss
         from .frontend.blocks import elaborate_model
-        expr = self._loss_expr()
         b_all = {**self.bind, **(bind or {})}
-        if expr is not None:
-            g, loss, _ = build_loss(self.module, self.name, expr, mode, b_all)
+        spec = self.loss_spec(bind)
+        if spec is not None:
+            g, loss, _ = build_loss(elaborate_model(self.module, self.name, mode, b_all), spec.graph(mode))
         else:
             g = elaborate_model(self.module, self.name, mode, b_all, use_examples=concrete)
             loss = Builder(g, g.span).op("sum", g.outputs[0], axis=None, keepdims=False)

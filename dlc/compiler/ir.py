@@ -99,6 +99,15 @@ class Value:
         self.index = index
         self.param = param
 
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__ if k != "id"}
+
+    def __setstate__(self, state):
+        # ids key value maps within a process: an unpickled value takes a fresh one
+        self.id = next(_ids)
+        for k, v in state.items():
+            setattr(self, k, v)
+
     @property
     def span(self) -> Span | None:
         if self.producer is not None:
