@@ -110,14 +110,13 @@ class Model:
     def loss_spec(self, bind: dict | None = None):
         """The loss of this model's train section as IR (a
         `compiler.trainspec.LossSpec`), or None when no section declares one."""
-        from .frontend import ast as A
+        from .frontend.train import section_loss
         from .frontend.trainloss import loss_spec
         for t in self.module.trains:
-            if t.model != self.name:
-                continue
-            for st in t.body:
-                if isinstance(st, A.Assign) and st.targets[0].name == "loss":
-                    return loss_spec(self.module, self.name, st.value, {**self.bind, **(bind or {})})
+            if t.model == self.name:
+                expr, bindings = section_loss(t)
+                if expr is not None:
+                    return loss_spec(self.module, self.name, expr, {**self.bind, **(bind or {})}, bindings)
         return None
 
     def grad_graph(self, mode: str = "train", bind: dict | None = None, concrete: bool = False):

@@ -186,26 +186,30 @@ def train_settings(mod, t: A.TrainDef, bind: dict | None = None):
     ctx.overrides = {k: v for k, v in (bind or {}).items() if k in mod.consts}
     frame = Frame(ctx, mod, "", ctx.root, "<train>")
     s = TrainSpec(model=t.model, dataset=t.dataset, span=t.span)
-    loss_expr, bindings, steps = None, [], []
+    loss_expr, bindings = section_loss(t)
+    steps = [st for st in t.body if isinstance(st, A.Step)]
     for st in t.body:
-        if isinstance(st, A.Step):
-            steps.append(st)
-            continue
-        if not isinstance(st, A.Assign):
-            continue
-        key, e = st.targets[0].name, st.value
-        if key not in KEYS:
-            bindings.append((key, e))
-        elif key == "loss":
-            loss_expr = e
-        else:
-            _setting(s, frame, key, e)
+        if isinstance(st, A.Assign) and st.targets[0].name in KEYS and st.targets[0].name != "loss":
+            _setting(s, frame, st.targets[0].name, st.value)
     if loss_expr is not None:
         s.loss = loss_spec(mod, t.model, loss_expr, bind, bindings)
     if steps:
         main = elaborate_model(mod, t.model, "eval", bind)
         s.steps = [_step_spec(mod, frame, st, t.model, bindings, bind, main) for st in steps]
     return s
+
+
+def section_loss(t: A.TrainDef):
+    """(the `loss` expression or None, the helper bindings [(name, expr)]) of a train section."""
+    loss, bindings = None, []
+    for st in t.body:
+        if isinstance(st, A.Assign) and st.targets[0].name is not None:
+            key = st.targets[0].name
+            if key == "loss":
+                loss = st.value
+            elif key not in KEYS:
+                bindings.append((key, st.value))
+    return loss, bindings
 
 
 def _setting(s, frame, key: str, e) -> None:

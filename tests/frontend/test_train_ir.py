@@ -78,3 +78,22 @@ def test_the_graph_declares_its_layer_table():
     assert sorted(owned) == sorted(p.name for p in g.params)
     scopes = {n.scope for n in g.nodes}
     assert all(layer.name in scopes for layer in g.layers)
+
+
+def test_helper_bindings_of_the_section_reach_the_loss(tmp_path):
+    import numpy as np
+    from dlc.backends.numpy.interpreter import Interpreter
+    f = tmp_path / "m.dln"
+    f.write_text(SPEC.replace("    loss      = LOSS", "    scale     = 0.25\n    loss      = scale * mse(output, label)"))
+    mod = load_module(f)
+    g = train_settings(mod, mod.trains[0]).loss.graph("train")
+    rng = np.random.default_rng(0)
+    o, y = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    outs, _ = Interpreter(g, dims={"B": 4}).run({"out:output": o, "x": np.zeros((4, 6), np.float32), "label": y}, {})
+    np.testing.assert_allclose(outs["loss"], 0.25 * np.mean((o - y) ** 2), rtol=1e-6)
+    # and the Python API's gradients use the same loss
+    m = dlc.load(f)
+    w = m.init_weights(0)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    ref = 0.25 * np.mean((m.run({"x": x}, w)["output"] - y) ** 2)
+    np.testing.assert_allclose(m.grad({"x": x}, w, label=y)["loss"], ref, rtol=1e-5)
