@@ -248,7 +248,7 @@ class Model:
             weights[p.name] = w
         if backend == "torch":
             from .backends.torch import run as torch_run
-            return torch_run(self, inputs, weights, mode=mode, dtype=dtype), {}
+            return torch_run(self.module_graph(), inputs, weights, mode=mode, dtype=dtype), {}
         if backend == "tvm":
             if dtype not in (None, "float32"):
                 raise DlcValueError(f"the tvm backend runs float32 models as declared, not {dtype}", g.span)
