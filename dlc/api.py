@@ -51,6 +51,23 @@ class Model:
         from .frontend.blocks import elaborate_model
         return elaborate_model(self.module, self.name, mode, {**self.bind, **(bind or {})}, use_examples=True)
 
+    def module_graph(self):
+        """The graph module code generation starts from (the torch backend's
+        `generate_module`): the training graph, so that the module behaves as
+        PyTorch modules do in both modes, symbolic in every dimension the
+        parameters allow.  A model dlc cannot train (batch norm inside a scan
+        cell) gives its eval graph, whose layers still follow train()/eval()."""
+        from .frontend.blocks import elaborate_model
+        mode = "train"
+        try:
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind))
+        except DlcError:
+            mode = "eval"
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind))
+        if any(p.type.symbols() for p in g.params):
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind), use_examples=True)
+        return g
+
     # introspection ---------------------------------------------------------
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -95,13 +112,16 @@ class Model:
         return str(elaborate_model(self.module, self.name, mode, self.bind))
 
     # differentiation -----------------------------------------------------------
-    def _loss_expr(self):
+    def loss_spec(self, bind: dict | None = None):
+        """The loss of this model's train section as IR (a
+        `compiler.trainspec.LossSpec`), or None when no section declares one."""
+        from .frontend.train import section_loss
+        from .frontend.trainloss import loss_spec
         for t in self.module.trains:
             if t.model == self.name:
-                for st in t.body:
-                    from .frontend import ast as A
-                    if isinstance(st, A.Assign) and st.targets[0].name == "loss":
-                        return st.value
+                expr, bindings = section_loss(t)
+                if expr is not None:
+                    return loss_spec(self.module, self.name, expr, {**self.bind, **(bind or {})}, bindings)
         return None
 
     def grad_graph(self, mode: str = "train", bind: dict | None = None, concrete: bool = False):
@@ -114,10 +134,10 @@ class Model:
         from .compiler.builder import Builder
         from .compiler.training import build_loss
         from .frontend.blocks import elaborate_model
-        expr = self._loss_expr()
         b_all = {**self.bind, **(bind or {})}
-        if expr is not None:
-            g, loss, _ = build_loss(self.module, self.name, expr, mode, b_all)
+        spec = self.loss_spec(bind)
+        if spec is not None:
+            g, loss, _ = build_loss(elaborate_model(self.module, self.name, mode, b_all), spec.graph(mode))
         else:
             g = elaborate_model(self.module, self.name, mode, b_all, use_examples=concrete)
             loss = Builder(g, g.span).op("sum", g.outputs[0], axis=None, keepdims=False)
@@ -174,7 +194,8 @@ class Model:
                 storage = "float32" if dt.numpy_name == "bfloat16" else dt.numpy_name  # NumPy has no bf16
                 out[v.name] = rng.standard_normal(shape).astype(dtype or storage)
             elif dt.is_int:
-                hi = _index_bound(g, v)
+                from .compiler.analysis import index_bound
+                hi = index_bound(g, v)
                 out[v.name] = rng.integers(0, hi, size=shape).astype(dt.numpy_name)
             else:
                 out[v.name] = rng.random(shape) < 0.5
@@ -236,7 +257,7 @@ class Model:
             check_batch_statistics(g, inputs=inputs)
         if backend == "torch":
             from .backends.torch import run as torch_run
-            return torch_run(self, inputs, weights, mode=mode, dtype=dtype), {}
+            return torch_run(self.module_graph(), inputs, weights, mode=mode, dtype=dtype), {}
         if backend == "tvm":
             if dtype not in (None, "float32"):
                 raise DlcValueError(f"the tvm backend runs float32 models as declared, not {dtype}", g.span)
@@ -247,22 +268,6 @@ class Model:
             return {k: v for k, v in outs.items() if not k.startswith("update:")}, updates
         from .backends.numpy.interpreter import Interpreter
         return Interpreter(g, seed).run(inputs, weights)
-
-
-def _index_bound(g, v) -> int:
-    """Largest safe integer for random index inputs: the smallest table they feed."""
-    bound = None
-    for n in g.walk():
-        if n.op.name == "embedding" and n.inputs and n.inputs[1] is not None:
-            size = n.inputs[1].type.shape[0]
-            bound = size if bound is None else min(bound, size)
-        if n.op.name in ("index_select", "gather") and len(n.inputs) > 1:
-            size = n.inputs[0].type.shape[n.attrs["axis"]]
-            bound = size if bound is None else min(bound, size)
-        if n.op.name in ("cross_entropy", "nll_loss") and len(n.inputs) > 1:
-            size = n.inputs[0].type.shape[1]
-            bound = size if bound is None else min(bound, size)
-    return int(bound) if isinstance(bound, int) else 2
 
 
 def _dims_from_inputs(g, inputs: dict) -> dict:

@@ -110,9 +110,10 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
         raise DlcValueError("--nproc needs --backend torch with autograd gradients")
     if backend == "torch" and grad == "autograd":
         return _train_torch_autograd(mod, name, s, dname, data_path, out, bind, progress, max_steps, nproc, resume)
-    step_prog = build_train_step(mod, name, s, bind)
+    from .frontend.blocks import elaborate_model
+    step_prog = build_train_step(elaborate_model(mod, name, "train", bind), s)
     g = step_prog.graph
-    eval_g, eval_loss, _ = build_loss(mod, name, s.loss, "eval", bind)
+    eval_g, eval_loss, _ = build_loss(elaborate_model(mod, name, "eval", bind), s.loss.graph("eval"))
     eval_g.outputs = [eval_loss] + list(eval_g.outputs)
     eval_g.output_names = ["loss"] + list(eval_g.output_names)
     x_in = g.inputs[0]
@@ -278,7 +279,7 @@ def _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_
     from .runtime.metrics import MetricsLog
     from .runtime.progress import TrainProgress
     from .runtime.checkpoint import save_checkpoint
-    progs = build_alternating(mod, name, s.bindings, s.steps, bind)
+    progs = build_alternating(s.steps)
     x_in = progs[0][1].graph.inputs[0]
     per_example = tuple(x_in.type.shape[1:])
     ds = load_dataset(dname, seed=0, path=data_path, input_shape=per_example).reshaped(per_example)

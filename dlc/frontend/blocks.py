@@ -253,7 +253,7 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
                                "a model returns one or more tensors")
     g.outputs = outs
     g.output_names = names
-    g.layers = ctx.layers
+    g.layers = ctx.layers   # the layer table the IR declares, filled as the body ran
     if use_examples:  # info and run need every parameter's size
         for p in g.params:
             syms = sorted(p.type.symbols())

@@ -141,7 +141,7 @@ def draw_random_inputs(sig: dict, dims: dict[str, int], seed: int) -> list[np.nd
     drawn exactly as the NumPy reference draws them."""
     if not sig.get("random_inputs"):
         return []
-    from ..backends.tvm.lowering import draw_random   # pure NumPy (the reference's generators)
+    from .random import draw_random   # pure NumPy: the reference's generators
     out = []
     for r in sig["random_inputs"]:
         shape = [dims[d] if isinstance(d, str) else int(d) for d in r["shape"]]

@@ -95,7 +95,6 @@ def _worker(rank, world, port, path, name, bind, settings, dataset, epochs, out,
     from ...api import Model
     from ...compiler.ops.norm import check_batch_statistics
     from ...compiler.schedules import make_schedule
-    from ...compiler.training import build_loss_only
     from ...runtime.data import batches, num_batches
     from ...runtime.metrics import MetricsLog, accuracy
     from ...runtime.weights import save_weights
@@ -115,7 +114,7 @@ def _worker(rank, world, port, path, name, bind, settings, dataset, epochs, out,
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(module)
-    loss_g = build_loss_only(model.module, name, settings.loss, bind)
+    loss_g = settings.loss.graph("train")   # the train section's loss, over the module's outputs
     loss_fn = compile_function(loss_g)
     out_names = [v.name[4:] for v in loss_g.inputs if v.name.startswith("out:")]
     opt = make_torch_optimizer(settings.optimizer, module.parameters(), settings.optimizer_args)

@@ -68,7 +68,7 @@ def default_tuning_dir(target_dict: dict):
 
 
 def _dlc_version() -> str:
-    from ... import __version__
+    from ..._version import __version__
     return __version__
 
 

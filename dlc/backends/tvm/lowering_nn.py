@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..numpy.kernels.nn import _conv_pads, _ntuple
+from ...compiler.ops.conv import conv_pads, ntuple
 from .lowering import (arg_as, bessel_factor, softmax, cast, in_dtype, lowers, ndim, norm_axis, out_dtype, out_shape,
                        scalar, _op)
 from .relaxgen import Unsupported
@@ -46,9 +46,9 @@ def _conv(low, node, args, env):
     x = arg_as(low, node, args, 0, dt)
     w = arg_as(low, node, args, 1, dt)
     kernel = [low.concrete(k, "the kernel size") for k in node.inputs[1].type.shape[2:]]
-    stride = _ntuple(a["stride"], nd, "stride")
-    dilation = _ntuple(a["dilation"], nd, "dilation")
-    pads = _conv_pads(a["padding"], nd, kernel, dilation, stride)
+    stride = ntuple(a["stride"], nd, "stride")
+    dilation = ntuple(a["dilation"], nd, "dilation")
+    pads = conv_pads(a["padding"], nd, kernel, dilation, stride)
     x, squeeze = _batched(low, node, x, nd)
     if nd == 1:
         y = low.emit(op.nn.conv1d(x, w, strides=stride, padding=[pads[0][0], pads[0][1]],
@@ -69,10 +69,10 @@ def _conv_transpose2d(low, node, args, env):
     dt = out_dtype(node)
     x = arg_as(low, node, args, 0, dt)
     w = arg_as(low, node, args, 1, dt)
-    stride = _ntuple(a["stride"], 2, "stride")
-    pad = _ntuple(a["padding"], 2, "padding")
-    opad = _ntuple(a["output_padding"], 2, "output_padding")
-    dil = _ntuple(a["dilation"], 2, "dilation")
+    stride = ntuple(a["stride"], 2, "stride")
+    pad = ntuple(a["padding"], 2, "padding")
+    opad = ntuple(a["output_padding"], 2, "output_padding")
+    dil = ntuple(a["dilation"], 2, "dilation")
     x, squeeze = _batched(low, node, x, 2)
     y = low.emit(op.nn.conv2d_transpose(x, w, strides=stride, padding=[pad[0], pad[1], pad[0], pad[1]],
                                         output_padding=opad, dilation=dil, groups=int(a["groups"]),
@@ -87,10 +87,10 @@ def _conv_transpose2d(low, node, args, env):
 
 def _pool_args(low, node, nd):
     a = low.concrete_attr(node.attrs, "pooling attributes")
-    k = _ntuple(a["kernel_size"], nd, "kernel_size")
-    s = k if a.get("stride") in (None, (), []) else _ntuple(a["stride"], nd, "stride")
-    p = _ntuple(a.get("padding", 0), nd, "padding")
-    d = _ntuple(a.get("dilation", 1), nd, "dilation")
+    k = ntuple(a["kernel_size"], nd, "kernel_size")
+    s = k if a.get("stride") in (None, (), []) else ntuple(a["stride"], nd, "stride")
+    p = ntuple(a.get("padding", 0), nd, "padding")
+    d = ntuple(a.get("dilation", 1), nd, "dilation")
     return a, k, s, p, d
 
 

@@ -94,7 +94,7 @@ def export_library(executable, target_dict: dict, out_dir) -> dict:
 def example_input_specs(example_graph) -> list[dict]:
     """How `dlc.Model.random_inputs` draws each input at the example sizes,
     so that the deploy runtime can draw the same ones without the frontend."""
-    from ...api import _index_bound
+    from ...compiler.analysis import index_bound
     from .relaxgen import storage_dtype
     out = []
     for v in example_graph.inputs:
@@ -104,7 +104,7 @@ def example_input_specs(example_graph) -> list[dict]:
             out.append({"name": v.name, "kind": "float", "dtype": storage_dtype(dt), "shape": shape})
         elif dt.is_int:
             out.append({"name": v.name, "kind": "int", "dtype": dt.numpy_name, "shape": shape,
-                        "high": int(_index_bound(example_graph, v))})
+                        "high": int(index_bound(example_graph, v))})
         else:
             out.append({"name": v.name, "kind": "bool", "dtype": "bool", "shape": shape})
     return out
@@ -122,7 +122,7 @@ def write_package(path, compiled, weights: dict, *, source_hash: str, spec_path,
     """Write `compiled` (a `CompiledModel`, or a `CachedModel` from
     `compile_cached`) and `weights` as one `.dlcpkg` file; returns the
     manifest."""
-    from ... import __version__
+    from ..._version import __version__
     path = Path(path)
     sig = compiled.signature
     missing = [p["name"] for p in sig["params"] if p["name"] not in weights]

@@ -15,10 +15,12 @@ The recurrent kernels (rnn, lstm, gru) live in :mod:`.recurrent`.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from ....compiler.ops.conv import conv_pads, ntuple  # attribute normalisation, with the OpDefs
+from ....runtime.random import dropout_mask  # the one dropout stream (TVM and the deploy runtime draw it too)
 
 __all__ = [
     "KERNELS",
@@ -48,18 +50,6 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 
-def _ntuple(value: Any, n: int, name: str) -> tuple[int, ...]:
-    """Expand an int (or a 1-element sequence, as torch allows) to an n-tuple."""
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * n
-    items = tuple(int(v) for v in value)
-    if len(items) == 1:
-        return items * n
-    if len(items) != n:
-        raise ValueError(f"{name} must be an int or a {n}-tuple, got {value!r}")
-    return items
-
-
 def _float_dtype(x: np.ndarray) -> np.dtype:
     """The dtype a kernel computes in: the input's own if floating, else float64."""
     return x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
@@ -80,29 +70,6 @@ def _channel_shape(ndim: int, channels: int) -> tuple[int, ...]:
 # --------------------------------------------------------------------------
 
 
-def _conv_pads(padding, nd, kernel, dilation, stride) -> tuple[tuple[int, int], ...]:
-    """Resolve torch's conv ``padding`` (int, tuple, "valid", "same") to (lo, hi) pairs."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return ((0, 0),) * nd
-        if padding == "same":
-            # torch rejects "same" for strided convs: the output size would be ambiguous.
-            if any(s != 1 for s in stride):
-                raise ValueError(
-                    "padding='same' is not supported for strided convolutions"
-                )
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                # torch puts the odd extra element on the high side.
-                pads.append((total // 2, total - total // 2))
-            return tuple(pads)
-        raise ValueError(
-            f"invalid padding string {padding!r}; expected 'valid' or 'same'"
-        )
-    return tuple((p, p) for p in _ntuple(padding, nd, "padding"))
-
-
 def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
     """N-d cross-correlation (torch convNd) for x (N, C, *spatial), w (O, C/groups, *k)."""
     x = np.asarray(x)
@@ -117,13 +84,13 @@ def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
     n, c = x.shape[:2]
     out_ch, cg = w.shape[:2]
     kernel = w.shape[2:]
-    stride = _ntuple(stride, nd, "stride")
-    dilation = _ntuple(dilation, nd, "dilation")
+    stride = ntuple(stride, nd, "stride")
+    dilation = ntuple(dilation, nd, "dilation")
     if groups < 1 or c != cg * groups or out_ch % groups:
         raise ValueError(
             f"channel mismatch: input has {c} channels, weight {w.shape} with groups={groups}"
         )
-    pads = _conv_pads(padding, nd, kernel, dilation, stride)
+    pads = conv_pads(padding, nd, kernel, dilation, stride)
     if any(p != (0, 0) for p in pads):
         x = np.pad(x, ((0, 0), (0, 0)) + pads)
     eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
@@ -206,10 +173,10 @@ def _conv_transpose_nd(x, w, b, stride, padding, output_padding, groups, dilatio
         raise ValueError(
             f"channel mismatch: input has {c} channels, weight {w.shape} with groups={groups}"
         )
-    stride = _ntuple(stride, nd, "stride")
-    padding = _ntuple(padding, nd, "padding")
-    output_padding = _ntuple(output_padding, nd, "output_padding")
-    dilation = _ntuple(dilation, nd, "dilation")
+    stride = ntuple(stride, nd, "stride")
+    padding = ntuple(padding, nd, "padding")
+    output_padding = ntuple(output_padding, nd, "output_padding")
+    dilation = ntuple(dilation, nd, "dilation")
     for op, s, d in zip(output_padding, stride, dilation):
         # same rule as torch: the extra rows must be reachable by stride or dilation.
         if op >= max(s, d):
@@ -278,16 +245,16 @@ def _pool_out_size(size, k, s, p, d, ceil_mode) -> int:
 
 
 def _pool_params(x, nd, kernel_size, stride, padding, dilation, ceil_mode):
-    k = _ntuple(kernel_size, nd, "kernel_size")
+    k = ntuple(kernel_size, nd, "kernel_size")
     # torch: stride=None (or an empty list) means stride = kernel_size
     if stride is None or (
         not isinstance(stride, (int, np.integer)) and len(stride) == 0
     ):
         s = k
     else:
-        s = _ntuple(stride, nd, "stride")
-    p = _ntuple(padding, nd, "padding")
-    d = _ntuple(dilation, nd, "dilation")
+        s = ntuple(stride, nd, "stride")
+    p = ntuple(padding, nd, "padding")
+    d = ntuple(dilation, nd, "dilation")
     if x.ndim < nd + 1:
         raise ValueError(f"pool{nd}d expects at least {nd + 1}-d input, got {x.shape}")
     for kk, pp in zip(k, p):
@@ -657,15 +624,6 @@ def local_response_norm(x, *, size, alpha=1e-4, beta=0.75, k=1.0):
 # --------------------------------------------------------------------------
 # dropout, embedding, attention
 # --------------------------------------------------------------------------
-
-
-def dropout_mask(shape, p, seed) -> np.ndarray:
-    """Boolean keep-mask of ``dropout``: default_rng(seed).random(shape) >= p.
-
-    ``seed`` is an int or a tuple of ints, passed straight to default_rng, so
-    any caller can regenerate exactly the mask a dropout call used.
-    """
-    return np.random.default_rng(seed).random(tuple(shape)) >= p
 
 
 def dropout(x, *, p=0.5, training=True, seed=0):
