@@ -35,7 +35,10 @@ def print_outputs(outs: dict) -> None:
         t.add_column(c)
     for k, v in outs.items():
         a = np.asarray(v)
-        f = a.astype(np.float64) if a.size else np.zeros(1)
+        if not a.size:   # an empty batch: no statistics to show, not zeros
+            t.add_row(k, str(tuple(a.shape)), str(a.dtype), "-", "-", "-", "-", "yes")
+            continue
+        f = a.astype(np.float64)
         t.add_row(k, str(tuple(a.shape)), str(a.dtype), f"{f.mean():.6g}", f"{f.std():.6g}", f"{f.min():.6g}",
                   f"{f.max():.6g}", "yes" if np.isfinite(f).all() else "NO")
     console.print(t)

@@ -62,6 +62,15 @@ def _contiguous(a):
     return np.require(a, requirements="C")
 
 
+def _compact(a: np.ndarray) -> bool:
+    """Whether `a`'s strides are exactly the C-order ones for its shape."""
+    want, step = [], a.itemsize
+    for n in reversed(a.shape):
+        want.append(step)
+        step *= n
+    return tuple(reversed(want)) == a.strides
+
+
 def _aligned(a: np.ndarray) -> np.ndarray:
     """`a`, or a copy of it, C-contiguous at a 64-byte boundary: what TVM
     accepts without a copy of its own (DLPack, zero-copy)."""
@@ -310,10 +319,10 @@ class Runner:
         # on the host, hand NumPy's memory to TVM (DLPack) instead of copying
         # it: for small models the copy costs more than the model.  DLPack
         # cannot export a read-only array (np.load(mmap_mode='r'), frombuffer
-        # of bytes) and TVM wants 64-byte alignment: those are copied first
-        if self._host and a.dtype != np.bool_:
-            if not a.flags.writeable:
-                a = _aligned(np.array(a, order="C", copy=True))
+        # of bytes), TVM wants 64-byte alignment and compact strides (NumPy
+        # calls (0, 16) with strides (0, 0), or a size-1 axis with any stride,
+        # C-contiguous; TVM's kernels reject them): those take the copying path
+        if self._host and a.dtype != np.bool_ and a.size and a.flags.writeable and _compact(a):
             try:
                 return self.tvm.runtime.from_dlpack(_aligned(a))
             except (BufferError, RuntimeError, TypeError, ValueError):

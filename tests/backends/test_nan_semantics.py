@@ -6,7 +6,7 @@ backend), and each backend is compared with it: the NumPy interpreter, the
 generated PyTorch function and TVM.  All cases sit side by side in one graph,
 so TVM compiles once.
 
-The rules (docs/language.md, "NaN and infinities"):
+The rules (docs/language.md, "NaN, infinities and extreme values"):
 * elementwise ops and clamps (relu, relu6, hardtanh, elu, maximum, minimum, ...)
   propagate NaN;
 * max/min reductions and max pooling propagate NaN; a row of -inf has max -inf;

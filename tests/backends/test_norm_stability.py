@@ -135,3 +135,28 @@ def test_true_answer_on_extreme_values(case, backend):
 def test_reference_formula_is_the_true_answer():
     """The float64 reference itself: [1e30, 0, 0, 0, 0] normalises to [2, -0.5, ...]."""
     np.testing.assert_allclose(_normalize64(ROWS[:1], (-1,))[0][0], [2, -0.5, -0.5, -0.5, -0.5], rtol=1e-12)
+
+
+MODULES = """\
+model Norms(x: f32[N, 5]) -> (f32[N, 5], f32[N, 5], f32[N, 5]) {
+    example N = 6
+    a = layernorm(x)
+    b = batchnorm(x)
+    c = groupnorm(x, 1)
+    return a, b, c
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", pytest.param("tvm", marks=pytest.mark.tvm)])
+def test_norm_layers_in_training_mode(tmp_path, backend):
+    """The layers (nn.LayerNorm, nn.BatchNorm1d, nn.GroupNorm in the generated torch module)."""
+    import dlc
+    p = tmp_path / "norms.dln"
+    p.write_text(MODULES)
+    m = dlc.load(p)
+    out = m.run({"x": ROWS}, m.init_weights(0), backend=backend, mode="train")
+    got = [np.asarray(out[k]) for k in sorted(out)]
+    want = [_normalize64(ROWS, (-1,))[0], _normalize64(ROWS, (0,))[0], _normalize64(ROWS, (-1,))[0]]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.astype(np.float32), rtol=2e-5, atol=1e-6, err_msg=backend)

@@ -73,6 +73,21 @@ def test_every_array_layout_runs(package, tmp_path):
         np.testing.assert_array_equal(got, want, err_msg=what)
 
 
+def test_aligned_arrays_with_odd_strides_on_trivial_axes(package):
+    """NumPy calls these C-contiguous, but their strides are not the compact ones
+    TVM checks for (a size-1 axis with a long stride; an empty array's (0, 0));
+    64-byte aligned, so they would take the zero-copy path."""
+    from numpy.lib.stride_tricks import as_strided
+    path, _ = package
+    p = rt.load(path)
+    row = np.random.default_rng(1).standard_normal((1, 16)).astype(np.float32)
+    one = as_strided(_aligned_copy(row), shape=(1, 16), strides=(512, 4))
+    empty = as_strided(_aligned_copy(row), shape=(0, 16), strides=(0, 0))
+    assert one.flags.c_contiguous and empty.flags.c_contiguous
+    np.testing.assert_array_equal(p.run({"x": one})["y"], p.run({"x": row.copy()})["y"])
+    assert p.run({"x": empty})["y"].shape == (0, 3)
+
+
 def test_empty_batch_runs_as_in_pytorch(package):
     path, model = package
     p = rt.load(path)
@@ -82,3 +97,18 @@ def test_empty_batch_runs_as_in_pytorch(package):
     lin = torch.nn.functional.linear(torch.zeros(0, 16), torch.tensor(w["y.weight"]), torch.tensor(w["y.bias"]))
     want = torch.relu(lin).numpy()
     assert got.shape == want.shape == (0, 3) and got.dtype == want.dtype
+
+
+def test_cli_summary_of_an_empty_output_shows_no_made_up_numbers(package, tmp_path):
+    """`dlc run pkg` on an empty batch: the output table must not claim mean 0, min 0, max 0."""
+    from click.testing import CliRunner
+
+    from dlc.cli import main
+    path, _ = package
+    x = tmp_path / "x0.npy"
+    np.save(x, np.zeros((0, 16), np.float32))
+    r = CliRunner().invoke(main, ["run", str(path), "--input", f"x={x}"])
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.output.splitlines() if "(0, 3)" in line)
+    cells = [c.strip() for c in row.strip("│ \n").split("│")]
+    assert cells[3:7] == ["-"] * 4, row      # mean, std, min, max of nothing

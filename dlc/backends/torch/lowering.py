@@ -192,6 +192,88 @@ def _sinusoidal_positions(length, dim, dtype, device):
     pe[:, 1::2] = torch.cos(angle[:, :dim // 2])
     return pe.to(dtype)
 ''',
+    "_overflowed": """\
+def _overflowed(rstd):
+    \"\"\"Whether a norm kernel's 1/sqrt(var + eps) shows a variance that overflowed (0) or a NaN: torch's
+    kernels then give NaN or 0 (layer_norm([1e30, 0, 0, 0, 0])) where dlc gives [2, -0.5, ...].
+    One look at the per-slice statistics, not at the data.\"\"\"
+    return bool(((rstd == 0) | torch.isnan(rstd)).any())
+""",
+    "_scaled_normalize": """\
+def _scaled_normalize(x, dims, eps):
+    \"\"\"(x - mean) / sqrt(var + eps) over `dims`, computed on x / s with s a power of two per slice
+    (exact; the squares stay finite) and a two-pass variance; also the scaled mean, variance and s.\"\"\"
+    amax = x.detach().abs().amax(dim=dims, keepdim=True)
+    one = torch.ones_like(amax)
+    s = torch.where((amax > 1) & torch.isfinite(amax), torch.ldexp(one, torch.frexp(amax)[1] - 1), one)
+    xs = x / s
+    m = xs.mean(dims, keepdim=True)
+    d = xs - m
+    v = (d * d).mean(dims, keepdim=True)
+    return d * torch.rsqrt(v + eps / (s * s)), m, v, s
+""",
+    "_layer_norm": """\
+def _layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
+    \"\"\"F.layer_norm(x, shape, weight, bias, eps), through its kernel (torch.native_layer_norm), which
+    also returns 1/sqrt(var + eps) per slice; where that shows an overflow, recomputed exactly.\"\"\"
+    y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+    if x.numel() == 0 or not _overflowed(rstd):
+        return y
+    y = _scaled_normalize(x, tuple(range(-len(shape), 0)), eps)[0]
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+""",
+    "_group_norm": """\
+def _group_norm(x, groups, weight=None, bias=None, eps=1e-5):
+    \"\"\"F.group_norm(x, groups, weight, bias, eps), through its kernel (torch.native_group_norm), which
+    also returns 1/sqrt(var + eps) per slice; where that shows an overflow, recomputed exactly.\"\"\"
+    n, c = x.shape[0], x.shape[1]
+    y, _, rstd = torch.native_group_norm(x, weight, bias, n, c, x[0, 0].numel(), groups, eps)
+    if x.numel() == 0 or not _overflowed(rstd):
+        return y
+    y = _scaled_normalize(x.reshape(n, groups, -1), (2,), eps)[0].reshape(x.shape)
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    y = y if weight is None else y * weight.reshape(view)
+    return y if bias is None else y + bias.reshape(view)
+""",
+    "_batch_norm": """\
+def _batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    \"\"\"F.batch_norm; in training, where the batch variance overflows, the statistics are recomputed
+    exactly by _scaled_normalize and the running statistics updated from them, in place as F.batch_norm.\"\"\"
+    n = x.numel() // max(x.shape[1], 1)
+    if not training or n <= 1:
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+    before = [None if t is None else t.clone() for t in (running_mean, running_var)]
+    y, _, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+    if not _overflowed(invstd):
+        return y
+    y, m, v, s = _scaled_normalize(x, (0,) + tuple(range(2, x.dim())), eps)
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    y = y if weight is None else y * weight.reshape(view)
+    y = y if bias is None else y + bias.reshape(view)
+    with torch.no_grad():
+        if running_mean is not None:
+            new = before[0] * (1 - momentum) + (m * s).flatten().to(before[0].dtype) * momentum
+            running_mean.copy_(new)
+        if running_var is not None:
+            unbiased = (v * s * s).flatten() * (n / (n - 1))
+            running_var.copy_(before[1] * (1 - momentum) + unbiased.to(before[1].dtype) * momentum)
+    return y
+""",
+    "_norm_module": """\
+def _norm_module(mod, x):
+    \"\"\"mod(x) for an nn.LayerNorm, nn.GroupNorm or nn.BatchNorm*, through the helpers above: where
+    torch's kernel overflows (NaN or 0), the true answer.\"\"\"
+    if isinstance(mod, nn.LayerNorm):
+        return _layer_norm(x, mod.normalized_shape, mod.weight, mod.bias, mod.eps)
+    if isinstance(mod, nn.GroupNorm):
+        return _group_norm(x, mod.num_groups, mod.weight, mod.bias, mod.eps)
+    if not (mod.training and mod.track_running_stats):
+        return mod(x)
+    mod.num_batches_tracked.add_(1)     # nn.BatchNorm's own bookkeeping in training
+    factor = 1.0 / float(mod.num_batches_tracked) if mod.momentum is None else mod.momentum
+    return _batch_norm(x, mod.running_mean, mod.running_var, mod.weight, mod.bias, True, factor, mod.eps)
+""",
     "_rnn": '''\
 def _rnn(x, h0, weights, *, nonlinearity="tanh", num_layers=1, bias=True, bidirectional=False,
          batch_first=False):
@@ -729,11 +811,11 @@ def _(o):
         call = _call("F.batch_norm", x, rm, rv, *rest, *eps)
         return _Lines(f"{y}, {m}, {v} = {call}, {rm}, {rv}")
     if rm is None and rv is None:
-        call = _call("F.batch_norm", x, "None", "None", *rest, "training=True", *o.kw(("momentum", 0.1)), *eps)
+        call = _call("_batch_norm", x, "None", "None", *rest, "training=True", *o.kw(("momentum", 0.1)), *eps)
         return _Lines(f"{y}, {m}, {v} = {call}, None, None")
     mean = "None" if rm is None else f"{rm}.clone()"
     var = "None" if rv is None else f"{rv}.clone()"
-    call = _call("F.batch_norm", x, m, v, *rest, "training=True", *o.kw(("momentum", 0.1)), *eps)
+    call = _call("_batch_norm", x, m, v, *rest, "training=True", *o.kw(("momentum", 0.1)), *eps)
     return _Lines(f"{m}, {v} = {mean}, {var}\n{y} = {call}")
 
 
@@ -741,12 +823,12 @@ def _(o):
 def _(o):
     ns = o.attrs["normalized_shape"]
     ns = tuple(ns) if isinstance(ns, (list, tuple)) else (ns,)
-    return _call("F.layer_norm", o[0], o.r(ns), *_trim_none([o[1], o[2]]), *o.kw(("eps", 1e-5)))
+    return _call("_layer_norm", o[0], o.r(ns), *_trim_none([o[1], o[2]]), *o.kw(("eps", 1e-5)))
 
 
 @_register("group_norm")
 def _(o):
-    return _call("F.group_norm", o[0], o.a("num_groups"), *_trim_none([o[1], o[2]]), *o.kw(("eps", 1e-5)))
+    return _call("_group_norm", o[0], o.a("num_groups"), *_trim_none([o[1], o[2]]), *o.kw(("eps", 1e-5)))
 
 
 @_register("local_response_norm")

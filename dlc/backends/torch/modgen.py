@@ -240,6 +240,15 @@ def _simple_call(node: Node, args: list, long_index: bool = False):
     return call
 
 
+def _norm_call(node: Node, args: list):
+    """`out = _norm_module(self.<norm>, x)`: the module's own forward, except where x's squares
+    may overflow (the `_norm_module` helper)."""
+    def call(gen, mod):
+        out = gen.define_layer_output(node.outputs[0])
+        return [f"{out} = _norm_module({mod}, {gen.name_of(args[0])})"]
+    return call
+
+
 def _plan_conv(rec, nodes):
     op = {"conv1d": "conv1d", "conv2d": "conv2d", "conv_transpose2d": "conv_transpose2d"}[rec.kind]
     n = _single(nodes, op)
@@ -299,7 +308,7 @@ def _plan_batchnorm(rec, nodes):
     if w is None:
         kws += ", affine=False"
     ctor = f"{cls}({shape[0]}{kws}{_dtype_kw(rm)})"
-    return _Layer(rec, ctor, nodes, _simple_call(n, [x]), [n.outputs[0]])
+    return _Layer(rec, ctor, nodes, _norm_call(n, [x]), [n.outputs[0]])
 
 
 def _plan_layernorm(rec, nodes):
@@ -314,7 +323,7 @@ def _plan_layernorm(rec, nodes):
         return None
     shape = render(ns[0]) if len(ns) == 1 else render(ns)
     ctor = f"nn.LayerNorm({shape}{_kw('eps', float(n.attrs.get('eps', 1e-5)), 1e-5)}{_dtype_kw(w)})"
-    return _Layer(rec, ctor, nodes, _simple_call(n, [x]), [n.outputs[0]])
+    return _Layer(rec, ctor, nodes, _norm_call(n, [x]), [n.outputs[0]])
 
 
 def _plan_groupnorm(rec, nodes):
@@ -329,7 +338,7 @@ def _plan_groupnorm(rec, nodes):
         return None
     ctor = (f"nn.GroupNorm({int(n.attrs['num_groups'])}, {c[0]}"
             f"{_kw('eps', float(n.attrs.get('eps', 1e-5)), 1e-5)}{_dtype_kw(w)})")
-    return _Layer(rec, ctor, nodes, _simple_call(n, [x]), [n.outputs[0]])
+    return _Layer(rec, ctor, nodes, _norm_call(n, [x]), [n.outputs[0]])
 
 
 def _plan_embedding(rec, nodes):

@@ -249,8 +249,11 @@ def _max_pool(nd):
 
 def adaptive_max_pool2d(x, out_size):
     """torch's adaptive max pooling (NCHW): window i spans
-    [floor(i*H/o), ceil((i+1)*H/o)); NaN propagates."""
+    [floor(i*H/o), ceil((i+1)*H/o)); NaN propagates.  Symbolic H or W keep
+    TOPI's kernel (its window bound needs concrete sizes here)."""
     H, W = x.shape[2], x.shape[3]
+    if not (isinstance(H, tirx.IntImm) and isinstance(W, tirx.IntImm)):
+        return topi.nn.adaptive_pool(x, out_size, "max", "NCHW")
     oh, ow = out_size
     kh = te.reduce_axis((0, -(-int(H) // oh) + 1), name="rh")
     kw = te.reduce_axis((0, -(-int(W) // ow) + 1), name="rw")
@@ -264,8 +267,8 @@ def adaptive_max_pool2d(x, out_size):
     def window(n, c, i, j):
         h, w = start(i, H, oh) + kh, start(j, W, ow) + kw
         inside = tirx.all(h < end(i, H, oh), w < end(j, W, ow))
-        # a clamped (always valid) read masked by a select, not a reduction
-        # predicate: the schedules keep the select
+        # a clamped (always valid) read masked by a select: with a reduction
+        # predicate (`where=`) instead, the scheduled kernel read past the window
         v = x[n, c, tirx.min(h, H - 1), tirx.min(w, W - 1)]
         return _MAX(tirx.Select(inside, v, _float_extreme(_dtype(x), -1)), axis=[kh, kw])
     return te.compute((x.shape[0], x.shape[1], oh, ow), window, name="adaptive_max_pool")
