@@ -269,14 +269,6 @@ def _hardsigmoid(low, node, args, env):
     return _clip(low, y, 0.0, 1.0, dt)
 
 
-@lowers("hardswish")
-def _hardswish(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x = arg_as(low, node, args, 0, dt)
-    r = _clip(low, low.emit(op.add(x, scalar(low, 3.0, dt))), 0.0, 6.0, dt)
-    return low.emit(op.divide(op.multiply(x, r), scalar(low, 6.0, dt)))
-
-
 @lowers("prelu")
 def _prelu(low, node, args, env):
     op, dt = _op(), out_dtype(node)
