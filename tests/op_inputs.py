@@ -109,6 +109,7 @@ OP_ROWS = [
     Row("silu", [R(3, 4, lo=-8, hi=8)]),
     Row("softplus", [R(3, 4, lo=-30, hi=30)]),
     Row("hardsigmoid", [R(3, 5, lo=-5, hi=5)]),
+    Row("hardswish", [R(3, 5, lo=-5, hi=5)]),
     Row("hardtanh", [R(3, 4)]),
     Row("gelu", [R(3, 4, lo=-6, hi=6)]),
 ]

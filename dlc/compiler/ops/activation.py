@@ -56,6 +56,7 @@ activation("gelu", approximate="none")
 activation("silu")
 activation("softplus", beta=1.0, threshold=20.0)
 activation("hardsigmoid")
+activation("hardswish")
 activation("hardtanh", min_val=-1.0, max_val=1.0)
 
 
@@ -83,6 +84,14 @@ def _(b, ins, a):
 def _(b, ins, a):
     (x,) = ins
     return b.op("div", b.op("relu6", b.op("add", x, scalar(b, 3.0, x))), scalar(b, 6.0, x))
+
+
+@defdecomp("hardswish")
+def _(b, ins, a):
+    # x * relu6(x + 3) / 6, multiplied before dividing as torch does
+    (x,) = ins
+    r = b.op("relu6", b.op("add", x, scalar(b, 3.0, x)))
+    return b.op("div", b.op("mul", x, r), scalar(b, 6.0, x))
 
 
 @defdecomp("leaky_relu")
