@@ -5,6 +5,9 @@ the operands); `dt` is the float dtype under test.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from operator import attrgetter
+
 import numpy as np
 
 def R(*shp, lo=-3.0, hi=3.0):
@@ -73,3 +76,40 @@ def FMASK(*shp):
         m[..., 0] = 0.0
         return m.astype(dt)
     return make
+
+
+# ---------------------------------------------------------------------------
+# The per-op table shared by every backend test and the gradient tests: one
+# row per op (or attribute variant).  The NumPy test compares the op with
+# `torch` (a path under the torch module, called with the row's attributes as
+# keywords), the torch and TVM lowering tests compare with the NumPy
+# interpreter, and the VJP tests compare the gradient with torch.autograd and
+# finite differences.  An op added as a decomposition needs only its row here.
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    op: str
+    inputs: list
+    attrs: dict = field(default_factory=dict)
+    torch: str = ""          # e.g. "nn.functional.silu"; default: nn.functional.<op>
+
+    @property
+    def id(self) -> str:
+        return self.op + "".join(f"-{k}={v}" for k, v in self.attrs.items())
+
+    def ref(self, *tensors):
+        import torch
+        fn = attrgetter(self.torch or f"nn.functional.{self.op}")(torch)
+        return fn(*tensors, **self.attrs)
+
+
+OP_ROWS = [
+    Row("relu6", [R(3, 4, lo=-9, hi=9)]),
+    Row("leaky_relu", [R(3, 4)]),
+    Row("silu", [R(3, 4, lo=-8, hi=8)]),
+    Row("softplus", [R(3, 4, lo=-30, hi=30)]),
+    Row("hardsigmoid", [R(3, 5, lo=-5, hi=5)]),
+    Row("hardswish", [R(3, 5, lo=-5, hi=5)]),
+    Row("hardtanh", [R(3, 4)]),
+    Row("gelu", [R(3, 4, lo=-6, hi=6)]),
+]

@@ -99,6 +99,8 @@ def test_language_reference_lists_every_op():
     from pathlib import Path
 
     from dlc.compiler.ops import OPS
+    from dlc.compiler.ops.doc_table import rewrite
     text = Path("docs/language.md").read_text()
     missing = [n for n in OPS if f"| `{n}` |" not in text]
     assert not missing, f"docs/language.md does not list {missing}"
+    assert rewrite(text) == text, "docs/language.md's op table is stale: run python -m dlc.compiler.ops.doc_table"

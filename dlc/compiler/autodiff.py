@@ -2,9 +2,10 @@
 
 `vjp(graph, outputs, cotangents, wrt)` appends the backward pass to `graph`
 as ordinary IR nodes, built from each op's VJP rule (`OpDef.vjp`, defined
-beside the op).  Because the result is IR, it can be printed, verified,
-lowered by every backend and differentiated again (Hessian-vector products,
-gradient penalties).
+beside the op), or, for an op without one, by differentiating the op's
+decomposition (`compiler/decompose.py`).  Because the result is IR, it can
+be printed, verified, lowered by every backend and differentiated again
+(Hessian-vector products, gradient penalties).
 
 Each backward node carries the span of the forward node it differentiates,
 so `dlc grad` traces every gradient to a `.dln` line.
@@ -85,6 +86,13 @@ def vjp(g: Graph, outputs: list[Value], cotangents: list[Value], wrt: list[Value
         if not any(v is not None and v.id in live for v in operands + caps):
             continue
         if node.op.nondiff:
+            continue
+        if node.op.vjp is None and node.op.decompose is not None:
+            from .decompose import vjp_by_decomposition
+            b = Builder(g, node.span, node.scope)
+            for v, gi in zip(operands, vjp_by_decomposition(b, node, gs)):
+                if v is not None and gi is not None and v.id in live:
+                    accumulate(v, gi, b)
             continue
         if node.op.vjp is None:
             raise NoVJPRule(f"no VJP rule for '{node.op.name}'", node.span,

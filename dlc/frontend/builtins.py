@@ -1,6 +1,11 @@
 """The functions of the language that are not layers: tensor functions and
 compile-time helpers.  Each maps onto primitive IR ops.
 
+A plain functional op needs nothing here: its builtin is made from its
+registry entry (`builtins_ops.py`).  The functions below add what the
+registry cannot say: compile-time evaluation, numbers for tensors, axis
+checks, aliases.
+
 Builtins are registered with `@builtin`; `call_builtin` checks arity with the
 Python signature so that a wrong call reads like a compiler error.
 """
@@ -204,42 +209,7 @@ def shape(F, x):
 
 
 # ------------------------------------------------------ unary math, activations
-def _unary(opname, doc, **defaults):
-    def fn(F, x, *args, **kw):
-        kw.update(zip(defaults, args))  # leaky_relu(x, 0.2): positional extras, in signature order
-        if not is_tensor(x):
-            if opname in _SCALAR_MATH and isinstance(x, (int, float)) and not isinstance(x, bool):
-                try:
-                    return _SCALAR_MATH[opname](float(x))
-                except (ValueError, OverflowError, ZeroDivisionError):
-                    F.fail(f"{opname}({x}) is undefined", cls=DlcValueError)
-            F.tensor(x)
-        for k, v in kw.items():  # numeric options must be numbers (a string would reach the kernels)
-            if isinstance(defaults.get(k), float):
-                F.number(v, k)
-        return F.op(opname, x, **kw)
-    params = [inspect.Parameter("F", inspect.Parameter.POSITIONAL_ONLY),
-              inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
-    fn.__signature__ = inspect.Signature(params)
-    fn.__doc__ = doc
-    return fn
-
-
-_SCALAR_MATH = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos,
-                "tanh": math.tanh, "abs": abs, "erf": math.erf, "log1p": math.log1p,
-                "rsqrt": lambda v: 1 / math.sqrt(v), "reciprocal": lambda v: 1 / v}
-
-_UNARY = {
-    "exp": {}, "log": {}, "log1p": {}, "sqrt": {}, "rsqrt": {}, "reciprocal": {}, "sin": {}, "cos": {},
-    "tanh": {}, "sigmoid": {}, "erf": {}, "abs": {}, "square": {}, "sign": {},
-    "relu": {}, "relu6": {}, "selu": {}, "silu": {}, "hardswish": {}, "hardsigmoid": {},
-    "leaky_relu": {"negative_slope": 0.01}, "elu": {"alpha": 1.0}, "gelu": {"approximate": "none"},
-    "softplus": {"beta": 1.0, "threshold": 20.0}, "hardtanh": {"min_val": -1.0, "max_val": 1.0},
-}
-for _n, _d in _UNARY.items():
-    BUILTINS[_n] = Builtin(_n, _unary(_n, f"elementwise {_n}", **_d), "op")
-BUILTINS["swish"] = BUILTINS["silu"]
+# come from the op registry (builtins_ops.py); `swish` is silu's other name
 
 
 @builtin()
@@ -338,3 +308,7 @@ def std(F, x, axis=None, keepdims=False, correction=1):
 
 
 from . import builtins_shape  # noqa: E402,F401  (registers shape, pooling, loss and random builtins)
+from .builtins_ops import register_op_builtins  # noqa: E402
+
+register_op_builtins(BUILTINS)   # every op without a hand-written builtin, from its OpDef
+BUILTINS["swish"] = BUILTINS["silu"]

@@ -1,14 +1,20 @@
-"""Every op crossed with every backend: lowered, or listed as unsupported with a reason.
+"""Every op crossed with every backend: lowered directly, lowered through its
+decomposition, or listed as unsupported with a reason.
 
 * NumPy: a kernel in `KERNELS`, or control flow the interpreter runs itself;
 * PyTorch: an entry in `backends/torch/lowering.LOWERING` (or its
   `UNSUPPORTED`, if it ever has one);
 * TVM: an entry in `backends/tvm/lowering.LOWERING`, or in `UNSUPPORTED`
-  with the reason the TVM backend gives when it refuses a model.
+  with the reason the TVM backend gives when it refuses a model;
+* any backend: the op's decomposition (`OpDef.decompose`), provided every op
+  the decomposition uses is itself covered on that backend.
 
-An op that is neither fails the test, and so does a stale entry (a lowering or
-an unsupported entry for an op that does not exist, or an op both lowered and
-listed as unsupported).
+An op that is none of these fails the test, naming the op and the backend,
+and so does a stale entry (a lowering or an unsupported entry for an op that
+does not exist, or an op both lowered and listed as unsupported).  Beyond the
+backends, every op needs a `.dln` builtin (made from the registry unless the
+frontend writes one, or a reason in `OpDef.builtin`) and a row in a per-op
+test table.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import importlib
 import pytest
 
 from dlc.compiler.ops import OPS
+from dlc.compiler.types import DType, TensorType
 
 # ops the NumPy interpreter runs itself rather than through a kernel
 NUMPY_BUILTIN = {"scan": "Interpreter.run_scan lowers the body graph per step"}
@@ -41,11 +48,44 @@ def _tvm():
 BACKENDS = {"numpy": _numpy, "torch": _torch, "tvm": _tvm}
 
 
+def ops_used_by_decomposition(name: str) -> set[str]:
+    """The ops `name`'s decomposition emits, for each attribute variant we know
+    of, built on a float32 (2, 3) operand (every decomposed op today is
+    elementwise on one float tensor; a new kind of op gets its own operands here)."""
+    from dlc.compiler.builder import Builder
+    from dlc.compiler.decompose import decomposition
+    from dlc.compiler.ir import Graph
+    op = OPS[name]
+    variants = [{}] + [{"approximate": "tanh"}] * (name == "gelu")
+    used = set()
+    for attrs in variants:
+        g = Graph("probe")
+        xs = [g.add_input(f"x{i}", TensorType(DType.f32, (2, 3))) for i, _ in enumerate(op.operands)]
+        y = Builder(g).op(name, *xs, **attrs)
+        used |= {n.op.name for n in decomposition(y.producer).nodes}
+    return used
+
+
+def covered(backend: str, lowered: set, unsupported: dict) -> dict[str, str]:
+    """op -> how `backend` runs it ('kernel', 'decomposition' or 'unsupported')."""
+    how = {op: "kernel" for op in lowered} | {op: "unsupported" for op in unsupported}
+    pending = {n for n, op in OPS.items() if op.decompose is not None and n not in how}
+    while pending:   # a decomposition counts once every op it uses is covered
+        ready = {n for n in pending if ops_used_by_decomposition(n) <= {k for k, v in how.items() if v != "unsupported"}}
+        if not ready:
+            break
+        how.update(dict.fromkeys(ready, "decomposition"))
+        pending -= ready
+    return how
+
+
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_every_op_is_lowered_or_unsupported_with_a_reason(backend):
     lowered, unsupported = BACKENDS[backend]()
-    neither = sorted(set(OPS) - lowered - set(unsupported))
-    assert not neither, f"{backend}: ops neither lowered nor listed as unsupported: {', '.join(neither)}"
+    how = covered(backend, lowered, unsupported)
+    neither = sorted(set(OPS) - set(how))
+    assert not neither, (f"{backend}: ops with no kernel, no decomposition that {backend} can lower, "
+                         f"and no reason why: {', '.join(neither)}")
     both = sorted(lowered & set(unsupported))
     assert not both, f"{backend}: ops both lowered and listed as unsupported: {', '.join(both)}"
     unknown = sorted((lowered | set(unsupported)) - set(OPS))
@@ -62,5 +102,23 @@ def test_op_row(op):
             lowered, unsupported = table()
         except pytest.skip.Exception:
             continue
-        assert op in lowered or op in unsupported, f"{op}: no {backend} lowering and no reason why"
+        how = covered(backend, lowered, unsupported)
+        assert op in how, f"{op}: no {backend} lowering, no decomposition {backend} can lower, and no reason why"
+
+
+def test_decomposition_emits_only_other_ops():
+    for name, op in OPS.items():
+        if op.decompose is not None:
+            used = ops_used_by_decomposition(name)
+            assert name not in used, f"{name}'s decomposition uses {name} itself"
+            assert used <= set(OPS)
+
+
+def test_every_op_has_a_builtin_or_a_reason():
+    from dlc.frontend.builtins import BUILTINS
+    from dlc.frontend.builtins_ops import missing_builtins
+    missing = missing_builtins(BUILTINS)
+    assert not missing, f"ops with no .dln builtin and no reason in OpDef.builtin: {', '.join(missing)}"
+    vague = sorted(n for n, op in OPS.items() if op.builtin is not None and len(op.builtin.strip()) < 10)
+    assert not vague, f"OpDef.builtin must say why the op has no builtin: {', '.join(vague)}"
 

@@ -7,6 +7,7 @@ change how ops execute, in the manner of torch.fx's Interpreter:
     Interpreter.run(graph, inputs, weights)
       -> run_node(node)          # per node; scan bodies recurse
            -> call_op(name, arrays, attrs)   # the kernel table
+           -> run_decomposition(node, env)   # ops without a kernel
 
 Failures inside a kernel are reported against the `.dln` line of the node.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node
 from ...compiler.ops.norm import batch_statistics_error
@@ -42,6 +44,7 @@ class Interpreter:
         self.dims = dict(dims or {})
         self._attr_cache: dict = {}
         self._const_cache: dict = {}
+        self._decompositions: dict[int, tuple[Node, Graph]] = {}
 
     # the extension points --------------------------------------------------
     def call_op(self, name: str, args: list, attrs: dict):
@@ -61,6 +64,8 @@ class Interpreter:
         attrs = self._attrs(node)
         if node.op.name == "scan":
             return self.run_scan(node, args, attrs, env)
+        if node.op.name not in KERNELS and node.op.decompose is not None:
+            return self.run_decomposition(node, env)
         if node.op.name in _SEEDED:
             attrs = {**attrs, "seed": (self.seed, attrs["seed"])}
         if node.op.name == "batch_norm":
@@ -73,6 +78,16 @@ class Interpreter:
             raise DlcRuntimeError(f"{node.op.name} failed: {e}", node.span,
                                   "the inputs do not match the shapes the model was compiled for") from None
         return out if isinstance(out, tuple) else (out,)
+
+    def run_decomposition(self, node: Node, env: dict):
+        """An op without a kernel: run its decomposition (built once per node)."""
+        cached = self._decompositions.get(id(node))
+        if cached is None or cached[0] is not node:   # (an id may be reused once a node is gone)
+            cached = self._decompositions[id(node)] = (node, decomposition(node))
+        sub = cached[1]
+        senv = bind_inputs(sub, node, lambda v: env[v.id])  # the graph is standalone
+        self.run_nodes(sub, senv)
+        return tuple(senv[v.id] for v in sub.outputs)
 
     def run_scan(self, node: Node, args: list, attrs: dict, env: dict):
         nc, axis = attrs["num_carry"], attrs["axis"]

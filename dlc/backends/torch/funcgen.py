@@ -30,6 +30,7 @@ import linecache
 import re
 from itertools import count
 
+from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node, Value
 from .lowering import HELPERS, LOWERING, helpers_used, string_literal
@@ -130,7 +131,7 @@ class _Gen:
         g = self.graph
         args = [self.define(v, "input") for v in g.inputs]
         body: list[str] = []
-        if any(n.op.name in _OPERAND_FREE for n in g.walk()):
+        if any(n.op.name in _OPERAND_FREE or _decomposed(n) for n in g.walk()):
             body.append(f"device = {self._device_source(args)}")
         for p in g.params:
             body.append(f"{self.define(p, 'param')} = params[{string_literal(p.name)}]")
@@ -201,6 +202,9 @@ class _Gen:
             if node.op.name == "scan":
                 self._emit_scan(node, out, indent)
                 continue
+            if _decomposed(node):
+                self._emit_decomposition(node, out, indent)
+                continue
             args = [self.name_of(v) for v in node.inputs]
             types = [v.type if v is not None else None for v in node.inputs]
             outs = [self.define(o, node.op.name) for o in node.outputs]
@@ -212,6 +216,16 @@ class _Gen:
             stmts = src.split("\n")
             stmts[0] += _location(node)
             out += [indent + s for s in stmts]
+
+    def _emit_decomposition(self, node: Node, out: list[str], indent: str) -> None:
+        """An op without a lowering: its decomposition's statements, inline."""
+        sub = decomposition(node)
+        self.names.update(bind_inputs(sub, node, self.name_of))
+        for o, so in zip(node.outputs, sub.outputs):   # results keep the names the graph gives them
+            self.hints.setdefault(so.id, o.name or self.hints.get(o.id) or node.op.name)
+        self._emit_nodes(sub, out, indent)
+        for o, so in zip(node.outputs, sub.outputs):
+            self.names[o.id] = self.name_of(so)
 
     def _emit_scan(self, node: Node, out: list[str], indent: str) -> None:
         a = node.attrs
@@ -262,6 +276,10 @@ class _Gen:
             out.append(f"{indent}{nm} = torch.stack({s}, dim={axis})")
         for v, nm in zip(results, result_names):
             self.names[v.id] = nm
+
+
+def _decomposed(node: Node) -> bool:
+    return node.op.name not in LOWERING and node.op.decompose is not None
 
 
 def generate_function(graph: Graph, name: str = "forward_fn", *, dims: dict[str, int] | None = None) -> str:

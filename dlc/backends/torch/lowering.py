@@ -40,6 +40,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ...compiler.dims import Dim, FloorDiv
+from ...compiler.ops import OPS
 from ...compiler.types import DType, TensorType
 
 __all__ = ["HELPERS", "LOWERING", "helpers_used", "render", "string_literal", "torch_dtype"]
@@ -443,7 +444,7 @@ _UNARY = {
     "rsqrt": "torch.rsqrt", "reciprocal": "torch.reciprocal", "sin": "torch.sin", "cos": "torch.cos",
     "tanh": "torch.tanh", "sigmoid": "torch.sigmoid", "erf": "torch.erf", "floor": "torch.floor",
     "ceil": "torch.ceil", "relu": "torch.relu", "relu6": "F.relu6", "selu": "F.selu", "silu": "F.silu",
-    "hardswish": "F.hardswish", "hardsigmoid": "F.hardsigmoid", "abs": "torch.abs",
+    "hardsigmoid": "F.hardsigmoid", "abs": "torch.abs",
     "square": "torch.square", "sign": "torch.sign", "logical_not": "torch.logical_not",
 }
 for _name, _fn in _UNARY.items():
@@ -455,15 +456,9 @@ def _(o):
     return f"-{o[0]}"
 
 
-_ACT_ATTRS = {
-    "leaky_relu": [("negative_slope", 0.01)],
-    "elu": [("alpha", 1.0)],
-    "gelu": [("approximate", "none")],
-    "softplus": [("beta", 1.0), ("threshold", 20.0)],
-    "hardtanh": [("min_val", -1.0), ("max_val", 1.0)],
-}
-for _name, _specs in _ACT_ATTRS.items():
-    _register(_name)(lambda o, _n=_name, _s=_specs: _call(f"F.{_n}", o[0], *o.kw(*_s)))
+# dlc's attribute defaults are PyTorch's: write only the attributes that differ
+for _name in ("leaky_relu", "elu", "gelu", "softplus", "hardtanh"):
+    _register(_name)(lambda o, _n=_name: _call(f"F.{_n}", o[0], *o.kw(*OPS[_n].attrs.items())))
 
 
 @_register("cast")

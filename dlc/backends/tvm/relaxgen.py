@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim, FloorDiv
 from ...compiler.ir import Graph, Node, Value
 from ...compiler.types import TensorType
@@ -194,6 +195,8 @@ class Lowerer:
         for node in g.nodes:
             self.node = node
             fn = LOWERING.get(node.op.name)
+            if fn is None and node.op.decompose is not None:
+                fn = Lowerer.decomposed
             if fn is None:
                 from .lowering import UNSUPPORTED
                 why = UNSUPPORTED.get(node.op.name, "no TVM lowering")
@@ -208,6 +211,16 @@ class Lowerer:
                                      f"{len(node.outputs)} outputs")
             for v, o in zip(node.outputs, outs):
                 env[v.id] = o
+
+    def decomposed(self, node: Node, args: list, env: dict | None = None) -> list:
+        """`node`'s results through its op's decomposition: for an op without a
+        lowering, or from a lowering for the attribute values it leaves alone."""
+        sub = decomposition(node)
+        by_value = {v.id: a for v, a in zip(node.inputs, args) if v is not None}
+        senv = bind_inputs(sub, node, lambda v: by_value[v.id])   # the graph is standalone
+        self.lower_nodes(sub, senv)
+        self.node = node
+        return [senv[v.id] for v in sub.outputs]
 
     def value_type(self, v: Value):
         return self.relax.TensorType(self.shape(v.type.shape), storage_dtype(v.type))

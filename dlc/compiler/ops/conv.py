@@ -279,11 +279,11 @@ def _indices_of(infer):
 
 defop("max_pool2d_indices", "x", _indices_of(_pool(2, "max")),
       attrs={"kernel_size": required(), "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False},
-      groups={POOL}, nondiff=True,
+      groups={POOL}, nondiff=True, builtin="internal: the VJP of max_pool2d makes it",
       doc="The argmax of each max_pool2d window as an i64 flat index h*W + w into the input plane "
           "(torch's return_indices; ties go to the first maximum).  Not differentiable.")
 defop("adaptive_max_pool2d_indices", "x", _indices_of(_adaptive(2, "max")), attrs={"output_size": required()},
-      groups={POOL}, nondiff=True,
+      groups={POOL}, nondiff=True, builtin="internal: the VJP of adaptive_max_pool2d makes it",
       doc="The argmax of each adaptive_max_pool2d bin as an i64 flat index h*W + w into the input plane "
           "(torch's return_indices).  Not differentiable.")
 

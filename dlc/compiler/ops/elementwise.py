@@ -1,4 +1,6 @@
-"""Elementwise ops: unary math, activations, broadcasting binaries, where, cast.
+"""Elementwise ops: unary math, broadcasting binaries, where, cast, prelu, softmax.
+
+The activations are in `activation.py`.
 
 Families are registered in bulk, as JAX's `deflinear`: one line per op.
 """
@@ -7,7 +9,7 @@ from __future__ import annotations
 from ...errors import ShapeError
 from ..types import DType, TensorType
 from .common import broadcast_shapes, norm_axis, promote, require_float
-from .registry import (OPS, ACTIVATION, BINARY, COMPARISON, ELEMENTWISE, UNARY, defop, required)
+from .registry import (ACTIVATION, BINARY, COMPARISON, ELEMENTWISE, UNARY, defop, required)
 
 
 def _unary_float(name):
@@ -30,32 +32,15 @@ FLOAT_UNARY = {
     "exp": {}, "log": {}, "log1p": {}, "sqrt": {}, "rsqrt": {}, "reciprocal": {},
     "sin": {}, "cos": {}, "tanh": {}, "sigmoid": {}, "erf": {}, "floor": {}, "ceil": {},
 }
-ACTIVATIONS = {
-    "relu": {}, "relu6": {}, "leaky_relu": {"negative_slope": 0.01}, "elu": {"alpha": 1.0},
-    "selu": {}, "gelu": {"approximate": "none"}, "silu": {},
-    "softplus": {"beta": 1.0, "threshold": 20.0}, "hardswish": {}, "hardsigmoid": {},
-    "hardtanh": {"min_val": -1.0, "max_val": 1.0},
-}
 NONDIFF_UNARY = {"floor", "ceil", "sign"}
 
 for _name, _attrs in FLOAT_UNARY.items():
     defop(_name, "x", _unary_float(_name), attrs=_attrs, groups={ELEMENTWISE, UNARY},
           nondiff=_name in NONDIFF_UNARY)
-for _name, _attrs in ACTIVATIONS.items():
-    defop(_name, "x", _unary_float(_name), attrs=_attrs, groups={ELEMENTWISE, UNARY, ACTIVATION})
 for _name in ("neg", "abs", "square"):
-    defop(_name, "x", _unary_any(_name), groups={ELEMENTWISE, UNARY})
+    defop(_name, "x", _unary_any(_name), groups={ELEMENTWISE, UNARY},
+          builtin="the unary operator -x" if _name == "neg" else None)
 defop("sign", "x", _unary_any("sign"), groups={ELEMENTWISE, UNARY}, nondiff=True)
-
-
-def _gelu_check(ts, attrs):
-    if attrs["approximate"] not in ("none", "tanh"):
-        raise ShapeError(f"gelu: approximate must be 'none' or 'tanh', got {attrs['approximate']!r}")
-    require_float(ts[0], "gelu")
-    return ts[0]
-
-
-OPS["gelu"].infer_fn = _gelu_check
 
 
 def _logical_not(ts, attrs):
@@ -64,7 +49,8 @@ def _logical_not(ts, attrs):
     return ts[0]
 
 
-defop("logical_not", "x", _logical_not, groups={ELEMENTWISE, UNARY}, nondiff=True)
+defop("logical_not", "x", _logical_not, groups={ELEMENTWISE, UNARY}, nondiff=True,
+      builtin="the operator `not x`")
 
 
 def _cast(ts, attrs):
@@ -99,7 +85,7 @@ for _name in ("div", "pow"):
     defop(_name, "a b", _binary(_name, need_float=True), groups={ELEMENTWISE, BINARY})
 for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
     defop(_name, "a b", _binary(_name, DType.bool), groups={ELEMENTWISE, BINARY, COMPARISON},
-          nondiff=True)
+          nondiff=True, builtin="the comparison operators == != < <= > >=")
 
 
 def _logical(name):
@@ -111,7 +97,8 @@ def _logical(name):
 
 
 for _name in ("logical_and", "logical_or"):
-    defop(_name, "a b", _logical(_name), groups={ELEMENTWISE, BINARY}, nondiff=True)
+    defop(_name, "a b", _logical(_name), groups={ELEMENTWISE, BINARY}, nondiff=True,
+          builtin="the operators `a and b`, `a or b`")
 
 
 def _prelu(ts, attrs):
@@ -245,92 +232,6 @@ def _(b, x, y, g, a):
 @_unary("erf")
 def _(b, x, y, g, a):
     return _mul(b, g, scalar(b, 2.0 / math.sqrt(math.pi), x), b.op("exp", b.op("neg", b.op("square", x))))
-
-
-@_unary("relu")
-def _(b, x, y, g, a):
-    return b.op("mul", g, as_float(b, b.op("gt", x, scalar(b, 0.0, x)), x))
-
-
-@_unary("relu6")
-def _(b, x, y, g, a):
-    inside = b.op("logical_and", b.op("gt", x, scalar(b, 0.0, x)), b.op("lt", x, scalar(b, 6.0, x)))
-    return b.op("mul", g, as_float(b, inside, x))
-
-
-@_unary("hardtanh")
-def _(b, x, y, g, a):
-    inside = b.op("logical_and", b.op("gt", x, scalar(b, a["min_val"], x)), b.op("lt", x, scalar(b, a["max_val"], x)))
-    return b.op("mul", g, as_float(b, inside, x))
-
-
-@_unary("leaky_relu")
-def _(b, x, y, g, a):
-    slope = b.op("where", b.op("gt", x, scalar(b, 0.0, x)), scalar(b, 1.0, x), scalar(b, a["negative_slope"], x))
-    return b.op("mul", g, slope)
-
-
-@_unary("elu")
-def _(b, x, y, g, a):
-    # x > 0: 1; else alpha * exp(x) = y + alpha
-    d = b.op("where", b.op("gt", x, scalar(b, 0.0, x)), scalar(b, 1.0, x), b.op("add", y, scalar(b, a["alpha"], y)))
-    return b.op("mul", g, d)
-
-
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-
-
-@_unary("selu")
-def _(b, x, y, g, a):
-    neg = _mul(b, scalar(b, _SELU_SCALE * _SELU_ALPHA, x), b.op("exp", x))
-    d = b.op("where", b.op("gt", x, scalar(b, 0.0, x)), scalar(b, _SELU_SCALE, x), neg)
-    return b.op("mul", g, d)
-
-
-@_unary("silu")
-def _(b, x, y, g, a):
-    s = b.op("sigmoid", x)
-    # s + x s (1 - s)
-    return b.op("mul", g, b.op("add", s, _mul(b, x, s, b.op("sub", scalar(b, 1.0, s), s))))
-
-
-@_unary("gelu")
-def _(b, x, y, g, a):
-    if a["approximate"] == "tanh":
-        k = math.sqrt(2.0 / math.pi)
-        x2 = b.op("square", x)
-        inner = _mul(b, scalar(b, k, x), b.op("add", x, _mul(b, scalar(b, 0.044715, x), x2, x)))
-        t = b.op("tanh", inner)
-        dinner = _mul(b, scalar(b, k, x), b.op("add", scalar(b, 1.0, x), _mul(b, scalar(b, 3 * 0.044715, x), x2)))
-        half = scalar(b, 0.5, x)
-        d = b.op("add", _mul(b, half, b.op("add", scalar(b, 1.0, x), t)),
-                 _mul(b, half, x, b.op("sub", scalar(b, 1.0, x), b.op("square", t)), dinner))
-        return b.op("mul", g, d)
-    cdf = _mul(b, scalar(b, 0.5, x), b.op("add", scalar(b, 1.0, x), b.op("erf", b.op("mul", x, scalar(b, 1 / math.sqrt(2), x)))))
-    pdf = _mul(b, scalar(b, 1 / math.sqrt(2 * math.pi), x), b.op("exp", _mul(b, scalar(b, -0.5, x), x, x)))
-    return b.op("mul", g, b.op("add", cdf, b.op("mul", x, pdf)))
-
-
-@_unary("softplus")
-def _(b, x, y, g, a):
-    bx = b.op("mul", x, scalar(b, a["beta"], x))
-    d = b.op("where", b.op("gt", bx, scalar(b, a["threshold"], x)), scalar(b, 1.0, x), b.op("sigmoid", bx))
-    return b.op("mul", g, d)
-
-
-@_unary("hardswish")
-def _(b, x, y, g, a):
-    mid = b.op("add", b.op("div", x, scalar(b, 3.0, x)), scalar(b, 0.5, x))
-    d = b.op("where", b.op("lt", x, scalar(b, -3.0, x)), scalar(b, 0.0, x),
-             b.op("where", b.op("gt", x, scalar(b, 3.0, x)), scalar(b, 1.0, x), mid))
-    return b.op("mul", g, d)
-
-
-@_unary("hardsigmoid")
-def _(b, x, y, g, a):
-    inside = b.op("logical_and", b.op("gt", x, scalar(b, -3.0, x)), b.op("lt", x, scalar(b, 3.0, x)))
-    return _mul(b, g, as_float(b, inside, x), scalar(b, 1.0 / 6.0, x))
 
 
 @defvjp("cast")

@@ -224,6 +224,7 @@ def _scatter_add_rows(ts, attrs):
 
 
 defop("scatter_add_rows", "indices updates", _scatter_add_rows, attrs={"num_rows": required()},
+      builtin="internal: the VJPs of embedding and max pooling make it",
       doc="zeros(num_rows, D) with updates[i] added to row indices[i] (repeats sum): the adjoint of "
           "embedding in its table, and the argmax routing of max pooling.")
 

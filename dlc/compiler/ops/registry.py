@@ -1,8 +1,12 @@
 """The op registry: one `OpDef` per primitive, with all its rules beside it.
 
 An op is defined once, in `compiler/ops/<family>.py`: its attributes and
-defaults, its shape/dtype rule and its MAC count.  Backends key their lowering
-tables by op name; passes ask `op in ELEMENTWISE`, never compare strings.
+defaults, its shape/dtype rule, its MAC count, its VJP rule (`defvjp`) and,
+for a composite, its decomposition into other ops (`defdecomp`).  Backends key
+their lowering tables by op name; passes ask `op in ELEMENTWISE`, never
+compare strings.  A backend without a kernel for an op lowers the op's
+decomposition instead (`compiler/decompose.py`), and autodiff differentiates
+through it when the op has no VJP rule of its own.
 
 >>> from dlc.compiler.ops import OPS
 >>> OPS["relu"].groups >= {"elementwise", "unary"}
@@ -72,6 +76,13 @@ class OpDef:
     # vjp(b: Builder, node: Node, cotangents: list[Value | None]) -> list[Value | None]
     # (one entry per operand; None means zero).  Set with @defvjp beside the op.
     vjp: Callable | None = None
+    # decompose(b: Builder, inputs: list[Value | None], attrs) -> Value | list[Value]:
+    # the op's results built from other ops, with the same types.  Set with @defdecomp.
+    decompose: Callable | None = None
+    # the `.dln` builtin: None (the default) makes a plain functional builtin from
+    # this entry (tensor operands, then the attributes with their defaults);
+    # otherwise the reason the op has no builtin of its own, or a hand-written one
+    builtin: str | None = None
 
     def __hash__(self) -> int:
         return hash(self.name)
@@ -125,13 +136,13 @@ def required():
 
 
 def defop(name: str, operands, infer, *, attrs=None, macs=None, groups=(), nondiff=False,
-          variadic=False, doc="", wants_node=False) -> OpDef:
+          variadic=False, doc="", wants_node=False, builtin: str | None = None) -> OpDef:
     if name in OPS:
         raise RuntimeError(f"op {name} defined twice")
     if isinstance(operands, str):
         operands = tuple(operands.split()) if operands else ()
     op = OpDef(name, tuple(operands), infer, dict(attrs or {}), macs, frozenset(groups), nondiff,
-               variadic, doc, wants_node)
+               variadic, doc, wants_node, builtin=builtin)
     OPS[name] = op
     return op
 
@@ -147,6 +158,24 @@ def defvjp(*names: str):
     def deco(fn):
         for n in names:
             OPS[n].vjp = fn
+        return fn
+    return deco
+
+
+def defdecomp(*names: str):
+    """Register a decomposition for one or more ops: their results built from
+    other ops, for backends without a kernel of their own:
+
+        @defdecomp("relu6")
+        def _(b, inputs, attrs):
+            return b.op("hardtanh", inputs[0], min_val=0.0, max_val=6.0)
+
+    `inputs` are the node's operands (None for an absent optional one) and
+    `attrs` its normalised attributes; return the result Value(s).
+    """
+    def deco(fn):
+        for n in names:
+            OPS[n].decompose = fn
         return fn
     return deco
 

@@ -174,6 +174,7 @@ def _strided_slice(ts, attrs):
 
 defop("strided_slice", "x", _strided_slice,
       attrs={"begin": required(), "end": required(), "strides": None}, groups={SHAPE},
+      builtin="indexing: x[a:b:s, ...]",
       doc="x[b0:e0:s0, b1:e1:s1, ...] with Python slice semantics.")
 
 
@@ -409,6 +410,7 @@ def _scatter_add(ts, attrs):
 
 
 defop("scatter_add", "x index src", _scatter_add, attrs={"axis": required()}, groups={SHAPE},
+      builtin="internal: the VJP of gather makes it",
       doc="torch.Tensor.scatter_add: out = x, then out[index[i][j]][j] += src[i][j] along `axis` "
           "(repeated indices add up); src has the index's shape.  The adjoint of gather.")
 

@@ -10,8 +10,9 @@ DATA = "tests/data"
 
 
 def test_every_op_has_a_numpy_kernel():
-    missing = sorted(n for n in OPS if n not in KERNELS and n != "scan")
-    assert not missing, f"ops without a NumPy lowering: {missing}"
+    # or a decomposition, which the interpreter runs in its place
+    missing = sorted(n for n in OPS if n not in KERNELS and n != "scan" and OPS[n].decompose is None)
+    assert not missing, f"ops without a NumPy lowering or a decomposition: {missing}"
     extra = sorted(n for n in KERNELS if n not in OPS)
     assert not extra, f"kernels without an op definition: {extra}"
 

@@ -353,18 +353,18 @@ def relu6(x):
 
 
 @quiet
-def hardtanh(x, *, min_val=-1.0, max_val=1.0):
+def hardtanh(x, *, min_val, max_val):
     return _clamp(as_float(x), min_val, max_val)
 
 
 @quiet
-def leaky_relu(x, *, negative_slope=0.01):
+def leaky_relu(x, *, negative_slope):
     x = as_float(x)
     return np.where(x > 0, x, x * _c(x, negative_slope))
 
 
 @quiet
-def elu(x, *, alpha=1.0):
+def elu(x, *, alpha):
     x = as_float(x)
     neg_part = _c(x, alpha) * np.expm1(np.minimum(x, _c(x, 0)))
     return np.where(x > 0, x, neg_part)
@@ -382,7 +382,7 @@ def selu(x):
 
 
 @quiet
-def gelu(x, *, approximate="none"):
+def gelu(x, *, approximate):
     """torch's formulas: x/2 (1 + erf(x/sqrt 2)), or the tanh approximation
     x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     x = as_float(x)
@@ -402,7 +402,7 @@ def silu(x):
 
 
 @quiet
-def softplus(x, *, beta=1.0, threshold=20.0):
+def softplus(x, *, beta, threshold):
     """log(1 + e^(beta x)) / beta, and x itself where beta x > threshold (torch)."""
     x = as_float(x)
     bx = x * _c(x, beta)
@@ -414,12 +414,6 @@ def softplus(x, *, beta=1.0, threshold=20.0):
 def hardsigmoid(x):
     x = as_float(x)
     return _clamp(x + _c(x, 3), 0, 6) / _c(x, 6)
-
-
-@quiet
-def hardswish(x):
-    x = as_float(x)
-    return x * _clamp(x + _c(x, 3), 0, 6) / _c(x, 6)
 
 
 @quiet
@@ -589,7 +583,7 @@ KERNELS = {
     "ceil": ceil, "logical_not": logical_not, "cast": cast,
     # activations
     "relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "elu": elu, "selu": selu,
-    "gelu": gelu, "silu": silu, "softplus": softplus, "hardswish": hardswish,
+    "gelu": gelu, "silu": silu, "softplus": softplus,
     "hardsigmoid": hardsigmoid, "hardtanh": hardtanh, "prelu": prelu,
     # binary
     "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "maximum": maximum,
