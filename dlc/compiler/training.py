@@ -34,6 +34,7 @@ class TrainSettings:
     batch: int = 32
     seed: int = 0
     shuffle: bool = True
+    drop_last: bool = False                # skip a short last batch, as torch's DataLoader(drop_last=True)
     l1: float = 0.0
     l2: float = 0.0
     clip_grad_norm: float | None = None
