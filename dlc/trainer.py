@@ -68,10 +68,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     job = dict(path=str(path), model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                out=out, resume=resume, bind=dict(bind or {}), progress=progress, lr=lr, max_steps=max_steps,
                backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last)
-    _, _, s, _ = _settings(job)            # a bad train section fails here, before the folder is touched
-    if s.steps:
-        from .trainer_alternating import train_alternating
-        return train_alternating(job)
+    _settings(job)                         # a bad train section fails here, before the folder is touched
     if out and os.environ.get("RANK", "0") == "0":    # one process prepares the folder (torchrun: rank 0)
         run_folder.prepare(Path(out), resume=resume, overwrite=overwrite)
     return b.launch(nproc, _train_rank, job)
@@ -132,27 +129,53 @@ def _settings(job: dict):
 
 
 def _setup(job: dict, rank: int):
-    """The run, the backend's training step and where to start (epoch, step, best, stopper)."""
-    from .api import Model
+    """The run, the backend's training step, its validation executable (None
+    for alternating steps) and where to start (epoch, step, best, stopper)."""
     from .backends import get_backend
-    from .backends.protocol import StepPlan
-    from .compiler.init import init_params
-    from .compiler.training import build_loss, build_loss_only, build_train_step
     from .runtime.data import load_dataset
     mod, name, s, dname = _settings(job)
-    bind = job["bind"]
-    eval_g, eval_loss, label = build_loss(mod, name, s.loss, "eval", bind)
-    eval_g.outputs = [eval_loss] + list(eval_g.outputs)
-    eval_g.output_names = ["loss"] + list(eval_g.output_names)
-    x_in = eval_g.inputs[0]
+    bind, b = job["bind"], get_backend(job["backend"])
+    if s.steps:
+        from .trainer_alternating import alternating_parts
+        x_in, progs = alternating_parts(job, mod, name, s)
+        eval_g = label = None
+    else:
+        eval_g, label = _eval_graph(mod, name, s, bind)
+        x_in = eval_g.inputs[0]
     per_example = tuple(x_in.type.shape[1:])
     if any(not isinstance(d, int) for d in per_example):
-        raise DlcValueError(f"the model input {x_in.type} must have known sizes except the batch", eval_g.span)
+        raise DlcValueError(f"the model input {x_in.type} must have known sizes except the batch", s.span)
     ds = load_dataset(dname, seed=0, path=job["data_path"], input_shape=per_example).reshaped(per_example)
     label_t = label.type if label is not None else None
     run = _Run(job, name, s, ds, eval_graph=eval_g, x_in=x_in, label_t=label_t,
                classification=label_t is not None and label_t.dtype.is_int,
                out_dir=Path(job["out"]) if job["out"] else None, spec=run_folder.spec_hash(job["path"]), rank=rank)
+    if s.steps:
+        from .trainer_alternating import AlternatingStep, initial_state
+        weights, states = initial_state(progs, s.seed)
+        start = _resume_point(run, weights) if job["resume"] else _Start()
+        step = AlternatingStep(b, progs, bind, start.weights or weights,
+                               states if start.optimizer_state is None else start.optimizer_state)
+        return run, step, None, start
+    start, plan = _step_plan(run, mod, eval_g, job.get("world", 1))
+    return run, b.train_step(plan), b.compile(eval_g, bind=bind), start
+
+
+def _eval_graph(mod, name, s, bind):
+    """The model in eval mode with the loss as its first output, and its label input."""
+    from .compiler.training import build_loss
+    eval_g, eval_loss, label = build_loss(mod, name, s.loss, "eval", bind)
+    eval_g.outputs = [eval_loss] + list(eval_g.outputs)
+    eval_g.output_names = ["loss"] + list(eval_g.output_names)
+    return eval_g, label
+
+
+def _step_plan(run: _Run, mod, eval_g, world: int):
+    from .api import Model
+    from .backends.protocol import StepPlan
+    from .compiler.init import init_params
+    from .compiler.training import build_loss_only, build_train_step
+    job, s, name, bind = run.job, run.s, run.name, run.job["bind"]
     weights = init_params(eval_g, s.seed)
     start = _resume_point(run, weights) if job["resume"] else _Start()
     plan = StepPlan(step_graph=lambda: build_train_step(mod, name, s, bind),
@@ -160,9 +183,8 @@ def _setup(job: dict, rank: int):
                     source=Model(job["path"], name, bind) if job["grad"] == "autograd" else None,
                     optimizer=s.optimizer, optimizer_args=dict(s.optimizer_args),
                     weights=start.weights or weights, optimizer_state=start.optimizer_state, seed=s.seed,
-                    grad=job["grad"], bind=bind, rank=rank, world=job.get("world", 1))
-    b = get_backend(job["backend"])
-    return run, b.train_step(plan), b.compile(eval_g, bind=bind), start
+                    grad=job["grad"], bind=bind, rank=run.rank, world=world)
+    return start, plan
 
 
 @dataclass
@@ -199,7 +221,7 @@ def _train_rank(rank: int, world: int, job: dict) -> TrainResult:
     run, step, eval_exe, start = _setup({**job, "world": world}, rank)
     s = run.s
     stopper = None
-    if s.early_stopping:
+    if s.early_stopping and eval_exe is not None:
         stopper = (EarlyStopping.from_dict(start.early_stopping) if start.early_stopping
                    else EarlyStopping(s.early_stopping, "max" if run.classification else "min"))
     if run.writes and job["resume"]:
@@ -226,20 +248,21 @@ def _loop(run: _Run, step, eval_exe, start: _Start, stopper) -> TrainResult:
         with TrainProgress(s.epochs, steps_per_epoch, enabled=job["progress"] and run.rank == 0,
                            start_epoch=start.epoch) as bar:
             for epoch in range(start.epoch, s.epochs):
-                train_loss, lr, global_step = _epoch(run, step, sched, epoch, global_step, bar)
+                train, global_step = _epoch(run, step, sched, epoch, global_step, bar)
                 weights, opt_state = step.state()
-                metrics = {"epoch": epoch + 1, "step": global_step, "train_loss": train_loss, "lr": float(lr)}
-                metrics.update(_validate(run, eval_exe, weights))
+                metrics = {"epoch": epoch + 1, "step": global_step, **train}
+                if eval_exe is not None:
+                    metrics.update(_validate(run, eval_exe, weights))
                 metrics["time"] = time.perf_counter() - t_start
                 history.append(metrics)
-                improved = best is None or _better(run, metrics[run.key], best[run.key])
+                improved = eval_exe is not None and (best is None or _better(run, metrics[run.key], best[run.key]))
                 if improved:
                     best = {"epoch": epoch + 1, run.key: metrics[run.key]}
                 stop = stopper.update(metrics[run.key]) if stopper else False
                 if run.writes:
                     log.append(metrics)
                     _save_epoch(run, epoch, global_step, weights, opt_state, best, stopper, improved, metrics)
-                bar.end_epoch(epoch, {k: v for k, v in metrics.items() if k.startswith("val")})
+                bar.end_epoch(epoch, {k: v for k, v in metrics.items() if k.startswith("val") or k in train})
                 if stop or _at_max(job, global_step):
                     break
     finally:
@@ -249,10 +272,13 @@ def _loop(run: _Run, step, eval_exe, start: _Start, stopper) -> TrainResult:
     return TrainResult(len(history), history, best, dict(weights), str(run.out_dir) if run.out_dir else None)
 
 
-def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[float, float, int]:
-    """One epoch of steps: (mean training loss, last learning rate, global step)."""
+def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[dict, int]:
+    """One epoch of steps: (its metrics, the global step).  The metrics are the
+    mean training loss and the last learning rate, or for alternating steps
+    each step's mean loss (`<step>_loss`)."""
     from .runtime.data import augment, batches, epoch_rng
     s = run.s
+    parts: dict[str, float] = {}
     losses, seen, cur_lr = 0.0, 0, sched.lr(epoch) if not sched.per_step else None
     lr_epoch = cur_lr
     aug_rng = epoch_rng(s.seed, epoch)   # reproducible on resume, like the shuffle
@@ -265,6 +291,8 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[f
         loss = step.run(run.feed(xb, yb), cur_lr, global_step, s.seed * 1_000_003 + global_step)
         _check_finite(run, step, loss, epoch, i)
         losses += loss * len(xb)
+        for k, v in getattr(step, "parts", {}).items():
+            parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v * len(xb)
         seen += len(xb)
         bar.update(epoch, i + 1, loss=loss, lr=cur_lr, samples=len(xb))
         if _at_max(run.job, global_step):
@@ -272,7 +300,9 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[f
     if seen == 0:
         raise DlcValueError(f"epoch {epoch + 1} has no batches: {len(run.ds.train[0])} training examples, "
                             f"batch {s.batch} with drop_last", s.span, "lower the batch size or drop drop_last")
-    return losses / seen, cur_lr, global_step
+    if parts:
+        return {k: v / seen for k, v in parts.items()}, global_step
+    return {"train_loss": losses / seen, "lr": float(cur_lr)}, global_step
 
 
 def _check_finite(run: _Run, step, loss: float, epoch: int, i: int) -> None:

@@ -238,3 +238,21 @@ def test_bench_dispatches_through_the_registry(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["backend"] == "numpy" and len(res["times_ms"]) == 2 and res["median_ms"] > 0
+
+
+def test_alternating_steps_run_in_the_same_loop_and_resume_bitwise(tmp_path):
+    gan = str(ROOT / "specs/gan.dln")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    a = dlc.train(gan, epochs=2, out=str(straight), progress=False)
+    assert sorted(p.name for p in straight.iterdir()) == ["epoch-001.safetensors", "epoch-002.safetensors",
+                                                          "metrics.jsonl"]    # no validation, so no best
+    assert {"discriminator_loss", "generator_loss"} <= set(a.history[-1])
+    dlc.train(gan, epochs=1, out=str(split), progress=False)
+    b = dlc.train(gan, epochs=2, out=str(split), resume=True, progress=False)
+    assert b.epochs_run == 1 and b.history[-1]["step"] == a.history[-1]["step"]
+    ca, cb = load_checkpoint(straight / "epoch-002.safetensors"), load_checkpoint(split / "epoch-002.safetensors")
+    for k in ca.weights:
+        assert np.array_equal(ca.weights[k], cb.weights[k]), k
+    for k in ca.optimizer_state:
+        assert np.array_equal(ca.optimizer_state[k], cb.optimizer_state[k]), k
+    assert a.history[-1]["generator_loss"] == b.history[-1]["generator_loss"]
