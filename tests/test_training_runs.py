@@ -256,3 +256,20 @@ def test_alternating_steps_run_in_the_same_loop_and_resume_bitwise(tmp_path):
     for k in ca.optimizer_state:
         assert np.array_equal(ca.optimizer_state[k], cb.optimizer_state[k]), k
     assert a.history[-1]["generator_loss"] == b.history[-1]["generator_loss"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "tvm"])
+def test_model_run_and_grad_dispatch_through_the_registry(backend):
+    pytest.importorskip(backend)
+    m = dlc.load(ROOT / "specs/mlp.dln")
+    rng = np.random.default_rng(0)
+    x = {"x": rng.standard_normal((3, 64)).astype(np.float32)}
+    w = m.init_weights(1)
+    ref = m.run(x, w)["output"]
+    np.testing.assert_allclose(m.run(x, w, backend=backend)["output"], ref, rtol=1e-4, atol=1e-5)
+    y = rng.integers(0, 10, 3)
+    g_ref = m.grad(x, w, label=y)
+    got = m.grad(x, w, label=y, backend=backend)
+    assert abs(got["loss"] - g_ref["loss"]) < 1e-5
+    for k in w:
+        np.testing.assert_allclose(got[k], g_ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
