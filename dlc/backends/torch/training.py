@@ -168,15 +168,25 @@ def launch(nproc: int, fn, *args):
     if nproc <= 1:
         return fn(0, 1, *args)
     import torch.multiprocessing as mp
+    from ...errors import DlcError
     ctx = mp.get_context("spawn")
     results = ctx.SimpleQueue()
     mp.spawn(_rank_main, args=(nproc, _free_port(), results, fn, args), nprocs=nproc, join=True)
-    return results.get() if not results.empty() else None
+    got = [results.get() for _ in range(nproc) if not results.empty()]
+    errors = [r for r in got if r[0] == "error"]
+    if errors:     # a user error in a rank (e.g. a non-finite loss): the same one line as in one process
+        _, cls, message, span, hint = errors[0]
+        raise cls(message, span, hint)
+    ok = [r[1] for r in got if r[0] == "ok"]
+    if not ok:
+        raise DlcError("the data-parallel ranks returned no result")
+    return ok[0]
 
 
 def _rank_main(rank, world, port, results, fn, args):
     import torch
     import torch.distributed as dist
+    from ...errors import DlcError
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     init = f"tcp://127.0.0.1:{port}" if port is not None else "env://"
@@ -184,10 +194,15 @@ def _rank_main(rank, world, port, results, fn, args):
     try:
         res = fn(rank, world, *args)
         dist.barrier()
+    except DlcError as e:
+        if results is None:         # torchrun: this process reports its own error
+            raise
+        results.put(("error", type(e), e.message, e.span, e.hint))
+        return None
     finally:
         dist.destroy_process_group()
     if rank == 0 and results is not None:
-        results.put(res)
+        results.put(("ok", res))
     return res
 
 
