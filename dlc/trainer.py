@@ -60,6 +60,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     or `overwrite=True`; `resume=True` continues the run in it.
     """
     from .backends import get_backend
+    from .frontend.modules import clear_cache
+    clear_cache()     # train the spec as it is on disk now, the text its checkpoints' hash is taken from
     b = get_backend(backend)
     grad = grad or b.grads[0]
     if grad not in b.grads:

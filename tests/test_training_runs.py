@@ -47,10 +47,8 @@ def _spec(tmp_path, width=16, lr=1e-2, batch=128, name="tiny.dln") -> str:
 
 
 def _write(path, text) -> str:
-    """(Re)write a spec; the frontend caches parsed files by path for the life of the process."""
-    from dlc.frontend.modules import clear_cache
+    """(Re)write a spec: dlc.train reads it afresh, whatever this process parsed before."""
     path.write_text(text)
-    clear_cache()
     return str(path)
 
 
