@@ -264,7 +264,8 @@ def _loop(run: _Run, step, eval_exe, start: _Start, stopper) -> TrainResult:
                 if run.writes:
                     log.append(metrics)
                     _save_epoch(run, epoch, global_step, weights, opt_state, best, stopper, improved, metrics)
-                bar.end_epoch(epoch, {k: v for k, v in metrics.items() if k.startswith("val") or k in train})
+                bar.end_epoch(epoch, {k: v for k, v in metrics.items()
+                                      if k.startswith("val") or (k in train and k.endswith("_loss") and k != "train_loss")})
                 if stop or _at_max(job, global_step):
                     break
     finally:
@@ -296,7 +297,7 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[d
         for k, v in getattr(step, "parts", {}).items():
             parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v * len(xb)
         seen += len(xb)
-        bar.update(epoch, i + 1, loss=loss, lr=cur_lr, samples=len(xb))
+        bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", cur_lr), samples=len(xb))
         if _at_max(run.job, global_step):
             break
     if seen == 0:

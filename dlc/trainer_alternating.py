@@ -24,6 +24,7 @@ class AlternatingStep:
         self.weights = dict(weights)
         self.states = dict(states)
         self.parts: dict[str, float] = {}       # each step's loss on the last batch
+        self.lr = float(progs[-1][2].hyper["lr"])   # what the progress bar shows: the last step's lr
 
     def run(self, feed: dict, lr: float, step: int, seed: int) -> float:
         loss = 0.0
