@@ -237,7 +237,7 @@ def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, r
     res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                        out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr,
                        backend=backend, grad=grad_mode, nproc=nproc, overwrite=overwrite, drop_last=drop_last)
-    if res.history:
+    if res.history and res.rank == 0:      # under torchrun every rank runs this; one reports
         last = res.history[-1]
         parts = [f"{k}={v:.4f}" for k, v in last.items() if k.startswith("val_")]
         click.echo(f"trained {res.epochs_run} epoch(s); last: {' '.join(parts)}; best: {res.best}; run: {res.out}")

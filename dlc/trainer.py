@@ -31,6 +31,7 @@ class TrainResult:
     best: dict | None = None
     weights: dict | None = None
     out: str | None = None
+    rank: int = 0                 # the data-parallel rank that returned this result
 
 
 def _find_train(mod, model: str | None):
@@ -229,6 +230,7 @@ def _train_rank(rank: int, world: int, job: dict) -> TrainResult:
     if run.writes and job["resume"]:
         run_folder.repair_best(run.out_dir, start.best, run.key)
     res = _loop(run, step, eval_exe, start, stopper)
+    res.rank = rank
     if run.out_dir is not None and world > 1:
         from .runtime.weights import save_weights
         save_weights(run.out_dir / f"rank{rank}.safetensors", res.weights)
