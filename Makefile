@@ -22,7 +22,9 @@ demo: setup
 	$(BIN)/dlc info specs/resnet18.dln
 	$(BIN)/dlc run specs/resnet18.dln --bind N=1
 
+# the layering contracts of pyproject.toml first: a leak fails CI before any test runs
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-all: setup

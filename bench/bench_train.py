@@ -27,12 +27,13 @@ def bench(spec: str, torch_module, batch: int, repeat: int) -> dict:
     from dlc.backends.numpy.interpreter import Interpreter
     from dlc.compiler.init import init_params
     from dlc.compiler.training import build_train_step, state_fill
+    from dlc.frontend.blocks import elaborate_model
     from dlc.frontend.modules import load_module
     from dlc.frontend.train import train_settings
     mod = load_module(ROOT / spec)
     s = train_settings(mod, mod.trains[0])
     s.optimizer, s.optimizer_args = "adam", {"lr": 1e-3}
-    prog = build_train_step(mod, mod.trains[0].model, s)
+    prog = build_train_step(elaborate_model(mod, mod.trains[0].model, "train"), s)
     g = prog.graph
     w = init_params(g, 0)
     state = {k: np.full(tuple(int(d) for d in t.shape), f, t.dtype.numpy_name)

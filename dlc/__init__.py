@@ -4,9 +4,9 @@
 >>> model = dlc.load("specs/mlp.dln")          # doctest: +SKIP
 >>> model.run()["output"].shape                 # doctest: +SKIP
 """
-__version__ = "0.1.0"
-
 import os as _os
+
+from ._version import __version__
 
 
 def _physical_cores() -> int:
@@ -30,19 +30,29 @@ def _physical_cores() -> int:
 # cores before anything imports tvm (an explicit setting wins)
 _os.environ.setdefault("TVM_NUM_THREADS", str(_physical_cores()))
 
-from .errors import DlcError  # noqa: E402
+# The public names are loaded on first use (PEP 562): `import dlc.runtime`
+# (the deploy runtime) or `import dlc.compiler` runs this file but loads no
+# frontend, API, trainer or backend module.
+_LAZY = {
+    "load": ("api", "load"),          # dlc.load(path, name=None, bind=None) -> dlc.api.Model
+    "Model": ("api", "Model"),
+    "train": ("trainer", "train"),    # dlc.train(path, **options) -> dlc.trainer.TrainResult
+    "DlcError": ("errors", "DlcError"),
+}
 
 
-def load(path, name=None, bind=None):
-    """Load a `.dln` model; see `dlc.api.Model`."""
-    from .api import load as _load
-    return _load(path, name, bind)
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+        module, attr = _LAZY[name]
+        value = getattr(import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def train(path, **kwargs):
-    """Train a `.dln` model as its train section declares; see `dlc.trainer.train`."""
-    from .trainer import train as _train
-    return _train(path, **kwargs)
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["load", "train", "DlcError", "__version__"]
+__all__ = ["load", "Model", "train", "DlcError", "__version__"]

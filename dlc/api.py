@@ -51,6 +51,23 @@ class Model:
         from .frontend.blocks import elaborate_model
         return elaborate_model(self.module, self.name, mode, {**self.bind, **(bind or {})}, use_examples=True)
 
+    def module_graph(self):
+        """The graph module code generation starts from (the torch backend's
+        `generate_module`): the training graph, so that the module behaves as
+        PyTorch modules do in both modes, symbolic in every dimension the
+        parameters allow.  A model dlc cannot train (batch norm inside a scan
+        cell) gives its eval graph, whose layers still follow train()/eval()."""
+        from .frontend.blocks import elaborate_model
+        mode = "train"
+        try:
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind))
+        except DlcError:
+            mode = "eval"
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind))
+        if any(p.type.symbols() for p in g.params):
+            g = elaborate_model(self.module, self.name, mode, dict(self.bind), use_examples=True)
+        return g
+
     # introspection ---------------------------------------------------------
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -85,18 +102,26 @@ class Model:
             "layers": [r.__dict__ for r in layer_rows(g)],
         }
 
+    def symbolic_graph(self, mode: str = "eval"):
+        """The graph in `mode` with its symbolic dimensions kept (no example sizes)."""
+        from .frontend.blocks import elaborate_model
+        return elaborate_model(self.module, self.name, mode, self.bind)
+
     def ir(self, mode: str = "eval") -> str:
         from .frontend.blocks import elaborate_model
         return str(elaborate_model(self.module, self.name, mode, self.bind))
 
     # differentiation -----------------------------------------------------------
-    def _loss_expr(self):
+    def loss_spec(self, bind: dict | None = None):
+        """The loss of this model's train section as IR (a
+        `compiler.trainspec.LossSpec`), or None when no section declares one."""
+        from .frontend.train import section_loss
+        from .frontend.trainloss import loss_spec
         for t in self.module.trains:
             if t.model == self.name:
-                for st in t.body:
-                    from .frontend import ast as A
-                    if isinstance(st, A.Assign) and st.targets[0].name == "loss":
-                        return st.value
+                expr, bindings = section_loss(t)
+                if expr is not None:
+                    return loss_spec(self.module, self.name, expr, {**self.bind, **(bind or {})}, bindings)
         return None
 
     def grad_graph(self, mode: str = "train", bind: dict | None = None, concrete: bool = False):
@@ -109,10 +134,10 @@ class Model:
         from .compiler.builder import Builder
         from .compiler.training import build_loss
         from .frontend.blocks import elaborate_model
-        expr = self._loss_expr()
         b_all = {**self.bind, **(bind or {})}
-        if expr is not None:
-            g, loss, _ = build_loss(self.module, self.name, expr, mode, b_all)
+        spec = self.loss_spec(bind)
+        if spec is not None:
+            g, loss, _ = build_loss(elaborate_model(self.module, self.name, mode, b_all), spec.graph(mode))
         else:
             g = elaborate_model(self.module, self.name, mode, b_all, use_examples=concrete)
             loss = Builder(g, g.span).op("sum", g.outputs[0], axis=None, keepdims=False)
@@ -171,7 +196,8 @@ class Model:
                 storage = "float32" if dt.numpy_name == "bfloat16" else dt.numpy_name  # NumPy has no bf16
                 out[v.name] = rng.standard_normal(shape).astype(dtype or storage)
             elif dt.is_int:
-                hi = _index_bound(g, v)
+                from .compiler.analysis import index_bound
+                hi = index_bound(g, v)
                 out[v.name] = rng.integers(0, hi, size=shape).astype(dt.numpy_name)
             else:
                 out[v.name] = rng.random(shape) < 0.5
@@ -226,23 +252,13 @@ class Model:
             if dtype and w.dtype.kind == "f":
                 w = w.astype(dtype)
             weights[p.name] = w
-        return runner.run(g, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind, source=self)
-
-
-def _index_bound(g, v) -> int:
-    """Largest safe integer for random index inputs: the smallest table they feed."""
-    bound = None
-    for n in g.walk():
-        if n.op.name == "embedding" and n.inputs and n.inputs[1] is not None:
-            size = n.inputs[1].type.shape[0]
-            bound = size if bound is None else min(bound, size)
-        if n.op.name in ("index_select", "gather") and len(n.inputs) > 1:
-            size = n.inputs[0].type.shape[n.attrs["axis"]]
-            bound = size if bound is None else min(bound, size)
-        if n.op.name in ("cross_entropy", "nll_loss") and len(n.inputs) > 1:
-            size = n.inputs[0].type.shape[1]
-            bound = size if bound is None else min(bound, size)
-    return int(bound) if isinstance(bound, int) else 2
+        if mode == "train":
+            # one value per channel: the same located error on every backend
+            from .compiler.ops.norm import check_batch_statistics
+            check_batch_statistics(g, inputs=inputs)
+        module_graph = self.module_graph() if runner.uses_module_graph else None
+        return runner.run(g, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind,
+                          module_graph=module_graph)
 
 
 def _dims_from_inputs(g, inputs: dict) -> dict:
@@ -256,6 +272,12 @@ def _dims_from_inputs(g, inputs: dict) -> dict:
                 if isinstance(d, Dim) and len(d.terms) == 1:
                     ((mono, coeff),) = d.terms.items()
                     if len(mono) == 1 and isinstance(mono[0], str) and coeff == 1:
+                        if int(n) == 0:
+                            # not a --bind the user gave: say which input is empty
+                            raise DlcValueError(f"input '{v.name}' is an empty batch: shape {arr.shape} gives "
+                                                f"{mono[0]} = 0, and dlc sizes are at least 1", g.span,
+                                                "pass at least one example (a compiled .dlcpkg accepts an "
+                                                "empty batch)")
                         out.setdefault(mono[0], int(n))
     return out
 

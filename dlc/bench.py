@@ -26,8 +26,9 @@ def bench(file, *, model=None, backend="tvm", target="cpu", arch=None, target_op
         res["model"] = m.name
         inputs = m.random_inputs(seed, bind)
         weights = m.init_weights(seed)
-        times, info = b.bench(m.graph, inputs, weights, repeat=repeat, warmup=warmup, seed=seed, source=m,
-                              target=target, arch=arch, target_opts=target_opts, rpc_addr=rpc_addr, bind=bind)
+        module_graph = m.module_graph() if b.uses_module_graph else None
+        times, info = b.bench(m.graph, inputs, weights, repeat=repeat, warmup=warmup, seed=seed,
+                              module_graph=module_graph, target=target, arch=arch, target_opts=target_opts, rpc_addr=rpc_addr, bind=bind)
         res.update(info)
     res["dims"] = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in inputs.items())
     res["median_ms"] = float(np.median(times) * 1e3)

@@ -126,16 +126,21 @@ def ir(file, model, bind, mode):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Device for a .dlcpkg.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write outputs to an .npz file.")
+@click.option("--expect-sha256", metavar="HEX",
+              help="Run the .dlcpkg only if its sha256 is HEX (loading a package runs its native code).")
 @_guard
-def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output):
+def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output, expect_sha256):
     """Forward pass with given or seeded inputs and weights (a .dln spec or a
     compiled .dlcpkg package)."""
     import numpy as np
     from .runtime.weights import load_weights
     arrays = _read_inputs(inputs)
+    if expect_sha256 is not None and not _is_package(file):
+        raise DlcError(f"--expect-sha256 pins a compiled .dlcpkg package; {file} is a spec",
+                       hint="drop --expect-sha256, or run the package: dlc run model.dlcpkg --expect-sha256 HEX")
     if _is_package(file):
         from .runtime.package import load as load_package
-        pkg = load_package(file, device)
+        pkg = load_package(file, device, expect_sha256)
         if weights:
             pkg.set_weights(load_weights(weights))
         known = {s["name"] for s in pkg.inputs}
@@ -325,6 +330,8 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
         note += f"; tuning records from {cm.database}"
     click.echo(f"{m.name} -> {out}: {canonical_name(target)} ({short(cm.target)}), "
                f"{time.perf_counter() - t0:.2f} s, cache {'hit' if hit else 'miss'}, {_human(size)}{note}")
+    from .runtime.pkgfile import sha256_file
+    click.echo(f"sha256 {sha256_file(out)} (pin it: dlc run {out} --expect-sha256 HEX)")
 
 
 def _human(n: int) -> str:
@@ -384,6 +391,34 @@ def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup,
     click.echo(f"{res['model']} [{res['backend']}{' ' + res['where'] if res.get('where') else ''}] "
                f"{res['dims']}: median {res['median_ms']:.3f} ms, min {res['min_ms']:.3f} ms "
                f"({res['repeat']} runs after {res['warmup']} warm-up)")
+
+
+@main.group()
+def cache():
+    """The compile cache and the folders packages are unpacked into."""
+
+
+@cache.command("clear")
+@_guard
+def cache_clear():
+    """Delete the TVM compile cache and the package extraction folders left by
+    killed processes (tuning databases are kept)."""
+    from .backends.tvm.cache import cache_dir, clear_cache
+    from .runtime.pkgfile import folder_bytes, stale_extractions
+    import shutil
+    n, size = clear_cache()
+    click.echo(f"removed {n} compile cache entries ({_human(size)}) from {cache_dir()}")
+    gone, kept = [], []
+    for d in stale_extractions(legacy=True):
+        b = folder_bytes(d)
+        shutil.rmtree(d, ignore_errors=True)
+        (kept if d.exists() else gone).append((d, b))
+    click.echo(f"removed {len(gone)} package extraction folders ({_human(sum(b for _, b in gone))})"
+               + "".join(f"\n  {d}" for d, _ in gone))
+    for d, _ in kept:
+        click.echo(f"error: could not remove {d}", err=True)
+    if kept:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

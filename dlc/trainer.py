@@ -83,7 +83,7 @@ class _Run:
 
     job: dict
     name: str
-    s: object                     # compiler.training.TrainSettings
+    s: object                     # compiler.trainspec.TrainSpec
     ds: object                    # runtime.data.Dataset
     eval_graph: object
     x_in: object
@@ -140,7 +140,7 @@ def _setup(job: dict, rank: int):
     bind, b = job["bind"], get_backend(job["backend"])
     if s.steps:
         from .trainer_alternating import alternating_parts
-        x_in, progs = alternating_parts(job, mod, name, s)
+        x_in, progs = alternating_parts(job, s)
         eval_g = label = None
     else:
         eval_g, label = _eval_graph(mod, name, s, bind)
@@ -167,7 +167,8 @@ def _setup(job: dict, rank: int):
 def _eval_graph(mod, name, s, bind):
     """The model in eval mode with the loss as its first output, and its label input."""
     from .compiler.training import build_loss
-    eval_g, eval_loss, label = build_loss(mod, name, s.loss, "eval", bind)
+    from .frontend.blocks import elaborate_model
+    eval_g, eval_loss, label = build_loss(elaborate_model(mod, name, "eval", bind), s.loss.graph("eval"))
     eval_g.outputs = [eval_loss] + list(eval_g.outputs)
     eval_g.output_names = ["loss"] + list(eval_g.output_names)
     return eval_g, label
@@ -177,16 +178,15 @@ def _step_plan(run: _Run, mod, eval_g, world: int):
     from .api import Model
     from .backends.protocol import StepPlan
     from .compiler.init import init_params
-    from .compiler.training import build_loss_only, build_train_step
+    from .frontend.blocks import elaborate_model
     job, s, name, bind = run.job, run.s, run.name, run.job["bind"]
     weights = init_params(eval_g, s.seed)
     start = _resume_point(run, weights) if job["resume"] else _Start()
-    plan = StepPlan(step_graph=lambda: build_train_step(mod, name, s, bind),
-                    loss_graph=lambda: build_loss_only(mod, name, s.loss, bind),
-                    source=Model(job["path"], name, bind) if job["grad"] == "autograd" else None,
-                    optimizer=s.optimizer, optimizer_args=dict(s.optimizer_args),
-                    weights=start.weights or weights, optimizer_state=start.optimizer_state, seed=s.seed,
-                    grad=job["grad"], bind=bind, rank=run.rank, world=world)
+    # autograd backends generate their module from the model's module graph
+    module_graph = Model(job["path"], name, bind).module_graph() if job["grad"] == "autograd" else None
+    plan = StepPlan(spec=s, model_graph=lambda: elaborate_model(mod, name, "train", bind),
+                    weights=start.weights or weights, optimizer_state=start.optimizer_state,
+                    module_graph=module_graph, seed=s.seed, grad=job["grad"], bind=bind, rank=run.rank, world=world)
     return start, plan
 
 

@@ -75,11 +75,11 @@ def initial_state(progs, seed: int) -> tuple[dict, dict]:
     return weights, states
 
 
-def alternating_parts(job: dict, mod, name: str, s):
+def alternating_parts(job: dict, s):
     """(x input, progs) of a train section with `step` sections."""
     from .compiler.training import build_alternating
     if job["grad"] != "symbolic":
         raise DlcValueError("alternating steps train with dlc's symbolic gradients", s.span,
                             "add --grad symbolic")
-    progs = build_alternating(mod, name, s.bindings, s.steps, job["bind"])
+    progs = build_alternating(s.steps)
     return progs[0][1].graph.inputs[0], progs

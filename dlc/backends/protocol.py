@@ -37,23 +37,38 @@ class Executable(Protocol):
 
 @dataclass
 class StepPlan:
-    """What a backend needs to build a training step (built by `dlc.trainer`).
+    """What a backend needs to build a training step (built by `dlc.trainer`):
+    the train section as the compiler takes it (`compiler.trainspec.TrainSpec`:
+    the loss as IR graphs, the optimizer) and the model as graphs.
 
-    Graphs are built on demand: an autograd step never needs the symbolic
-    backward, and a symbolic step never needs the separate loss graph."""
+    The model graph is built on demand, fresh at each call (building a
+    training step extends it in place): an autograd step needs no symbolic
+    backward."""
 
-    step_graph: Callable[[], Any]          # () -> compiler.training.TrainStep (symbolic step)
-    loss_graph: Callable[[], Any]          # () -> Graph of the loss over the model's outputs
-    source: Any                            # what the torch module generator reads (dlc.api.Model)
-    optimizer: str
-    optimizer_args: dict
+    spec: Any                              # compiler.trainspec.TrainSpec
+    model_graph: Callable[[], Any]         # () -> a fresh Graph of the model in train mode, sizes symbolic
     weights: dict                          # initial weights and buffers, by name
     optimizer_state: dict | None           # resumed optimizer state; None: the optimizer's initial state
+    module_graph: Any = None               # the Graph a backend generates its module from (torch autograd)
     seed: int = 0
     grad: str = "symbolic"                 # or "autograd" (backends that have it)
     bind: dict = field(default_factory=dict)
     rank: int = 0                          # data-parallel rank and world size
     world: int = 1
+
+    @property
+    def optimizer(self) -> str:
+        return self.spec.optimizer
+
+    @property
+    def optimizer_args(self) -> dict:
+        return dict(self.spec.optimizer_args)
+
+    def step_program(self):
+        """dlc's symbolic training step (`compiler.training.TrainStep`): forward,
+        loss, backward and optimizer update as one graph."""
+        from ..compiler.training import build_train_step
+        return build_train_step(self.model_graph(), self.spec)
 
 
 class TrainStep(Protocol):
@@ -71,6 +86,9 @@ class Backend:
     requires: str | None = None     # the Python module the backend needs
     hint = ""                       # how to install it
     grads = ("symbolic",)           # the gradient sources `train_step` accepts
+    # whether `run` and `bench` want the model's module graph (`module_graph=`,
+    # `dlc.Model.module_graph()`: the graph module code generation starts from)
+    uses_module_graph = False
 
     def check_available(self) -> None:
         """A one-line `DlcError` with the install hint if the dependency is missing."""
@@ -86,12 +104,12 @@ class Backend:
 
     # forward pass ----------------------------------------------------------------------
     def run(self, graph, inputs: dict, weights: dict, *, seed: int = 0, mode: str = "eval",
-            dtype: str | None = None, bind: dict | None = None, source=None) -> tuple[dict, dict]:
+            dtype: str | None = None, bind: dict | None = None, module_graph=None) -> tuple[dict, dict]:
         """One forward pass of `graph` (already elaborated in `mode`)."""
         return self.compile(graph, bind=bind).run(inputs, weights, seed)
 
     def bench(self, graph, inputs: dict, weights: dict, *, repeat: int, warmup: int, seed: int = 0,
-              source=None, target: str = "cpu", arch=None, target_opts=(), rpc_addr=None,
+              module_graph=None, target: str = "cpu", arch=None, target_opts=(), rpc_addr=None,
               bind: dict | None = None) -> tuple[list[float], dict]:
         """Seconds per forward pass after `warmup` calls, and notes for the report."""
         if rpc_addr:
@@ -106,7 +124,7 @@ class Backend:
                            f"not {plan.grad}", hint="drop --grad (or use --backend torch for autograd)")
         if plan.world > 1:
             raise DlcError(f"the {self.name} backend trains in one process", hint="drop --nproc")
-        prog = plan.step_graph()
+        prog = plan.step_program()
         state = plan.optimizer_state if plan.optimizer_state is not None else fresh_optimizer_state(plan, prog.params)
         return GraphTrainStep(self.compile(prog.graph, bind=plan.bind), prog.graph, plan.weights, state)
 

@@ -65,7 +65,7 @@ def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
     walk(g.nodes)
     rows = []
     claimed = set()
-    for rec in getattr(g, "layers", []):
+    for rec in g.layers:
         params = sum(_eval(prod(by_name[p].type.shape), env) for p in rec.params
                      if by_name[p].kind == "param" and by_name[p].param.trainable)
         macs = sum(v for s, v in scope_macs.items() if s == rec.name or s.startswith(rec.name + "."))
@@ -73,7 +73,7 @@ def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
         shape = ", ".join(str(o.type) for o in rec.outputs[:2]) + (" ..." if len(rec.outputs) > 2 else "")
         rows.append(Row(rec.name, rec.kind, shape, params, macs, rec.span.line if rec.span else None))
     # explicit params and ops outside any layer (hand-written cells, attention matmuls)
-    layer_params = {p for rec in getattr(g, "layers", []) for p in rec.params}
+    layer_params = {p for rec in g.layers for p in rec.params}
     loose = [p for p in g.trainable_params() if p.name not in layer_params]
     for p in loose:
         rows.append(Row(p.name, "param", str(p.type), _eval(prod(p.type.shape), env), 0,
@@ -82,3 +82,23 @@ def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
         if m and s not in claimed:
             rows.append(Row(s or "(model)", "ops", "", 0, m, None))
     return rows
+
+
+def index_bound(g: Graph, v) -> int:
+    """Largest safe value for random integers fed to input `v`: the smallest
+    table anything indexes with it (embedding rows, the gathered axis, the
+    classes of a class-index loss); 2 when nothing bounds it."""
+    from .ops.registry import CLASS_INDEX_TARGET
+    bound = None
+    for n in g.walk():
+        size = None
+        if n.op.name == "embedding" and n.inputs and n.inputs[1] is not None:
+            size = n.inputs[1].type.shape[0]
+        elif n.op.name in ("index_select", "gather") and len(n.inputs) > 1:
+            size = n.inputs[0].type.shape[n.attrs["axis"]]
+        elif CLASS_INDEX_TARGET in n.op.groups and len(n.inputs) > 1:
+            size = n.inputs[0].type.shape[1]
+        if size is not None:
+            bound = size if bound is None else min(bound, size)
+    return int(bound) if isinstance(bound, int) else 2
+

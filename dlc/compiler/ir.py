@@ -63,6 +63,27 @@ class ParamInfo:
     span: Span | None = None
 
 
+@dataclass
+class Layer:
+    """One layer instance of the model, as the spec wrote it: a row of `dlc
+    info` and what module code generation maps to a framework layer.
+
+    `name` is its hierarchical instance name (`layer1.0.conv1`), the scope of
+    its nodes (`Node.scope`) and the prefix of its parameters; `kind` is the
+    layer function the spec called (`conv2d`, `batchnorm`, `dense`...);
+    `span` is the call's place in the `.dln` file; `params` are the names of
+    the parameters and buffers it created, in creation order (their shapes
+    are those of `Graph.params`, see `Graph.layer_params`); `outputs` are the
+    values it returned.
+    """
+
+    name: str
+    kind: str
+    span: Span | None
+    params: list[str] = field(default_factory=list)
+    outputs: list["Value"] = field(default_factory=list)
+
+
 class Value:
     """An SSA value.  `kind` is input, param, buffer or node (a node result)."""
 
@@ -77,6 +98,15 @@ class Value:
         self.producer = producer
         self.index = index
         self.param = param
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__ if k != "id"}
+
+    def __setstate__(self, state):
+        # ids key value maps within a process: an unpickled value takes a fresh one
+        self.id = next(_ids)
+        for k, v in state.items():
+            setattr(self, k, v)
 
     @property
     def span(self) -> Span | None:
@@ -123,6 +153,9 @@ class Graph:
     dims: dict[str, int | None] = field(default_factory=dict)
     span: Span | None = None
     parent: "Graph | None" = None
+    # the model's layer instances in call order (filled by the frontend); a
+    # layer applied in a loop body appears once per application
+    layers: list[Layer] = field(default_factory=list)
 
     # building ------------------------------------------------------------
     def add_input(self, name: str, type: TensorType) -> Value:
@@ -163,6 +196,11 @@ class Graph:
     def param_by_name(self) -> dict[str, Value]:
         return {p.name: p for p in self.params}
 
+    def layer_params(self, layer: Layer) -> list[Value]:
+        """The parameters and buffers of `layer`, with their types."""
+        by_name = self.param_by_name()
+        return [by_name[n] for n in layer.params if n in by_name]
+
     def walk(self):
         """Every node, descending into scan bodies."""
         for n in self.nodes:
@@ -186,4 +224,4 @@ def check_types(node: Node) -> None:
         raise AssertionError(f"{node.op.name}: result types {got} differ from the rule's {types}")
 
 
-__all__ = ["Graph", "Node", "Value", "ParamInfo", "Init", "Dim", "check_types"]
+__all__ = ["Graph", "Layer", "Node", "Value", "ParamInfo", "Init", "Dim", "check_types"]

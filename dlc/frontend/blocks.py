@@ -194,6 +194,15 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
     for s in d.body:
         if isinstance(s, A.Example):
             for dname, expr, sp in s.bindings:
+                if dname in module.consts:
+                    # `dlc ir`, torch and TVM read the constant, `info` and NumPy the
+                    # example: refuse rather than pick one silently
+                    c = module.consts[dname]
+                    raise DlcValueError(
+                        f"example size for '{dname}', which is a file constant (line {c.span.line}): "
+                        f"an example sizes a symbolic dimension", sp,
+                        f"remove this example, or rename the dimension; to change the constant, "
+                        f"use --bind {dname}=<value>")
                 v = frame.eval(expr)
                 if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                     raise DlcValueError(f"example size of {dname} must be a positive int, got {describe(v)}", sp,
@@ -244,7 +253,7 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
                                "a model returns one or more tensors")
     g.outputs = outs
     g.output_names = names
-    g.layers = ctx.layers
+    g.layers = ctx.layers   # the layer table the IR declares, filled as the body ran
     if use_examples:  # info and run need every parameter's size
         for p in g.params:
             syms = sorted(p.type.symbols())

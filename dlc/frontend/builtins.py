@@ -43,7 +43,7 @@ def _sig_text(b: Builtin) -> str:
 
 
 def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
-    from .elaborate import LayerRecord
+    from ..compiler.ir import Layer
     name = None
     if b.kind == "layer":
         name = frame.instance_name(b.name, kwargs.pop("name", None), span)
@@ -60,7 +60,7 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     out = b.fn(F, *args, **kwargs)
     if b.kind == "layer":
         outs = [v for v in _leaves(out) if is_tensor(v)]
-        frame.ctx.layers.append(LayerRecord(name, b.name, span, F.param_names, outs))
+        frame.ctx.layers.append(Layer(name, b.name, span, list(F.param_names), outs))
     return out
 
 

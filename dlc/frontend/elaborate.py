@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..compiler.dims import Dim, as_dim, dim, floordiv, known_equal
-from ..compiler.ir import Graph, Init, ParamInfo, Value
+from ..compiler.ir import Graph, Init, Layer, ParamInfo, Value
 from ..compiler.ops import OPS
 from ..compiler.types import DType, TensorType
 from ..errors import (DlcError, DlcLimitError, DlcNameError, DlcTypeError, DlcValueError, ShapeError,
@@ -36,17 +36,6 @@ MAX_ITERATIONS = 100_000
 MAX_PARAMS = 100_000  # parameter tensors, not elements
 
 
-@dataclass
-class LayerRecord:
-    """One row of `dlc info`: a layer instance or an op outside layers."""
-
-    name: str
-    kind: str
-    span: Span
-    params: list[str]
-    outputs: list[Value]
-
-
 class _Return(Exception):
     def __init__(self, value, span: Span | None = None):
         self.value = value
@@ -60,7 +49,7 @@ class Context:
     root: Graph
     mode: str
     examples: dict[str, int] = field(default_factory=dict)
-    layers: list[LayerRecord] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)
     stack: list[str] = field(default_factory=list)
     streams: int = 0
     nodes: int = 0

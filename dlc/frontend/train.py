@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..errors import DlcNameError, DlcTypeError, DlcValueError
 from . import ast as A
+from .trainloss import children
 from .values import BlockValue
 
 # One definition each: the optimizer and schedule tables (names, arguments,
@@ -166,71 +167,75 @@ def _check_names(e, names: set) -> None:
             raise DlcNameError(f"unknown name '{e.id}' in the train section", e.span,
                                "a loss may use the model's outputs (or `output`), `label`, inputs and models")
         return
-    for child in _children(e):
+    for child in children(e):
         _check_names(child, names)
-
-
-def _children(e):
-    if isinstance(e, A.Call):
-        return [e.func] + list(e.args) + [k.value for k in e.kwargs]
-    if isinstance(e, A.Pipe):
-        return [e.value, e.stage]
-    if isinstance(e, (A.BinOp, A.Compare, A.BoolOp)):
-        return [e.left, e.right]
-    if isinstance(e, (A.Not, A.Neg)):
-        return [e.operand]
-    if isinstance(e, A.IfExp):
-        return [e.cond, e.then, e.other]
-    if isinstance(e, (A.TupleLit, A.ListLit)):
-        return list(e.items)
-    if isinstance(e, (A.Index, A.Attr)):
-        return [e.value]
-    return []
 
 
 # ------------------------------------------------------------------ settings
 def train_settings(mod, t: A.TrainDef, bind: dict | None = None):
-    """Evaluate a checked train section into `compiler.training.TrainSettings`."""
-    from ..compiler.training import TrainSettings
-    from .blocks import elaborate_model  # noqa: F401  (module import order)
-    from .elaborate import Context, Frame
+    """Check a train section and describe it for the compiler: a
+    `compiler.trainspec.TrainSpec`, its losses elaborated to IR over the
+    model as `bind` sizes it."""
     from ..compiler.ir import Graph
+    from ..compiler.trainspec import TrainSpec
+    from .blocks import elaborate_model
+    from .elaborate import Context, Frame
+    from .trainloss import loss_spec
     check_train(mod, t)
     ctx = Context(Graph("<train>"), "eval")
     ctx.overrides = {k: v for k, v in (bind or {}).items() if k in mod.consts}
     frame = Frame(ctx, mod, "", ctx.root, "<train>")
-    s = TrainSettings(dataset=t.dataset, span=t.span)
+    s = TrainSpec(model=t.model, dataset=t.dataset, span=t.span)
+    loss_expr, bindings = section_loss(t)
+    steps = [st for st in t.body if isinstance(st, A.Step)]
     for st in t.body:
-        if isinstance(st, A.Step):
-            s.steps.append(_step_spec(frame, st))
-            continue
-        if not isinstance(st, A.Assign):
-            continue
-        key, e = st.targets[0].name, st.value
-        if key not in KEYS:
-            s.bindings.append((key, e))
-        elif key == "loss":
-            s.loss = e
-        elif key in ("optimizer", "schedule"):
-            name, kwargs = _call_parts(frame, e)
-            if key == "optimizer":
-                s.optimizer, s.optimizer_args = name, kwargs
-            else:
-                s.schedule, s.schedule_args = name, kwargs
-        elif key == "augment":
-            items = e.items if isinstance(e, A.ListLit) else [e]
-            s.augment = [_call_parts(frame, it) for it in items]
-        elif key in ("epochs", "batch", "seed"):
-            setattr(s, key, int(frame.eval(e)))
-        elif key in ("shuffle", "drop_last"):
-            setattr(s, key, bool(frame.eval(e)))
-        elif key in ("l1", "l2", "clip_grad_norm", "clip_grad_value"):
-            setattr(s, key, float(frame.eval(e)))
-        elif key == "weight_decay":
-            s.optimizer_args.setdefault("weight_decay", float(frame.eval(e)))
-        elif key == "early_stopping":
-            s.early_stopping = int(frame.eval(e))
+        if isinstance(st, A.Assign) and st.targets[0].name in KEYS and st.targets[0].name != "loss":
+            _setting(s, frame, st.targets[0].name, st.value)
+    if loss_expr is not None:
+        s.loss = loss_spec(mod, t.model, loss_expr, bind, bindings)
+    if steps:
+        main = elaborate_model(mod, t.model, "eval", bind)
+        s.steps = [_step_spec(mod, frame, st, t.model, bindings, bind, main) for st in steps]
     return s
+
+
+def section_loss(t: A.TrainDef):
+    """(the `loss` expression or None, the helper bindings [(name, expr)]) of a train section."""
+    loss, bindings = None, []
+    for st in t.body:
+        if isinstance(st, A.Assign) and st.targets[0].name is not None:
+            key = st.targets[0].name
+            if key == "loss":
+                loss = st.value
+            elif key not in KEYS:
+                bindings.append((key, st.value))
+    return loss, bindings
+
+
+def _setting(s, frame, key: str, e) -> None:
+    """Store one evaluated `key = value` setting in TrainSpec `s`."""
+    if key in ("optimizer", "schedule"):
+        name, kwargs = _call_parts(frame, e)
+        if key == "optimizer":
+            s.optimizer, s.optimizer_args = name, kwargs
+        else:
+            s.schedule, s.schedule_args = name, kwargs
+    elif key == "augment":
+        items = e.items if isinstance(e, A.ListLit) else [e]
+        s.augment = [_call_parts(frame, it) for it in items]
+    elif key == "metrics":
+        items = e.items if isinstance(e, A.ListLit) else [e]
+        s.metrics = [str(it.value) for it in items]
+    elif key in ("epochs", "batch", "seed"):
+        setattr(s, key, int(frame.eval(e)))
+    elif key in ("shuffle", "drop_last"):
+        setattr(s, key, bool(frame.eval(e)))
+    elif key in ("l1", "l2", "clip_grad_norm", "clip_grad_value"):
+        setattr(s, key, float(frame.eval(e)))
+    elif key == "weight_decay":
+        s.optimizer_args.setdefault("weight_decay", float(frame.eval(e)))
+    elif key == "early_stopping":
+        s.early_stopping = int(frame.eval(e))
 
 
 def _call_parts(frame, e):
@@ -246,8 +251,9 @@ def _call_parts(frame, e):
     return name, kwargs
 
 
-def _step_spec(frame, st: A.Step):
-    from ..compiler.training import StepSpec
+def _step_spec(mod, frame, st: A.Step, model: str, bindings: list, bind, main):
+    from ..compiler.trainspec import StepSpec
+    from .trainloss import step_graph
     loss, opt, opt_args, params = None, "adam", {}, []
     for a in st.body:
         if not isinstance(a, A.Assign):
@@ -266,4 +272,5 @@ def _step_spec(frame, st: A.Step):
     if not params:
         raise DlcTypeError(f"step {st.name} does not say which parameters it updates", st.span,
                            "add e.g. `params = [Generator]`")
-    return StepSpec(st.name, loss, opt, opt_args, params, st.span)
+    graph = step_graph(mod, model, bindings, st.name, loss, st.span, bind, main)
+    return StepSpec(st.name, graph, opt, opt_args, params, st.span)

@@ -11,6 +11,11 @@ A package is one zip file (written by `backends/tvm/package.py`):
     weights.safetensors    the weights, by dlc's parameter names
     lib.so | lib.tar       the compiled library (relax VM executable)
 
+Loading a package runs its native code, as with any shared library; what the
+runtime checks before that (the manifest, member names and sizes, the
+library's sha256, an optional pinned package hash) is in `pkgfile.py`,
+`manifest.py` and docs/security.md.
+
 This module imports only NumPy, safetensors and TVM's runtime (`tvm.runtime`,
 `relax.VirtualMachine`): no parser (lark), no torch, no dlc frontend.  TVM's
 FFI layer imports torch when it is installed (for DLPack interop); `import_tvm`
@@ -22,26 +27,21 @@ keeps it from doing so, which also saves seconds of start-up.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
+import shutil
 import sys
-import tempfile
-import zipfile
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import DlcError, DlcRuntimeError
+from .manifest import FORMAT_VERSION, check_example_bytes, nbytes  # noqa: F401 - FORMAT_VERSION re-exported
+from .pkgfile import MANIFEST, WEIGHTS, PackageFile, private_dir, remove_stale_extractions  # noqa: F401
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.safetensors"
 SUFFIX = ".dlcpkg"
 
 __all__ = ["load", "LoadedPackage", "Runner", "read_manifest", "resolve_dims", "draw_random_inputs",
-           "example_inputs", "import_tvm", "host_arch", "FORMAT_VERSION"]
+           "example_inputs", "check_weights", "import_tvm", "host_arch", "FORMAT_VERSION", "MANIFEST", "WEIGHTS"]
 
 
 # --------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def draw_random_inputs(sig: dict, dims: dict[str, int], seed: int) -> list[np.nd
     drawn exactly as the NumPy reference draws them."""
     if not sig.get("random_inputs"):
         return []
-    from ..backends.tvm.lowering import draw_random   # pure NumPy (the reference's generators)
+    from .random import draw_random   # pure NumPy: the reference's generators
     out = []
     for r in sig["random_inputs"]:
         shape = [dims[d] if isinstance(d, str) else int(d) for d in r["shape"]]
@@ -155,15 +155,23 @@ def example_inputs(manifest: dict, seed: int = 0, dims: dict | None = None) -> d
     `dlc.Model.random_inputs` draws them: same generator, same order."""
     specs = manifest.get("example_inputs") or []
     dims = dict(dims or {})
+    for d, n in dims.items():
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise DlcError(f"dimension {d} = {n!r} is not a size", hint="sizes are integers >= 0: --bind N=8")
     rng = np.random.default_rng(seed)
     sym = {i["name"]: i["shape"] for i in manifest["signature"]["inputs"]}
-    out = {}
+    shapes = []
     for e in specs:
         shape = list(e["shape"])
         for k, d in enumerate(sym.get(e["name"], [])):
             if isinstance(d, str) and d in dims and k < len(shape):
                 shape[k] = int(dims[d])
-        shape = tuple(shape)
+        shapes.append(tuple(shape))
+    # the bytes first, in Python integers: never attempt a 72 TiB allocation
+    check_example_bytes(sum(nbytes(sh, e["dtype"]) for sh, e in zip(shapes, specs)),
+                        manifest.get("model", "package"))
+    out = {}
+    for e, shape in zip(specs, shapes):
         if e["kind"] == "float":
             out[e["name"]] = rng.standard_normal(shape).astype(e["dtype"])
         elif e["kind"] == "int":
@@ -182,6 +190,37 @@ def _has_function(vm, name: str) -> bool:
         return True
     except Exception:  # noqa: BLE001 - TVM raises various types for a missing function
         return False
+
+
+def check_weights(params: list[dict], weights: dict) -> list[np.ndarray]:
+    """The weights in `params`' order, each of exactly the declared shape and
+    dtype (no reshape, no cast: a transposed matrix has the right element
+    count and gives wrong outputs)."""
+    out = []
+    for p in params:
+        if p["name"] not in weights:
+            raise DlcRuntimeError(f"the weights have no entry for '{p['name']}'", None)
+        a = np.asarray(weights[p["name"]])
+        want = np.dtype(p["dtype"])
+        if a.dtype != want:
+            raise DlcRuntimeError(f"weight '{p['name']}' has dtype {a.dtype}, the package expects {want}", None,
+                                  f"convert it yourself (weights[{p['name']!r}].astype('{want}')) if that is "
+                                  "what you mean: weights are never cast silently")
+        shape = p["shape"]
+        fixed = all(isinstance(d, int) for d in shape)
+        if (fixed and a.shape != tuple(shape)) or a.ndim != len(shape):
+            raise DlcRuntimeError(f"weight '{p['name']}' has shape {a.shape}, the package expects "
+                                  f"{tuple(shape) if fixed else '(' + _fmt(shape) + ')'}", None)
+        out.append(_contiguous(a))
+    return out
+
+
+def _tvm_failure(what: str, e: Exception) -> DlcRuntimeError:
+    """A TVM error (a check in the library: a shape, a dtype) as one line."""
+    lines = str(e).strip().splitlines()
+    msg = lines[-1].strip() if lines else type(e).__name__
+    return DlcRuntimeError(f"the model's library rejected {what}: {msg}", None,
+                           "a package whose manifest does not match its library is damaged: rebuild it")
 
 
 def _as_array(a, spec: dict, what: str) -> np.ndarray:
@@ -226,23 +265,15 @@ class Runner:
         if transformed is not None:
             self._params = [tvm.runtime.tensor(_contiguous(a), self.device) for a in transformed]
             return self
-        tensors = []
-        for p in self.signature["params"]:
-            if p["name"] not in weights:
-                raise DlcRuntimeError(f"the weights have no entry for '{p['name']}'", None)
-            a = _as_array(weights[p["name"]], p, "weight")
-            want = tuple(p["shape"]) if all(isinstance(d, int) for d in p["shape"]) else None
-            if want is not None and a.shape != want and a.size == int(np.prod(want)):
-                a = a.reshape(want)   # a scalar buffer stored as (1,) (torch's num_batches_tracked)
-            if want is not None and a.shape != want:
-                raise DlcRuntimeError(f"weight '{p['name']}' has shape {a.shape}, the package "
-                                      f"expects {want}", None)
-            tensors.append(tvm.runtime.tensor(a, self.device))
+        tensors = [tvm.runtime.tensor(a, self.device) for a in check_weights(self.signature["params"], weights)]
         if self._has_transform:
             if self._remote:
                 raise DlcRuntimeError("main_transform_params cannot be called over RPC (it takes a list)",
                                       None, "pass transformed= from a local runner (dlc.backends.tvm.rpc)")
-            self._params = list(self.vm["main_transform_params"](tensors))
+            try:
+                self._params = list(self.vm["main_transform_params"](tensors))
+            except Exception as e:  # noqa: BLE001 - TVM raises various types
+                raise _tvm_failure("the weights", e) from None
         else:
             self._params = tensors
         return self
@@ -277,10 +308,17 @@ class Runner:
 
     def _tensor(self, a: np.ndarray):
         # on the host, hand NumPy's memory to TVM (DLPack) instead of copying
-        # it: for small models the copy costs more than the model
+        # it: for small models the copy costs more than the model.  DLPack
+        # cannot export a read-only array (np.load(mmap_mode='r'), frombuffer
+        # of bytes) and TVM wants 64-byte alignment: those are copied first
         if self._host and a.dtype != np.bool_:
-            return self.tvm.runtime.from_dlpack(_aligned(a))
-        return self.tvm.runtime.tensor(a, self.device)
+            if not a.flags.writeable:
+                a = _aligned(np.array(a, order="C", copy=True))
+            try:
+                return self.tvm.runtime.from_dlpack(_aligned(a))
+            except (BufferError, RuntimeError, TypeError, ValueError):
+                pass   # anything else DLPack refuses: the copying path below
+        return self.tvm.runtime.tensor(np.ascontiguousarray(a), self.device)
 
     def _numpy(self, t) -> np.ndarray:
         if self._host:
@@ -292,14 +330,17 @@ class Runner:
 
     def invoke(self, args: list) -> dict[str, np.ndarray]:
         sig = self.signature
-        if self._remote:
-            self.vm.set_input("main", *args)
-            self.vm.invoke_stateful("main")
-            out = self.vm.get_outputs("main")
-        else:
-            if self._main is None:
-                self._main = self.vm["main"]
-            out = self._main(*args)
+        try:
+            if self._remote:
+                self.vm.set_input("main", *args)
+                self.vm.invoke_stateful("main")
+                out = self.vm.get_outputs("main")
+            else:
+                if self._main is None:
+                    self._main = self.vm["main"]
+                out = self._main(*args)
+        except Exception as e:  # noqa: BLE001 - TVM raises various types
+            raise _tvm_failure("the call", e) from None
         outs = [out] if hasattr(out, "numpy") else list(out)
         return {spec["name"]: self._numpy(o) for spec, o in zip(sig["outputs"], outs)}
 
@@ -328,47 +369,17 @@ class Runner:
 # --------------------------------------------------------------------------
 # packages
 
-def _open_zip(path) -> zipfile.ZipFile:
-    p = Path(path)
-    if not p.exists():
-        raise DlcError(f"no such package: {path}", hint="build one with: dlc compile model.dln --target cpu")
-    if p.is_dir():
-        raise DlcError(f"{path} is a directory, not a .dlcpkg package")
-    try:
-        z = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DlcError(f"{path} is not a dlc package ({e})",
-                       hint="a .dlcpkg is written by: dlc compile model.dln --target cpu") from None
-    if MANIFEST not in z.namelist():
-        z.close()
-        raise DlcError(f"{path} is not a dlc package (it has no {MANIFEST})",
-                       hint="a .dlcpkg is written by: dlc compile model.dln --target cpu")
-    return z
-
-
-def _manifest_from_zip(z: zipfile.ZipFile, path) -> dict:
-    try:
-        m = json.loads(z.read(MANIFEST).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
-        raise DlcError(f"{path}: the package manifest is damaged ({e})") from None
-    if not isinstance(m, dict) or m.get("format") != "dlcpkg":
-        raise DlcError(f"{path} is not a dlc package (its manifest has no format 'dlcpkg')")
-    if int(m.get("format_version", 0)) > FORMAT_VERSION:
-        raise DlcError(f"{path} has package format {m.get('format_version')}; this dlc reads up to "
-                       f"{FORMAT_VERSION}", hint="upgrade dlc")
-    return m
-
-
 def read_manifest(path) -> dict:
-    """The manifest of a `.dlcpkg` (a dict); `DlcError` if it is not one."""
-    with _open_zip(path) as z:
-        return _manifest_from_zip(z, path)
+    """The manifest of a `.dlcpkg` (a dict, every field the runtime uses
+    checked); `DlcError` if it is not one, or a damaged one."""
+    with PackageFile(path) as pf:
+        return pf.manifest
 
 
 def check_loadable(manifest: dict, device: str = "cpu", path="package") -> None:
     """Refuse a package built for another machine (arch) or device."""
     lib = manifest.get("library", {})
-    target = manifest.get("target", {})
+    target = manifest.get("target") or {}
     want = lib.get("device", "cpu")
     if device != want:
         raise DlcError(f"{path} was compiled for {want} ({manifest.get('target_name', target.get('kind'))}), "
@@ -394,15 +405,19 @@ _ISA_PREFIXES = ("avx", "sse", "ssse", "fma", "amx", "bmi", "f16c", "vaes", "vpc
 def _check_cpu(manifest: dict, path) -> None:
     """Refuse a CPU package whose -mcpu has instruction-set extensions this
     machine's CPU lacks (it would die of an illegal instruction)."""
-    target = manifest.get("target", {})
+    target = manifest.get("target") or {}
+    triple = target.get("mtriple", f"{host_arch()}-linux-gnu")
     if target.get("kind") != "llvm" or not target.get("mcpu") or \
-            manifest.get("library", {}).get("arch") != host_arch():
+            manifest.get("library", {}).get("arch") != host_arch() or triple_arch(triple) != host_arch():
         return
+    # only the fields check_manifest vetted reach LLVM (a hostile triple crashes it)
+    spec = {"kind": "llvm", "mtriple": triple, "mcpu": target["mcpu"]}
+    if target.get("mattr"):
+        spec["mattr"] = list(target["mattr"])
     try:
         tvm = import_tvm()
         from tvm.target import codegen
-        triple = target.get("mtriple", f"{host_arch()}-linux-gnu")
-        need = set(codegen.llvm_get_cpu_features(tvm.target.Target(dict(target))))
+        need = set(codegen.llvm_get_cpu_features(tvm.target.Target(spec)))
         here = set(codegen.llvm_get_cpu_features(tvm.target.Target(
             {"kind": "llvm", "mtriple": triple, "mcpu": codegen.llvm_get_system_cpu()})))
     except Exception:  # noqa: BLE001 - a runtime-only TVM build: cannot tell, let it load
@@ -414,61 +429,46 @@ def _check_cpu(manifest: dict, path) -> None:
                        hint="recompile for this machine: dlc compile model.dln --target cpu")
 
 
-def _extract_dir(path, z: zipfile.ZipFile, member: str) -> Path:
-    """Extract the library into a private directory keyed by the package's
-    hash (reused while it exists; a fresh temp dir otherwise)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    base = Path(tempfile.gettempdir()) / f"dlc-pkg-{os.getuid() if hasattr(os, 'getuid') else 'u'}"
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    d = base / h.hexdigest()[:32]
-    target = d / member
-    if target.is_file():
-        return target
-    tmp = Path(tempfile.mkdtemp(prefix=".x", dir=base))
+def _load_library(pf: PackageFile, tvm):
+    """Unpack the library into a fresh private folder (its sha256 checked
+    against the manifest), load it and remove the folder: the loaded library
+    no longer needs the file."""
     try:
-        with z.open(member) as src, open(tmp / member, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
+        remove_stale_extractions(min_age_s=60)   # left by killed processes
+    except OSError:
+        pass
+    folder = private_dir()
+    try:
+        lib_path = pf.extract_library(folder)
         try:
-            os.replace(tmp, d)
-        except OSError:      # another process extracted it first
-            pass
+            return tvm.runtime.load_module(str(lib_path))
+        except Exception as e:  # noqa: BLE001 - TVM's loader raises various types
+            raise DlcError(f"cannot load the library of {pf.path}: {str(e).strip().splitlines()[-1]}") from None
     finally:
-        if tmp.exists():
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
-    if not target.is_file():
-        raise DlcError(f"could not extract {member} from {path}")
-    return target
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class LoadedPackage:
     """A package loaded for one device: `.run(inputs) -> outputs`."""
 
-    def __init__(self, path, device: str = "cpu"):
+    def __init__(self, path, device: str = "cpu", expect_sha256: str | None = None):
         self.path = str(path)
-        with _open_zip(path) as z:
-            self.manifest = _manifest_from_zip(z, path)
+        with PackageFile(path, expect_sha256) as pf:
+            self.manifest = pf.manifest
+            self.sha256 = pf.sha256
             check_loadable(self.manifest, device, path)
-            lib_name = self.manifest["library"]["file"]
-            if lib_name not in z.namelist():
-                raise DlcError(f"{path} is damaged: it has no {lib_name}")
-            lib_path = _extract_dir(path, z, lib_name)
-            weights = None
-            if WEIGHTS in z.namelist():
-                from safetensors.numpy import load as st_load
-                weights = dict(st_load(z.read(WEIGHTS)))
-        tvm = import_tvm()
-        dev = tvm.cpu() if device == "cpu" else tvm.cuda()
-        if device != "cpu" and not dev.exist:
-            raise DlcError(f"{path} needs a {device} device and this machine has none")
-        try:
-            lib = tvm.runtime.load_module(str(lib_path))
-        except Exception as e:  # noqa: BLE001 - TVM's loader raises various types
-            raise DlcError(f"cannot load the library of {path}: {str(e).strip().splitlines()[-1]}") from None
+            weights = pf.read_weights()
+            if weights is not None:     # checked before any of the package's code runs
+                try:
+                    check_weights(self.manifest["signature"]["params"], weights)
+                except DlcError as e:
+                    raise DlcError(f"{path}: {e.message}", hint="the packaged weights do not match the "
+                                   "package's parameters: rebuild it") from None
+            tvm = import_tvm()
+            dev = tvm.cpu() if device == "cpu" else tvm.cuda()
+            if device != "cpu" and not dev.exist:
+                raise DlcError(f"{path} needs a {device} device and this machine has none")
+            lib = _load_library(pf, tvm)
         self.signature = self.manifest["signature"]
         self.runner = Runner(lib, self.signature, dev)
         if weights is not None:
@@ -513,8 +513,10 @@ class LoadedPackage:
         return f"LoadedPackage({self.path!r}, model={self.name!r}, target={self.manifest.get('target_name')!r})"
 
 
-def load(path, device: str = "cpu") -> LoadedPackage:
-    """Load a `.dlcpkg` for `device` ("cpu" or "cuda")."""
+def load(path, device: str = "cpu", expect_sha256: str | None = None) -> LoadedPackage:
+    """Load a `.dlcpkg` for `device` ("cpu" or "cuda").  Loading runs the
+    package's native code: `expect_sha256` (the sha256 of the .dlcpkg file)
+    refuses any package but the one you pinned."""
     if device not in ("cpu", "cuda"):
         raise DlcError(f"unknown device '{device}'", hint="devices: cpu, cuda")
-    return LoadedPackage(path, device)
+    return LoadedPackage(path, device, expect_sha256)

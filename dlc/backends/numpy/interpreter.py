@@ -16,6 +16,7 @@ import numpy as np
 
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node
+from ...compiler.ops.norm import batch_statistics_error
 from ...errors import DlcRuntimeError
 from .kernels import KERNELS
 
@@ -62,6 +63,10 @@ class Interpreter:
             return self.run_scan(node, args, attrs, env)
         if node.op.name in _SEEDED:
             attrs = {**attrs, "seed": (self.seed, attrs["seed"])}
+        if node.op.name == "batch_norm":
+            err = batch_statistics_error(node, np.shape(args[0]))
+            if err is not None:
+                raise err
         try:
             out = self.call_op(node.op.name, args, attrs)
         except (ValueError, IndexError, TypeError, KeyError, FloatingPointError, MemoryError) as e:

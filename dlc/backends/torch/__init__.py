@@ -1,9 +1,10 @@
 """The PyTorch backend: a `.dln` model as a self-contained `nn.Module`.
 
-`generate_module(model)` writes the Python source (what `dlc compile --target
-torch` prints); `load_module(model)` executes it and returns an instance whose
-`state_dict()` keys are dlc's parameter names, so dlc weights load with
-`load_state_dict(strict=True)`.  `TorchBackend.run` is the NumPy-in,
+`generate_module(graph)` writes the Python source (what `dlc compile --target
+torch` prints) from a model's graph and its layer table (or from a
+`dlc.Model`, through `Model.module_graph()`); `load_module(graph)` executes
+it and returns an instance whose `state_dict()` keys are dlc's parameter
+names, so dlc weights load with `load_state_dict(strict=True)`.  `TorchBackend.run` is the NumPy-in,
 NumPy-out entry point the tests compare with the reference interpreter.
 
 Importing this package does not import torch; its functions do.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modgen import generate_module, load_module
+from .modgen import generate_module, load_module, module_graph_of
 
 _DTYPES = {"float32": "float32", "float64": "float64", "f32": "float32", "f64": "float64"}
 
@@ -51,14 +52,15 @@ class TorchBackend:
         "train").  `dtype="float64"` converts the module and float inputs.
         """
         import torch
-        mod = TorchBackend.module(model, weights, dtype)
+        graph = module_graph_of(model)
+        mod = TorchBackend.module(graph, weights, dtype)
         mod.train(mode == "train")
         args = []
-        for spec in model.inputs:
+        for spec in graph.inputs:
             if spec.name not in inputs:
                 from ...errors import DlcValueError
                 raise DlcValueError(f"missing input '{spec.name}'", None,
-                                    "inputs: " + ", ".join(s.name for s in model.inputs))
+                                    "inputs: " + ", ".join(s.name for s in graph.inputs))
             a = np.asarray(inputs[spec.name])
             if dtype is not None and a.dtype.kind == "f":
                 a = a.astype(_DTYPES.get(dtype, dtype))
@@ -66,7 +68,7 @@ class TorchBackend:
         with torch.no_grad():
             outs = mod(*args)
         outs = outs if isinstance(outs, tuple) else (outs,)
-        return {spec.name: o.detach().cpu().numpy() for spec, o in zip(model.outputs, outs)}
+        return {name: o.detach().cpu().numpy() for name, o in zip(graph.output_names, outs)}
 
 
 def run(model, inputs, weights, mode="eval", dtype=None):

@@ -1,7 +1,8 @@
 """The PyTorch backend behind the backend protocol.
 
 A graph compiles to a generated torch function (`funcgen`); the forward pass
-of a model and `dlc bench` run the generated `nn.Module` (`modgen`), and a
+of a model and `dlc bench` run the `nn.Module` generated from the model's
+module graph (`modgen`, `dlc.Model.module_graph()`), and a
 training step runs either dlc's symbolic step graph or torch autograd on the
 module, optionally data-parallel (`training.py`)."""
 from __future__ import annotations
@@ -16,6 +17,7 @@ class TorchCodegenBackend(Backend):
     requires = "torch"
     hint = "pip install 'dlc[torch]'"
     grads = ("autograd", "symbolic")
+    uses_module_graph = True
 
     def compile(self, graph, *, target: str = "cpu", bind: dict | None = None):
         if target not in ("cpu", None):
@@ -23,22 +25,22 @@ class TorchCodegenBackend(Backend):
         from .training import TorchStepRunner
         return TorchStepRunner(graph)
 
-    def run(self, graph, inputs, weights, *, seed=0, mode="eval", dtype=None, bind=None, source=None):
-        # the generated module is built from the model's source (`source`, a dlc.api.Model);
-        # without one, the graph itself as a generated function
-        if source is None:
+    def run(self, graph, inputs, weights, *, seed=0, mode="eval", dtype=None, bind=None, module_graph=None):
+        # the generated nn.Module, built from the model's module graph; without one,
+        # `graph` itself as a generated function
+        if module_graph is None:
             return super().run(graph, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind)
         from . import TorchBackend
-        return TorchBackend.run(source, inputs, weights, mode=mode, dtype=dtype), {}
+        return TorchBackend.run(module_graph, inputs, weights, mode=mode, dtype=dtype), {}
 
-    def bench(self, graph, inputs, weights, *, repeat, warmup, seed=0, source=None, target="cpu", arch=None,
+    def bench(self, graph, inputs, weights, *, repeat, warmup, seed=0, module_graph=None, target="cpu", arch=None,
               target_opts=(), rpc_addr=None, bind=None):
         if rpc_addr:
             raise DlcError("--rpc runs TVM libraries only", hint="use --backend tvm")
         import numpy as np
         import torch
         from . import TorchBackend
-        mod = TorchBackend.module(source, weights).eval()
+        mod = TorchBackend.module(module_graph if module_graph is not None else graph, weights).eval()
         args = [torch.from_numpy(np.array(inputs[v.name], copy=True)) for v in graph.inputs]
         with torch.no_grad():
             times = time_calls(lambda: mod(*args), repeat, warmup)

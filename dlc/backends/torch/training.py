@@ -44,6 +44,9 @@ class TorchStepRunner:
 
     def __call__(self, inputs: dict, weights: dict, seed: int = 0):
         import torch
+
+        from ...compiler.ops.norm import check_batch_statistics
+        check_batch_statistics(self.graph, inputs=inputs)
         args = [torch.from_numpy(np.ascontiguousarray(inputs[v.name])) for v in self.graph.inputs]
         params = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
         with torch.no_grad():
@@ -75,18 +78,20 @@ class AutogradStep:
         from .funcgen import compile_function
         from .modgen import load_module
         self.world, self.rank = plan.world, plan.rank
-        self.module = load_module(plan.source)
+        self.module = load_module(plan.module_graph)
         self.module.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in plan.weights.items()},
                                     strict=True)
         self.net = self.module
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
             self.net = DistributedDataParallel(self.module)
-        loss_g = plan.loss_graph()
+        loss_g = plan.spec.loss.graph("train")    # the train section's loss, over the module's outputs
         self.loss_fn = compile_function(loss_g)
         self.loss_inputs = list(loss_g.inputs)
         self.out_names = [v.name[4:] for v in loss_g.inputs if v.name.startswith("out:")]
-        self.x_name = next(v.name for v in loss_g.inputs if not v.name.startswith("out:") and v.name != "label")
+        # the model in train mode, symbolic in the batch: what `check_batch_statistics` reads
+        self.train_graph = plan.model_graph()
+        self.x_name = self.train_graph.inputs[0].name
         self.params = dict(self.module.named_parameters())
         self.opt = make_torch_optimizer(plan.optimizer, list(self.params.values()), plan.optimizer_args)
         if plan.optimizer_state:
@@ -103,6 +108,8 @@ class AutogradStep:
 
     def run(self, feed: dict, lr: float, step: int, seed: int) -> float:
         import torch
+
+        from ...compiler.ops.norm import check_batch_statistics
         torch.manual_seed(seed)
         for gr in self.opt.param_groups:
             gr["lr"] = lr
@@ -111,6 +118,8 @@ class AutogradStep:
         chunk = -(-n // self.world)
         lo, hi = min(self.rank * chunk, n), min((self.rank + 1) * chunk, n)
         xt = torch.from_numpy(np.ascontiguousarray(xb[lo:hi]))
+        # torch raises a bare ValueError on one value per channel: report it at the batchnorm's line
+        check_batch_statistics(self.train_graph, inputs={self.x_name: xt})
         yt = torch.from_numpy(np.ascontiguousarray(yb[lo:hi])) if yb is not None else None
         self.module.train()
         self.opt.zero_grad()

@@ -20,7 +20,7 @@ class TvmBackend(Backend):
         from .training import TvmStepRunner
         return TvmStepRunner(graph, target, bind=bind)
 
-    def run(self, graph, inputs, weights, *, seed=0, mode="eval", dtype=None, bind=None, source=None):
+    def run(self, graph, inputs, weights, *, seed=0, mode="eval", dtype=None, bind=None, module_graph=None):
         if dtype not in (None, "float32"):
             raise DlcError(f"the tvm backend runs float32 models as declared, not {dtype}", graph.span,
                            "drop --dtype")
@@ -30,7 +30,7 @@ class TvmBackend(Backend):
         updates = {k[len("update:"):]: v for k, v in outs.items() if k.startswith("update:")}
         return {k: v for k, v in outs.items() if not k.startswith("update:")}, updates
 
-    def bench(self, graph, inputs, weights, *, repeat, warmup, seed=0, source=None, target="cpu", arch=None,
+    def bench(self, graph, inputs, weights, *, repeat, warmup, seed=0, module_graph=None, target="cpu", arch=None,
               target_opts=(), rpc_addr=None, bind=None):
         from .rpc import bench_compiled
         return bench_compiled(graph, inputs, weights, target=target, arch=arch, target_opts=target_opts,

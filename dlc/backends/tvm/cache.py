@@ -11,8 +11,12 @@ any.  An entry is a directory:
         lib.so          the exported library (lib.tar without a cross compiler)
 
 An entry is built in a temporary directory and renamed into place, so a
-reader sees a whole entry or none.  Deleting the cache is always safe, and a
-damaged entry counts as a miss (it is rebuilt), never as an error.
+reader sees a whole entry or none.  Deleting the cache is always safe (`dlc
+cache clear`), and a damaged entry counts as a miss (it is rebuilt and
+replaced), never as an error: entry.json carries a checksum of itself and the
+library's sha256, and both are checked on every read.  The cache is trusted
+as far as the user's home is (a library in it is loaded, as a package's is);
+its folders are created private (0700).
 
     model, hit = compile_cached(graph, "cpu")
     model.runner().set_weights(w).run({"x": x})
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import DlcError
+from ...runtime.pkgfile import sha256_file
 
 SCHEDULE_VERSION = 1
 ENTRY = "entry.json"
@@ -63,7 +68,7 @@ def default_tuning_dir(target_dict: dict):
 
 
 def _dlc_version() -> str:
-    from ... import __version__
+    from ..._version import __version__
     return __version__
 
 
@@ -162,13 +167,27 @@ class CachedModel:
         return Runner(self.executable, self.signature, device or tvm.cpu())
 
 
+def _entry_checksum(meta: dict) -> str:
+    """sha256 of an entry's record, without its own checksum field."""
+    doc = {k: v for k, v in meta.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
 def _read_entry(d: Path, key: str) -> CachedModel | None:
+    """The entry in `d`, or None when it is missing or damaged: its record's
+    checksum and its library's sha256 (both written with it) must match, so a
+    flipped byte of the right size is a miss, not a hit."""
     try:
         meta = json.loads((d / ENTRY).read_text())
-        if meta.get("key") != key:
+        if meta.get("key") != key or meta.get("checksum") != _entry_checksum(meta):
             return None
-        lib = d / meta["library"]["file"]
+        name = meta["library"]["file"]
+        if name not in ("lib.so", "lib.tar"):
+            return None
+        lib = d / name
         if not lib.is_file() or lib.stat().st_size != meta["library"].get("size", -1):
+            return None
+        if sha256_file(lib) != meta["library"].get("sha256"):
             return None
         return CachedModel(meta["signature"], meta["target"], lib, meta["library"], key,
                            meta.get("compile_seconds", 0.0), database=meta.get("database"))
@@ -230,7 +249,9 @@ def compile_cached(graph, target, *, bind: dict | None = None, database=None, ca
     from .package import export_library
     parent = root / key[:2] if cache else Path(tempfile.gettempdir())
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        if cache:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)     # private: its libraries get loaded
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=parent))
     except OSError:
         cache = False
@@ -243,6 +264,7 @@ def compile_cached(graph, target, *, bind: dict | None = None, database=None, ca
     entry = {"key": key, "signature": compiled.signature, "target": target_dict, "library": lib_info,
              "database": str(database) if database is not None else None,
              "compile_seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    entry["checksum"] = _entry_checksum(entry)       # lib_info carries the library's sha256
     (tmp / ENTRY).write_text(json.dumps(entry, indent=1))
     final = tmp
     if cache:
@@ -280,13 +302,18 @@ def _check_mcpu(tvm, target_dict: dict) -> None:
                            "see: llc -mtriple=<triple> -mcpu=help")
 
 
-def clear_cache() -> int:
-    """Delete every cache entry; returns how many there were."""
+def clear_cache() -> tuple[int, int]:
+    """Delete every cache entry (and half-written ones left by killed
+    compiles); returns (how many entries, how many bytes) were removed.
+    Tuning databases (``$DLC_CACHE_DIR/tuning``) are kept: they are not a
+    cache but the result of `dlc tune`."""
     root = cache_dir()
-    n = 0
+    n = size = 0
     if root.is_dir():
         for sub in root.iterdir():
-            if sub.is_dir() and len(sub.name) == 2:
-                n += sum(1 for _ in sub.iterdir())
+            if sub.is_dir() and not sub.is_symlink() and len(sub.name) == 2:
+                for e in sub.iterdir():
+                    n += not e.name.startswith(".")
+                    size += sum(f.stat().st_size for f in e.rglob("*") if f.is_file() and not f.is_symlink())
                 shutil.rmtree(sub, ignore_errors=True)
-    return n
+    return n, size

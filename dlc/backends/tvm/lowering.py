@@ -13,9 +13,11 @@ Conventions:
   NumPy reference;
 * ops missing from `LOWERING` are listed in `UNSUPPORTED` with the reason.
 
-Semantics follow the NumPy reference kernels (backends/numpy/kernels), whose
-argument normalisation (`_conv_pads`, pooling sizes) is reused here so the
-two backends cannot drift apart.
+Semantics follow the NumPy reference kernels (backends/numpy/kernels).  What
+the two share lives with the ops in the compiler (`compiler.ops.conv`'s
+`conv_pads` and `ntuple`, `compiler.ops.shape.sinusoidal_table`) or in the
+runtime (`runtime.random`'s streams), so the backends cannot drift apart and
+never import one another.
 """
 from __future__ import annotations
 
@@ -755,12 +757,14 @@ def _full(low, node, args, env):
 
 @lowers("sinusoidal_positions")
 def _sinusoidal(low, node, args, env):
-    from ..numpy.kernels import KERNELS
+    from ...compiler.ops.shape import sinusoidal_table
+    from ...compiler.types import DType
+    from ...runtime.floats import to_float
     a = node.attrs
     length = low.concrete(a["length"], "the length of sinusoidal positions")
     dim = low.concrete(a["dim"], "the width of sinusoidal positions")
     dt = out_dtype(node)
-    arr = np.asarray(KERNELS["sinusoidal_positions"](length=length, dim=dim, dtype=a["dtype"]))
+    arr = to_float(sinusoidal_table(length, dim), DType.parse(a["dtype"]).numpy_name)
     return low.const(arr.astype(dt), dt)
 
 
@@ -798,7 +802,8 @@ def _scatter_add_rows(low, node, args, env):
 
 
 # ---------------------------------------------------------------------------
-# random ops: drawn on the host (see relaxgen), here only consumed
+# random ops: drawn on the host (see relaxgen), here only consumed.  The
+# tensors come from `runtime.random.draw_random`, the NumPy reference's streams.
 # ---------------------------------------------------------------------------
 
 def random_plan(node):
@@ -836,23 +841,6 @@ def _dropout(low, node, args, env):
 def _random(low, node, args, env):
     kind, shape, dt, attrs = random_plan(node)
     return low.random_input(node, kind, shape, dt, attrs)
-
-
-def draw_random(kind: str, shape, dtype: str, attrs: dict, run_seed: int) -> np.ndarray:
-    """The tensor for a `RandomInput`, drawn exactly as the NumPy reference
-    draws it (same generator, same seed pair)."""
-    from ..numpy.kernels import KERNELS
-    from ..numpy.kernels.nn import dropout_mask
-    seed = (run_seed, attrs["seed"])
-    if kind == "dropout":
-        p = attrs["p"]
-        return (dropout_mask(shape, p, seed).astype(dtype) * np.asarray(1.0 / (1.0 - p), dtype))
-    if kind == "randn":
-        return np.asarray(KERNELS["randn"](shape=tuple(shape), seed=seed, dtype=dtype))
-    if kind == "uniform":
-        return np.asarray(KERNELS["uniform"](shape=tuple(shape), seed=seed, low=attrs["low"],
-                                             high=attrs["high"], dtype=dtype))
-    raise ValueError(f"unknown random input kind {kind!r}")
 
 
 # the neural-network, loss and sequence families register themselves

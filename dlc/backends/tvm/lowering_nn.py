@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..numpy.kernels.nn import _conv_pads, _ntuple
+from ...compiler.ops.conv import conv_pads, ntuple
 from .lowering import (arg_as, bessel_factor, softmax, cast, in_dtype, lowers, ndim, norm_axis, out_dtype, out_shape,
                        scalar, _op)
 from .relaxgen import Unsupported
@@ -46,9 +46,9 @@ def _conv(low, node, args, env):
     x = arg_as(low, node, args, 0, dt)
     w = arg_as(low, node, args, 1, dt)
     kernel = [low.concrete(k, "the kernel size") for k in node.inputs[1].type.shape[2:]]
-    stride = _ntuple(a["stride"], nd, "stride")
-    dilation = _ntuple(a["dilation"], nd, "dilation")
-    pads = _conv_pads(a["padding"], nd, kernel, dilation, stride)
+    stride = ntuple(a["stride"], nd, "stride")
+    dilation = ntuple(a["dilation"], nd, "dilation")
+    pads = conv_pads(a["padding"], nd, kernel, dilation, stride)
     x, squeeze = _batched(low, node, x, nd)
     if nd == 1:
         y = low.emit(op.nn.conv1d(x, w, strides=stride, padding=[pads[0][0], pads[0][1]],
@@ -69,10 +69,10 @@ def _conv_transpose2d(low, node, args, env):
     dt = out_dtype(node)
     x = arg_as(low, node, args, 0, dt)
     w = arg_as(low, node, args, 1, dt)
-    stride = _ntuple(a["stride"], 2, "stride")
-    pad = _ntuple(a["padding"], 2, "padding")
-    opad = _ntuple(a["output_padding"], 2, "output_padding")
-    dil = _ntuple(a["dilation"], 2, "dilation")
+    stride = ntuple(a["stride"], 2, "stride")
+    pad = ntuple(a["padding"], 2, "padding")
+    opad = ntuple(a["output_padding"], 2, "output_padding")
+    dil = ntuple(a["dilation"], 2, "dilation")
     x, squeeze = _batched(low, node, x, 2)
     y = low.emit(op.nn.conv2d_transpose(x, w, strides=stride, padding=[pad[0], pad[1], pad[0], pad[1]],
                                         output_padding=opad, dilation=dil, groups=int(a["groups"]),
@@ -87,10 +87,10 @@ def _conv_transpose2d(low, node, args, env):
 
 def _pool_args(low, node, nd):
     a = low.concrete_attr(node.attrs, "pooling attributes")
-    k = _ntuple(a["kernel_size"], nd, "kernel_size")
-    s = k if a.get("stride") in (None, (), []) else _ntuple(a["stride"], nd, "stride")
-    p = _ntuple(a.get("padding", 0), nd, "padding")
-    d = _ntuple(a.get("dilation", 1), nd, "dilation")
+    k = ntuple(a["kernel_size"], nd, "kernel_size")
+    s = k if a.get("stride") in (None, (), []) else ntuple(a["stride"], nd, "stride")
+    p = ntuple(a.get("padding", 0), nd, "padding")
+    d = ntuple(a.get("dilation", 1), nd, "dilation")
     return a, k, s, p, d
 
 
@@ -134,8 +134,9 @@ def _adaptive(low, node, args, env):
     elif node.op.name == "adaptive_avg_pool1d":
         y = low.emit(op.nn.adaptive_avg_pool1d(x, osize, layout="NCW"))
     else:
-        from tvm import topi
-        y = low.bb.emit_te(lambda t: topi.nn.adaptive_pool(t, osize, "max", "NCHW"), x)
+        # NaN-propagating, -inf windows give -inf (topi's adaptive_pool drops NaN)
+        from .nan_legalize import adaptive_max_pool2d
+        y = low.bb.emit_te(lambda t: adaptive_max_pool2d(t, osize), x, primfunc_name_hint="adaptive_max_pool2d")
     return _unbatch(low, y, squeeze)
 
 
@@ -146,6 +147,38 @@ def _adaptive(low, node, args, env):
 def _channel_view(low, node, v, r):
     c = low.prim(node.inputs[0].type.shape[1])
     return low.emit(_op().reshape(v, [1, c] + [1] * (r - 2)))
+
+
+def _pow2_scale_te(a):
+    """2**floor(log2(a)) where 1 < a < inf, else 1, from the exponent bits:
+    dividing by it is exact (the reference's _pow2_scale)."""
+    from tvm import te, tirx
+    dt = str(a.dtype)
+    ut, mask = ("uint64", 0x7FF0000000000000) if dt == "float64" else ("uint32", 0x7F800000)
+
+    def one(*i):
+        v = a(*i)
+        p2 = tirx.reinterpret(dt, tirx.bitwise_and(tirx.reinterpret(ut, v), tirx.const(mask, ut)))
+        big = tirx.all(v > tirx.const(1, dt), v < tirx.const(float("inf"), dt))
+        return tirx.Select(big, p2, tirx.const(1, dt))
+    return te.compute(a.shape, one, name="pow2_scale")
+
+
+def scaled_moments(low, x, axes, eps, dt):
+    """(x - mean, 1 / sqrt(var + eps), scale, scaled mean, scaled biased var)
+    over `axes` (kept as size-1 axes), computed on x / s with s a power of two
+    per slice, so the squares stay finite (layer_norm([1e30, 0, 0, 0, 0]) is
+    [2, -0.5, ...]) and the variance is two-pass (no E[x^2] - E[x]^2
+    cancellation); as the NumPy reference's scaled_moments."""
+    op = _op()
+    amax = low.emit(op.max(op.abs(x), axes, True))
+    s = low.bb.emit_te(_pow2_scale_te, amax, primfunc_name_hint="pow2_scale")
+    xs = low.emit(op.divide(x, s))
+    mean = low.emit(op.mean(xs, axes, True))
+    d = low.emit(op.subtract(xs, mean))
+    var = low.emit(op.mean(op.multiply(d, d), axes, True))
+    inv = low.emit(op.rsqrt(op.add(var, op.divide(eps, op.multiply(s, s)))))
+    return d, inv, s, mean, var
 
 
 @lowers("batch_norm")
@@ -173,11 +206,11 @@ def _batch_norm(low, node, args, env):
                             _channel_view(low, node, shift, r)))
         return [y, rm, rv][:len(node.outputs)]
     axes = [0] + list(range(2, r))
-    mean = low.emit(op.mean(x, axes, False))
-    var = low.emit(op.variance(x, axes, False))
-    inv = low.emit(op.rsqrt(op.add(var, eps)))
-    y = low.emit(op.multiply(op.subtract(x, _channel_view(low, node, mean, r)),
-                             _channel_view(low, node, inv, r)))
+    d, inv, s, mean_s, var_s = scaled_moments(low, x, axes, eps, dt)
+    y = low.emit(op.multiply(d, inv))
+    c = [low.prim(node.inputs[0].type.shape[1])]
+    mean = low.emit(op.reshape(op.multiply(mean_s, s), c))
+    var = low.emit(op.reshape(op.multiply(var_s, op.multiply(s, s)), c))
     if w is not None:
         y = low.emit(op.multiply(y, _channel_view(low, node, arg_as(low, node, args, 3, dt), r)))
     if b is not None:
@@ -215,12 +248,15 @@ def _layer_norm(low, node, args, env):
     k = 1 if isinstance(ns, int) or not isinstance(ns, (tuple, list)) else len(ns)
     r = ndim(node, 0)
     axes = list(range(r - k, r))
-    tail = node.inputs[0].type.shape[r - k:]
     w = arg_as(low, node, args, 1, dt) if len(args) > 1 and args[1] is not None else None
     b = arg_as(low, node, args, 2, dt) if len(args) > 2 and args[2] is not None else None
-    gamma = w if w is not None else low.emit(op.ones(low.shape(tail), dt))
-    beta = b if b is not None else low.emit(op.zeros(low.shape(tail), dt))
-    return low.emit(op.nn.layer_norm(x, gamma, beta, axes, float(node.attrs["eps"])))
+    d, inv, *_ = scaled_moments(low, x, axes, scalar(low, float(node.attrs["eps"]), dt), dt)
+    y = low.emit(op.multiply(d, inv))
+    if w is not None:
+        y = low.emit(op.multiply(y, w))
+    if b is not None:
+        y = low.emit(op.add(y, b))
+    return y
 
 
 @lowers("group_norm")
@@ -229,13 +265,19 @@ def _group_norm(low, node, args, env):
     dt = out_dtype(node)
     x = arg_as(low, node, args, 0, dt)
     r = ndim(node, 0)
-    c = node.inputs[0].type.shape[1]
     w = arg_as(low, node, args, 1, dt) if len(args) > 1 and args[1] is not None else None
     b = arg_as(low, node, args, 2, dt) if len(args) > 2 and args[2] is not None else None
-    gamma = w if w is not None else low.emit(op.ones([low.prim(c)], dt))
-    beta = b if b is not None else low.emit(op.zeros([low.prim(c)], dt))
-    return low.emit(op.nn.group_norm(x, gamma, beta, int(node.attrs["num_groups"]), 1,
-                                     list(range(2, r)), float(node.attrs["eps"])))
+    g = int(node.attrs["num_groups"])
+    shape = node.inputs[0].type.shape
+    # (N, G, C/G * spatial): one slice per (sample, group)
+    grouped = low.emit(op.reshape(x, [low.prim(shape[0]), g, -1]))
+    d, inv, *_ = scaled_moments(low, grouped, [2], scalar(low, float(node.attrs["eps"]), dt), dt)
+    y = low.emit(op.reshape(op.multiply(d, inv), low.shape(shape)))
+    if w is not None:
+        y = low.emit(op.multiply(y, _channel_view(low, node, w, r)))
+    if b is not None:
+        y = low.emit(op.add(y, _channel_view(low, node, b, r)))
+    return y
 
 
 @lowers("local_response_norm")

@@ -34,17 +34,10 @@ import numpy as np
 
 from ...errors import DlcError
 from ...runtime.package import FORMAT_VERSION, MANIFEST, WEIGHTS, read_manifest  # noqa: F401 - re-exported
+from ...runtime.pkgfile import sha256_file
 from .target import cross_compiler_for, library_arch, library_device
 
 __all__ = ["write_package", "read_manifest", "export_library", "source_hash", "example_input_specs"]
-
-
-def _sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def source_hash(spec_path, bind: dict | None = None, model_name: str | None = None) -> str:
@@ -94,14 +87,14 @@ def export_library(executable, target_dict: dict, out_dir) -> dict:
                        hint="run with DLC_DEBUG=1 for the compiler's full message") from e
     info["file"] = path.name
     info["size"] = path.stat().st_size
-    info["sha256"] = _sha256_file(path)
+    info["sha256"] = sha256_file(path)
     return info
 
 
 def example_input_specs(example_graph) -> list[dict]:
     """How `dlc.Model.random_inputs` draws each input at the example sizes,
     so that the deploy runtime can draw the same ones without the frontend."""
-    from ...api import _index_bound
+    from ...compiler.analysis import index_bound
     from .relaxgen import storage_dtype
     out = []
     for v in example_graph.inputs:
@@ -111,7 +104,7 @@ def example_input_specs(example_graph) -> list[dict]:
             out.append({"name": v.name, "kind": "float", "dtype": storage_dtype(dt), "shape": shape})
         elif dt.is_int:
             out.append({"name": v.name, "kind": "int", "dtype": dt.numpy_name, "shape": shape,
-                        "high": int(_index_bound(example_graph, v))})
+                        "high": int(index_bound(example_graph, v))})
         else:
             out.append({"name": v.name, "kind": "bool", "dtype": "bool", "shape": shape})
     return out
@@ -129,7 +122,7 @@ def write_package(path, compiled, weights: dict, *, source_hash: str, spec_path,
     """Write `compiled` (a `CompiledModel`, or a `CachedModel` from
     `compile_cached`) and `weights` as one `.dlcpkg` file; returns the
     manifest."""
-    from ... import __version__
+    from ..._version import __version__
     path = Path(path)
     sig = compiled.signature
     missing = [p["name"] for p in sig["params"] if p["name"] not in weights]

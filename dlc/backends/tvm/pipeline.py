@@ -98,8 +98,10 @@ def _front_passes(target: tvm.target.Target) -> list:
 
 
 def _legalize_fuse_passes() -> list:
+    from .nan_legalize import legalize_map
     return [
-        relax.transform.LegalizeOps(),
+        # NaN-propagating max/min/relu/argmax/max pooling (TOPI's drop NaN)
+        relax.transform.LegalizeOps(legalize_map()),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),

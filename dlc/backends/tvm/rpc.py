@@ -12,14 +12,13 @@ CPU targets the transform is the same computation on every llvm target.
 """
 from __future__ import annotations
 
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import DlcError
-from ...runtime.package import Runner, WEIGHTS, example_inputs, host_arch, import_tvm, read_manifest
+from ...runtime.package import Runner, example_inputs, host_arch, import_tvm, read_manifest
+from ...runtime.pkgfile import PackageFile, private_dir
 
 __all__ = ["parse_addr", "connect", "run_remote", "run_package_remote", "transformed_weights_here",
            "bench_compiled"]
@@ -101,13 +100,11 @@ def run_package_remote(addr: str, pkg_path, inputs: dict | None = None, *, repea
         raise DlcError(f"{pkg_path} holds {lib.get('file')} (built without a cross compiler); the RPC server "
                        "needs a .so", hint="install gcc-aarch64-linux-gnu and recompile")
     sig = manifest["signature"]
-    tmp = Path(tempfile.mkdtemp(prefix="dlc-rpc-"))
+    tmp = private_dir()
     try:
-        with zipfile.ZipFile(pkg_path) as z:
-            z.extract(lib["file"], tmp)
-            from safetensors.numpy import load as st_load
-            weights = dict(st_load(z.read(WEIGHTS)))
-        lib_path = tmp / lib["file"]
+        with PackageFile(pkg_path) as pf:         # checked names, sizes and library sha256
+            lib_path = pf.extract_library(tmp)
+            weights = pf.read_weights() or {}
         inputs = dict(inputs or {}) or example_inputs(manifest, seed)
         transformed = None
         if sig.get("lifted_params", True):

@@ -117,7 +117,10 @@ class TvmStepRunner:
     def __call__(self, inputs: dict, weights: dict, seed: int = 0):
         import tvm
 
+        from ...compiler.ops.norm import check_batch_statistics
         from .compile import draw_random_inputs, resolve_dims
+        # compiled code would divide by zero into running_var: refuse as the reference does
+        check_batch_statistics(self.graph, inputs=inputs)
         var = self._variant(inputs)
         sig = var.compiled.signature
         for spec in sig["inputs"]:

@@ -6,6 +6,8 @@ pools also accept the unbatched (C, ...) form, as torch does.
 """
 from __future__ import annotations
 
+import numbers
+
 from ...errors import ShapeError
 from ..dims import Dim, add, known_equal, mul, prod, sub
 from ..types import TensorType
@@ -13,6 +15,38 @@ from .common import conv_out, pair, promote, require_float, same_dim
 from .registry import CONV, POOL, defop, required
 
 _SPATIAL = {1: "L", 2: "H, W"}
+
+
+# attribute normalisation, shared by every backend's convolution and pooling
+def ntuple(value, n: int, name: str) -> tuple[int, ...]:
+    """Expand an int (or a 1-element sequence, as torch allows) to an n-tuple."""
+    if isinstance(value, numbers.Integral):
+        return (int(value),) * n
+    items = tuple(int(v) for v in value)
+    if len(items) == 1:
+        return items * n
+    if len(items) != n:
+        raise ValueError(f"{name} must be an int or a {n}-tuple, got {value!r}")
+    return items
+
+
+def conv_pads(padding, nd: int, kernel, dilation, stride) -> tuple[tuple[int, int], ...]:
+    """Resolve torch's conv ``padding`` (int, tuple, "valid", "same") to (lo, hi) pairs."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * nd
+        if padding == "same":
+            # torch rejects "same" for strided convs: the output size would be ambiguous.
+            if any(s != 1 for s in stride):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                # torch puts the odd extra element on the high side.
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(f"invalid padding string {padding!r}; expected 'valid' or 'same'")
+    return tuple((p, p) for p in ntuple(padding, nd, "padding"))
 
 
 def _ints(v, n: int, what: str, opname: str, minimum: int = 0) -> tuple[int, ...]:
@@ -275,19 +309,6 @@ def _need_int(v, what: str, opname: str) -> int:
     return v
 
 
-def _conv_pads(padding, ks, dilation, nd: int, opname: str) -> list[tuple[int, int]]:
-    """(lo, hi) zero padding per spatial axis, with torch's rule for 'same'."""
-    if padding == "valid":
-        return [(0, 0)] * nd
-    if padding == "same":
-        out = []
-        for k, d in zip(ks, dilation):
-            total = d * (k - 1)
-            out.append((total // 2, total - total // 2))
-        return out
-    return [(p, p) for p in _ints(padding, nd, "padding", opname)]
-
-
 def _fit(b, v, lohi):
     """Zero-pad (or, for negative amounts, crop) the trailing spatial axes of v."""
     if all(lo == 0 and hi == 0 for lo, hi in lohi):
@@ -369,7 +390,7 @@ def _conv_vjp(b, node, g):
     ks = tuple(w.type.shape[2:])
     stride = _ints(a["stride"], nd, "stride", opname, 1)
     dilation = _ints(a["dilation"], nd, "dilation", opname, 1)
-    pads = _conv_pads(a["padding"], ks, dilation, nd, opname)
+    pads = conv_pads(a["padding"], nd, ks, dilation, stride)
     gx = _conv_input_grad(b, gy, w, x.type, ks, stride, dilation, pads, a["groups"], opname)
     gw = _conv_weight_grad(b, x, gy, ks, stride, dilation, [p[0] for p in pads], a["groups"], opname)
     out = [gx, gw]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ...errors import ShapeError
 from ..types import TensorType, fmt_shape
 from .common import broadcast_shapes, promote, require_float, require_int, same_dim
-from .registry import LOSS, defop
+from .registry import CLASS_INDEX_TARGET, LOSS, defop
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -118,10 +118,11 @@ def _classification(name: str):
 
 
 defop("cross_entropy", "input target weight?", _classification("cross_entropy"),
-      attrs={"ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0}, groups={LOSS},
+      attrs={"ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0},
+      groups={LOSS, CLASS_INDEX_TARGET},
       doc="log_softmax over the class axis (1) followed by nll_loss; targets are indices or probabilities.")
 defop("nll_loss", "input target weight?", _classification("nll_loss"),
-      attrs={"ignore_index": -100, "reduction": "mean"}, groups={LOSS},
+      attrs={"ignore_index": -100, "reduction": "mean"}, groups={LOSS, CLASS_INDEX_TARGET},
       doc="Negative log-likelihood of class indices given log-probabilities.")
 
 

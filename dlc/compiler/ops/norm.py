@@ -59,6 +59,63 @@ defop("batch_norm", "x running_mean? running_var? weight? bias?", _batch_norm,
       doc="Batch normalisation over axis 1; returns (y, new_running_mean, new_running_var).")
 
 
+def batch_statistics_error(node, shape):
+    """The error for a training-mode batch_norm `node` whose input has the
+    concrete `shape`, or None when every channel has more than one value.
+
+    The batch variance of one value is 0 and its unbiased running estimate
+    divides by zero; torch refuses it ("Expected more than 1 value per channel
+    when training") and so does every dlc backend, with this one message."""
+    from ...errors import DlcRuntimeError
+    if not node.attrs.get("training") or len(shape) < 2:
+        return None
+    count = int(shape[0])
+    for n in shape[2:]:
+        count *= int(n)
+    if count > 1:
+        return None
+    return DlcRuntimeError(
+        f"batch_norm in training mode needs more than one value per channel, got input "
+        f"{fmt_shape(tuple(int(n) for n in shape))} ({count} value per channel)", node.span,
+        "a batch of 1 (with 1x1 or no spatial dimensions) has one value per channel: use a batch size of "
+        "at least 2, or drop the incomplete last batch (drop_last)")
+
+
+def check_batch_statistics(graph, dims: dict | None = None, inputs: dict | None = None) -> None:
+    """Raise `batch_statistics_error` for the first training-mode batch_norm of
+    `graph` (scan bodies included) that sees one value per channel when its
+    symbolic dimensions take the sizes in `dims`, or the sizes read off the
+    arrays `inputs` (by input name); unknown sizes are not checked."""
+    from ..dims import Dim
+    dims = dict(dims or {})
+    for v in graph.inputs if inputs else ():
+        if v.name in inputs:
+            for d, n in zip(v.type.shape, getattr(inputs[v.name], "shape", ())):
+                if isinstance(d, Dim) and len(d.symbols()) == 1 and d == Dim.symbol(next(iter(d.symbols()))):
+                    dims.setdefault(next(iter(d.symbols())), int(n))
+    for node in _nodes(graph):
+        if node.op.name != "batch_norm" or not node.attrs.get("training"):
+            continue
+        shape = []
+        for d in node.inputs[0].type.shape:
+            if isinstance(d, Dim):
+                if not d.symbols() <= set(dims):
+                    break
+                d = d.evaluate(dims)
+            shape.append(d)
+        else:
+            err = batch_statistics_error(node, shape)
+            if err is not None:
+                raise err
+
+
+def _nodes(graph):
+    for node in graph.nodes:
+        yield node
+        if getattr(node, "body", None) is not None:
+            yield from _nodes(node.body)
+
+
 def _layer_norm(ts, attrs):
     x = ts[0]
     require_float(x, "layer_norm")

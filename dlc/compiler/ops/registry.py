@@ -33,6 +33,9 @@ POOL = "pool"
 NORM = "norm"
 MATMUL = "matmul"
 LOSS = "loss"
+# losses whose target holds class indices along the input's axis 1 (a training
+# label for them is i64 shaped like the input without that axis)
+CLASS_INDEX_TARGET = "class_index_target"
 RANDOM = "random"
 RECURRENT = "recurrent"
 ATTENTION = "attention"
@@ -73,6 +76,11 @@ class OpDef:
     def __hash__(self) -> int:
         return hash(self.name)
 
+    def __reduce__(self):
+        # an op is a registry singleton: it pickles as its name (graphs cross
+        # process boundaries, e.g. to data-parallel workers)
+        return (_op_named, (self.name,))
+
     def normalize_attrs(self, attrs: dict) -> dict:
         unknown = set(attrs) - set(self.attrs)
         if unknown:
@@ -104,6 +112,11 @@ class OpDef:
 
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
+
+
+def _op_named(name: str) -> "OpDef":
+    from .. import ops  # noqa: F401  (registers every op family)
+    return OPS[name]
 
 
 def required():

@@ -344,6 +344,20 @@ def _sinusoidal(ts, attrs):
     return TensorType(dt, (length, d))
 
 
+def sinusoidal_table(length: int, dim: int):
+    """The op's value in float64, shape (length, dim) (Vaswani et al. 2017):
+    pe[pos, 2i] = sin(pos / 10000^(2i/dim)), pe[pos, 2i+1] = cos(same).
+    Every backend rounds this one table to the op's dtype."""
+    import numpy as np
+    pos = np.arange(length, dtype=np.float64)[:, None]
+    two_i = np.arange(0, dim, 2, dtype=np.float64)
+    angle = pos / np.power(10000.0, two_i / dim)
+    pe = np.zeros((length, dim), dtype=np.float64)
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle[:, : dim // 2])
+    return pe
+
+
 defop("sinusoidal_positions", "", _sinusoidal,
       attrs={"length": required(), "dim": required(), "dtype": "float32"}, groups={CONSTANT}, doc="The Transformer's fixed sin/cos position table, (length, dim).")
 

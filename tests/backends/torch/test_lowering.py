@@ -833,12 +833,13 @@ def test_model_forward_matches_numpy(spec, shape):
 
 def _train_step(spec, optimizer="adam"):
     from dlc.compiler.training import build_train_step
+    from dlc.frontend.blocks import elaborate_model
     from dlc.frontend.modules import load_module
     from dlc.frontend.train import train_settings
     mod = load_module(spec)
     s = train_settings(mod, mod.trains[0])
     s.optimizer, s.optimizer_args = optimizer, {"lr": 1e-2}
-    return build_train_step(mod, mod.trains[0].model, s), s
+    return build_train_step(elaborate_model(mod, mod.trains[0].model, "train"), s), s
 
 
 @pytest.mark.parametrize("spec", ["specs/lenet5.dln", "specs/digits_cnn.dln"])

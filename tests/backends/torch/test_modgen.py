@@ -269,6 +269,19 @@ def test_generation_is_deterministic(tmp_path):
     assert dlc.__version__ in a.splitlines()[0]
 
 
+def test_generated_from_the_graph_and_its_layer_table_alone():
+    """The generator reads the IR only: a Graph (with `layers`) gives the same
+    module as the model it came from, and the layers become torch modules."""
+    m = dlc.load("specs/resnet18.dln")
+    g = m.module_graph()
+    src = generate_module(g)
+    assert src == generate_module(m)
+    assert "self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)" in src
+    assert "self.bn1 = nn.BatchNorm2d(64)" in src
+    g.layers = []   # without the layer table every op is written functionally
+    assert "nn.Conv2d(" not in generate_module(g)
+
+
 # ---------------------------------------------------------------- (6) ruff-clean
 def _ruff_available() -> bool:
     try:

@@ -23,7 +23,6 @@ def test_symbolic_backward_lowered_to_torch_equals_autograd():
     from dlc.backends.torch.funcgen import compile_function
     from dlc.backends.torch.modgen import load_module
     from dlc.backends.torch.training import TorchStepRunner
-    from dlc.compiler.training import build_loss_only
     m = dlc.load("specs/lenet5.dln", bind={"N": 4})
     w = m.init_weights(seed=1)
     rng = np.random.default_rng(0)
@@ -37,7 +36,7 @@ def test_symbolic_backward_lowered_to_torch_equals_autograd():
     module = load_module(m)
     module.load_state_dict({k: torch.from_numpy(v) for k, v in w.items()})
     module.train()
-    loss_g = build_loss_only(m.module, m.name, m._loss_expr())
+    loss_g = m.loss_spec().graph("train")
     loss_fn = compile_function(loss_g)
     xt = torch.from_numpy(x)
     args = {"out:output": module(xt), "image": xt, "label": torch.from_numpy(y)}

@@ -215,7 +215,7 @@ def test_cache_hit_skips_build(cache_dir, monkeypatch):
     assert not hit4 and len(calls) == 3
 
 
-@pytest.mark.parametrize("damage", ["entry", "lib", "delete"])
+@pytest.mark.parametrize("damage", ["entry", "lib", "delete", "lib-same-size", "entry-signature"])
 def test_corrupt_cache_entry_is_a_miss(cache_dir, damage):
     m = dlc.load(ROOT / "specs/perceptron.dln")
     cm, _ = tvm_cache.compile_cached(m.graph, "cpu")
@@ -225,6 +225,14 @@ def test_corrupt_cache_entry_is_a_miss(cache_dir, damage):
     elif damage == "lib":
         with open(cm.lib_path, "r+b") as f:
             f.truncate(100)
+    elif damage == "lib-same-size":          # a flipped byte: the size still matches
+        data = bytearray(cm.lib_path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        cm.lib_path.write_bytes(bytes(data))
+    elif damage == "entry-signature":        # still valid JSON, but it lies about the outputs
+        meta = json.loads((entry / "entry.json").read_text())
+        meta["signature"]["outputs"][0]["shape"] = ["N", 999]
+        (entry / "entry.json").write_text(json.dumps(meta))
     else:
         import shutil
         shutil.rmtree(cache_dir)

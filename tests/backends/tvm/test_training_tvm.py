@@ -19,6 +19,7 @@ from dlc.backends.numpy.interpreter import Interpreter
 from dlc.backends.tvm.training import TvmStepRunner
 from dlc.compiler.init import init_params
 from dlc.compiler.training import build_train_step, state_fill
+from dlc.frontend.blocks import elaborate_model
 from dlc.frontend.modules import load_module
 from dlc.frontend.train import train_settings
 
@@ -54,7 +55,7 @@ def _step(path, n, optimizer=None, bind=None):
     s = train_settings(mod, tdef, bind)
     if optimizer is not None:
         s.optimizer, s.optimizer_args = optimizer
-    prog = build_train_step(mod, name, s, bind)
+    prog = build_train_step(elaborate_model(mod, name, "train", bind), s)
     g = prog.graph
     weights = init_params(g, 3)
     rng = np.random.default_rng(0)

@@ -28,6 +28,9 @@ import math
 
 import numpy as np
 
+# one rounding rule for the reference, the host-drawn random tensors and the deploy runtime
+from ....runtime.floats import round_to_bf16  # noqa: F401 - re-exported
+
 # ---------------------------------------------------------------------------
 # dtype helpers (shared with the other kernel modules)
 # ---------------------------------------------------------------------------
@@ -437,18 +440,6 @@ def prelu(x, weight):
 # ---------------------------------------------------------------------------
 # cast
 # ---------------------------------------------------------------------------
-
-def round_to_bf16(x) -> np.ndarray:
-    """float32 values rounded to bfloat16 precision (round-to-nearest-even on
-    the top 16 bits), kept in float32 storage.  Overflow goes to +-inf and nan
-    stays nan, as torch's float32 -> bfloat16 conversion."""
-    x = np.array(x, dtype=np.float32, order="C")   # a C-contiguous copy, 0-d kept
-    bits = x.view(np.uint32).astype(np.uint64)
-    lsb = (bits >> np.uint64(16)) & np.uint64(1)
-    rounded = ((bits + np.uint64(0x7FFF) + lsb) & np.uint64(0xFFFF0000)).astype(np.uint32)
-    out = rounded.view(np.float32)
-    return np.where(np.isnan(x), np.float32(np.nan), out)
-
 
 @quiet
 def cast(x, *, dtype):

@@ -15,10 +15,12 @@ The recurrent kernels (rnn, lstm, gru) live in :mod:`.recurrent`.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from ....compiler.ops.conv import conv_pads, ntuple  # attribute normalisation, with the OpDefs
+from ....runtime.random import dropout_mask  # the one dropout stream (TVM and the deploy runtime draw it too)
 
 __all__ = [
     "KERNELS",
@@ -48,18 +50,6 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 
-def _ntuple(value: Any, n: int, name: str) -> tuple[int, ...]:
-    """Expand an int (or a 1-element sequence, as torch allows) to an n-tuple."""
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * n
-    items = tuple(int(v) for v in value)
-    if len(items) == 1:
-        return items * n
-    if len(items) != n:
-        raise ValueError(f"{name} must be an int or a {n}-tuple, got {value!r}")
-    return items
-
-
 def _float_dtype(x: np.ndarray) -> np.dtype:
     """The dtype a kernel computes in: the input's own if floating, else float64."""
     return x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
@@ -80,29 +70,6 @@ def _channel_shape(ndim: int, channels: int) -> tuple[int, ...]:
 # --------------------------------------------------------------------------
 
 
-def _conv_pads(padding, nd, kernel, dilation, stride) -> tuple[tuple[int, int], ...]:
-    """Resolve torch's conv ``padding`` (int, tuple, "valid", "same") to (lo, hi) pairs."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return ((0, 0),) * nd
-        if padding == "same":
-            # torch rejects "same" for strided convs: the output size would be ambiguous.
-            if any(s != 1 for s in stride):
-                raise ValueError(
-                    "padding='same' is not supported for strided convolutions"
-                )
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                # torch puts the odd extra element on the high side.
-                pads.append((total // 2, total - total // 2))
-            return tuple(pads)
-        raise ValueError(
-            f"invalid padding string {padding!r}; expected 'valid' or 'same'"
-        )
-    return tuple((p, p) for p in _ntuple(padding, nd, "padding"))
-
-
 def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
     """N-d cross-correlation (torch convNd) for x (N, C, *spatial), w (O, C/groups, *k)."""
     x = np.asarray(x)
@@ -117,13 +84,13 @@ def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
     n, c = x.shape[:2]
     out_ch, cg = w.shape[:2]
     kernel = w.shape[2:]
-    stride = _ntuple(stride, nd, "stride")
-    dilation = _ntuple(dilation, nd, "dilation")
+    stride = ntuple(stride, nd, "stride")
+    dilation = ntuple(dilation, nd, "dilation")
     if groups < 1 or c != cg * groups or out_ch % groups:
         raise ValueError(
             f"channel mismatch: input has {c} channels, weight {w.shape} with groups={groups}"
         )
-    pads = _conv_pads(padding, nd, kernel, dilation, stride)
+    pads = conv_pads(padding, nd, kernel, dilation, stride)
     if any(p != (0, 0) for p in pads):
         x = np.pad(x, ((0, 0), (0, 0)) + pads)
     eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
@@ -206,10 +173,10 @@ def _conv_transpose_nd(x, w, b, stride, padding, output_padding, groups, dilatio
         raise ValueError(
             f"channel mismatch: input has {c} channels, weight {w.shape} with groups={groups}"
         )
-    stride = _ntuple(stride, nd, "stride")
-    padding = _ntuple(padding, nd, "padding")
-    output_padding = _ntuple(output_padding, nd, "output_padding")
-    dilation = _ntuple(dilation, nd, "dilation")
+    stride = ntuple(stride, nd, "stride")
+    padding = ntuple(padding, nd, "padding")
+    output_padding = ntuple(output_padding, nd, "output_padding")
+    dilation = ntuple(dilation, nd, "dilation")
     for op, s, d in zip(output_padding, stride, dilation):
         # same rule as torch: the extra rows must be reachable by stride or dilation.
         if op >= max(s, d):
@@ -278,16 +245,16 @@ def _pool_out_size(size, k, s, p, d, ceil_mode) -> int:
 
 
 def _pool_params(x, nd, kernel_size, stride, padding, dilation, ceil_mode):
-    k = _ntuple(kernel_size, nd, "kernel_size")
+    k = ntuple(kernel_size, nd, "kernel_size")
     # torch: stride=None (or an empty list) means stride = kernel_size
     if stride is None or (
         not isinstance(stride, (int, np.integer)) and len(stride) == 0
     ):
         s = k
     else:
-        s = _ntuple(stride, nd, "stride")
-    p = _ntuple(padding, nd, "padding")
-    d = _ntuple(dilation, nd, "dilation")
+        s = ntuple(stride, nd, "stride")
+    p = ntuple(padding, nd, "padding")
+    d = ntuple(dilation, nd, "dilation")
     if x.ndim < nd + 1:
         raise ValueError(f"pool{nd}d expects at least {nd + 1}-d input, got {x.shape}")
     for kk, pp in zip(k, p):
@@ -495,6 +462,34 @@ def adaptive_max_pool2d(x, *, output_size):
 # --------------------------------------------------------------------------
 
 
+def _pow2_scale(amax):
+    """2**floor(log2(amax)) where amax > 1 and finite, else 1.  Dividing by a
+    power of two is exact, so the scaled statistics are the true ones."""
+    _, e = np.frexp(amax)                       # amax = m * 2**e with m in [0.5, 1)
+    s = np.ldexp(np.ones_like(amax), e - 1)
+    return np.where(np.isfinite(amax) & (amax > 1), s, 1).astype(amax.dtype)
+
+
+def scaled_moments(x, axes):
+    """(x / s, mean, biased variance, s) over `axes`, with s a power of two per
+    slice that keeps the squares finite: layer_norm([1e30, 0, 0, 0, 0]) is
+    [2, -0.5, ...], not 0 (whose variance 6.4e59 overflows float32).  The
+    variance is two-pass, so nearly equal values do not cancel to 0."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        amax = np.max(np.abs(x), axis=axes, keepdims=True, initial=0)   # NaN propagates; s is then 1
+        scale = _pow2_scale(amax)
+        xs = x / scale
+        mean = xs.mean(axis=axes, keepdims=True)
+        var = np.square(xs - mean).mean(axis=axes, keepdims=True)
+    return xs, mean, var, scale
+
+
+def _normalized(xs, mean, var, scale, eps, dtype):
+    """(x - mean) / sqrt(var + eps) from scaled statistics: eps scales by 1/s^2."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (xs - mean) / np.sqrt(var + dtype.type(eps) / np.square(scale))
+
+
 def batch_norm(
     x,
     running_mean,
@@ -527,8 +522,11 @@ def batch_norm(
             raise ValueError(
                 f"expected more than 1 value per channel when training, got input {x.shape}"
             )
-        mean = x.mean(axis=axes)
-        var = x.var(axis=axes)  # biased: what the batch is normalised with
+        xs, mean_s, var_s, scale = scaled_moments(x, axes)
+        y = _normalized(xs, mean_s, var_s, scale, eps, dtype)
+        with np.errstate(over="ignore"):
+            mean = (mean_s * scale).reshape(c)
+            var = (var_s * np.square(scale)).reshape(c)  # biased: what the batch is normalised with
         new_mean, new_var = running_mean, running_var
         if running_mean is not None:
             rm = np.asarray(running_mean)
@@ -546,8 +544,8 @@ def batch_norm(
         mean = _cast(running_mean, dtype)
         var = _cast(running_var, dtype)
         new_mean, new_var = running_mean, running_var
-    invstd = 1 / np.sqrt(var + dtype.type(eps))
-    y = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
+        invstd = 1 / np.sqrt(var + dtype.type(eps))
+        y = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
     if weight is not None:
         y *= _cast(weight, dtype).reshape(bshape)
     if bias is not None:
@@ -567,9 +565,7 @@ def layer_norm(x, weight=None, bias=None, *, normalized_shape, eps=1e-5):
     if k == 0 or x.shape[x.ndim - k :] != shape:
         raise ValueError(f"normalized_shape {shape} does not match input {x.shape}")
     axes = tuple(range(x.ndim - k, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    var = x.var(axis=axes, keepdims=True)
-    y = (x - mean) / np.sqrt(var + dtype.type(eps))
+    y = _normalized(*scaled_moments(x, axes), eps, dtype)
     if weight is not None:
         y *= _cast(weight, dtype)
     if bias is not None:
@@ -588,9 +584,7 @@ def group_norm(x, weight=None, bias=None, *, num_groups, eps=1e-5):
             f"num_channels {c} must be divisible by num_groups {num_groups}"
         )
     xg = x.reshape(n, num_groups, -1)
-    mean = xg.mean(axis=-1, keepdims=True)
-    var = xg.var(axis=-1, keepdims=True)
-    y = ((xg - mean) / np.sqrt(var + dtype.type(eps))).reshape(x.shape)
+    y = _normalized(*scaled_moments(xg, (-1,)), eps, dtype).reshape(x.shape)
     bshape = _channel_shape(x.ndim, c)
     if weight is not None:
         y *= _cast(weight, dtype).reshape(bshape)
@@ -630,15 +624,6 @@ def local_response_norm(x, *, size, alpha=1e-4, beta=0.75, k=1.0):
 # --------------------------------------------------------------------------
 # dropout, embedding, attention
 # --------------------------------------------------------------------------
-
-
-def dropout_mask(shape, p, seed) -> np.ndarray:
-    """Boolean keep-mask of ``dropout``: default_rng(seed).random(shape) >= p.
-
-    ``seed`` is an int or a tuple of ints, passed straight to default_rng, so
-    any caller can regenerate exactly the mask a dropout call used.
-    """
-    return np.random.default_rng(seed).random(tuple(shape)) >= p
 
 
 def dropout(x, *, p=0.5, training=True, seed=0):

@@ -329,13 +329,8 @@ def sinusoidal_positions(*, length, dim, dtype="float32"):
     """Vaswani et al. (2017) positional encoding, shape (length, dim):
     pe[pos, 2i] = sin(pos / 10000^(2i/dim)), pe[pos, 2i+1] = cos(same).
     Computed in float64, then rounded to `dtype`."""
-    pos = np.arange(length, dtype=np.float64)[:, None]
-    two_i = np.arange(0, dim, 2, dtype=np.float64)
-    angle = pos / np.power(10000.0, two_i / dim)
-    pe = np.zeros((length, dim), dtype=np.float64)
-    pe[:, 0::2] = np.sin(angle)
-    pe[:, 1::2] = np.cos(angle[:, : dim // 2])
-    return _finish_dtype(pe, dtype)
+    from ....compiler.ops.shape import sinusoidal_table   # the table is defined with its op
+    return _finish_dtype(sinusoidal_table(int(length), int(dim)), dtype)
 
 
 KERNELS = {
