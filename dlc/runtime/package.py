@@ -311,7 +311,9 @@ class Runner:
         # it: for small models the copy costs more than the model.  DLPack
         # cannot export a read-only array (np.load(mmap_mode='r'), frombuffer
         # of bytes) and TVM wants 64-byte alignment: those are copied first
-        if self._host and a.dtype != np.bool_:
+        # an empty array (an empty batch) has nothing to share, and NumPy may give it
+        # zero strides, which TVM's DLPack import rejects as not compact: allocate it
+        if self._host and a.dtype != np.bool_ and a.size:
             if not a.flags.writeable:
                 a = _aligned(np.array(a, order="C", copy=True))
             try:
