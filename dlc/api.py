@@ -151,10 +151,12 @@ class Model:
         return g, min(n_forward, len(g.nodes))
 
     def grad(self, inputs: dict | None = None, weights: dict | None = None, label=None, mode: str = "train",
-             seed: int = 0, bind: dict | None = None) -> dict:
-        """Loss and gradients: {"loss": float, "<param>": ndarray} (NumPy backend)."""
-        from .backends.numpy.interpreter import Interpreter
+             seed: int = 0, bind: dict | None = None, backend: str = "numpy") -> dict:
+        """Loss and gradients: {"loss": float, "<param>": ndarray}, the gradient
+        graph run on `backend` (default: the NumPy reference)."""
+        from .backends import get_backend
         from .compiler.init import init_params
+        runner = get_backend(backend)
         bind = dict(bind or {})
         if inputs:
             bind = {**_dims_from_inputs(self.graph, inputs), **bind}
@@ -171,7 +173,7 @@ class Model:
                 feed[v.name] = rand[v.name]
         if weights is None:
             weights = init_params(g, seed, env)
-        outs, _ = Interpreter(g, seed, dims=env).run(feed, weights)
+        outs, _ = runner.compile(g, bind=env).run(feed, weights, seed)
         res = {"loss": float(outs["loss"])}
         for k, v in outs.items():
             if k.startswith("grad:"):
@@ -213,9 +215,8 @@ class Model:
 
     def run_with_state(self, inputs=None, weights=None, backend="numpy", bind=None, seed=0, mode="eval",
                        dtype=None):
-        if backend != "numpy":
-            from .backends import get_backend
-            get_backend(backend)  # raises a one-line install/availability hint
+        from .backends import get_backend
+        runner = get_backend(backend)  # a one-line error for an unknown backend or a missing package
         bind = dict(bind or {})
         if inputs:
             bind = {**_dims_from_inputs(self.graph, inputs), **bind}
@@ -255,19 +256,9 @@ class Model:
             # one value per channel: the same located error on every backend
             from .compiler.ops.norm import check_batch_statistics
             check_batch_statistics(g, inputs=inputs)
-        if backend == "torch":
-            from .backends.torch import run as torch_run
-            return torch_run(self.module_graph(), inputs, weights, mode=mode, dtype=dtype), {}
-        if backend == "tvm":
-            if dtype not in (None, "float32"):
-                raise DlcValueError(f"the tvm backend runs float32 models as declared, not {dtype}", g.span)
-            from .backends.tvm.cache import compile_cached
-            compiled, _ = compile_cached(g, "cpu", bind=bind)
-            outs = compiled.runner().set_weights(weights).run(inputs, seed=seed)
-            updates = {k[len("update:"):]: v for k, v in outs.items() if k.startswith("update:")}
-            return {k: v for k, v in outs.items() if not k.startswith("update:")}, updates
-        from .backends.numpy.interpreter import Interpreter
-        return Interpreter(g, seed).run(inputs, weights)
+        module_graph = self.module_graph() if runner.uses_module_graph else None
+        return runner.run(g, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind,
+                          module_graph=module_graph)
 
 
 def _dims_from_inputs(g, inputs: dict) -> dict:

@@ -159,10 +159,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
             raise DlcError(f"the model has no input {', '.join(sorted(unknown))}",
                            hint="inputs: " + ", ".join(v.name for v in m.inputs))
         w = load_weights(weights) if weights else None
-        if backend == "tvm":
-            outs = _run_tvm(m, arrays, w, _parse_bind(bind), seed, mode, dtype)
-        else:
-            outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
+        outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
     from .reporting import print_outputs
     print_outputs(outs)
     if output:
@@ -198,13 +195,6 @@ def _is_package(file) -> bool:
         return False
 
 
-def _run_tvm(m, arrays, weights, bind, seed, mode, dtype):
-    """`dlc run model.dln --backend tvm`: compile for this CPU (cached), run."""
-    if dtype not in (None, "float32"):
-        raise DlcError("the TVM backend runs the model in its declared dtypes", hint="drop --dtype")
-    return m.run(arrays, weights, backend="tvm", bind=bind, seed=seed, mode=mode)
-
-
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m")
@@ -227,7 +217,7 @@ def grad(file, model, bind, mode):
 @click.option("--model", "-m", help="Model to train (default: the train section's).")
 @click.option("--data", help="Data set (default: the train section's `on ...`).")
 @click.option("--data-path", type=click.Path(dir_okay=False), help="The .npz file for --data npz.")
-@click.option("--backend", default="numpy", show_default=True)
+@click.option("--backend", default="numpy", show_default=True, help="numpy, torch or tvm.")
 @click.option("--epochs", type=int)
 @click.option("--batch", type=int)
 @click.option("--lr", type=float, help="Override the optimizer's learning rate.")
@@ -235,6 +225,9 @@ def grad(file, model, bind, mode):
 @click.option("--out", "-o", default="run", show_default=True, type=click.Path(file_okay=False),
               help="Run directory: metrics.jsonl, epoch-*.safetensors, best.safetensors.")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@click.option("--overwrite", is_flag=True, help="Start over in a non-empty --out (deletes its run files).")
+@click.option("--drop-last/--keep-last", "drop_last", default=None,
+              help="Skip a short last batch of each epoch (default: the train section's drop_last, else keep).")
 @click.option("--bind", "-b", multiple=True)
 @click.option("--no-progress", is_flag=True, help="Plain one-line-per-epoch output.")
 @click.option("--grad", "grad_mode", type=click.Choice(["autograd", "symbolic"]), default=None,
@@ -242,18 +235,14 @@ def grad(file, model, bind, mode):
 @click.option("--nproc", type=int, default=1, show_default=True,
               help="torch backend: DistributedDataParallel processes (gloo) on this machine.")
 @_guard
-def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, bind, no_progress,
-          grad_mode, nproc):
+def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, overwrite, drop_last, bind,
+          no_progress, grad_mode, nproc):
     """Train as the spec's train section declares; flags override it."""
-    if backend != "numpy":
-        from .backends import get_backend
-        get_backend(backend)
     from .trainer import train as run_training
-    grad_mode = grad_mode or ("autograd" if backend == "torch" else "symbolic")
     res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                        out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr,
-                       backend=backend, grad=grad_mode, nproc=nproc)
-    if res.history:
+                       backend=backend, grad=grad_mode, nproc=nproc, overwrite=overwrite, drop_last=drop_last)
+    if res.history and res.rank == 0:      # under torchrun every rank runs this; one reports
         last = res.history[-1]
         parts = [f"{k}={v:.4f}" for k, v in last.items() if k.startswith("val_")]
         click.echo(f"trained {res.epochs_run} epoch(s); last: {' '.join(parts)}; best: {res.best}; run: {res.out}")
@@ -379,7 +368,7 @@ def targets(as_json):
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m")
-@click.option("--backend", type=click.Choice(["tvm", "torch", "numpy"]), default="tvm", show_default=True)
+@click.option("--backend", default="tvm", show_default=True, help="numpy, torch or tvm.")
 @click.option("--target", "-t", default="cpu", show_default=True, help="TVM target for a .dln (with --rpc: the device's).")
 @click.option("--arch", help="CUDA architecture.")
 @click.option("--target-opt", "target_opts", multiple=True, help="TVM target option KEY=VALUE.")
@@ -392,8 +381,8 @@ def targets(as_json):
 @_guard
 def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, as_json):
     """Median latency of one forward pass after warm-up (.dln or .dlcpkg)."""
-    from .backends.tvm.rpc import bench_command
-    res = bench_command(file, model=model, backend=backend, target=target, arch=arch, target_opts=target_opts,
+    from .bench import bench as run_bench
+    res = run_bench(file, model=model, backend=backend, target=target, arch=arch, target_opts=target_opts,
                         bind=_parse_bind(bind), repeat=repeat, warmup=warmup, seed=seed, rpc_addr=rpc_addr,
                         is_package=_is_package(file))
     if as_json:

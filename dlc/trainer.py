@@ -1,20 +1,26 @@
-"""`dlc train`: compile a spec's training program and run it.
+"""`dlc train`: one training loop for every backend.
 
-The training step (forward, loss, backward, optimizer update) is one IR
-graph (`compiler.training`); this module feeds it data, advances the
-learning-rate schedule, validates after each epoch, logs metrics and writes
-checkpoints.  Everything that affects the numbers derives from the seed, the
-epoch and the step, so `--resume` continues bit for bit.
+The loop feeds batches to a backend's `TrainStep` (backends/protocol.py),
+advances the learning-rate schedule, validates after each epoch with the
+backend's compiled evaluation graph, logs metrics, writes checkpoints and
+`best.safetensors`, and stops early or on a non-finite loss or weight.  How a
+step runs is the backend's business: the interpreter or TVM running dlc's
+symbolic training-step graph, or torch running it as generated code or with
+autograd, data-parallel across processes (`Backend.launch`).
+
+Everything that affects the numbers derives from the seed, the epoch and the
+step, so `--resume` continues bit for bit on every backend.
 """
 from __future__ import annotations
 
-import re
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import run_folder
 from .errors import DlcError, DlcNameError, DlcValueError
 
 
@@ -25,6 +31,7 @@ class TrainResult:
     best: dict | None = None
     weights: dict | None = None
     out: str | None = None
+    rank: int = 0                 # the data-parallel rank that returned this result
 
 
 def _find_train(mod, model: str | None):
@@ -40,328 +47,324 @@ def _find_train(mod, model: str | None):
     return model, None
 
 
-def _latest_checkpoint(out: Path):
-    best = None
-    for p in out.glob("epoch-*.safetensors"):
-        m = re.fullmatch(r"epoch-(\d+)\.safetensors", p.name)
-        if m and (best is None or int(m.group(1)) > best[0]):
-            best = (int(m.group(1)), p)
-    return best[1] if best else None
-
-
 def train(path, *, model: str | None = None, data: str | None = None, data_path: str | None = None,
           epochs: int | None = None, batch: int | None = None, seed: int | None = None, out: str | None = None,
           resume: bool = False, bind: dict | None = None, progress: bool = True, lr: float | None = None,
-          max_steps: int | None = None, backend: str = "numpy", grad: str = "symbolic" ,
-          nproc: int = 1) -> TrainResult:
+          max_steps: int | None = None, backend: str = "numpy", grad: str | None = None, nproc: int = 1,
+          overwrite: bool = False, drop_last: bool | None = None) -> TrainResult:
     """Train the model of a `.dln` file as its `train` section declares.
 
-    backend="numpy" runs dlc's training-step IR (symbolic gradients) on the
-    reference interpreter.  backend="torch" runs the generated PyTorch code:
-    grad="autograd" (the default for torch) trains the generated nn.Module with
-    torch autograd and torch.optim, optionally under DistributedDataParallel
-    with `nproc` processes; grad="symbolic" lowers dlc's own training-step IR
-    to torch code.  backend="tvm" compiles the training-step IR (symbolic
-    gradients only) and the validation graph with TVM for the host CPU
-    (backends/tvm/training.py).
+    `backend` is any registered backend; `grad` picks where gradients come
+    from where a backend offers a choice (torch: "autograd", the default, or
+    "symbolic", dlc's own backward); `nproc > 1` trains data-parallel (torch).
+    `out` is the run folder (see `dlc.run_folder`): a fresh run needs it empty
+    or `overwrite=True`; `resume=True` continues the run in it.
     """
-    from .backends.numpy.interpreter import Interpreter
-    from .compiler.init import init_params
-    from .compiler.schedules import make_schedule
-    from .compiler.training import build_loss, build_train_step, state_fill
-    from .frontend.modules import load_module
-    from .frontend.train import train_settings
-    from .runtime.checkpoint import load_checkpoint, save_checkpoint
-    from .runtime.data import augment, batches, epoch_rng, load_dataset, num_batches
-    from .runtime.early_stopping import EarlyStopping
-    from .runtime.metrics import MetricsLog, accuracy
-    from .runtime.progress import TrainProgress
-    from .runtime.weights import save_weights
+    from .backends import get_backend
+    from .frontend.modules import clear_cache
+    clear_cache()     # train the spec as it is on disk now, the text its checkpoints' hash is taken from
+    b = get_backend(backend)
+    grad = grad or b.grads[0]
+    if grad not in b.grads:
+        raise DlcValueError(f"the {backend} backend trains with {' or '.join(b.grads)} gradients, not {grad}",
+                            None, "drop --grad (or use --backend torch for autograd)")
+    job = dict(path=str(path), model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
+               out=out, resume=resume, bind=dict(bind or {}), progress=progress, lr=lr, max_steps=max_steps,
+               backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last)
+    _settings(job)                         # a bad train section fails here, before the folder is touched
+    if out and os.environ.get("RANK", "0") == "0":    # one process prepares the folder (torchrun: rank 0)
+        run_folder.prepare(Path(out), resume=resume, overwrite=overwrite)
+    return b.launch(nproc, _train_rank, job)
 
-    mod = load_module(path)
-    name, tdef = _find_train(mod, model)
-    if tdef is None:
-        raise DlcNameError(f"{path} has no train section for model '{name}'", None,
-                           "add `train Model on digits { loss = ...; optimizer = ... }`")
-    s = train_settings(mod, tdef, bind)
-    if epochs is not None:
-        s.epochs = epochs
-    if batch is not None:
-        s.batch = batch
-    if seed is not None:
-        s.seed = seed
-    if lr is not None:
-        s.optimizer_args["lr"] = lr
-    dname = data or s.dataset
-    if dname is None:
-        raise DlcValueError("no data set: name one in the train section (`train M on digits`) or with --data")
-    if s.steps:
-        if backend != "numpy":
-            raise DlcValueError("alternating steps train on the numpy backend only")
-        return _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_steps)
-    if backend not in ("numpy", "torch", "tvm"):
-        raise DlcValueError(f"training on backend '{backend}' is not available", None, "use numpy, torch or tvm")
-    if grad not in ("symbolic", "autograd"):
-        raise DlcValueError(f"--grad must be symbolic or autograd, got {grad!r}")
-    if backend == "tvm" and grad == "autograd":
-        raise DlcValueError("the tvm backend trains with dlc's symbolic gradients only", None,
-                            "drop --grad autograd (or use --backend torch for autograd)")
-    if nproc > 1 and not (backend == "torch" and grad == "autograd"):
-        raise DlcValueError("--nproc needs --backend torch with autograd gradients")
-    if backend == "torch" and grad == "autograd":
-        return _train_torch_autograd(mod, name, s, dname, data_path, out, bind, progress, max_steps, nproc, resume)
-    from .frontend.blocks import elaborate_model
-    step_prog = build_train_step(elaborate_model(mod, name, "train", bind), s)
-    g = step_prog.graph
-    eval_g, eval_loss, _ = build_loss(elaborate_model(mod, name, "eval", bind), s.loss.graph("eval"))
-    eval_g.outputs = [eval_loss] + list(eval_g.outputs)
-    eval_g.output_names = ["loss"] + list(eval_g.output_names)
-    x_in = g.inputs[0]
-    per_example = tuple(x_in.type.shape[1:])
-    if any(not isinstance(d, int) for d in per_example):
-        raise DlcValueError(f"the model input {x_in.type} must have known sizes except the batch", g.span)
-    ds = load_dataset(dname, seed=0, path=data_path, input_shape=per_example).reshaped(per_example)
-    label_t = step_prog.label.type if step_prog.label is not None else None
-    x_dtype = x_in.type.dtype.numpy_name
 
-    def feed(xb, yb):
-        out = {x_in.name: xb.astype(x_dtype)}
-        if label_t is not None:
-            y = yb.astype(label_t.dtype.numpy_name)
-            if label_t.rank == 2 and y.ndim == 1 and label_t.dtype.is_float:
+@dataclass
+class _Run:
+    """One training run, set up: settings, data, graphs and the folder."""
+
+    job: dict
+    name: str
+    s: object                     # compiler.trainspec.TrainSpec
+    ds: object                    # runtime.data.Dataset
+    eval_graph: object
+    x_in: object
+    label_t: object
+    classification: bool
+    out_dir: Path | None
+    spec: str
+    rank: int = 0
+
+    def feed(self, xb, yb) -> dict:
+        out = {self.x_in.name: xb.astype(self.x_in.type.dtype.numpy_name)}
+        if self.label_t is not None:
+            y = yb.astype(self.label_t.dtype.numpy_name)
+            if self.label_t.rank == 2 and y.ndim == 1 and self.label_t.dtype.is_float:
                 y = y.reshape(-1, 1)
             out["label"] = y
         return out
 
-    steps_per_epoch = num_batches(len(ds.train[0]), s.batch)
-    from .compiler.optim import make_optimizer
-    base_lr = float(make_optimizer(s.optimizer, **s.optimizer_args).hyper["lr"])
-    sched = make_schedule(s.schedule, base_lr, epochs=s.epochs, steps_per_epoch=steps_per_epoch,
-                          **s.schedule_args)
-    pdt = step_prog.params[0].type.dtype.numpy_name
-    out_dir = Path(out) if out else None
-    weights = init_params(g, s.seed)
-    opt_state = {k: np.full(tuple(int(d) for d in t.shape), fill, dtype=t.dtype.numpy_name)
-                 for k, (t, fill) in state_fill(s, step_prog.params).items()}
-    start_epoch, global_step = 0, 0
-    classification = label_t is not None and label_t.dtype.is_int
-    stopper = EarlyStopping(s.early_stopping, "max" if classification else "min") if s.early_stopping else None
-    best = None
-    if resume:
-        if out_dir is None:
-            raise DlcValueError("--resume needs the run directory (--out or --resume DIR)")
-        ck_path = _latest_checkpoint(out_dir)
-        if ck_path is None:
-            raise DlcValueError(f"nothing to resume in {out_dir}: no epoch-*.safetensors")
-        ck = load_checkpoint(ck_path)
-        weights = dict(ck.weights)
-        opt_state = dict(ck.optimizer_state)
-        start_epoch, global_step = ck.epoch, ck.step
-        best = ck.extra.get("best")
-        if stopper is not None and ck.extra.get("early_stopping"):
-            stopper = EarlyStopping.from_dict(ck.extra["early_stopping"])
-    log = MetricsLog(out_dir / "metrics.jsonl", resume_epoch=start_epoch if resume else None) if out_dir else None
-    history: list[dict] = []
-    interps: dict = {}   # one interpreter per batch size: attribute caches survive across steps
-    torch_runner = None   # the compiled step on the torch or tvm backend
-    eval_runner = None    # the tvm backend validates with the compiled eval graph
-    t_start = time.perf_counter()
-    try:
-        with TrainProgress(s.epochs, steps_per_epoch, enabled=progress) as bar:
-            for epoch in range(start_epoch, s.epochs):
-                losses, seen = 0.0, 0
-                lr_epoch = sched.lr(epoch) if not sched.per_step else None
-                aug_rng = epoch_rng(s.seed, epoch)   # reproducible on resume, like the shuffle
-                for i, (xb, yb) in enumerate(batches(ds.train[0], ds.train[1], s.batch, shuffle=s.shuffle,
-                                                     seed=s.seed, epoch=epoch)):
-                    cur_lr = sched.lr(global_step) if sched.per_step else lr_epoch
-                    global_step += 1
-                    if s.augment:
-                        xb = augment(xb, s.augment, aug_rng)
-                    inputs = feed(xb, yb)
-                    inputs.update(opt_state)
-                    inputs["lr"] = np.asarray(cur_lr, dtype=pdt)
-                    inputs["step"] = np.asarray(global_step, dtype=pdt)
-                    if backend == "torch":
-                        if torch_runner is None:
-                            from .backends.torch.training import TorchStepRunner
-                            torch_runner = TorchStepRunner(g)
-                        outs, updates = torch_runner(inputs, weights, s.seed * 1_000_003 + global_step)
-                    elif backend == "tvm":
-                        if torch_runner is None:
-                            from .backends.tvm.training import TvmStepRunner
-                            torch_runner = TvmStepRunner(g, "cpu", bind=bind)
-                        outs, updates = torch_runner(inputs, weights, s.seed * 1_000_003 + global_step)
-                    else:
-                        interp = interps.get(len(xb))
-                        if interp is None:
-                            interp = interps[len(xb)] = Interpreter(g, dims={"N": len(xb)})
-                        interp.seed = s.seed * 1_000_003 + global_step
-                        outs, updates = interp.run(inputs, weights)
-                    for k, v in outs.items():
-                        if k.startswith("param:"):
-                            weights[k[6:]] = v
-                        elif k.startswith("state:"):
-                            opt_state[k[6:]] = v
-                    weights.update(updates)
-                    loss = float(outs["loss"])
-                    if not np.isfinite(loss):
-                        raise DlcError(f"the loss became {loss} at epoch {epoch + 1}, step {i + 1}", s.span,
-                                       "lower the learning rate or clip gradients (clip_grad_norm = 1.0)")
-                    losses += loss * len(xb)
-                    seen += len(xb)
-                    bar.update(epoch, i + 1, loss=loss, lr=cur_lr, samples=len(xb))
-                    if max_steps is not None and global_step >= max_steps:
-                        break
-                metrics = {"epoch": epoch + 1, "step": global_step, "train_loss": losses / max(seen, 1),
-                           "lr": float(cur_lr)}
-                if backend == "tvm" and eval_runner is None:
-                    from .backends.tvm.training import TvmStepRunner
-                    eval_runner = TvmStepRunner(eval_g, "cpu", bind=bind)
-                metrics.update(_validate(eval_g, weights, ds.val, feed, s.batch, classification, accuracy,
-                                         eval_runner))
-                metrics["time"] = time.perf_counter() - t_start
-                history.append(metrics)
-                key = "val_accuracy" if classification else "val_loss"
-                improved = best is None or (metrics[key] > best[key] if classification else metrics[key] < best[key])
-                if improved:
-                    best = {k: metrics[k] for k in ("epoch", key)}
-                if log:
-                    log.append(metrics)
-                stop = stopper.update(metrics[key]) if stopper else False
-                if out_dir:
-                    extra = {"best": best, "model": name, "seed": s.seed}
-                    if stopper is not None:
-                        extra["early_stopping"] = stopper.to_dict()
-                    save_checkpoint(out_dir / f"epoch-{epoch + 1:03d}.safetensors", weights=weights,
-                                    optimizer_state=opt_state, step=global_step, epoch=epoch + 1,
-                                    rng_state={"seed": s.seed, "epoch": epoch + 1}, extra=extra)
-                    if improved:
-                        save_weights(out_dir / "best.safetensors", weights,
-                                     {"epoch": str(epoch + 1), key: str(metrics[key])})
-                bar.end_epoch(epoch, {k: v for k, v in metrics.items() if k.startswith("val")})
-                if stop or (max_steps is not None and global_step >= max_steps):
-                    break
-    finally:
-        if log:
-            log.close()
-    return TrainResult(len(history), history, best, weights, str(out_dir) if out_dir else None)
+    @property
+    def key(self) -> str:
+        return "val_accuracy" if self.classification else "val_loss"
+
+    @property
+    def writes(self) -> bool:
+        return self.out_dir is not None and self.rank == 0
 
 
-def _validate(eval_g, weights, val, feed, batch, classification, accuracy, runner=None) -> dict:
-    from .backends.numpy.interpreter import Interpreter
-    xs, ys = val
-    total, n, correct = 0.0, 0, 0.0
-    size = max(batch, 256)
-    for i in range(0, len(xs), size):
-        xb, yb = xs[i:i + size], ys[i:i + size]
-        if runner is not None:
-            outs, _ = runner(feed(xb, yb), weights)
-        else:
-            outs, _ = Interpreter(eval_g, dims={"N": len(xb)}).run(feed(xb, yb), weights)
-        total += float(outs["loss"]) * len(xb)
-        n += len(xb)
-        if classification:
-            logits = outs[eval_g.output_names[1]]
-            correct += accuracy(logits, yb) * len(xb)
-    out = {"val_loss": total / max(n, 1)}
-    if classification:
-        out["val_accuracy"] = correct / max(n, 1)
-    return out
+def _settings(job: dict):
+    from .frontend.modules import load_module
+    from .frontend.train import train_settings
+    mod = load_module(job["path"])
+    name, tdef = _find_train(mod, job["model"])
+    if tdef is None:
+        raise DlcNameError(f"{job['path']} has no train section for model '{name}'", None,
+                           "add `train Model on digits { loss = ...; optimizer = ... }`")
+    s = train_settings(mod, tdef, job["bind"])
+    for key in ("epochs", "batch", "seed", "drop_last"):
+        if job.get(key) is not None:
+            setattr(s, key, job[key])
+    if job["lr"] is not None:
+        s.optimizer_args["lr"] = job["lr"]
+    dname = job["data"] or s.dataset
+    if dname is None:
+        raise DlcValueError("no data set: name one in the train section (`train M on digits`) or with --data")
+    return mod, name, s, dname
 
 
-def _train_alternating(mod, name, s, dname, data_path, out, bind, progress, max_steps) -> TrainResult:
-    """Alternating updates (a GAN): each batch runs every `step` in order."""
-    from .backends.numpy.interpreter import Interpreter
+def _setup(job: dict, rank: int):
+    """The run, the backend's training step, its validation executable (None
+    for alternating steps) and where to start (epoch, step, best, stopper)."""
+    from .backends import get_backend
+    from .runtime.data import load_dataset
+    mod, name, s, dname = _settings(job)
+    bind, b = job["bind"], get_backend(job["backend"])
+    if s.steps:
+        from .trainer_alternating import alternating_parts
+        x_in, progs = alternating_parts(job, s)
+        eval_g = label = None
+    else:
+        eval_g, label = _eval_graph(mod, name, s, bind)
+        x_in = eval_g.inputs[0]
+    per_example = tuple(x_in.type.shape[1:])
+    if any(not isinstance(d, int) for d in per_example):
+        raise DlcValueError(f"the model input {x_in.type} must have known sizes except the batch", s.span)
+    ds = load_dataset(dname, seed=0, path=job["data_path"], input_shape=per_example).reshaped(per_example)
+    label_t = label.type if label is not None else None
+    run = _Run(job, name, s, ds, eval_graph=eval_g, x_in=x_in, label_t=label_t,
+               classification=label_t is not None and label_t.dtype.is_int,
+               out_dir=Path(job["out"]) if job["out"] else None, spec=run_folder.spec_hash(job["path"]), rank=rank)
+    if s.steps:
+        from .trainer_alternating import AlternatingStep, initial_state
+        weights, states = initial_state(progs, s.seed)
+        start = _resume_point(run, weights) if job["resume"] else _Start()
+        step = AlternatingStep(b, progs, bind, start.weights or weights,
+                               states if start.optimizer_state is None else start.optimizer_state)
+        return run, step, None, start
+    start, plan = _step_plan(run, mod, eval_g, job.get("world", 1))
+    return run, b.train_step(plan), b.compile(eval_g, bind=bind), start
+
+
+def _eval_graph(mod, name, s, bind):
+    """The model in eval mode with the loss as its first output, and its label input."""
+    from .compiler.training import build_loss
+    from .frontend.blocks import elaborate_model
+    eval_g, eval_loss, label = build_loss(elaborate_model(mod, name, "eval", bind), s.loss.graph("eval"))
+    eval_g.outputs = [eval_loss] + list(eval_g.outputs)
+    eval_g.output_names = ["loss"] + list(eval_g.output_names)
+    return eval_g, label
+
+
+def _step_plan(run: _Run, mod, eval_g, world: int):
+    from .api import Model
+    from .backends.protocol import StepPlan
     from .compiler.init import init_params
-    from .compiler.training import build_alternating, state_fill  # noqa: F401
-    from .runtime.data import batches, load_dataset, num_batches
+    from .frontend.blocks import elaborate_model
+    job, s, name, bind = run.job, run.s, run.name, run.job["bind"]
+    weights = init_params(eval_g, s.seed)
+    start = _resume_point(run, weights) if job["resume"] else _Start()
+    # autograd backends generate their module from the model's module graph
+    module_graph = Model(job["path"], name, bind).module_graph() if job["grad"] == "autograd" else None
+    plan = StepPlan(spec=s, model_graph=lambda: elaborate_model(mod, name, "train", bind),
+                    weights=start.weights or weights, optimizer_state=start.optimizer_state,
+                    module_graph=module_graph, seed=s.seed, grad=job["grad"], bind=bind, rank=run.rank, world=world)
+    return start, plan
+
+
+@dataclass
+class _Start:
+    epoch: int = 0
+    step: int = 0
+    best: dict | None = None
+    early_stopping: dict | None = None
+    weights: dict | None = None
+    optimizer_state: dict | None = None
+
+
+def _state_kind(job: dict) -> str:
+    return "torch.optim" if job["grad"] == "autograd" else "dlc"
+
+
+def _resume_point(run: _Run, fresh_weights: dict) -> _Start:
+    from .runtime.checkpoint import load_checkpoint
+    if run.out_dir is None:
+        raise DlcValueError("--resume needs the run directory (--out or --resume DIR)")
+    ck_path = run_folder.latest_checkpoint(run.out_dir)
+    if ck_path is None:
+        raise DlcValueError(f"nothing to resume in {run.out_dir}: no epoch-*.safetensors")
+    ck = load_checkpoint(ck_path)
+    run_folder.check_checkpoint(ck_path, ck.extra, spec=run.spec, params=run_folder.param_signature(fresh_weights),
+                                state_kind=_state_kind(run.job))
+    return _Start(ck.epoch, ck.step, ck.extra.get("best"), ck.extra.get("early_stopping"), dict(ck.weights),
+                  dict(ck.optimizer_state))
+
+
+def _train_rank(rank: int, world: int, job: dict) -> TrainResult:
+    """One process's training run (the only one, or one rank of a data-parallel run)."""
+    from .runtime.early_stopping import EarlyStopping
+    run, step, eval_exe, start = _setup({**job, "world": world}, rank)
+    s = run.s
+    stopper = None
+    if s.early_stopping and eval_exe is not None:
+        stopper = (EarlyStopping.from_dict(start.early_stopping) if start.early_stopping
+                   else EarlyStopping(s.early_stopping, "max" if run.classification else "min"))
+    if run.writes and job["resume"]:
+        run_folder.repair_best(run.out_dir, start.best, run.key)
+    res = _loop(run, step, eval_exe, start, stopper)
+    res.rank = rank
+    if run.out_dir is not None and world > 1:
+        from .runtime.weights import save_weights
+        save_weights(run.out_dir / f"rank{rank}.safetensors", res.weights)
+    return res
+
+
+def _loop(run: _Run, step, eval_exe, start: _Start, stopper) -> TrainResult:
+    """Epochs of steps, each followed by validation, metrics and a checkpoint."""
+    from .runtime.data import num_batches
     from .runtime.metrics import MetricsLog
     from .runtime.progress import TrainProgress
-    from .runtime.checkpoint import save_checkpoint
-    progs = build_alternating(s.steps)
-    x_in = progs[0][1].graph.inputs[0]
-    per_example = tuple(x_in.type.shape[1:])
-    ds = load_dataset(dname, seed=0, path=data_path, input_shape=per_example).reshaped(per_example)
-    weights: dict = {}
-    states: dict = {}
-    for st, prog, opt in progs:
-        for k, v in init_params(prog.graph, s.seed).items():
-            weights.setdefault(k, v)
-        for p in prog.params:
-            for sname, stype, fill in opt.state_specs(p.type):
-                states[f"{st.name}/{sname}.{p.name}"] = np.full(tuple(int(d) for d in stype.shape), fill,
-                                                                 dtype=stype.dtype.numpy_name)
-    out_dir = Path(out) if out else None
-    log = MetricsLog(out_dir / "metrics.jsonl") if out_dir else None
-    steps_per_epoch = num_batches(len(ds.train[0]), s.batch)
-    history, global_step, t0 = [], 0, time.perf_counter()
+    s, job = run.s, run.job
+    steps_per_epoch = num_batches(len(run.ds.train[0]), s.batch, s.drop_last)
+    sched = _schedule(s, steps_per_epoch)
+    log = MetricsLog(run.out_dir, resume_epoch=start.epoch if job["resume"] else None) if run.writes else None
+    history: list[dict] = []
+    best, global_step, t_start = start.best, start.step, time.perf_counter()
     try:
-        with TrainProgress(s.epochs, steps_per_epoch, enabled=progress) as bar:
-            for epoch in range(s.epochs):
-                sums = {st.name: 0.0 for st, _, _ in progs}
-                n = 0
-                for i, (xb, _yb) in enumerate(batches(ds.train[0], ds.train[1], s.batch, shuffle=s.shuffle,
-                                                      seed=s.seed, epoch=epoch)):
-                    global_step += 1
-                    for st, prog, _opt in progs:
-                        g = prog.graph
-                        dt = prog.params[0].type.dtype.numpy_name
-                        feed = {x_in.name: xb.astype(x_in.type.dtype.numpy_name),
-                                "lr": np.asarray(_opt.hyper["lr"], dtype=dt),
-                                "step": np.asarray(global_step, dtype=dt)}
-                        feed.update({k: v for k, v in states.items() if k.startswith(st.name + "/")})
-                        needed = {p.name for p in g.params}
-                        outs, upd = Interpreter(g, seed=s.seed * 1_000_003 + global_step,
-                                                dims={"N": len(xb)}).run(feed, {k: weights[k] for k in needed})
-                        for k, v in outs.items():
-                            if k.startswith("param:"):
-                                weights[k[6:]] = v
-                            elif k.startswith("state:"):
-                                states[k[6:]] = v
-                        weights.update(upd)
-                        loss = float(outs["loss"])
-                        if not np.isfinite(loss):
-                            raise DlcError(f"step {st.name}: the loss became {loss} at update {global_step}", st.span)
-                        sums[st.name] += loss * len(xb)
-                    n += len(xb)
-                    bar.update(epoch, i + 1, loss=loss, lr=float(feed["lr"]), samples=len(xb))
-                    if max_steps is not None and global_step >= max_steps:
-                        break
-                metrics = {"epoch": epoch + 1, "step": global_step, "time": time.perf_counter() - t0}
-                metrics.update({f"{k}_loss": v / max(n, 1) for k, v in sums.items()})
+        with TrainProgress(s.epochs, steps_per_epoch, enabled=job["progress"] and run.rank == 0,
+                           start_epoch=start.epoch) as bar:
+            for epoch in range(start.epoch, s.epochs):
+                train, global_step = _epoch(run, step, sched, epoch, global_step, bar)
+                weights, opt_state = step.state()
+                metrics = {"epoch": epoch + 1, "step": global_step, **train}
+                if eval_exe is not None:
+                    metrics.update(_validate(run, eval_exe, weights))
+                metrics["time"] = time.perf_counter() - t_start
                 history.append(metrics)
-                if log:
+                improved = eval_exe is not None and (best is None or _better(run, metrics[run.key], best[run.key]))
+                if improved:
+                    best = {"epoch": epoch + 1, run.key: metrics[run.key]}
+                stop = stopper.update(metrics[run.key]) if stopper else False
+                if run.writes:
                     log.append(metrics)
-                if out_dir:
-                    save_checkpoint(out_dir / f"epoch-{epoch + 1:03d}.safetensors", weights=weights,
-                                    optimizer_state=states, step=global_step, epoch=epoch + 1,
-                                    rng_state={"seed": s.seed, "epoch": epoch + 1}, extra={"model": name})
-                bar.end_epoch(epoch, {k: v for k, v in metrics.items() if k.endswith("_loss")})
-                if max_steps is not None and global_step >= max_steps:
+                    _save_epoch(run, epoch, global_step, weights, opt_state, best, stopper, improved, metrics)
+                bar.end_epoch(epoch, {k: v for k, v in metrics.items()
+                                      if k.startswith("val") or (k in train and k.endswith("_loss") and k != "train_loss")})
+                if stop or _at_max(job, global_step):
                     break
     finally:
         if log:
             log.close()
-    return TrainResult(len(history), history, None, weights, str(out_dir) if out_dir else None)
+    weights, _ = step.state()
+    return TrainResult(len(history), history, best, dict(weights), str(run.out_dir) if run.out_dir else None)
 
 
-def _train_torch_autograd(mod, name, s, dname, data_path, out, bind, progress, max_steps, nproc, resume):
-    from .api import Model
-    from .backends.torch.training import fit
-    from .runtime.data import load_dataset
-    if resume:
-        raise DlcValueError("--resume is available on the numpy backend and with --grad symbolic")
-    model = Model(mod.file, name, bind)
-    x_in = model.graph.inputs[0]
-    per_example = tuple(x_in.type.shape[1:])
-    ds = load_dataset(dname, seed=0, path=data_path, input_shape=per_example).reshaped(per_example)
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    res = fit(model, s, ds, epochs=s.epochs, out=out, nproc=nproc, progress=progress, max_steps=max_steps)
-    hist = res["history"]
-    best = None
-    if hist and "val_accuracy" in hist[0]:
-        b = max(hist, key=lambda h: h["val_accuracy"])
-        best = {"epoch": b["epoch"], "val_accuracy": b["val_accuracy"]}
-    return TrainResult(len(hist), hist, best, res.get("weights"), out)
+def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[dict, int]:
+    """One epoch of steps: (its metrics, the global step).  The metrics are the
+    mean training loss and the last learning rate, or for alternating steps
+    each step's mean loss (`<step>_loss`)."""
+    from .runtime.data import augment, batches, epoch_rng
+    s = run.s
+    parts: dict[str, float] = {}
+    losses, seen, cur_lr = 0.0, 0, sched.lr(epoch) if not sched.per_step else None
+    lr_epoch = cur_lr
+    aug_rng = epoch_rng(s.seed, epoch)   # reproducible on resume, like the shuffle
+    for i, (xb, yb) in enumerate(batches(run.ds.train[0], run.ds.train[1], s.batch, shuffle=s.shuffle,
+                                         seed=s.seed, epoch=epoch, drop_last=s.drop_last)):
+        cur_lr = sched.lr(global_step) if sched.per_step else lr_epoch
+        global_step += 1
+        if s.augment:
+            xb = augment(xb, s.augment, aug_rng)
+        loss = step.run(run.feed(xb, yb), cur_lr, global_step, s.seed * 1_000_003 + global_step)
+        _check_finite(run, step, loss, epoch, i)
+        losses += loss * len(xb)
+        for k, v in getattr(step, "parts", {}).items():
+            parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v * len(xb)
+        seen += len(xb)
+        bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", cur_lr), samples=len(xb))
+        if _at_max(run.job, global_step):
+            break
+    if seen == 0:
+        raise DlcValueError(f"epoch {epoch + 1} has no batches: {len(run.ds.train[0])} training examples, "
+                            f"batch {s.batch} with drop_last", s.span, "lower the batch size or drop drop_last")
+    if parts:
+        return {k: v / seen for k, v in parts.items()}, global_step
+    return {"train_loss": losses / seen, "lr": float(cur_lr)}, global_step
+
+
+def _check_finite(run: _Run, step, loss: float, epoch: int, i: int) -> None:
+    """Stop with an error rather than train on (and checkpoint) NaN or inf."""
+    where = f"at epoch {epoch + 1}, step {i + 1}"
+    hint = "lower the learning rate or clip gradients (clip_grad_norm = 1.0)"
+    if not np.isfinite(loss):
+        raise DlcError(f"the loss became {loss} {where}", run.s.span, hint)
+    bad = step.nonfinite_param()
+    if bad is not None:
+        raise DlcError(f"parameter '{bad}' became non-finite {where}", run.s.span, hint)
+
+
+def _schedule(s, steps_per_epoch: int):
+    from .compiler.optim import make_optimizer
+    from .compiler.schedules import make_schedule
+    base_lr = float(make_optimizer(s.optimizer, **s.optimizer_args).hyper["lr"])
+    return make_schedule(s.schedule, base_lr, epochs=s.epochs, steps_per_epoch=steps_per_epoch, **s.schedule_args)
+
+
+def _at_max(job: dict, global_step: int) -> bool:
+    return job["max_steps"] is not None and global_step >= job["max_steps"]
+
+
+def _better(run: _Run, value: float, best: float) -> bool:
+    return value > best if run.classification else value < best
+
+
+def _save_epoch(run: _Run, epoch, global_step, weights, opt_state, best, stopper, improved, metrics) -> None:
+    """The epoch's checkpoint, then (if it improved) best.safetensors: a kill
+    between the two leaves best stale, which `--resume` repairs."""
+    from .runtime.checkpoint import save_checkpoint
+    from .runtime.weights import save_weights
+    extra = {"best": best, "model": run.name, "seed": run.s.seed, "spec_sha256": run.spec,
+             "params": run_folder.param_signature(weights), "state_kind": _state_kind(run.job)}
+    if stopper is not None:
+        extra["early_stopping"] = stopper.to_dict()
+    save_checkpoint(run_folder.checkpoint_path(run.out_dir, epoch + 1), weights=weights,
+                    optimizer_state=opt_state, step=global_step, epoch=epoch + 1,
+                    rng_state={"seed": run.s.seed, "epoch": epoch + 1}, extra=extra)
+    if improved:
+        save_weights(run.out_dir / run_folder.BEST, weights, {"epoch": str(epoch + 1), run.key: str(metrics[run.key])})
+
+
+def _validate(run: _Run, exe, weights: dict) -> dict:
+    from .runtime.metrics import accuracy
+    xs, ys = run.ds.val
+    total, n, correct = 0.0, 0, 0.0
+    size = max(run.s.batch, 256)
+    for i in range(0, len(xs), size):
+        xb, yb = xs[i:i + size], ys[i:i + size]
+        outs, _ = exe.run(run.feed(xb, yb), weights)
+        total += float(outs["loss"]) * len(xb)
+        n += len(xb)
+        if run.classification:
+            correct += accuracy(outs[run.eval_graph.output_names[1]], yb) * len(xb)
+    out = {"val_loss": total / max(n, 1)}
+    if run.classification:
+        out["val_accuracy"] = correct / max(n, 1)
+    return out

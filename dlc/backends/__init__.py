@@ -1,31 +1,40 @@
-"""Backends: each a lowering of the IR.  Loaded on demand, so importing dlc
-never imports torch or tvm."""
+"""Backends: each a lowering of the IR behind one protocol (`protocol.Backend`).
+
+The registry names each backend's module; a backend is imported on first
+use, so importing dlc never imports torch or tvm:
+
+    get_backend("tvm").compile(graph).run(inputs, weights)
+
+Each backend lives in its own package and imports no other backend.
+"""
 from __future__ import annotations
+
+import importlib
 
 from ..errors import DlcError
 
-AVAILABLE = {"numpy": "the reference interpreter (always available)",
-             "torch": "generated PyTorch code (needs torch: pip install 'dlc[torch]')",
-             "tvm": "TVM-compiled kernels for the host CPU (needs apache-tvm: pip install 'dlc[tvm]')"}
+# name -> (module defining BACKEND, one-line description)
+REGISTRY = {
+    "numpy": ("dlc.backends.numpy.backend", "the reference interpreter (always available)"),
+    "torch": ("dlc.backends.torch.backend", "generated PyTorch code (needs torch: pip install 'dlc[torch]')"),
+    "tvm": ("dlc.backends.tvm.backend",
+            "TVM-compiled kernels for the host CPU (needs apache-tvm: pip install 'dlc[tvm]')"),
+}
+AVAILABLE = {name: summary for name, (_, summary) in REGISTRY.items()}
+
+_LOADED: dict = {}
 
 
 def get_backend(name: str):
-    if name == "numpy":
-        from .numpy import interpreter
-        return interpreter
-    if name == "torch":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise DlcError("the torch backend needs PyTorch", hint="pip install 'dlc[torch]'") from None
-        from . import torch as torch_backend
-        return torch_backend
-    if name == "tvm":
-        try:
-            import tvm  # noqa: F401
-        except ImportError:
-            raise DlcError("the tvm backend needs Apache TVM", hint="pip install 'dlc[tvm]'") from None
-        from . import tvm as tvm_backend
-        return tvm_backend
-    raise DlcError(f"unknown or not yet available backend '{name}'",
-                   hint="available backends: " + ", ".join(AVAILABLE))
+    """The backend called `name`, its dependency checked: a one-line `DlcError`
+    names an unknown backend or the package a known one is missing."""
+    b = _LOADED.get(name)
+    if b is not None:
+        return b
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise DlcError(f"unknown backend '{name}'", hint="available backends: " + ", ".join(REGISTRY))
+    b = importlib.import_module(entry[0]).BACKEND
+    b.check_available()
+    _LOADED[name] = b
+    return b

@@ -73,7 +73,8 @@ class TrainSpec:
     `optimizer` with `optimizer_args` (torch's names and defaults,
     `compiler.optim`), gradient clipping.  Schedule: `schedule` with
     `schedule_args` (`compiler.schedules`).  Data: `dataset`, `batch`,
-    `shuffle`, `augment` ((name, args) pairs, `runtime.data.augment`).
+    `shuffle`, `drop_last` (skip a short last batch), `augment` ((name,
+    args) pairs, `runtime.data.augment`).
     Run: `epochs`, `seed`, `early_stopping` (a patience in epochs),
     `metrics`.  A section of alternating `steps` has no `loss`."""
 
@@ -87,6 +88,7 @@ class TrainSpec:
     batch: int = 32
     seed: int = 0
     shuffle: bool = True
+    drop_last: bool = False                # skip a short last batch, as torch's DataLoader(drop_last=True)
     l1: float = 0.0
     l2: float = 0.0
     clip_grad_norm: float | None = None

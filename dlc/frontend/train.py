@@ -31,7 +31,7 @@ DATASETS = set(_DATASET_NAMES)
 AUGMENTS = {"random_crop": {"size": None, "padding": 0}, "hflip": {"p": 0.5}}
 INT_KEYS = {"epochs", "batch", "steps", "seed", "patience", "every"}
 FLOAT_KEYS = {"l1", "l2", "weight_decay", "clip_grad_norm", "clip_grad_value", "split", "val_split"}
-BOOL_KEYS = {"shuffle"}
+BOOL_KEYS = {"shuffle", "drop_last"}
 OTHER_KEYS = {"loss", "optimizer", "schedule", "metrics", "augment", "params", "early_stopping", "data"}
 KEYS = INT_KEYS | FLOAT_KEYS | BOOL_KEYS | OTHER_KEYS
 
@@ -228,8 +228,8 @@ def _setting(s, frame, key: str, e) -> None:
         s.metrics = [str(it.value) for it in items]
     elif key in ("epochs", "batch", "seed"):
         setattr(s, key, int(frame.eval(e)))
-    elif key == "shuffle":
-        s.shuffle = bool(frame.eval(e))
+    elif key in ("shuffle", "drop_last"):
+        setattr(s, key, bool(frame.eval(e)))
     elif key in ("l1", "l2", "clip_grad_norm", "clip_grad_value"):
         setattr(s, key, float(frame.eval(e)))
     elif key == "weight_decay":

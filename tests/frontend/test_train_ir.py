@@ -97,3 +97,23 @@ def test_helper_bindings_of_the_section_reach_the_loss(tmp_path):
     x = rng.standard_normal((4, 6)).astype(np.float32)
     ref = 0.25 * np.mean((m.run({"x": x}, w)["output"] - y) ** 2)
     np.testing.assert_allclose(m.grad({"x": x}, w, label=y)["loss"], ref, rtol=1e-5)
+
+
+def test_drop_last_is_a_typed_setting(tmp_path):
+    """`drop_last` reaches the TrainSpec as a bool (default False, like torch's
+    DataLoader), and a non-bool value is a located error."""
+    assert _spec(tmp_path, "mse(output, label)").drop_last is False
+
+    def load(name, value):
+        f = tmp_path / name
+        f.write_text(SPEC.replace("LOSS", "mse(output, label)")
+                     .replace("    batch     = 8", f"    batch     = 8\n    drop_last = {value}"))
+        return load_module(f)
+
+    mod = load("on.dln", "true")
+    assert train_settings(mod, mod.trains[0]).drop_last is True
+    bad = load("bad.dln", "1")
+    with pytest.raises(dlc.DlcError) as e:
+        train_settings(bad, bad.trains[0])
+    line = (tmp_path / "bad.dln").read_text().splitlines().index("    drop_last = 1") + 1
+    assert "drop_last must be true or false" in str(e.value) and e.value.span.line == line

@@ -20,7 +20,8 @@ from ...errors import DlcError
 from ...runtime.package import Runner, example_inputs, host_arch, import_tvm, read_manifest
 from ...runtime.pkgfile import PackageFile, private_dir
 
-__all__ = ["parse_addr", "connect", "run_remote", "run_package_remote", "transformed_weights_here", "bench_command"]
+__all__ = ["parse_addr", "connect", "run_remote", "run_package_remote", "transformed_weights_here",
+           "bench_compiled"]
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -122,81 +123,32 @@ def run_package_remote(addr: str, pkg_path, inputs: dict | None = None, *, repea
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_command(file, *, model=None, backend="tvm", target="cpu", arch=None, target_opts=(), bind=None,
-                  repeat=20, warmup=3, seed=0, rpc_addr=None, is_package=False) -> dict:
-    """What `dlc bench` measures: median seconds of one forward pass after
-    `warmup` calls, here or on an RPC server.  Returns a JSON-able dict."""
-    import time
-    bind = dict(bind or {})
-    repeat = max(1, int(repeat))
-    res = {"file": str(file), "backend": "tvm" if is_package else backend, "repeat": repeat, "warmup": warmup}
-    if is_package:
-        manifest = read_manifest(file)
-        res["model"] = manifest.get("model", "?")
-        inputs = example_inputs(manifest, seed, bind)
-        res["where"] = f"{manifest.get('target_name')} via rpc {rpc_addr}" if rpc_addr else manifest.get("target_name")
-        if rpc_addr:
-            _, times = run_package_remote(rpc_addr, file, inputs, repeat=repeat, seed=seed)
-        else:
-            from ...runtime.package import load
-            pkg = load(file, manifest.get("library", {}).get("device", "cpu"))
-            times = pkg.runner.time(inputs, repeat=repeat, warmup=warmup, seed=seed)
-    else:
-        from ...api import load as load_model
-        m = load_model(file, model, bind)
-        res["model"] = m.name
-        inputs = m.random_inputs(seed, bind)
-        weights = m.init_weights(seed)
-        if backend == "tvm":
-            from .cache import compile_cached
-            from .target import canonical_name, parse_options
-            opts = parse_options(target_opts)
-            cm, hit = compile_cached(m.graph, target, arch=arch, options=opts)
-            res["where"] = canonical_name(target) or "cpu"
-            res["cache_hit"] = hit
-            if rpc_addr:
-                res["where"] += f" via rpc {rpc_addr}"
-                transformed = None
-                if cm.signature.get("lifted_params", True):
-                    local = cm.executable if (cm.lib_info.get("arch") == host_arch()
-                                              and cm.lib_info.get("device") == "cpu") else None
-                    if local is None and cm.target.get("kind") == "llvm":
-                        twin, _ = compile_cached(m.graph, "cpu")    # same weight transform on every llvm target
-                        local = twin.executable
-                    if local is not None:
-                        transformed = transformed_weights_here(local, cm.signature, weights)
-                _, times = run_remote(rpc_addr, cm.lib_path, cm.signature, weights, inputs,
-                                      device=cm.lib_info.get("device", "cpu"), transformed=transformed,
-                                      repeat=repeat, warmup=warmup, seed=seed)
-            else:
-                if cm.lib_info.get("arch") != host_arch() or cm.lib_info.get("device") != "cpu":
-                    raise DlcError(f"target '{target}' does not run on this machine",
-                                   hint="bench it on the device: --rpc HOST:PORT")
-                times = cm.runner().set_weights(weights).time(inputs, repeat=repeat, warmup=warmup, seed=seed)
-        elif rpc_addr:
-            raise DlcError("--rpc runs TVM libraries only", hint="use --backend tvm")
-        elif backend == "torch":
-            import torch
-            from ..torch import TorchBackend
-            mod = TorchBackend.module(m, weights).eval()
-            args = [torch.from_numpy(np.array(inputs[v.name], copy=True)) for v in m.inputs]
-            times = []
-            with torch.no_grad():
-                for i in range(warmup + repeat):
-                    t0 = time.perf_counter()
-                    mod(*args)
-                    if i >= warmup:
-                        times.append(time.perf_counter() - t0)
-            res["where"] = f"eager, {torch.get_num_threads()} threads"
-        else:
-            times = []
-            for i in range(warmup + repeat):
-                t0 = time.perf_counter()
-                m.run(inputs, weights, seed=seed)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-    res["dims"] = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in inputs.items())
-    res["median_ms"] = float(np.median(times) * 1e3)
-    res["min_ms"] = float(np.min(times) * 1e3)
-    res["times_ms"] = [t * 1e3 for t in times]
-    return res
+def bench_compiled(graph, inputs: dict, weights: dict, *, target="cpu", arch=None, target_opts=(),
+                   rpc_addr=None, repeat=20, warmup=3, seed=0) -> tuple[list[float], dict]:
+    """`dlc bench --backend tvm` of a model's graph: compile it for `target`
+    (cached) and time one forward pass, here or on an RPC server.  Returns
+    (seconds per call, notes for the report)."""
+    from .cache import compile_cached
+    from .target import canonical_name, parse_options
+    opts = parse_options(target_opts)
+    cm, hit = compile_cached(graph, target, arch=arch, options=opts)
+    info = {"where": canonical_name(target) or "cpu", "cache_hit": hit}
+    if rpc_addr:
+        info["where"] += f" via rpc {rpc_addr}"
+        transformed = None
+        if cm.signature.get("lifted_params", True):
+            local = cm.executable if (cm.lib_info.get("arch") == host_arch()
+                                      and cm.lib_info.get("device") == "cpu") else None
+            if local is None and cm.target.get("kind") == "llvm":
+                twin, _ = compile_cached(graph, "cpu")    # same weight transform on every llvm target
+                local = twin.executable
+            if local is not None:
+                transformed = transformed_weights_here(local, cm.signature, weights)
+        _, times = run_remote(rpc_addr, cm.lib_path, cm.signature, weights, inputs,
+                              device=cm.lib_info.get("device", "cpu"), transformed=transformed,
+                              repeat=repeat, warmup=warmup, seed=seed)
+        return times, info
+    if cm.lib_info.get("arch") != host_arch() or cm.lib_info.get("device") != "cpu":
+        raise DlcError(f"target '{target}' does not run on this machine",
+                       hint="bench it on the device: --rpc HOST:PORT")
+    return cm.runner().set_weights(weights).time(inputs, repeat=repeat, warmup=warmup, seed=seed), info

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import DlcRuntimeError
+from ..protocol import input_dims
 
 
 class TvmStepRunner:
@@ -69,7 +70,7 @@ class TvmStepRunner:
     def _variant(self, inputs: dict) -> _Variant:
         if not self.per_size:
             return self._variants[()]
-        sizes = _input_dims(self.graph, inputs)
+        sizes = input_dims(self.graph, inputs)
         missing = [d for d in self.per_size if d not in sizes]
         if missing:
             from ...errors import DlcError
@@ -154,22 +155,6 @@ class _Variant:
     def __init__(self, compiled, main):
         self.compiled = compiled
         self.main = main
-
-
-def _input_dims(graph, inputs: dict) -> dict[str, int]:
-    """Sizes of the plain symbolic dimensions of `graph`'s inputs, read off `inputs`."""
-    from ...compiler.dims import Dim
-    out: dict[str, int] = {}
-    for v in graph.inputs:
-        a = inputs.get(v.name)
-        if a is None:
-            continue
-        shape = np.shape(a)
-        for d, n in zip(v.type.shape, shape):
-            if isinstance(d, Dim) and not d.is_const and len(d.symbols()) == 1 \
-                    and d == Dim.symbol(next(iter(d.symbols()))):
-                out.setdefault(next(iter(d.symbols())), int(n))
-    return out
 
 
 class _ShapeOnly:

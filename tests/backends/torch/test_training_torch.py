@@ -69,3 +69,25 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-4)
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and "val_accuracy" in json.loads(lines[-1])
+
+
+def test_torchrun_ranks_join_with_env_and_write_one_run_folder(tmp_path):
+    """Under torchrun (RANK, WORLD_SIZE, MASTER_ADDR in the environment) each
+    process is one rank of the same loop; rank 0 writes the run folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dlc.runtime.weights import load_weights
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "dlc.cli", "train", "specs/mlp.dln", "--backend", "torch", "--epochs", "1", "--batch", "64",
+           "--out", str(out), "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("trained 1 epoch(s)") == 1, r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["best.safetensors", "epoch-001.safetensors", "metrics.jsonl",
+                                                     "rank0.safetensors", "rank1.safetensors"]
+    r0, r1 = load_weights(out / "rank0.safetensors"), load_weights(out / "rank1.safetensors")
+    for k in r0:
+        np.testing.assert_array_equal(r0[k], r1[k], err_msg=k)

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.tvm
 import dlc  # noqa: E402
 from dlc.backends.tvm import cache as tvm_cache  # noqa: E402
 from dlc.backends.tvm.package import example_input_specs, write_package  # noqa: E402
-from dlc.backends.tvm.rpc import bench_command, parse_addr, run_package_remote  # noqa: E402
+from dlc.backends.tvm.rpc import parse_addr, run_package_remote  # noqa: E402
+from dlc.bench import bench  # noqa: E402
 from dlc.errors import DlcError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -54,7 +55,7 @@ def test_mlp_package_over_rpc_matches_reference(server, tmp_path):
 
 
 def test_bench_command_over_rpc(server):
-    res = bench_command(str(ROOT / "specs/lenet5.dln"), repeat=2, warmup=1, rpc_addr=server)
+    res = bench(str(ROOT / "specs/lenet5.dln"), repeat=2, warmup=1, rpc_addr=server)
     assert res["model"] == "LeNet5" and "rpc" in res["where"] and res["median_ms"] > 0
 
 
