@@ -31,8 +31,8 @@ outer product and an add per step.
 from __future__ import annotations
 
 from .builder import Builder
-from .clone import clone_into, free_values, node_uses, prune
-from .ir import Graph, Value
+from .clone import clone_into, node_uses, prune
+from .ir import Graph, Value, free_values
 from .ops import OPS
 from .ops.vjp_util import zeros_like
 

@@ -28,6 +28,7 @@ Registered into `lowering.LOWERING`; see that module for the conventions.
 """
 from __future__ import annotations
 
+from ...compiler.ir import free_values
 from .lowering import arg_as, cast, in_dtype, lowers, out_dtype, scalar, _op
 from .relaxgen import Unsupported
 
@@ -500,28 +501,6 @@ def _gru(low, node, args, env):
 # scan, unrolled
 # ---------------------------------------------------------------------------
 
-def _free_values(body):
-    """Values a body graph reads but does not define (captured outer values),
-    in order of first use."""
-    defined = set()
-    for v in body.inputs:
-        defined.add(v.id)
-    for n in body.walk():
-        if n.body is not None:
-            defined.update(v.id for v in n.body.inputs)
-        defined.update(v.id for v in n.outputs if v is not None)
-    free, seen = [], set()
-    uses = [v for n in body.walk() for v in n.inputs] + list(body.outputs)
-    for n in body.walk():
-        if n.body is not None:
-            uses += list(n.body.outputs)
-    for v in uses:
-        if v is not None and v.id not in defined and v.id not in seen:
-            seen.add(v.id)
-            free.append(v)
-    return free
-
-
 def _body_function(low, node, env):
     """The scan body as a private Relax function
     (carries..., step slices..., captured values...) -> (outputs...),
@@ -532,7 +511,7 @@ def _body_function(low, node, env):
     body = node.body
     if any(random_plan(n) is not None for n in body.walk()):
         return None
-    free = _free_values(body)
+    free = free_values(body)
     if any(v.id not in env for v in free):
         return None
     saved = (low.bb, low.dim_vars, dict(low.__dict__.get("_private_functions", {})),
