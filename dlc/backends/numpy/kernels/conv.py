@@ -7,7 +7,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ....compiler.ops.conv import conv_pads, ntuple  # attribute normalisation, with the OpDefs
-from .nn_dtypes import cast_operand, channel_shape, float_dtype
+from .dtypes import cast_operand, channel_shape, float_dtype
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 
 from ....runtime.random import dropout_mask  # the one dropout stream (TVM and the deploy runtime draw it too)
 from .conv import conv1d, conv2d, conv_transpose2d
-from .nn_dtypes import cast_operand, float_dtype
+from .dtypes import cast_operand, float_dtype
 from .norm import batch_norm, group_norm, layer_norm, local_response_norm, scaled_moments  # noqa: F401
 from .pooling import (
     adaptive_avg_pool1d,

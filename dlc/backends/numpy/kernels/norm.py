@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nn_dtypes import cast_operand, channel_shape, float_dtype
+from .dtypes import cast_operand, channel_shape, float_dtype
 
 
 # --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....compiler.ops.conv import ntuple  # attribute normalisation, with the OpDefs
-from .nn_dtypes import float_dtype
+from .dtypes import float_dtype
 
 
 # --------------------------------------------------------------------------
