@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 from tvm.s_tir import dlight as dl
-from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
 
 from .cpu_common import (  # noqa: F401 - re-exported
@@ -62,11 +61,11 @@ from .cpu_contraction import TiledContraction, _mac_operands  # noqa: F401 - re-
 
 class Injective(_CPURule):
     def apply(self, func, target, _tunable):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+        normalized = self._normalized(func, target)
+        if normalized is None:
             return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None or not infos:
+        sch, infos = normalized
+        if not infos:
             return None
         if not all(b.is_injective() for b in infos):
             return None
@@ -87,12 +86,10 @@ class InnerSpatialReduction(_CPURule):
     loops move above that axis, which is vectorized."""
 
     def apply(self, func, target, _tunable):  # pylint: disable=too-many-locals
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+        normalized = self._normalized(func, target)
+        if normalized is None:
             return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
-            return None
+        sch, infos = normalized
         infos = dl.base.try_inline_contiguous_spatial(sch, infos)
         lanes = vector_lanes(target)
         reds = [b for b in infos if not b.is_injective()]
@@ -148,12 +145,10 @@ class RowReduction(_CPURule):
     inner (not vectorized)."""
 
     def apply(self, func, target, _tunable):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+        normalized = self._normalized(func, target)
+        if normalized is None:
             return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
-            return None
+        sch, infos = normalized
         infos = dl.base.try_inline_contiguous_spatial(sch, infos)
         if not any(not b.is_injective() for b in infos):
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
@@ -115,6 +116,15 @@ class _Safe(ScheduleRule):
 class _CPURule(ScheduleRule):
     def is_target_available(self, target: Target) -> bool:
         return target.kind.name == "llvm"
+
+    def _normalized(self, func, target):
+        """(schedule, block infos) of `func` when this rule can look at it: a
+        PrimFunc for this target whose blocks dlight can normalize; else None."""
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        return None if infos is None else (sch, infos)
 
 
 def _numel(sch, block_rv) -> int | None:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import tvm
 import tvm.tirx.stmt
-from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm import tirx
 
 from .cpu_common import (
     PARALLEL_MIN_MACS,
@@ -76,12 +75,10 @@ class TiledContraction(_CPURule):
         self.col_vectors = col_vectors
 
     def apply(self, func, target, _tunable):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+        normalized = self._normalized(func, target)
+        if normalized is None:
             return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
-            return None
+        sch, infos = normalized
         m = _match_contraction(sch, infos, target)
         if m is None:
             return None
