@@ -15,8 +15,8 @@ from .dtypes import cast_operand, channel_shape, float_dtype
 # --------------------------------------------------------------------------
 
 
-def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
-    """N-d cross-correlation (torch convNd) for x (N, C, *spatial), w (O, C/groups, *k)."""
+def _conv_operands(x, w, b, nd: int, opname: str):
+    """x, w and b (or None) in x's compute dtype, with x and w checked to be (nd + 2)-d."""
     x = np.asarray(x)
     dtype = float_dtype(x)
     x = x.astype(dtype, copy=False)
@@ -24,8 +24,14 @@ def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
     b = cast_operand(b, dtype)
     if x.ndim != nd + 2 or w.ndim != nd + 2:
         raise ValueError(
-            f"conv{nd}d expects {nd + 2}-d input and weight, got {x.shape} and {w.shape}"
+            f"{opname} expects {nd + 2}-d input and weight, got {x.shape} and {w.shape}"
         )
+    return x, w, b, dtype
+
+
+def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
+    """N-d cross-correlation (torch convNd) for x (N, C, *spatial), w (O, C/groups, *k)."""
+    x, w, b, dtype = _conv_operands(x, w, b, nd, f"conv{nd}d")
     n, c = x.shape[:2]
     out_ch, cg = w.shape[:2]
     kernel = w.shape[2:]
@@ -102,15 +108,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 
 def _conv_transpose_nd(x, w, b, stride, padding, output_padding, groups, dilation, nd):
     """N-d transposed convolution (the adjoint of convNd), computed as GEMM + col2im."""
-    x = np.asarray(x)
-    dtype = float_dtype(x)
-    x = x.astype(dtype, copy=False)
-    w = cast_operand(w, dtype)
-    b = cast_operand(b, dtype)
-    if x.ndim != nd + 2 or w.ndim != nd + 2:
-        raise ValueError(
-            f"conv_transpose{nd}d expects {nd + 2}-d input and weight, got {x.shape} and {w.shape}"
-        )
+    x, w, b, dtype = _conv_operands(x, w, b, nd, f"conv_transpose{nd}d")
     n, c = x.shape[:2]
     in_sp = x.shape[2:]
     kernel = w.shape[2:]
