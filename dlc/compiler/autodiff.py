@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import DlcError, Span
 from .builder import Builder
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, free_values
 
 
 class NoVJPRule(DlcError):
@@ -23,25 +23,7 @@ class NoVJPRule(DlcError):
 
 def captures(node: Node) -> list[Value]:
     """Values a scan body uses from enclosing graphs (implicit operands)."""
-    if node.body is None:
-        return []
-    inner = set()
-    for v in node.body.inputs:
-        inner.add(v.id)
-    out, seen = [], set()
-    for n in node.body.walk():
-        for o in n.outputs:
-            inner.add(o.id)
-    for n in node.body.walk():
-        for v in n.inputs:
-            if v is not None and v.id not in inner and v.id not in seen:
-                seen.add(v.id)
-                out.append(v)
-    for v in node.body.outputs:
-        if v.id not in inner and v.id not in seen:
-            seen.add(v.id)
-            out.append(v)
-    return out
+    return free_values(node.body) if node.body is not None else []
 
 
 def _depends_on(g: Graph, wrt: list[Value]) -> set[int]:

@@ -9,12 +9,12 @@ inputs, so the copy shares no value with the original except the captures.
     vmap = {old.id: new for old, new in zip(body.inputs, new_inputs)}
     outs = clone_into(body, dst, vmap)      # dst's values for body.outputs
 
-`free_values(g)` lists what a (scan body) graph uses from enclosing graphs,
-and `prune(g)` drops the nodes nothing depends on.
+`free_values(g)` (defined in `ir`, re-exported here) lists what a (scan body)
+graph uses from enclosing graphs, and `prune(g)` drops the nodes nothing depends on.
 """
 from __future__ import annotations
 
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, defined_values, free_values  # noqa: F401 (re-exported)
 
 
 def clone_nodes(nodes, dst: Graph, vmap: dict[int, Value]) -> None:
@@ -46,38 +46,6 @@ def clone_into(src: Graph, dst: Graph, vmap: dict[int, Value]) -> list[Value]:
     """
     clone_nodes(src.nodes, dst, vmap)
     return [vmap.get(v.id, v) for v in src.outputs]
-
-
-def defined_values(g: Graph) -> set[int]:
-    """Ids of the values defined inside `g`: its inputs, node results and nested bodies' inputs."""
-    ids = {v.id for v in g.inputs}
-    for n in g.walk():
-        ids.update(o.id for o in n.outputs)
-        if n.body is not None:
-            ids.update(v.id for v in n.body.inputs)
-    return ids
-
-
-def free_values(g: Graph) -> list[Value]:
-    """Values `g` (and its nested bodies) use from enclosing graphs, in first-use order."""
-    inner = defined_values(g)
-    out, seen = [], set()
-
-    def see(v):
-        if v is not None and v.id not in inner and v.id not in seen:
-            seen.add(v.id)
-            out.append(v)
-
-    def visit(h: Graph):
-        for n in h.nodes:
-            for v in n.inputs:
-                see(v)
-            if n.body is not None:
-                visit(n.body)
-        for v in h.outputs:
-            see(v)
-    visit(g)
-    return out
 
 
 def node_uses(node: Node) -> list[Value]:

@@ -224,4 +224,42 @@ def check_types(node: Node) -> None:
         raise AssertionError(f"{node.op.name}: result types {got} differ from the rule's {types}")
 
 
-__all__ = ["Graph", "Layer", "Node", "Value", "ParamInfo", "Init", "Dim", "check_types"]
+def defined_values(g: Graph) -> set[int]:
+    """Ids of the values defined inside `g`: its inputs, node results and nested bodies' inputs."""
+    ids = {v.id for v in g.inputs}
+    for n in g.walk():
+        ids.update(o.id for o in n.outputs)
+        if n.body is not None:
+            ids.update(v.id for v in n.body.inputs)
+    return ids
+
+
+def free_values(g: Graph) -> list[Value]:
+    """Values `g` (a scan body, with its nested bodies) uses from enclosing graphs, in first-use order.
+
+    These are a scan's implicit operands (its captures): autodiff differentiates
+    them, cloning keeps them shared, and a backend passes them to the body's
+    function as extra arguments.
+    """
+    inner = defined_values(g)
+    out, seen = [], set()
+
+    def see(v):
+        if v is not None and v.id not in inner and v.id not in seen:
+            seen.add(v.id)
+            out.append(v)
+
+    def visit(h: Graph):
+        for n in h.nodes:
+            for v in n.inputs:
+                see(v)
+            if n.body is not None:
+                visit(n.body)
+        for v in h.outputs:
+            see(v)
+    visit(g)
+    return out
+
+
+__all__ = ["Graph", "Layer", "Node", "Value", "ParamInfo", "Init", "Dim", "check_types",
+           "defined_values", "free_values"]

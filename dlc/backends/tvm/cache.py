@@ -38,9 +38,9 @@ from ...runtime.pkgfile import sha256_file
 SCHEDULE_VERSION = 1
 ENTRY = "entry.json"
 
-# the compiler's own source: a change to any of these invalidates the cache
-_SOURCES = ("relaxgen.py", "lowering.py", "lowering_nn.py", "lowering_seq.py", "pipeline.py",
-            "compile.py", "package.py")
+# the compiler's own source: a change to any of these (and to any lowering*.py,
+# the per-family lowering modules, and schedules/*.py) invalidates the cache
+_SOURCES = ("relaxgen.py", "pipeline.py", "compile.py", "package.py")
 
 
 def cache_dir() -> Path:
@@ -75,7 +75,8 @@ def _dlc_version() -> str:
 def _code_hash() -> str:
     here = Path(__file__).parent
     h = hashlib.sha256()
-    files = [here / n for n in _SOURCES] + sorted((here / "schedules").glob("*.py"))
+    files = ([here / n for n in _SOURCES] + sorted(here.glob("lowering*.py"))
+             + sorted((here / "schedules").glob("*.py")))
     for f in files:
         try:
             h.update(f.name.encode() + b"\0" + f.read_bytes())

@@ -350,6 +350,3 @@ def _sdpa(low, node, args, env):
         probs = softmax(low, scores, r - 1, dt)
     return low.emit(op.matmul(probs, v))
 
-
-# the loss and sequence families register themselves
-from . import lowering_seq  # noqa: E402,F401

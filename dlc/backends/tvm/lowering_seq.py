@@ -1,13 +1,7 @@
-"""TVM lowering of losses, recurrences (rnn, lstm, gru), `scan` and the
-max-pooling argmax helpers (`max_pool2d_indices`, `adaptive_max_pool2d_indices`).
+"""TVM lowering of the recurrences (rnn, lstm, gru) and `scan`.
 
 Registered into `lowering.LOWERING`; see that module for the conventions.
 
-* Losses follow dlc/backends/numpy/kernels/losses.py term by term (torch's
-  formulas, clamped logs, label smoothing, ignore_index, weights); "mean"
-  over a symbolic extent is a Relax mean, never a division by a dimension.
-  The reference's argument checks (targets out of range, probabilities
-  outside [0, 1]) raise there; compiled code does not check.
 * Recurrences are unrolled over time, so the number of steps must be known
   at compile time (`low.concrete(T)`; `lower_model` binds it to the example
   size).  Per layer and direction the input projection of every step is one
@@ -21,227 +15,15 @@ Registered into `lowering.LOWERING`; see that module for the conventions.
   steps) and per-step results are stacked by private concat functions of at
   most CHUNK operands: a split or concat with one operand per step is a
   kernel with T buffers, which takes seconds to schedule.
-* The pooling argmax helpers are TE reductions matching torch's
-  return_indices: the first maximum in row-major window order, the last NaN
-  when there is one, the first in-window element for a window of only -inf;
-  padding taps never win.
+
+The losses live in `lowering_loss`, the max-pooling argmax helpers in
+`lowering_pool_indices`.
 """
 from __future__ import annotations
 
-from .lowering import arg_as, cast, in_dtype, lowers, out_dtype, scalar, _op
+from ...compiler.ir import free_values
+from .lowering import arg_as, lowers, out_dtype, _op, _R
 from .relaxgen import Unsupported
-
-
-def _R():
-    from tvm import relax
-    return relax
-
-
-def _rank(v) -> int:
-    return len(v.type.shape)
-
-
-def _log1p(low, x):
-    from tvm import te, tirx
-    return low.bb.emit_te(lambda a: te.compute(a.shape, lambda *i: tirx.log1p(a(*i)), name="log1p"), x)
-
-
-def _reduce(low, loss, reduction: str, rank: int):
-    """mean / sum over every element, or the loss itself ("none")."""
-    op = _op()
-    if reduction == "none" or rank == 0:
-        return loss
-    if reduction == "mean":
-        return low.emit(op.mean(loss, None, False))
-    if reduction == "sum":
-        return low.emit(op.sum(loss, None, False))
-    raise NotImplementedError(f"reduction {reduction!r}")
-
-
-def _pair(low, node, args, dt):
-    return arg_as(low, node, args, 0, dt), arg_as(low, node, args, 1, dt)
-
-
-def _opt(args, i):
-    return args[i] if len(args) > i else None
-
-
-# ---------------------------------------------------------------------------
-# pointwise losses
-# ---------------------------------------------------------------------------
-
-@lowers("mse_loss")
-def _mse(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x, t = _pair(low, node, args, dt)
-    d = low.emit(op.subtract(x, t))
-    return _reduce(low, low.emit(op.multiply(d, d)), node.attrs["reduction"], _rank(node.inputs[0]))
-
-
-@lowers("l1_loss")
-def _l1(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x, t = _pair(low, node, args, dt)
-    return _reduce(low, low.emit(op.abs(op.subtract(x, t))), node.attrs["reduction"], _rank(node.inputs[0]))
-
-
-@lowers("smooth_l1_loss")
-def _smooth_l1(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x, t = _pair(low, node, args, dt)
-    beta = float(node.attrs["beta"])
-    ad = low.emit(op.abs(op.subtract(x, t)))
-    if beta == 0:
-        loss = ad
-    else:
-        b, half = scalar(low, beta, dt), scalar(low, 0.5, dt)
-        quad = op.divide(op.multiply(op.multiply(half, ad), ad), b)
-        lin = op.subtract(ad, op.multiply(half, b))
-        loss = low.emit(op.where(op.less(ad, b), quad, lin))
-    return _reduce(low, loss, node.attrs["reduction"], _rank(node.inputs[0]))
-
-
-@lowers("binary_cross_entropy")
-def _bce(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x, t = _pair(low, node, args, dt)
-    floor_ = scalar(low, -100.0, dt)
-    log_x = low.emit(op.maximum(op.log(x), floor_))
-    log_1mx = low.emit(op.maximum(_log1p(low, low.emit(op.negative(x))), floor_))
-    loss = low.emit(op.subtract(op.multiply(op.subtract(t, scalar(low, 1.0, dt)), log_1mx),
-                                op.multiply(t, log_x)))
-    if _opt(args, 2) is not None:
-        loss = low.emit(op.multiply(loss, arg_as(low, node, args, 2, dt)))
-    return _reduce(low, loss, node.attrs["reduction"], _rank(node.inputs[0]))
-
-
-@lowers("binary_cross_entropy_with_logits")
-def _bce_logits(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x, t = _pair(low, node, args, dt)
-    one, zero = scalar(low, 1.0, dt), scalar(low, 0.0, dt)
-    e = low.emit(op.exp(op.negative(op.abs(x))))
-    log_sig = low.emit(op.subtract(op.minimum(x, zero), _log1p(low, e)))
-    if _opt(args, 3) is not None:
-        pw = arg_as(low, node, args, 3, dt)
-        log_sig = low.emit(op.multiply(log_sig, op.add(op.multiply(op.subtract(pw, one), t), one)))
-    loss = low.emit(op.subtract(op.multiply(op.subtract(one, t), x), log_sig))
-    if _opt(args, 2) is not None:
-        loss = low.emit(op.multiply(loss, arg_as(low, node, args, 2, dt)))
-    return _reduce(low, loss, node.attrs["reduction"], _rank(node.inputs[0]))
-
-
-@lowers("kl_div")
-def _kl_div(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x, t = _pair(low, node, args, dt)
-    if node.attrs["log_target"]:
-        loss = low.emit(op.multiply(op.exp(t), op.subtract(t, x)))
-    else:
-        zero = scalar(low, 0.0, dt)
-        xlogy = low.emit(op.where(op.equal(t, zero), zero, op.multiply(t, op.log(t))))
-        xlogy = low.emit(op.where(op.isnan(t), t, xlogy))
-        loss = low.emit(op.subtract(xlogy, op.multiply(t, x)))
-    r = _rank(node.inputs[0])
-    red = node.attrs["reduction"]
-    if red == "batchmean":
-        if r == 0:
-            return loss
-        # sum / shape[0] == mean over axis 0 of the per-row sums (shape[0] may be symbolic)
-        rows = low.emit(op.sum(loss, list(range(1, r)), False)) if r > 1 else loss
-        return low.emit(op.mean(rows, [0], False))
-    return _reduce(low, loss, red, r)
-
-
-# ---------------------------------------------------------------------------
-# class-index losses
-# ---------------------------------------------------------------------------
-
-def _picked(low, node, x, t, w, ignore_index, cax, dt):
-    """(-w[t] * x[t] with ignored positions 0, w[t] likewise 0 there, ignored mask)."""
-    op = _op()
-    t = cast(low, t, in_dtype(node, 1), "int64")
-    ignored = low.emit(op.equal(t, low.const(ignore_index, "int64")))
-    safe = low.emit(op.where(ignored, low.const(0, "int64"), t))
-    vals = low.emit(op.gather_elements(x, op.expand_dims(safe, [cax]), cax))
-    vals = low.emit(op.squeeze(vals, [cax]))
-    zero = scalar(low, 0.0, dt)
-    if w is not None:
-        wt = low.emit(op.take(w, safe, 0, mode="clip"))
-        wt = low.emit(op.where(ignored, zero, wt))
-    else:
-        wt = low.emit(op.where(ignored, zero, scalar(low, 1.0, dt)))
-    loss = low.emit(op.negative(op.multiply(wt, vals)))
-    return loss, wt, ignored
-
-
-def _class_reduce(low, terms, wt, reduction, rank):
-    op = _op()
-    if reduction == "none" or rank == 0:
-        if reduction == "mean" and rank == 0:
-            return low.emit(op.divide(terms, wt))
-        return terms
-    s = low.emit(op.sum(terms, None, False))
-    if reduction == "sum":
-        return s
-    return low.emit(op.divide(s, op.sum(wt, None, False)))
-
-
-@lowers("nll_loss")
-def _nll(low, node, args, env):
-    dt = out_dtype(node)
-    x = arg_as(low, node, args, 0, dt)
-    cax = 0 if _rank(node.inputs[0]) == 1 else 1
-    w = arg_as(low, node, args, 2, dt) if _opt(args, 2) is not None else None
-    loss, wt, _ = _picked(low, node, x, args[1], w, int(node.attrs["ignore_index"]), cax, dt)
-    return _class_reduce(low, loss, wt, node.attrs["reduction"], _rank(node.inputs[1]))
-
-
-@lowers("cross_entropy")
-def _cross_entropy(low, node, args, env):
-    op, dt = _op(), out_dtype(node)
-    x = arg_as(low, node, args, 0, dt)
-    r = _rank(node.inputs[0])
-    cax = 0 if r == 1 else 1
-    C = low.concrete(node.inputs[0].type.shape[cax], "the number of classes of cross_entropy")
-    logp = low.emit(op.nn.log_softmax(x, axis=cax))
-    w = arg_as(low, node, args, 2, dt) if _opt(args, 2) is not None else None
-    wview = None
-    if w is not None:
-        wshape = [1] * r
-        wshape[cax] = C
-        wview = low.emit(op.reshape(w, wshape))
-    ls = float(node.attrs["label_smoothing"])
-    red = node.attrs["reduction"]
-    one = scalar(low, 1.0, dt)
-
-    if node.inputs[1].type.dtype.is_float:          # class probabilities
-        p = arg_as(low, node, args, 1, dt)
-        if ls > 0:
-            p = low.emit(op.add(op.multiply(p, op.subtract(one, scalar(low, ls, dt))),
-                                op.divide(scalar(low, ls, dt), scalar(low, float(C), dt))))
-        prod = low.emit(op.multiply(logp, p))
-        if wview is not None:
-            prod = low.emit(op.multiply(prod, wview))
-        per = low.emit(op.negative(op.sum(prod, [cax], False)))
-        if red == "none" or r == 1:
-            return per
-        if red == "sum":
-            return low.emit(op.sum(per, None, False))
-        return low.emit(op.mean(per, None, False))
-
-    nll_terms, wt, ignored = _picked(low, node, logp, args[1], w, int(node.attrs["ignore_index"]), cax, dt)
-    trank = _rank(node.inputs[1])
-    nll = _class_reduce(low, nll_terms, wt, red, trank)
-    if ls <= 0:
-        return nll
-    weighted = low.emit(op.multiply(logp, wview)) if wview is not None else logp
-    smooth = low.emit(op.negative(op.sum(weighted, [cax], False)))
-    smooth = low.emit(op.where(ignored, scalar(low, 0.0, dt), smooth))
-    ret = _class_reduce(low, smooth, wt, red, trank)
-    lsv = scalar(low, ls, dt)
-    return low.emit(op.add(op.multiply(op.subtract(one, lsv), nll),
-                           op.multiply(ret, op.divide(lsv, scalar(low, float(C), dt)))))
 
 
 # ---------------------------------------------------------------------------
@@ -500,28 +282,6 @@ def _gru(low, node, args, env):
 # scan, unrolled
 # ---------------------------------------------------------------------------
 
-def _free_values(body):
-    """Values a body graph reads but does not define (captured outer values),
-    in order of first use."""
-    defined = set()
-    for v in body.inputs:
-        defined.add(v.id)
-    for n in body.walk():
-        if n.body is not None:
-            defined.update(v.id for v in n.body.inputs)
-        defined.update(v.id for v in n.outputs if v is not None)
-    free, seen = [], set()
-    uses = [v for n in body.walk() for v in n.inputs] + list(body.outputs)
-    for n in body.walk():
-        if n.body is not None:
-            uses += list(n.body.outputs)
-    for v in uses:
-        if v is not None and v.id not in defined and v.id not in seen:
-            seen.add(v.id)
-            free.append(v)
-    return free
-
-
 def _body_function(low, node, env):
     """The scan body as a private Relax function
     (carries..., step slices..., captured values...) -> (outputs...),
@@ -532,7 +292,7 @@ def _body_function(low, node, env):
     body = node.body
     if any(random_plan(n) is not None for n in body.walk()):
         return None
-    free = _free_values(body)
+    free = free_values(body)
     if any(v.id not in env for v in free):
         return None
     saved = (low.bb, low.dim_vars, dict(low.__dict__.get("_private_functions", {})),
@@ -618,137 +378,3 @@ def _scan(low, node, args, env):
             ys[i][t] = yv
     low.node = outer_node
     return carries + [_stack(low, lst, axis) for lst in ys]
-
-
-# ---------------------------------------------------------------------------
-# max-pooling argmax (torch's return_indices)
-# ---------------------------------------------------------------------------
-
-def _lowest(dtype):
-    from tvm import tirx
-    if str(dtype).startswith(("float", "bfloat")):
-        return tirx.FloatImm(str(dtype), float("-inf"))
-    return tirx.min_value(dtype)
-
-
-def _argmax_pool(low, x, out_hw, H, W, bins, name):
-    """torch's return_indices over a (kh, kw) tap grid per output position:
-    `bins` is ((kh, row_of, row_ok), (kw, col_of, col_ok)) giving each tap's
-    input coordinate and whether it is inside the window and the plane.
-
-    Three plain reductions rather than one (index, value) reducer (whose
-    combined select expression is slow to compile): the window max, the
-    first in-window flat index holding it (ties go to the first; a window of
-    only -inf takes its first in-window element), and the last NaN's index,
-    which wins when there is one."""
-    from tvm import te, tirx
-    (kh, row_of, row_ok), (kw, col_of, col_ok) = bins
-    big = tirx.max_value("int64")
-
-    def fte(data):
-        lead = len(data.shape) - 2
-        is_float = str(data.dtype).startswith(("float", "bfloat"))
-        shape = list(data.shape[:lead]) + list(out_hw)
-
-        def tap(idx, ra, rb):
-            i, j = idx[lead], idx[lead + 1]
-            r, c = row_of(i, ra), col_of(j, rb)
-            ok = tirx.And(row_ok(i, ra, r), col_ok(j, rb, c))
-            rc = tirx.max(tirx.min(r, H - 1), 0)
-            cc = tirx.max(tirx.min(c, W - 1), 0)
-            v = data(*idx[:lead], rc, cc)
-            flat = tirx.Cast("int64", r) * W + tirx.Cast("int64", c)
-            return ok, v, flat
-
-        def axes():
-            return te.reduce_axis((0, kh), name="ra"), te.reduce_axis((0, kw), name="rb")
-
-        def vmax(*idx):
-            ra, rb = axes()
-            ok, v, _ = tap(idx, ra, rb)
-            return te.max(tirx.Select(ok, v, _lowest(data.dtype)), axis=[ra, rb])
-
-        m = te.compute(shape, vmax, name=f"{name}_max")
-
-        def first(*idx):
-            ra, rb = axes()
-            ok, v, flat = tap(idx, ra, rb)
-            return te.min(tirx.Select(tirx.And(ok, v == m(*idx)), flat, big), axis=[ra, rb])
-
-        def first_in(*idx):
-            ra, rb = axes()
-            ok, _, flat = tap(idx, ra, rb)
-            return te.min(tirx.Select(ok, flat, big), axis=[ra, rb])
-
-        at_max = te.compute(shape, first, name=f"{name}_first")
-        # te.max starts from the lowest finite value: a window of only -inf
-        # matches nothing and takes its first in-window element
-        any_ = te.compute(shape, first_in, name=f"{name}_any")
-        idx_first = te.compute(shape, lambda *i: tirx.Select(at_max(*i) == big, any_(*i), at_max(*i)),
-                               name=f"{name}_idx")
-        if not is_float:
-            return idx_first
-
-        def last_nan(*idx):
-            ra, rb = axes()
-            ok, v, flat = tap(idx, ra, rb)
-            return te.max(tirx.Select(tirx.And(ok, tirx.isnan(v)), flat, tirx.const(-1, "int64")),
-                          axis=[ra, rb])
-
-        nan_at = te.compute(shape, last_nan, name=f"{name}_nan")
-        return te.compute(shape, lambda *idx: tirx.Select(nan_at(*idx) >= 0, nan_at(*idx), idx_first(*idx)),
-                          name=name)
-
-    return low.bb.emit_te(fte, x)
-
-
-@lowers("max_pool2d_indices")
-def _max_pool2d_indices(low, node, args, env):
-    from tvm import tirx
-    from .lowering_nn import _pool_args
-    _, k, s, p, d = _pool_args(low, node, 2)
-    xs = node.inputs[0].type.shape
-    H = low.concrete(xs[-2], "the height of a max_pool2d_indices input")
-    W = low.concrete(xs[-1], "the width of a max_pool2d_indices input")
-    out = [low.concrete(o, "the max_pool2d_indices output size") for o in node.outputs[0].type.shape[-2:]]
-
-    def rows(i, a):
-        return i * s[0] - p[0] + a * d[0]
-
-    def cols(j, b):
-        return j * s[1] - p[1] + b * d[1]
-
-    def r_ok(i, a, r):
-        return tirx.And(r >= 0, r < H)
-
-    def c_ok(j, b, c):
-        return tirx.And(c >= 0, c < W)
-
-    return _argmax_pool(low, args[0], out, H, W, ((k[0], rows, r_ok), (k[1], cols, c_ok)),
-                        "max_pool2d_indices")
-
-
-@lowers("adaptive_max_pool2d_indices")
-def _adaptive_max_pool2d_indices(low, node, args, env):
-    from tvm import tirx
-    xs = node.inputs[0].type.shape
-    H = low.concrete(xs[-2], "the height of an adaptive_max_pool2d_indices input")
-    W = low.concrete(xs[-1], "the width of an adaptive_max_pool2d_indices input")
-    oh, ow = (low.concrete(o, "the adaptive pooling output size") for o in node.outputs[0].type.shape[-2:])
-
-    def axis(n, o):
-        starts = [(i * n) // o for i in range(o)]
-        ends = [-((-(i + 1) * n) // o) for i in range(o)]
-        kmax = max(e - s for s, e in zip(starts, ends))
-
-        def coord(i, a):
-            return tirx.floordiv(i * n, o) + a
-
-        def ok(i, a, r):
-            end = tirx.floordiv((i + 1) * n + o - 1, o)
-            return r < end
-
-        return kmax, coord, ok
-
-    return _argmax_pool(low, args[0], [oh, ow], H, W, (axis(H, oh), axis(W, ow)),
-                        "adaptive_max_pool2d_indices")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DlcError
+from ...runtime.atomic import atomic_open
 from ...runtime.package import FORMAT_VERSION, MANIFEST, WEIGHTS, read_manifest  # noqa: F401 - re-exported
 from ...runtime.pkgfile import sha256_file
 from .target import cross_compiler_for, library_arch, library_device
@@ -168,20 +168,8 @@ def write_package(path, compiled, weights: dict, *, source_hash: str, spec_path,
 
 
 def _write_zip_atomic(path: Path, manifest: dict, weights_path: Path, lib_path: Path, lib_name: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w") as z:
-                z.writestr(MANIFEST, json.dumps(manifest, indent=1), compress_type=zipfile.ZIP_DEFLATED)
-                z.write(weights_path, WEIGHTS, compress_type=zipfile.ZIP_STORED)
-                z.write(lib_path, lib_name, compress_type=zipfile.ZIP_DEFLATED)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        with zipfile.ZipFile(f, "w") as z:
+            z.writestr(MANIFEST, json.dumps(manifest, indent=1), compress_type=zipfile.ZIP_DEFLATED)
+            z.write(weights_path, WEIGHTS, compress_type=zipfile.ZIP_STORED)
+            z.write(lib_path, lib_name, compress_type=zipfile.ZIP_DEFLATED)

@@ -232,59 +232,14 @@ def decompose(b, name: str, node, x_tm, state_leaves, weight_leaves):
 def _recurrent_vjp(name: str):
     def rule(b, node, g):
         from ..autodiff import NoVJPRule, vjp
-        from .vjp_util import zeros_like
 
         attrs = node.attrs
         if attrs.get("proj_size", 0):
             raise NoVJPRule("lstm with proj_size > 0 has no VJP rule yet", node.span,
                             "train an LSTM without proj_size (e.g. project its outputs with dense)")
-        ns, G = N_STATES[name], GATES[name]
-        L, D = attrs["num_layers"], 2 if attrs["bidirectional"] else 1
-        per = 4 if attrs["bias"] else 2
-        bf = attrs["batch_first"]
-        x = node.inputs[0]
-        inits = [node.inputs[1 + s] if len(node.inputs) > 1 + s else None for s in range(ns)]
-        weights = list(node.inputs[1 + ns:])
-
-        # fresh leaves (the gradient is taken wrt these, then assembled)
-        x_tm = b.op("transpose", x, axes=(1, 0, 2)) if bf else b.op("reshape", x, shape=x.type.shape)
-        state_leaves = []
-        for s0 in inits:
-            if s0 is None:
-                state_leaves.append(None)
-            elif L * D == 1:
-                state_leaves.append([b.op("reshape", s0, shape=s0.type.shape[1:])])
-            else:
-                state_leaves.append([b.op("reshape", p, shape=p.type.shape[1:])
-                                     for p in b.op("split", s0, sections=L * D, axis=0)])
-        weight_leaves = []
-        for idx in range(L * D):
-            group = weights[idx * per:(idx + 1) * per]
-            parts = D if idx >= D else 1  # layers above the first read each direction's output
-            wih = [_leaves(b, rows, parts, 1) for rows in _leaves(b, group[0], G, 0)] if parts > 1 else \
-                [[w] for w in _leaves(b, group[0], G, 0)]
-            whh = _leaves(b, group[1], G, 0)
-            bih, bhh = (_leaves(b, group[2], G, 0), _leaves(b, group[3], G, 0)) if per == 4 else (None, None)
-            weight_leaves.append((wih, whh, bih, bhh))
-
+        x_tm, state_leaves, weight_leaves = _fresh_leaves(b, name, node)
         ys, finals = decompose(b, name, node, x_tm, state_leaves, weight_leaves)
-
-        outs, cts = [], []
-        gy = g[0]
-        if gy is not None:
-            gy_tm = b.op("transpose", gy, axes=(1, 0, 2)) if bf else gy
-            parts = [gy_tm] if D == 1 else list(b.op("split", gy_tm, sections=D, axis=2))
-            outs += ys
-            cts += parts
-        for s in range(ns):
-            gs = g[1 + s] if len(g) > 1 + s else None
-            if gs is None:
-                continue
-            parts = [gs] if L * D == 1 else list(b.op("split", gs, sections=L * D, axis=0))
-            for idx, p in enumerate(parts):
-                outs.append(finals[idx][s])
-                cts.append(b.op("reshape", p, shape=p.type.shape[1:]))
-
+        outs, cts = _outputs_and_cotangents(b, name, node, g, ys, finals)
         flat = [x_tm]
         for sl in state_leaves:
             flat += sl or []
@@ -292,38 +247,107 @@ def _recurrent_vjp(name: str):
             flat += [w for row in wih for w in row] + whh + (bih or []) + (bhh or [])
         grads = vjp(b.graph, outs, cts, flat, b.span)
         gmap = {v.id: gr for v, gr in zip(flat, grads)}
-
-        def get(leaf):
-            return gmap.get(leaf.id)
-
-        def assemble(blocks, axis):
-            """Join leaf gradients (zeros where None); None when all are None."""
-            if all(get(v) is None for v in blocks):
-                return None
-            return _join(b, [get(v) if get(v) is not None else zeros_like(b, v) for v in blocks], axis)
-
-        result = [None] * len(node.inputs)
-        gx = get(x_tm)
-        if gx is not None:
-            result[0] = b.op("transpose", gx, axes=(1, 0, 2)) if bf else gx
-        for s, s0 in enumerate(inits):
-            if s0 is None or all(get(v) is None for v in state_leaves[s]):
-                continue
-            full = [b.op("reshape", get(v) if get(v) is not None else zeros_like(b, v),
-                         shape=(1,) + v.type.shape) for v in state_leaves[s]]
-            result[1 + s] = _join(b, full, 0)
-        base = 1 + ns
-        for idx, (wih, whh, bih, bhh) in enumerate(weight_leaves):
-            off = base + idx * per
-            if any(get(v) is not None for row in wih for v in row):
-                result[off] = _join(b, [_join(b, [get(v) if get(v) is not None else zeros_like(b, v)
-                                                  for v in row], 1) for row in wih], 0)
-            result[off + 1] = assemble(whh, 0)
-            if bih is not None:
-                result[off + 2] = assemble(bih, 0)
-                result[off + 3] = assemble(bhh, 0)
-        return result
+        return _assemble_gradients(b, name, node, gmap, x_tm, state_leaves, weight_leaves)
     return rule
+
+
+def _fresh_leaves(b, name: str, node):
+    """Fresh values for the operands, the gradient is taken wrt these, then assembled:
+    (time-major input, per-state leaves per (layer, direction) or None, per-(layer,
+    direction) weights split by gate, and above a bidirectional layer by direction)."""
+    attrs = node.attrs
+    ns, G = N_STATES[name], GATES[name]
+    L, D = attrs["num_layers"], 2 if attrs["bidirectional"] else 1
+    per = 4 if attrs["bias"] else 2
+    x = node.inputs[0]
+    inits = [node.inputs[1 + s] if len(node.inputs) > 1 + s else None for s in range(ns)]
+    weights = list(node.inputs[1 + ns:])
+    x_tm = b.op("transpose", x, axes=(1, 0, 2)) if attrs["batch_first"] else b.op("reshape", x, shape=x.type.shape)
+    state_leaves = []
+    for s0 in inits:
+        if s0 is None:
+            state_leaves.append(None)
+        elif L * D == 1:
+            state_leaves.append([b.op("reshape", s0, shape=s0.type.shape[1:])])
+        else:
+            state_leaves.append([b.op("reshape", p, shape=p.type.shape[1:])
+                                 for p in b.op("split", s0, sections=L * D, axis=0)])
+    weight_leaves = []
+    for idx in range(L * D):
+        group = weights[idx * per:(idx + 1) * per]
+        parts = D if idx >= D else 1  # layers above the first read each direction's output
+        wih = [_leaves(b, rows, parts, 1) for rows in _leaves(b, group[0], G, 0)] if parts > 1 else \
+            [[w] for w in _leaves(b, group[0], G, 0)]
+        whh = _leaves(b, group[1], G, 0)
+        bih, bhh = (_leaves(b, group[2], G, 0), _leaves(b, group[3], G, 0)) if per == 4 else (None, None)
+        weight_leaves.append((wih, whh, bih, bhh))
+    return x_tm, state_leaves, weight_leaves
+
+
+def _outputs_and_cotangents(b, name: str, node, g, ys, finals):
+    """The decomposition's values that have a cotangent, and those cotangents
+    (time-major, split per direction and per (layer, direction))."""
+    attrs = node.attrs
+    ns = N_STATES[name]
+    L, D = attrs["num_layers"], 2 if attrs["bidirectional"] else 1
+    outs, cts = [], []
+    gy = g[0]
+    if gy is not None:
+        gy_tm = b.op("transpose", gy, axes=(1, 0, 2)) if attrs["batch_first"] else gy
+        parts = [gy_tm] if D == 1 else list(b.op("split", gy_tm, sections=D, axis=2))
+        outs += ys
+        cts += parts
+    for s in range(ns):
+        gs = g[1 + s] if len(g) > 1 + s else None
+        if gs is None:
+            continue
+        parts = [gs] if L * D == 1 else list(b.op("split", gs, sections=L * D, axis=0))
+        for idx, p in enumerate(parts):
+            outs.append(finals[idx][s])
+            cts.append(b.op("reshape", p, shape=p.type.shape[1:]))
+    return outs, cts
+
+
+def _assemble_gradients(b, name: str, node, gmap: dict, x_tm, state_leaves, weight_leaves) -> list:
+    """The operands' gradients, joined back from the leaves' (zeros for a leaf
+    without one; None for an operand none of whose leaves has one)."""
+    from .vjp_util import zeros_like
+
+    attrs = node.attrs
+    ns = N_STATES[name]
+    per = 4 if attrs["bias"] else 2
+    inits = [node.inputs[1 + s] if len(node.inputs) > 1 + s else None for s in range(ns)]
+
+    def get(leaf):
+        return gmap.get(leaf.id)
+
+    def assemble(blocks, axis):
+        """Join leaf gradients (zeros where None); None when all are None."""
+        if all(get(v) is None for v in blocks):
+            return None
+        return _join(b, [get(v) if get(v) is not None else zeros_like(b, v) for v in blocks], axis)
+
+    result = [None] * len(node.inputs)
+    gx = get(x_tm)
+    if gx is not None:
+        result[0] = b.op("transpose", gx, axes=(1, 0, 2)) if attrs["batch_first"] else gx
+    for s, s0 in enumerate(inits):
+        if s0 is None or all(get(v) is None for v in state_leaves[s]):
+            continue
+        full = [b.op("reshape", get(v) if get(v) is not None else zeros_like(b, v),
+                     shape=(1,) + v.type.shape) for v in state_leaves[s]]
+        result[1 + s] = _join(b, full, 0)
+    base = 1 + ns
+    for idx, (wih, whh, bih, bhh) in enumerate(weight_leaves):
+        off = base + idx * per
+        if any(get(v) is not None for row in wih for v in row):
+            result[off] = _join(b, [_join(b, [get(v) if get(v) is not None else zeros_like(b, v)
+                                              for v in row], 1) for row in wih], 0)
+        result[off + 1] = assemble(whh, 0)
+        if bih is not None:
+            result[off + 2] = assemble(bih, 0)
+            result[off + 3] = assemble(bhh, 0)
+    return result
 
 
 for _name in GATES:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .elementwise import as_array, as_float, log_softmax, quiet, result_type
+from .dtypes import as_array, as_float, quiet, result_type
+from .elementwise import log_softmax
 
 _REDUCTIONS = ("mean", "sum", "none")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....runtime import random as _streams
-from .elementwise import dtype_name, np_dtype
+from .dtypes import dtype_name, np_dtype
 
 
 def _float_dtype(dtype) -> str:

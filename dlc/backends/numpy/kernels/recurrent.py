@@ -87,7 +87,7 @@ def _recurrent(
         raise ValueError(f"expected batched 3-d input, got shape {x.shape}")
     if batch_first:
         x = x.swapaxes(0, 1)
-    steps, batch = x.shape[:2]
+    batch = x.shape[1]
     dirs = 2 if bidirectional else 1
     per = (4 if bias else 2) + (1 if proj else 0)
     if len(weights) != num_layers * dirs * per:
@@ -98,21 +98,7 @@ def _recurrent(
         )
     weights = [np.asarray(w).astype(dtype, copy=False) for w in weights]
 
-    # state sizes come from the first layer: w_hh is (gates*H, H_out)
-    hidden = weights[1].shape[0] // num_gates
-    h_out = weights[1].shape[1]
-    state_sizes = (h_out, hidden)[: len(init_states)]
-    inits = []
-    for s0, size in zip(init_states, state_sizes):
-        if s0 is None:
-            s0 = np.zeros((num_layers * dirs, batch, size), dtype)
-        s0 = np.asarray(s0).astype(dtype, copy=False)
-        if s0.shape != (num_layers * dirs, batch, size):
-            raise ValueError(
-                f"initial state has shape {s0.shape}, expected {(num_layers * dirs, batch, size)}"
-            )
-        inits.append(s0)
-
+    inits, h_out = _initial_states(init_states, weights, num_gates, num_layers * dirs, batch, dtype)
     finals: list[list[np.ndarray]] = [[] for _ in inits]
     layer_in = x
     for layer in range(num_layers):
@@ -120,28 +106,9 @@ def _recurrent(
         for d in range(dirs):
             idx = layer * dirs + d
             group = weights[idx * per : (idx + 1) * per]
-            w_ih, w_hh = group[0], group[1]
-            b_ih, b_hh = (group[2], group[3]) if bias else (None, None)
-            w_hr = group[-1] if proj else None
-            if w_ih.shape[1] != layer_in.shape[-1]:
-                raise ValueError(
-                    f"layer {layer}: w_ih expects input size {w_ih.shape[1]}, "
-                    f"got {layer_in.shape[-1]}"
-                )
-            # no recurrence in the input projection: one matmul for all steps
-            xw = layer_in @ w_ih.T
-            if b_ih is not None:
-                xw += b_ih
-            w_hh_t = w_hh.T
             states = tuple(s0[idx] for s0 in inits)
-            ys = np.empty((steps, batch, h_out), dtype)
-            order = range(steps) if d == 0 else range(steps - 1, -1, -1)
-            for t in order:
-                hw = states[0] @ w_hh_t
-                if b_hh is not None:
-                    hw += b_hh
-                states = cell(xw[t], hw, states, w_hr)
-                ys[t] = states[0]
+            ys, states = _run_direction(layer, layer_in, group, states, cell, bias=bias, proj=proj,
+                                        reverse=d == 1, h_out=h_out)
             outs.append(ys)
             for final, s in zip(finals, states):
                 final.append(s)
@@ -149,6 +116,53 @@ def _recurrent(
 
     y = layer_in.swapaxes(0, 1) if batch_first else layer_in
     return (np.ascontiguousarray(y),) + tuple(np.stack(f) for f in finals)
+
+
+def _initial_states(init_states, weights, num_gates: int, stacks: int, batch: int, dtype):
+    """The initial states as (stacks, batch, size) arrays (zeros for None), and the
+    output size H_out; the sizes come from the first layer: w_hh is (gates*H, H_out)."""
+    hidden = weights[1].shape[0] // num_gates
+    h_out = weights[1].shape[1]
+    state_sizes = (h_out, hidden)[: len(init_states)]
+    inits = []
+    for s0, size in zip(init_states, state_sizes):
+        if s0 is None:
+            s0 = np.zeros((stacks, batch, size), dtype)
+        s0 = np.asarray(s0).astype(dtype, copy=False)
+        if s0.shape != (stacks, batch, size):
+            raise ValueError(
+                f"initial state has shape {s0.shape}, expected {(stacks, batch, size)}"
+            )
+        inits.append(s0)
+    return inits, h_out
+
+
+def _run_direction(layer: int, layer_in, group, states, cell: Cell, *, bias: bool, proj: bool,
+                   reverse: bool, h_out: int):
+    """One layer in one direction over every step: (per-step outputs (T, N, H_out), final states)."""
+    w_ih, w_hh = group[0], group[1]
+    b_ih, b_hh = (group[2], group[3]) if bias else (None, None)
+    w_hr = group[-1] if proj else None
+    if w_ih.shape[1] != layer_in.shape[-1]:
+        raise ValueError(
+            f"layer {layer}: w_ih expects input size {w_ih.shape[1]}, "
+            f"got {layer_in.shape[-1]}"
+        )
+    steps, batch = layer_in.shape[:2]
+    # no recurrence in the input projection: one matmul for all steps
+    xw = layer_in @ w_ih.T
+    if b_ih is not None:
+        xw += b_ih
+    w_hh_t = w_hh.T
+    ys = np.empty((steps, batch, h_out), layer_in.dtype)
+    order = range(steps) if not reverse else range(steps - 1, -1, -1)
+    for t in order:
+        hw = states[0] @ w_hh_t
+        if b_hh is not None:
+            hw += b_hh
+        states = cell(xw[t], hw, states, w_hr)
+        ys[t] = states[0]
+    return ys, states
 
 
 def rnn(

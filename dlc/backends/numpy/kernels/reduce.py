@@ -12,7 +12,7 @@ import builtins
 
 import numpy as np
 
-from .elementwise import as_array, as_float, quiet
+from .dtypes import as_array, as_float, quiet
 
 
 def _axes(axis, ndim: int):

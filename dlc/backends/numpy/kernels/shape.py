@@ -12,14 +12,8 @@ import math
 
 import numpy as np
 
-from .elementwise import (
-    as_array,
-    cast,
-    dtype_name,
-    np_dtype,
-    quiet,
-    result_type,
-)
+from .dtypes import as_array, dtype_name, np_dtype, quiet, result_type
+from .elementwise import cast
 
 
 def _norm_axis(axis: int, ndim: int, what: str = "axis") -> int:
