@@ -57,6 +57,8 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
         msg = str(e).replace("missing a required argument:", "needs the argument").replace(
             "got an unexpected keyword argument", "has no argument")
         raise DlcTypeError(f"{b.name}: {msg}", span, f"signature: {_sig_text(b)}") from None
+    # builtins that walk a sequence (sum, zip, concat of many tensors) do work in proportion to it
+    frame.ctx.charge(sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple))), span)
     out = b.fn(F, *args, **kwargs)
     if b.kind == "layer":
         outs = [v for v in _leaves(out) if is_tensor(v)]
@@ -273,12 +275,31 @@ def _binary_fn(opname):
         like = a if is_tensor(a) else b if is_tensor(b) else None
         if like is None:
             if opname in ("maximum", "minimum"):
-                return (max if opname == "maximum" else min)(a, b)
+                return _compile_time_extreme(F, opname, a, b)
             F.fail(f"{opname} needs a tensor operand")
         a = a if is_tensor(a) else F.scalar(F.number(a, "a"), like)
         b = b if is_tensor(b) else F.scalar(F.number(b, "b"), like)
         return F.op(opname, a, b)
     return fn
+
+
+def _compile_time_extreme(F, opname: str, a, b):
+    """maximum/minimum of two compile-time numbers; a symbolic dimension is
+    compared only where the difference is known (`maximum(N + 1, N)`)."""
+    for v, what in ((a, "a"), (b, "b")):
+        if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
+            F.fail(f"{opname}: {what} must be a number or a tensor, got {describe(v)}")
+    if isinstance(a, Dim) or isinstance(b, Dim):
+        if isinstance(a, float) or isinstance(b, float):
+            F.fail(f"{opname}: cannot compare a symbolic dimension with a float", "sizes are integers")
+        diff = dim(Dim.of(a) - b)
+        if isinstance(diff, Dim):
+            F.fail(f"{opname}({a}, {b}) depends on the symbolic size {', '.join(sorted(diff.symbols()))}, "
+                   "which is not known at compile time",
+                   "bind the dimension with --bind, or compare sizes that are known")
+        first = diff >= 0 if opname == "maximum" else diff <= 0
+        return a if first else b
+    return (max if opname == "maximum" else min)(a, b)
 
 
 for _n in ("maximum", "minimum", "pow", "add", "sub", "mul", "div"):

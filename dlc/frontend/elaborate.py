@@ -28,12 +28,8 @@ from .callctx import CallCtx
 from .values import (BlockValue, Builtin, InitValue, ModuleEnv, PartialBlock, describe, flatten,
                      is_int, is_tensor, unflatten)
 
-# Anything bigger than this in one tensor is a mistake, not a model.
-MAX_TENSOR_BYTES = 1 << 40  # 1 TiB
-MAX_NODES = 2_000_000
-MAX_DEPTH = 48
-MAX_ITERATIONS = 100_000
-MAX_PARAMS = 100_000  # parameter tensors, not elements
+from .limits import (MAX_DEPTH, MAX_ITERATIONS, MAX_NODES, MAX_PARAMS, MAX_STEPS,  # noqa: F401 - re-exported
+                     MAX_TENSOR_BYTES)
 
 
 @dataclass
@@ -70,6 +66,18 @@ class Context:
     const_values: dict[str, dict] = field(default_factory=dict)
     const_stack: list[str] = field(default_factory=list)
     param_names: set = field(default_factory=set)
+    steps: int = 0                        # elaboration work done so far (see charge)
+    outer_loop: Span | None = None        # the outermost `for` being run, if any
+
+    def charge(self, n: int, span: Span) -> None:
+        """Count `n` units of elaboration work; too much is a located error at
+        the outermost loop (nested loops multiply, so that is the one to shrink)."""
+        self.steps += n
+        if self.steps > MAX_STEPS:
+            where = self.outer_loop or span
+            raise DlcLimitError(f"elaboration takes more than {MAX_STEPS:,} steps (statements, loop "
+                                "iterations and sequence elements)", where,
+                                "nested compile-time loops multiply: reduce the loop bounds")
 
     def next_stream(self) -> int:
         self.streams += 1
@@ -107,8 +115,16 @@ def check_size(t: TensorType, span: Span, examples: dict, what: str = "tensor") 
                                 "every dimension must be positive")
         total *= d
     if total > MAX_TENSOR_BYTES:
-        raise DlcLimitError(f"{what} {t} would take {total / 2**40:.1f} TiB", span,
+        # a size past what a float holds (2**1024) is still a number to print
+        size = f"{total / 2**40:.1f} TiB" if total.bit_length() < 1000 else f"more than 2**{total.bit_length() - 1} bytes"
+        raise DlcLimitError(f"{what} {_short(t)} would take {size}", span,
                             "that is almost certainly a typo in a size")
+
+
+def _short(t: TensorType, width: int = 80) -> str:
+    """A type for a message, cut short if a dimension is a 400-digit number."""
+    s = str(t)
+    return s if len(s) <= width else s[:width - 4] + " ...]"
 
 
 class Frame:
@@ -193,6 +209,7 @@ class Frame:
     # statements ---------------------------------------------------------------
     def run(self, stmts: list):
         for s in stmts:
+            self.ctx.charge(1, s.span)
             try:
                 self.exec(s)
             except RecursionError:
@@ -281,12 +298,20 @@ class Frame:
         if len(it) > MAX_ITERATIONS:
             raise DlcLimitError(f"a loop of {len(it)} iterations", s.iter.span,
                                 f"compile-time loops are limited to {MAX_ITERATIONS}")
-        for item in it:
-            if len(s.targets) == 1 and s.targets[0].name is not None:
-                self.env[s.targets[0].name] = item
-            else:
-                self.assign(s.targets, item, s.span)
-            self.run(s.body)
+        outermost = self.ctx.outer_loop is None
+        if outermost:
+            self.ctx.outer_loop = s.span
+        try:
+            for item in it:
+                self.ctx.charge(1, s.span)
+                if len(s.targets) == 1 and s.targets[0].name is not None:
+                    self.env[s.targets[0].name] = item
+                else:
+                    self.assign(s.targets, item, s.span)
+                self.run(s.body)
+        finally:
+            if outermost:
+                self.ctx.outer_loop = None
 
     def truth(self, v, span: Span) -> bool:
         if is_tensor(v):
