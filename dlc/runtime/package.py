@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DlcError, DlcRuntimeError
+from .memory import standard_normal
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -165,7 +166,7 @@ def example_inputs(manifest: dict, seed: int = 0, dims: dict | None = None) -> d
                 shape[k] = int(dims[d])
         shape = tuple(shape)
         if e["kind"] == "float":
-            out[e["name"]] = rng.standard_normal(shape).astype(e["dtype"])
+            out[e["name"]] = standard_normal(rng, shape, e["dtype"])   # as Model.random_inputs draws
         elif e["kind"] == "int":
             out[e["name"]] = rng.integers(0, int(e.get("high", 2)), size=shape).astype(e["dtype"])
         else:
