@@ -29,7 +29,7 @@ from .values import (BlockValue, Builtin, InitValue, ModuleEnv, PartialBlock, de
                      is_int, is_tensor, unflatten)
 
 from .limits import (MAX_DEPTH, MAX_ITERATIONS, MAX_NODES, MAX_PARAMS, MAX_STEPS,  # noqa: F401 - re-exported
-                     MAX_TENSOR_BYTES)
+                     MAX_TENSOR_BYTES, OP_STEPS)
 
 
 @dataclass
@@ -75,9 +75,10 @@ class Context:
         self.steps += n
         if self.steps > MAX_STEPS:
             where = self.outer_loop or span
-            raise DlcLimitError(f"elaboration takes more than {MAX_STEPS:,} steps (statements, loop "
-                                "iterations and sequence elements)", where,
-                                "nested compile-time loops multiply: reduce the loop bounds")
+            raise DlcLimitError(f"elaboration takes more than {MAX_STEPS:,} steps", where,
+                                "a step is a statement, a loop iteration or a sequence element, and an "
+                                f"operation counts {OP_STEPS}; nested compile-time loops multiply: "
+                                "reduce the loop bounds")
 
     def next_stream(self) -> int:
         self.streams += 1
@@ -138,6 +139,7 @@ class Frame:
         self.block = block
         self.env: dict[str, Any] = {}
         self.used: set[str] = set()
+        self.suffixes: dict[str, int] = {}  # next `_k` to try for a repeated layer name
         self.binding: list | None = None  # [target name, count, index]
 
     # names ------------------------------------------------------------------
@@ -173,13 +175,16 @@ class Frame:
             else:
                 base = kind
             if base in self.used:
+                # the first free `root_k`; the search resumes where the last one for this
+                # base stopped (names are only ever added), so n layers cost O(n), not O(n**2)
                 root, _, rest = base.partition(".")
-                k = 1
+                k = self.suffixes.get(base, 1)
                 while True:
                     cand = f"{root}_{k}" + (f".{rest}" if rest else "")
                     if cand not in self.used:
                         break
                     k += 1
+                self.suffixes[base] = k + 1
                 base = cand
         self.used.add(base)
         return f"{self.prefix}.{base}" if self.prefix else base
@@ -192,6 +197,7 @@ class Frame:
                 raise DlcTypeError(f"{opname}: expected a tensor operand, got {describe(v)}", span,
                                    "pass a tensor here")
         self.ctx.nodes += 1
+        self.ctx.charge(OP_STEPS, span)
         if self.ctx.nodes > MAX_NODES:
             raise DlcLimitError(f"the model has more than {MAX_NODES} operations", span,
                                 "a loop bound is probably far too large")

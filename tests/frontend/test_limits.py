@@ -85,6 +85,37 @@ def test_nested_loops_hit_the_total_work_limit_at_the_outer_loop(tmp_path, monke
     assert "nested" in err.hint
 
 
+def test_operations_in_a_loop_count_towards_the_work_limit(tmp_path, monkeypatch):
+    """The fuzzer's slow mutants: a few thousand iterations that each emit operations
+    (each costs far more than a plain statement)."""
+    monkeypatch.setattr(elaborate, "MAX_STEPS", 10_000, raising=False)
+    text = spec("""
+        for i in range(10) {
+            for j in range(30) {
+                y = relu(x) * 2.0
+            }
+        }
+    """)
+    err = check_error(tmp_path, text)
+    assert "steps" in err.message and err.span.line == 3 and "operation counts" in err.hint, err.render()
+
+
+def test_the_work_limit_bounds_cpu_time(tmp_path):
+    text = spec("""
+        for i in range(10) {
+            for j in range(100000) {
+                y = relu(x) |> sigmoid
+            }
+        }
+    """)
+    import time
+    t0 = time.process_time()
+    with time_limit(120):
+        err = check_error(tmp_path, text)
+    assert "steps" in err.message and err.span.line == 3
+    assert time.process_time() - t0 < 30
+
+
 def test_nested_loops_of_100000_each_stop_in_seconds(tmp_path):
     """The reported hang: each loop is under the per-loop cap, the product is 10**10."""
     text = spec("""
@@ -140,7 +171,25 @@ def test_the_zoo_is_far_below_the_work_limit():
         for f in ("resnet50.dln", "efficientnet_b0.dln", "mobilenet_v2.dln"):
             clear_cache()
             check_file(str(root / f))
-    assert 0 < max(seen) < MAX_STEPS // 100
+    assert 0 < max(seen) < MAX_STEPS // 20
+
+
+def test_thousands_of_unnamed_layers_elaborate_in_linear_time(tmp_path):
+    """Found by the long fuzz run: each repeated layer name searched for a free
+    `dense_k` from k = 1, so n layers in a loop took O(n**2) (21 s for 10,000)."""
+    text = spec("""
+        for i in range(5000) {
+            hidden = dense(x, 4) |> relu
+        }
+    """)
+    import time
+    t0 = time.process_time()
+    with time_limit(300):
+        path = tmp_path / "many.dln"
+        path.write_text(text, encoding="utf-8")
+        clear_cache()
+        check_file(str(path))
+    assert time.process_time() - t0 < 12
 
 
 # ------------------------------------------------------------------ source size and memory
