@@ -188,8 +188,8 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         unknown = set(arrays) - known
         if unknown:
             raise DlcError(f"the model has no input {', '.join(sorted(unknown))}", hint="inputs: " + ", ".join(known))
+        _check_package_binds(pkg, _parse_bind(bind))
         if len(arrays) < len(known):
-            _check_package_binds(pkg, _parse_bind(bind))
             for k, v in pkg.example_inputs(seed, _parse_bind(bind)).items():
                 arrays.setdefault(k, v)
         outs = pkg.run(arrays, seed=seed)

@@ -49,42 +49,48 @@ def assert_clean_error(res, out, *needles, code=None):
     (("bench", LENET, "--backend", "numpy", "--repeat", "0"), "--repeat"),
     (("bench", LENET, "--backend", "numpy", "--warmup", "-1"), "--warmup"),
 ], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
-def test_bad_option_values_are_usage_errors(tmp_path, monkeypatch, args, needle):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_bad_option_values_are_usage_errors(tmp_path, args, needle):
     res, out = invoke(*args, *(("--out", tmp_path / "run") if args[0] == "train" else ()))
     assert_clean_error(res, out, needle, code=2)
     assert not (tmp_path / "run").exists()   # refused before anything was written
 
 
-def test_epochs_zero_used_to_exit_0_silently(tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_epochs_zero_used_to_exit_0_silently(tmp_path):
     res, out = invoke("train", LENET, "--epochs", "0", "--out", tmp_path / "run")
     assert res.exit_code == 2 and "Invalid value for '--epochs'" in out
 
 
 @pytest.mark.parametrize("cmd", [("info",), ("ir",), ("run",), ("compile", "--target", "torch")])
-def test_bind_of_an_unknown_name_is_an_error(cmd, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_bind_of_an_unknown_name_is_an_error(cmd):
     res, out = invoke(cmd[0], LENET, *cmd[1:], "--bind", "Q=3")
     assert_clean_error(res, out, "--bind Q", "no dimension or constant named 'Q'", "hint: dimensions: N", code=1)
 
 
-def test_bind_of_a_dimension_or_constant_still_works(monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_bind_of_a_dimension_or_constant_still_works():
     res, out = invoke("info", "specs/resnet18.dln", "--bind", "N=2", "--bind", "size=64", "--json")
     assert res.exit_code == 0, out
 
 
-def test_train_bind_of_an_unknown_name(tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_train_bind_of_an_unknown_name(tmp_path):
     res, out = invoke("train", LENET, "--bind", "Q=3", "--out", tmp_path / "run")
     assert_clean_error(res, out, "--bind Q", code=1)
 
 
-@pytest.mark.parametrize("arch", ["sm_1000", "sm_12", "sm_80a", "sm_", "compute_90"])
-def test_unknown_cuda_arch(arch, tmp_path, monkeypatch):
+@pytest.mark.tvm
+def test_package_bind_of_an_unknown_name(tmp_path):
     pytest.importorskip("tvm")
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    pkg = tmp_path / "mlp.dlcpkg"
+    res, out = invoke("compile", "specs/mlp.dln", "--target", "cpu", "-o", pkg)
+    assert res.exit_code == 0, out
+    res, out = invoke("run", pkg, "--bind", "Q=2")
+    assert_clean_error(res, out, "--bind Q: the package has no dimension named 'Q'", "dimensions: N", code=1)
+    res, out = invoke("run", pkg, "--bind", "N=2")
+    assert res.exit_code == 0, out
+
+
+@pytest.mark.parametrize("arch", ["sm_1000", "sm_12", "sm_80a", "sm_", "compute_90"])
+def test_unknown_cuda_arch(arch, tmp_path):
+    pytest.importorskip("tvm")
     res, out = invoke("compile", LENET, "--target", "cuda", "--arch", arch, "-o", tmp_path / "m.dlcpkg")
     assert_clean_error(res, out, "unknown CUDA architecture", "sm_90", code=1)
     assert not (tmp_path / "m.dlcpkg").exists()
@@ -98,27 +104,23 @@ def test_known_cuda_arch_is_accepted():
 
 
 # ------------------------------------------------------------------ output paths
-def test_output_in_a_missing_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_output_in_a_missing_folder(tmp_path):
     res, out = invoke("run", LENET, "-o", tmp_path / "nope" / "out.npz")
     assert_clean_error(res, out, "does not exist", code=2)
 
 
-def test_output_under_a_file(tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_output_under_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     res, out = invoke("compile", LENET, "--target", "torch", "-o", tmp_path / "f" / "m.py")
     assert_clean_error(res, out, "does not exist", code=2)
 
 
-def test_train_out_in_a_missing_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_train_out_in_a_missing_folder(tmp_path):
     res, out = invoke("train", LENET, "--out", tmp_path / "a" / "b" / "run")
     assert_clean_error(res, out, "does not exist", code=2)
 
 
 def test_output_in_a_read_only_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     import os
     real_access = os.access
     # root ignores mode bits, so stand in for a read-only mount at the access() check
@@ -130,7 +132,6 @@ def test_output_in_a_read_only_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 def test_a_failing_write_is_one_line(tmp_path, monkeypatch, err):
     """A disk that fills up (or a mount that turns read-only) after the checks."""
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     import dlc.runtime.atomic as atomic
 
     def fail(*a, **k):
@@ -147,11 +148,11 @@ def os_strerror(err: int) -> str:
 
 # ------------------------------------------------------------------ .npy inputs
 def _npy_with_header(path: Path, shape, dtype="<f4", data: bytes = b"") -> None:
-    buf = Path(path)
+    """A .npy file whose header claims `shape` and `dtype`, followed by `data`."""
     import io
-    f = io.BytesIO()
-    np.lib.format.write_array_header_1_0(f, {"descr": dtype, "fortran_order": False, "shape": shape})
-    buf.write_bytes(f.getvalue() + data)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    path.write_bytes(header.getvalue() + data)
 
 
 @pytest.mark.parametrize("make,needle", [
@@ -161,8 +162,7 @@ def _npy_with_header(path: Path, shape, dtype="<f4", data: bytes = b"") -> None:
     (lambda p: _npy_with_header(p, (3, 1, 32, 32), data=b"\0" * 100), "holds 100 bytes"),
     (lambda p: _npy_with_header(p, (3,), dtype="|O", data=b"\0" * 24), "Python objects"),
 ], ids=["empty", "garbage", "lying-huge", "truncated", "objects"])
-def test_bad_npy_inputs(tmp_path, monkeypatch, make, needle):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_bad_npy_inputs(tmp_path, make, needle):
     p = tmp_path / "x.npy"
     make(p)
     tracemalloc.start()
@@ -175,8 +175,7 @@ def test_bad_npy_inputs(tmp_path, monkeypatch, make, needle):
     assert peak < 200 << 20   # nothing near the claimed size was allocated
 
 
-def test_good_npy_input_still_runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_good_npy_input_still_runs(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     res, out = invoke("run", LENET, "--input", f"image={tmp_path / 'x.npy'}", "-o", tmp_path / "o.npz")
@@ -220,7 +219,6 @@ def test_the_memory_check_counts_weights_and_their_float64_draw(tmp_path, monkey
 
 
 def test_a_run_that_fits_is_not_refused(monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     import dlc.runtime.memory as memory
     monkeypatch.setattr(memory, "available_bytes", lambda: 256 << 20)
     res, out = invoke("run", LENET)
@@ -253,12 +251,11 @@ def test_random_float32_inputs_are_drawn_without_a_float64_copy(tmp_path):
     np.testing.assert_array_equal(x, np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32))
 
 
-def test_package_example_inputs_draw_as_the_model_does(tmp_path):
+def test_package_example_inputs_draw_as_the_model_does():
     """The package runtime draws inputs exactly as Model.random_inputs (no TVM needed)."""
     import dlc
     from dlc.runtime.package import example_inputs
-    m = dlc.load("specs/lenet5.dln") if Path("specs/lenet5.dln").exists() else \
-        dlc.load(Path(__file__).resolve().parents[1] / LENET)
+    m = dlc.load(LENET)   # conftest runs every test from the repository root
     manifest = {"example_inputs": [{"name": "image", "kind": "float", "dtype": "float32", "shape": [1, 1, 32, 32]}],
                 "signature": {"inputs": [{"name": "image", "shape": ["N", 1, 32, 32]}]}}
     np.testing.assert_array_equal(example_inputs(manifest, 7)["image"], m.random_inputs(7)["image"])
