@@ -30,12 +30,12 @@ def _guard(fn):
         except RecursionError:
             click.echo("error: the spec nests too deeply to compile", err=True)
             sys.exit(1)
-        except OSError as e:  # a read-only, missing or full output path: the user's to fix, not a bug
+        except OSError as e:  # a missing, unreadable, read-only or full path: the user's to fix, not a bug
             if os.environ.get("DLC_DEBUG"):
                 raise
-            where = f" {e.filename}" if e.filename else ""
-            click.echo(f"error: cannot write{where}: {e.strerror or e}\n"
-                       "hint: check that the folder exists, is writable and has free space", err=True)
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"error: {where}{e.strerror or e}\n"
+                       "hint: check the path, its permissions and the free space", err=True)
             sys.exit(1)
         except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException, SystemExit):
             raise

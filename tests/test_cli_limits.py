@@ -138,7 +138,7 @@ def test_a_failing_write_is_one_line(tmp_path, monkeypatch, err):
         raise OSError(err, os_strerror(err), str(tmp_path / "out.npz"))
     monkeypatch.setattr(atomic, "atomic_write", fail)
     res, out = invoke("run", LENET, "-o", tmp_path / "out.npz")
-    assert_clean_error(res, out, f"error: cannot write {tmp_path / 'out.npz'}: {os_strerror(err)}", code=1)
+    assert_clean_error(res, out, f"error: {tmp_path / 'out.npz'}: {os_strerror(err)}", code=1)
 
 
 def os_strerror(err: int) -> str:

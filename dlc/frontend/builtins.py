@@ -296,7 +296,8 @@ def _compile_time_extreme(F, opname: str, a, b):
         if isinstance(diff, Dim):
             F.fail(f"{opname}({a}, {b}) depends on the symbolic size {', '.join(sorted(diff.symbols()))}, "
                    "which is not known at compile time",
-                   "bind the dimension with --bind, or compare sizes that are known")
+                   "dlc check keeps input sizes symbolic, so this comparison cannot be decided; "
+                   "write the size explicitly, or compare sizes whose difference is known")
         first = diff >= 0 if opname == "maximum" else diff <= 0
         return a if first else b
     return (max if opname == "maximum" else min)(a, b)
