@@ -243,6 +243,11 @@ def grammar_mutation(text: str, rnd, donors: list[str]) -> str:
                           "bias=none", "dtype=f16", "x", "(1, 2)", "[]", "stride=" + "9" * 30, "groups=3"])
         sep = "" if text[call.start:close].rstrip().endswith("(") else ", "
         return text[:close] + sep + arg + text[close:]
+    return _statement_mutation(text, rnd, kind, st, donors)
+
+
+def _statement_mutation(text: str, rnd, kind: str, st: Structure, donors: list[str]) -> str:
+    """Mutations of whole statements: loops around them, delete, duplicate, move, splice."""
     if not st.statements:
         return token_mutation(text, rnd)
     s = rnd.choice(st.statements)
