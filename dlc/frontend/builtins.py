@@ -120,6 +120,7 @@ def len_(F, v):
 def enumerate_(F, v, start=0):
     if not isinstance(v, (list, tuple)):
         F.fail(f"enumerate needs a list or tuple, got {describe(v)}")
+    start = F.int(start, "start", minimum=None)
     return [(i + start, x) for i, x in enumerate(v)]
 
 

@@ -404,3 +404,25 @@ def test_imports_inside_the_project_still_work(tmp_path):
     path.write_text('import "lib/a.dln"\n' + spec("y = dense(x, 4)\nassert A == 4"), encoding="utf-8")
     clear_cache()
     check_file(str(path))
+
+
+# ------------------------------------------------------------------ found by tests/fuzz/run_long.py
+def test_enumerate_with_a_list_as_start(tmp_path):
+    """Mutant 6512 of the long run: `enumerate(xs, [])` was a TypeError."""
+    err = check_error(tmp_path, spec("""
+        for i, v in enumerate([1, 2], []) {
+            y = x
+        }
+    """))
+    assert "start" in err.message and err.span.line == 3, err.render()
+
+
+def test_enumerate_with_an_int_start_still_counts_from_it(tmp_path):
+    path = tmp_path / "ok.dln"
+    path.write_text(spec("""
+        for i, v in enumerate([7, 8], 5) {
+            assert i == v - 2
+        }
+    """), encoding="utf-8")
+    clear_cache()
+    check_file(str(path))
