@@ -132,10 +132,20 @@ def zip_(F, *vs):
     return [tuple(t) for t in zip(*vs)]
 
 
+def _bounded(F, n: int) -> int:
+    """An int made from a float (int(1e300) has 301 digits) stays within the
+    integer limit that literals and arithmetic keep."""
+    from .limits import MAX_INT
+    if abs(n) > MAX_INT:
+        F.fail(f"{F.fname}: the result has {len(str(abs(n)))} digits", "integers are limited to 2**62",
+               cls=DlcLimitError)
+    return n
+
+
 @builtin(kind="ct")
 def int_(F, v):
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return int(F.finite(v, "value"))
+        return _bounded(F, int(F.finite(v, "value")))
     if isinstance(v, Dim):
         return v
     F.fail(f"int() of {describe(v)}")
@@ -157,7 +167,7 @@ def str_(F, v):
 def round_(F, v, ndigits=None):
     if ndigits is not None:
         return round(F.number(v, "value"), F.int(ndigits, "ndigits", minimum=None))
-    return int(round(F.finite(v, "value")))
+    return _bounded(F, int(round(F.finite(v, "value"))))
 
 
 @builtin(kind="ct")
@@ -176,14 +186,14 @@ def make_divisible(F, v, divisor=8, min_value=None):
 def ceil_(F, v):
     if is_tensor(v):
         return F.op("ceil", v)
-    return int(math.ceil(F.finite(v, "value")))
+    return _bounded(F, int(math.ceil(F.finite(v, "value"))))
 
 
 @builtin(kind="ct")
 def floor_(F, v):
     if is_tensor(v):
         return F.op("floor", v)
-    return int(math.floor(F.finite(v, "value")))
+    return _bounded(F, int(math.floor(F.finite(v, "value"))))
 
 
 @builtin(kind="ct")

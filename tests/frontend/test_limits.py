@@ -268,7 +268,9 @@ HUGE = "9" * 400
     (f"y = dense(x, 0x{'f' * 400})", "too large"),
     ("k = 4611686018427387904 + 4611686018427387904\ny = dense(x, k)", "integer overflow"),
     ("k = 1\nfor i in range(100) {\n    k = k + k\n}\ny = leaky_relu(x, k)", "integer overflow"),
-], ids=["dense-units", "float-arg", "5000-digits", "hex", "sum", "doubling"])
+    ("y = dense(x, int(1e300))", "301 digits"),
+    ("y = zeros(ceil(1e30))", "31 digits"),
+], ids=["dense-units", "float-arg", "5000-digits", "hex", "sum", "doubling", "int-of-float", "ceil"])
 def test_huge_numbers_are_located_errors(tmp_path, body, message):
     path = tmp_path / "n.dln"
     path.write_text(spec(body), encoding="utf-8")
