@@ -11,8 +11,10 @@ uses more than --seconds of CPU time; CPU, not wall time, because the run is
 meant to go on at nice 19 on a busy machine) or an unlocated error.  Each such mutant is saved
 under --out with what happened, and --out/summary.json is rewritten as the
 run goes: inputs tried, outcomes, the slowest check, and the peak resident
-memory of any worker.  Deterministic: example i is mutated from
-random.Random(seed * 10**9 + i), whatever the number of workers.
+memory of any worker.  Example i is mutated from random.Random(seed * 10**9 + i),
+whatever the number of workers, so a run is reproducible given its corpus
+(the zoo specs whose own check takes at most --max-spec-seconds of CPU; the
+summary lists them).
 """
 from __future__ import annotations
 
@@ -59,12 +61,12 @@ def _init(memory_gib: float, seconds: float, max_spec_seconds: float) -> None:
     corpus = {}
     for f in sorted((ROOT / "specs").glob("*.dln")):
         clear_cache()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         try:
             check_file(str(work / f.name))
         except DlcError:
             pass
-        if time.perf_counter() - t0 <= max_spec_seconds:
+        if time.process_time() - t0 <= max_spec_seconds:
             corpus[f.name] = f.read_text(encoding="utf-8")
     signal.signal(signal.SIGPROF, _on_alarm)
     _STATE.update(work=work, corpus=corpus, names=sorted(corpus), donors=[corpus[n] for n in sorted(corpus)],
@@ -122,6 +124,7 @@ def _chunk(args: tuple[int, int, int]) -> dict:
         if info is not None:
             out["findings"].append({"outcome": outcome, **info})
     out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["corpus"] = _STATE["names"]
     return out
 
 
@@ -152,6 +155,7 @@ def main(argv=None) -> int:
     with Pool(a.workers, _init, (a.memory_gib, a.seconds, a.max_spec_seconds), maxtasksperchild=40) as pool:
         for res in pool.imap_unordered(_chunk, chunks):
             summary["tried"] += res["n"]
+            summary["corpus"] = res["corpus"]
             for k, v in res["counts"].items():
                 summary["counts"][k] = summary["counts"].get(k, 0) + v
             if res["slowest"] > summary["slowest_cpu_s"]:
