@@ -6,6 +6,7 @@ from ..compiler.ir import Graph
 from ..compiler.types import TensorType
 from ..errors import DlcLimitError, DlcNameError, DlcTypeError, DlcValueError, Span
 from . import ast as A
+from .limits import CALL_STEPS
 from .values import BlockValue, PartialBlock, describe, is_int, is_tensor
 
 _CTYPES = {"int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "tuple": (tuple,),
@@ -73,6 +74,7 @@ def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
     if len(frame.ctx.stack) >= MAX_DEPTH:
         raise DlcLimitError("blocks are nested too deeply", span,
                              f"blocks may nest at most {MAX_DEPTH} levels deep")
+    frame.ctx.charge(CALL_STEPS, span)
     inst = frame.instance_name(block.name, explicit, span)
     sub = Frame(frame.ctx, block.module, inst, frame.graph, block.name)
     sub.env.update(pb.cargs)

@@ -13,6 +13,7 @@ from ..compiler.dims import Dim, dim, floordiv, prod
 from ..compiler.types import DType
 from ..errors import DlcError, DlcLimitError, DlcTypeError, DlcValueError, Span
 from .callctx import CallCtx
+from .limits import CALL_STEPS
 from .values import Builtin, describe, is_int, is_tensor
 
 BUILTINS: dict[str, Builtin] = {}
@@ -57,8 +58,10 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
         msg = str(e).replace("missing a required argument:", "needs the argument").replace(
             "got an unexpected keyword argument", "has no argument")
         raise DlcTypeError(f"{b.name}: {msg}", span, f"signature: {_sig_text(b)}") from None
-    # builtins that walk a sequence (sum, zip, concat of many tensors) do work in proportion to it
-    frame.ctx.charge(sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple))), span)
+    # a call costs about ten plain statements, and builtins that walk a sequence
+    # (sum, zip, concat of many tensors) do work in proportion to it
+    frame.ctx.charge(CALL_STEPS + sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple))),
+                     span)
     out = b.fn(F, *args, **kwargs)
     if b.kind == "layer":
         outs = [v for v in _leaves(out) if is_tensor(v)]
@@ -294,9 +297,27 @@ def _binary_fn(opname):
     return fn
 
 
+def _compile_time_reduce(F, opname: str, vals: list):
+    """max, min or sum of compile-time numbers (sizes may be symbolic)."""
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
+            F.fail(f"{opname}: expected numbers, got {describe(v)}")
+    if opname != "sum":
+        out = vals[0]
+        for v in vals[1:]:
+            out = _compile_time_extreme(F, opname, out, v)
+        return out
+    if any(isinstance(v, Dim) for v in vals):
+        if any(isinstance(v, float) for v in vals):
+            F.fail("sum: cannot add a symbolic dimension and a float", "sizes are integers")
+        return dim(sum((Dim.of(v) for v in vals), Dim.of(0)))
+    return sum(vals)
+
+
 def _compile_time_extreme(F, opname: str, a, b):
-    """maximum/minimum of two compile-time numbers; a symbolic dimension is
-    compared only where the difference is known (`maximum(N + 1, N)`)."""
+    """maximum/minimum (or max/min) of two compile-time numbers; a symbolic
+    dimension is compared only where the difference is known (`maximum(N + 1, N)`)."""
+    bigger = opname in ("maximum", "max")
     for v, what in ((a, "a"), (b, "b")):
         if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
             F.fail(f"{opname}: {what} must be a number or a tensor, got {describe(v)}")
@@ -309,9 +330,9 @@ def _compile_time_extreme(F, opname: str, a, b):
                    "which is not known at compile time",
                    "dlc check keeps input sizes symbolic, so this comparison cannot be decided; "
                    "write the size explicitly, or compare sizes whose difference is known")
-        first = diff >= 0 if opname == "maximum" else diff <= 0
+        first = diff >= 0 if bigger else diff <= 0
         return a if first else b
-    return (max if opname == "maximum" else min)(a, b)
+    return (max if bigger else min)(a, b)
 
 
 for _n in ("maximum", "minimum", "pow", "add", "sub", "mul", "div"):
@@ -337,7 +358,7 @@ def _reduction(opname):
                 vals = list(x) if isinstance(x, (list, tuple)) and not rest else [x, *rest]
                 if not vals or any(is_tensor(v) for v in vals):
                     F.fail(f"{opname} of tensors: use maximum/minimum for elementwise")
-                return {"max": max, "min": min, "sum": sum}[opname](vals)
+                return _compile_time_reduce(F, opname, vals)
             F.tensor(x)
         if rest:
             if len(rest) == 1 and axis is None:

@@ -29,7 +29,7 @@ from .values import (BlockValue, Builtin, InitValue, ModuleEnv, PartialBlock, de
                      is_int, is_tensor, unflatten)
 
 from .limits import (MAX_DEPTH, MAX_ITERATIONS, MAX_NODES, MAX_PARAMS, MAX_STEPS,  # noqa: F401 - re-exported
-                     MAX_TENSOR_BYTES, OP_STEPS)
+                     MAX_TENSOR_BYTES, CALL_STEPS, OP_STEPS)
 
 
 @dataclass
@@ -76,9 +76,9 @@ class Context:
         if self.steps > MAX_STEPS:
             where = self.outer_loop or span
             raise DlcLimitError(f"elaboration takes more than {MAX_STEPS:,} steps", where,
-                                "a step is a statement, a loop iteration or a sequence element, and an "
-                                f"operation counts {OP_STEPS}; nested compile-time loops multiply: "
-                                "reduce the loop bounds")
+                                "a step is a statement, a loop iteration or a sequence element; a call "
+                                f"counts {CALL_STEPS} and an operation {OP_STEPS}; nested compile-time "
+                                "loops multiply: reduce the loop bounds")
 
     def next_stream(self) -> int:
         self.streams += 1

@@ -18,11 +18,12 @@ MAX_INT = 1 << 62                 # integer arithmetic results (+, -, *, **): si
 MAX_ITERATIONS = 100_000          # one compile-time loop, range or sequence
 # total elaboration work of one model: statements run, loop iterations and
 # sequence elements built, summed over every loop and block (nested loops
-# multiply, so each loop being short is not enough).  An operation costs
-# OP_STEPS: inferring its shape takes about as long as 50 simple statements.
-# 1,000,000 steps is about 5 s of CPU; 20,000 operations is 50 times the
-# largest model of the zoo (392).
-MAX_STEPS = 1_000_000
+# multiply, so each loop being short is not enough).  A call of a function or
+# block costs CALL_STEPS and an operation OP_STEPS, in proportion to the time
+# they take (binding the arguments; inferring the shape).  The limit is a few
+# seconds of CPU; the largest model of the zoo takes 5% of it.
+MAX_STEPS = 500_000
+CALL_STEPS = 10
 OP_STEPS = 50
 
 # the graph
