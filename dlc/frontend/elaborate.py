@@ -28,8 +28,8 @@ from .callctx import CallCtx
 from .values import (BlockValue, Builtin, InitValue, ModuleEnv, PartialBlock, describe, flatten,
                      is_int, is_tensor, unflatten)
 
-from .limits import (MAX_DEPTH, MAX_ITERATIONS, MAX_NODES, MAX_PARAMS, MAX_STEPS,  # noqa: F401 - re-exported
-                     MAX_TENSOR_BYTES, CALL_STEPS, OP_STEPS)
+from .limits import (MAX_DEPTH, MAX_DIM_DEPTH, MAX_ITERATIONS, MAX_NODES, MAX_PARAMS,  # noqa: F401
+                     MAX_STEPS, MAX_TENSOR_BYTES, CALL_STEPS, OP_STEPS)
 
 
 @dataclass
@@ -107,6 +107,10 @@ def check_size(t: TensorType, span: Span, examples: dict, what: str = "tensor") 
     total = t.dtype.itemsize
     for d in t.shape:
         if isinstance(d, Dim):
+            if d.depth > MAX_DIM_DEPTH:
+                raise DlcLimitError(f"{what} has a symbolic size with {d.depth} nested divisions", span,
+                                    f"sizes may nest at most {MAX_DIM_DEPTH} divisions (strided layers on "
+                                    "a symbolic size); give the size a value, or use fewer strided layers")
             try:
                 d = d.evaluate(examples)
             except KeyError:

@@ -26,6 +26,10 @@ MAX_STEPS = 500_000
 CALL_STEPS = 10
 OP_STEPS = 50
 
+# symbolic sizes: floor divisions nested in one dimension (a stride-2 layer on a
+# symbolic size adds one; ResNet-50 has 5)
+MAX_DIM_DEPTH = 32
+
 # the graph
 MAX_TENSOR_BYTES = 1 << 40        # one tensor: 1 TiB
 MAX_NODES = 2_000_000             # operations in one graph

@@ -468,3 +468,31 @@ def test_compile_time_max_min_sum_of_sizes(tmp_path):
     """), encoding="utf-8")
     clear_cache()
     check_file(str(path))
+
+
+def test_many_strided_layers_on_a_symbolic_size(tmp_path):
+    """Mutant 39597 of the long run: ResNet-50 without its `const size`, its stages
+    in a loop.  Each stride-2 layer nests a floor division in the symbolic size,
+    and printing it (done to sort the terms) was exponential in the depth: 16
+    layers took 9 s, 20 took minutes."""
+    text = ("model M(x: f32[N, 3, S, S]) {\n    example N = 1\n    for i in range(40) {\n"
+            "        x = conv2d(x, 3, kernel=3, stride=2, padding=1)\n    }\n    return x\n}\n")
+    import time
+    t0 = time.process_time()
+    with time_limit(120):
+        err = check_error(tmp_path, text)
+    assert "nested divisions" in err.message and err.span.line == 4, err.render()
+    assert time.process_time() - t0 < 10
+
+
+def test_strided_layers_on_a_symbolic_size_below_the_limit(tmp_path):
+    text = ("model M(x: f32[N, 3, S, S]) {\n    example N = 1\n    for i in range(20) {\n"
+            "        x = conv2d(x, 3, kernel=3, stride=2, padding=1)\n    }\n    return x\n}\n")
+    path = tmp_path / "ok.dln"
+    path.write_text(text, encoding="utf-8")
+    import time
+    t0 = time.process_time()
+    clear_cache()
+    with time_limit(120):
+        check_file(str(path))
+    assert time.process_time() - t0 < 10
