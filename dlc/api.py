@@ -8,7 +8,8 @@ import numpy as np
 
 from .compiler.dims import Dim
 from .compiler.types import TensorType
-from .errors import DlcError, DlcNameError, DlcRuntimeError, DlcValueError
+from .errors import DlcError, DlcLimitError, DlcNameError, DlcRuntimeError, DlcValueError
+from .runtime.memory import standard_normal
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Model:
             name = self.module.models[-1]
         self.name = name
         self.bind = dict(bind or {})
+        from .frontend.blocks import check_bind_names
+        check_bind_names(self.module, name, self.bind)
         self.graph = elaborate_model(self.module, name, "eval", self.bind)
 
     def _elaborate(self, mode: str = "eval", bind: dict | None = None):
@@ -194,7 +197,7 @@ class Model:
             dt = v.type.dtype
             if dt.is_float:
                 storage = "float32" if dt.numpy_name == "bfloat16" else dt.numpy_name  # NumPy has no bf16
-                out[v.name] = rng.standard_normal(shape).astype(dtype or storage)
+                out[v.name] = standard_normal(rng, shape, dtype or storage)
             elif dt.is_int:
                 from .compiler.analysis import index_bound
                 hi = index_bound(g, v)
@@ -227,7 +230,9 @@ class Model:
             raise DlcValueError(f"dimension(s) {', '.join(names)} have no size", g.span,
                                 f"bind them, e.g. --bind {names[0]}=1, or declare `example {names[0]} = 1`")
         inputs = dict(inputs or {})
-        rand = self.random_inputs(seed, bind)
+        _check_memory(g, bind, backend, inputs, weights is None)
+        missing_inputs = [v.name for v in g.inputs if v.name not in inputs]
+        rand = self.random_inputs(seed, bind) if missing_inputs else {}
         for v in g.inputs:
             if v.name not in inputs:
                 inputs[v.name] = rand[v.name]
@@ -259,6 +264,30 @@ class Model:
         module_graph = self.module_graph() if runner.uses_module_graph else None
         return runner.run(g, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind,
                           module_graph=module_graph)
+
+
+def _check_memory(g, bind: dict, backend: str, given_inputs: dict, new_weights: bool) -> None:
+    """Refuse a run that cannot fit in memory before allocating anything, rather
+    than die with MemoryError (or the OOM killer) half-way.  DLC_MEMORY_CHECK=0
+    turns the check off."""
+    import os
+    from .compiler.memory import estimate_memory
+    from .runtime.memory import available_bytes, human_bytes
+    if os.environ.get("DLC_MEMORY_CHECK", "1") == "0":
+        return
+    dims = {**{k: v for k, v in g.dims.items() if v is not None}, **bind}
+    est = estimate_memory(g, dims, new_inputs={v.name for v in g.inputs} - set(given_inputs),
+                          new_weights=new_weights, keep_all=backend == "numpy")
+    avail = available_bytes()
+    if avail is None or est.total <= avail:
+        return
+    parts = [f"{what} {human_bytes(n)}" for what, n in (("inputs", est.inputs), ("weights", est.weights),
+             ("activations", est.activations), ("weight initialisation", est.transient)) if n]
+    dims_s = ", ".join(f"{k}={v}" for k, v in dims.items())
+    raise DlcLimitError(f"running {g.name}{f' at {dims_s}' if dims_s else ''} needs about "
+                        f"{human_bytes(est.total)} ({', '.join(parts)}), but only {human_bytes(avail)} of "
+                        "memory is available", g.span,
+                        "use smaller sizes (e.g. --bind N=1) or a machine with more memory")
 
 
 def _dims_from_inputs(g, inputs: dict) -> dict:

@@ -30,6 +30,13 @@ def _guard(fn):
         except RecursionError:
             click.echo("error: the spec nests too deeply to compile", err=True)
             sys.exit(1)
+        except OSError as e:  # a missing, unreadable, read-only or full path: the user's to fix, not a bug
+            if os.environ.get("DLC_DEBUG"):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"error: {where}{e.strerror or e}\n"
+                       "hint: check the path, its permissions and the free space", err=True)
+            sys.exit(1)
         except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as e:  # a bug in dlc, reported without a traceback
@@ -39,6 +46,44 @@ def _guard(fn):
                        "hint: this is a bug in dlc; rerun with DLC_DEBUG=1 for a traceback", err=True)
             sys.exit(3)
     return inner
+
+
+# Option values are checked by click, so that a bad one is a one-line usage
+# error (exit 2) before any work starts.
+SEED = click.IntRange(0, 2**63 - 1)
+POSITIVE = click.IntRange(min=1)
+NON_NEGATIVE = click.IntRange(min=0)
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number above zero (click's FloatRange lets NaN through)."""
+
+    name = "positive number"
+
+    def convert(self, value, param, ctx):
+        import math
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x) or x <= 0:
+            self.fail(f"{value!r} must be a finite number above 0", param, ctx)
+        return x
+
+
+def _output_path(ctx, param, value):
+    """An output file or folder whose parent folder exists and is writable;
+    checked before minutes of compiling or training, not after."""
+    if value is None:
+        return value
+    parent = Path(value).absolute().parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"{value}: the folder {parent} does not exist", ctx, param)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{value}: the folder {parent} is not writable", ctx, param)
+    if Path(value).is_dir() and param.name != "out":
+        raise click.BadParameter(f"{value} is a folder; give a file name", ctx, param)
+    return value
 
 
 def _parse_bind(items) -> dict:
@@ -120,12 +165,13 @@ def ir(file, model, bind, mode):
 @click.option("--input", "-i", "inputs", multiple=True, help="NAME=file.npy")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="A .safetensors file.")
 @click.option("--bind", "-b", multiple=True)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Device for a .dlcpkg.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write outputs to an .npz file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=_output_path,
+              help="Write outputs to an .npz file.")
 @click.option("--expect-sha256", metavar="HEX",
               help="Run the .dlcpkg only if its sha256 is HEX (loading a package runs its native code).")
 @_guard
@@ -147,6 +193,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         unknown = set(arrays) - known
         if unknown:
             raise DlcError(f"the model has no input {', '.join(sorted(unknown))}", hint="inputs: " + ", ".join(known))
+        _check_package_binds(pkg, _parse_bind(bind))
         if len(arrays) < len(known):
             for k, v in pkg.example_inputs(seed, _parse_bind(bind)).items():
                 arrays.setdefault(k, v)
@@ -171,17 +218,34 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
 
 
 def _read_inputs(items) -> dict:
-    import numpy as np
+    from .runtime.npy import load_npy
     arrays = {}
     for it in items:
         if "=" not in it:
             raise click.BadParameter(f"{it!r}: expected NAME=file.npy", param_hint="--input")
         k, path = it.split("=", 1)
-        try:
-            arrays[k] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DlcError(f"cannot read input {k} from {path}: {e}")
+        arrays[k] = load_npy(path, f"input {k}")
     return arrays
+
+
+def _check_package_binds(pkg, bind: dict) -> None:
+    dims = sorted({d for s in pkg.inputs for d in s.get("shape", []) if isinstance(d, str)})
+    for k in bind:
+        if k not in dims:
+            raise DlcError(f"--bind {k}: the package has no dimension named '{k}'",
+                           hint=f"dimensions: {', '.join(dims)}" if dims else "its inputs have fixed sizes")
+
+
+def _check_train_binds(file, bind) -> None:
+    """--bind names must size a dimension or set a constant of some model in the file."""
+    from .frontend.blocks import bindable_names
+    from .frontend.modules import load_module
+    mod = load_module(file)
+    known = {n for m in mod.models for part in bindable_names(mod, m) for n in part}
+    for k in _parse_bind(bind):
+        if k not in known:
+            raise DlcError(f"--bind {k}: no model in {file} has a dimension or constant named '{k}'",
+                           hint="names: " + (", ".join(sorted(known)) or "none"))
 
 
 def _is_package(file) -> bool:
@@ -218,11 +282,12 @@ def grad(file, model, bind, mode):
 @click.option("--data", help="Data set (default: the train section's `on ...`).")
 @click.option("--data-path", type=click.Path(dir_okay=False), help="The .npz file for --data npz.")
 @click.option("--backend", default="numpy", show_default=True, help="numpy, torch or tvm.")
-@click.option("--epochs", type=int)
-@click.option("--batch", type=int)
-@click.option("--lr", type=float, help="Override the optimizer's learning rate.")
-@click.option("--seed", type=int)
+@click.option("--epochs", type=POSITIVE)
+@click.option("--batch", type=POSITIVE)
+@click.option("--lr", type=PositiveFloat(), help="Override the optimizer's learning rate.")
+@click.option("--seed", type=SEED)
 @click.option("--out", "-o", default="run", show_default=True, type=click.Path(file_okay=False),
+              callback=_output_path,
               help="Run directory: metrics.jsonl, epoch-*.safetensors, best.safetensors.")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @click.option("--overwrite", is_flag=True, help="Start over in a non-empty --out (deletes its run files).")
@@ -232,13 +297,14 @@ def grad(file, model, bind, mode):
 @click.option("--no-progress", is_flag=True, help="Plain one-line-per-epoch output.")
 @click.option("--grad", "grad_mode", type=click.Choice(["autograd", "symbolic"]), default=None,
               help="torch backend: gradients from torch autograd (default) or dlc's symbolic backward.")
-@click.option("--nproc", type=int, default=1, show_default=True,
+@click.option("--nproc", type=POSITIVE, default=1, show_default=True,
               help="torch backend: DistributedDataParallel processes (gloo) on this machine.")
 @_guard
 def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, overwrite, drop_last, bind,
           no_progress, grad_mode, nproc):
     """Train as the spec's train section declares; flags override it."""
     from .trainer import train as run_training
+    _check_train_binds(file, bind)
     res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                        out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr,
                        backend=backend, grad=grad_mode, nproc=nproc, overwrite=overwrite, drop_last=drop_last)
@@ -284,7 +350,7 @@ def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progr
                    "(dlc targets lists them).")
 @click.option("--model", "-m", help="Model to compile (default: the last one in the file).")
 @click.option("--bind", "-b", multiple=True, help="Size a dimension or override a constant: layers=6.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=_output_path,
               help="torch: write the code here (default: stdout). TVM: the package (default: <stem>.dlcpkg).")
 @click.option("--arch", help="CUDA architecture: sm_80, sm_87, sm_90 (default sm_90).")
 @click.option("--target-opt", "target_opts", multiple=True, help="TVM target option KEY=VALUE: mcpu=skylake-avx512.")
@@ -292,7 +358,7 @@ def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progr
 @click.option("--no-cache", is_flag=True, help="Compile even if the cache has this model.")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="TVM: package these weights (default: initialised from --seed).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @_guard
 def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no_cache, weights, seed):
     """Generate code for a target: `--target torch` writes a PyTorch nn.Module;
@@ -373,9 +439,9 @@ def targets(as_json):
 @click.option("--arch", help="CUDA architecture.")
 @click.option("--target-opt", "target_opts", multiple=True, help="TVM target option KEY=VALUE.")
 @click.option("--bind", "-b", multiple=True, help="N=1 (batch size).")
-@click.option("--repeat", default=20, show_default=True, type=int)
-@click.option("--warmup", default=3, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--repeat", default=20, show_default=True, type=POSITIVE)
+@click.option("--warmup", default=3, show_default=True, type=NON_NEGATIVE)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--rpc", "rpc_addr", help="HOST:PORT of a TVM RPC server: run there.")
 @click.option("--json", "as_json", is_flag=True)
 @_guard

@@ -14,7 +14,6 @@ bug.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,7 @@ class Span:
 # Source texts by file name, so that an error raised far from the parser can
 # still show the offending line.
 _SOURCES: dict[str, str] = {}
+_MAX_ECHO_BYTES = 1 << 20
 
 
 def register_source(file: str, text: str) -> None:
@@ -43,9 +43,10 @@ def register_source(file: str, text: str) -> None:
 def source_line(file: str, line: int) -> str | None:
     text = _SOURCES.get(file)
     if text is None:
-        try:
-            text = Path(file).read_text(encoding="utf-8", errors="replace")
-        except OSError:
+        try:  # bounded: a span may name /dev/zero or a huge file that was never parsed
+            with open(file, "rb") as f:
+                text = f.read(_MAX_ECHO_BYTES).decode("utf-8", errors="replace")
+        except (OSError, ValueError):
             return None
         _SOURCES[file] = text
     lines = text.splitlines()

@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Union
 
 DimLike = Union[int, "Dim"]
@@ -30,8 +31,19 @@ class FloorDiv:
     num: "Dim"
     den: int
 
-    def __str__(self) -> str:
+    @cached_property
+    def text(self) -> str:
+        # cached: canonical ordering sorts by this text, and atoms nest (a stride-2
+        # layer divides the previous size), so recomputing it was exponential in depth
         return f"({self.num})//{self.den}"
+
+    @cached_property
+    def depth(self) -> int:
+        """How many floor divisions are nested in this atom."""
+        return 1 + self.num.depth
+
+    def __str__(self) -> str:
+        return self.text
 
 
 Atom = Union[str, FloorDiv]
@@ -48,11 +60,17 @@ def _mono_str(mono: tuple) -> str:
 class Dim:
     """An integer polynomial; immutable and hashable."""
 
-    __slots__ = ("terms", "_hash")
+    __slots__ = ("terms", "_hash", "_str")
 
     def __init__(self, terms: dict[tuple, int]):
         self.terms = {m: c for m, c in terms.items() if c != 0}
         self._hash = hash(frozenset(self.terms.items()))
+        self._str = None
+
+    @property
+    def depth(self) -> int:
+        """How many floor divisions are nested in the deepest atom (0: a polynomial)."""
+        return max((a.depth for m in self.terms for a in m if isinstance(a, FloorDiv)), default=0)
 
     # construction -------------------------------------------------------
     @staticmethod
@@ -179,6 +197,11 @@ class Dim:
         return self._hash
 
     def __str__(self) -> str:
+        if self._str is None:
+            self._str = self._text()
+        return self._str
+
+    def _text(self) -> str:
         if not self.terms:
             return "0"
         parts = []

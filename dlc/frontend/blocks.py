@@ -6,6 +6,7 @@ from ..compiler.ir import Graph
 from ..compiler.types import TensorType
 from ..errors import DlcLimitError, DlcNameError, DlcTypeError, DlcValueError, Span
 from . import ast as A
+from .limits import CALL_STEPS
 from .values import BlockValue, PartialBlock, describe, is_int, is_tensor
 
 _CTYPES = {"int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "tuple": (tuple,),
@@ -73,6 +74,7 @@ def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
     if len(frame.ctx.stack) >= MAX_DEPTH:
         raise DlcLimitError("blocks are nested too deeply", span,
                              f"blocks may nest at most {MAX_DEPTH} levels deep")
+    frame.ctx.charge(CALL_STEPS, span)
     inst = frame.instance_name(block.name, explicit, span)
     sub = Frame(frame.ctx, block.module, inst, frame.graph, block.name)
     sub.env.update(pb.cargs)
@@ -232,9 +234,6 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
     for k, v in symbols.items():
         if isinstance(v, Dim):
             g.dims[k] = examples.get(k)
-    for k in bind:
-        if k not in module.consts and k not in symbols:
-            pass
     try:
         frame.run(d.body)
         raise DlcTypeError(f"model {name} returns nothing", d.span, "end the model with 'return ...'")
@@ -263,6 +262,49 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
                                     f"give the model an example size (`example {syms[0]} = ...`) "
                                     f"or pass --bind {syms[0]}=...")
     return g
+
+
+def bindable_names(module, name: str) -> tuple[list[str], list[str]]:
+    """(dimension names, constant names) that `bind` may set for model `name`:
+    the names in its input types and `example` lines, and the file constants."""
+    value = module.defs.get(name)
+    dims: list[str] = []
+    if isinstance(value, BlockValue):
+        for p in value.defn.params:
+            for n in _names_in(p.type):
+                if n not in module.consts and n not in dims:
+                    dims.append(n)
+        for s in value.defn.body:
+            if isinstance(s, A.Example):
+                dims += [dname for dname, _, _ in s.bindings if dname not in dims]
+    return dims, list(module.consts)
+
+
+def check_bind_names(module, name: str, bind: dict) -> None:
+    """An unknown name in `bind` is an error, not silently ignored (a typo would
+    otherwise run the model at its example sizes)."""
+    dims, consts = bindable_names(module, name)
+    for k in bind:
+        if k not in dims and k not in consts:
+            what = "; ".join(x for x in (f"dimensions: {', '.join(dims)}" if dims else "",
+                                         f"constants: {', '.join(consts)}" if consts else "") if x)
+            raise DlcNameError(f"--bind {k}: model {name} has no dimension or constant named '{k}'", None,
+                               what or f"model {name} has no symbolic dimension or constant to bind")
+
+
+def _names_in(node) -> list[str]:
+    import dataclasses
+    if isinstance(node, A.Name):
+        return [node.id]
+    out: list[str] = []
+    if isinstance(node, (list, tuple)):
+        for x in node:
+            out += _names_in(x)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            if f.name != "span":
+                out += _names_in(getattr(node, f.name))
+    return out
 
 
 def _output_names(d: A.ModelDef, n: int) -> list[str]:

@@ -18,6 +18,7 @@ from ..compiler.dims import Dim, dim, floordiv, prod
 from ..compiler.types import DType
 from ..errors import DlcError, DlcLimitError, DlcTypeError, DlcValueError, Span
 from .callctx import CallCtx
+from .limits import CALL_STEPS
 from .values import Builtin, describe, is_int, is_tensor
 
 BUILTINS: dict[str, Builtin] = {}
@@ -62,6 +63,10 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
         msg = str(e).replace("missing a required argument:", "needs the argument").replace(
             "got an unexpected keyword argument", "has no argument")
         raise DlcTypeError(f"{b.name}: {msg}", span, f"signature: {_sig_text(b)}") from None
+    # a call costs about ten plain statements, and builtins that walk a sequence
+    # (sum, zip, concat of many tensors) do work in proportion to it
+    frame.ctx.charge(CALL_STEPS + sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple))),
+                     span)
     out = b.fn(F, *args, **kwargs)
     if b.kind == "layer":
         outs = [v for v in _leaves(out) if is_tensor(v)]
@@ -123,6 +128,7 @@ def len_(F, v):
 def enumerate_(F, v, start=0):
     if not isinstance(v, (list, tuple)):
         F.fail(f"enumerate needs a list or tuple, got {describe(v)}")
+    start = F.int(start, "start", minimum=None)
     return [(i + start, x) for i, x in enumerate(v)]
 
 
@@ -134,10 +140,20 @@ def zip_(F, *vs):
     return [tuple(t) for t in zip(*vs)]
 
 
+def _bounded(F, n: int) -> int:
+    """An int made from a float (int(1e300) has 301 digits) stays within the
+    integer limit that literals and arithmetic keep."""
+    from .limits import MAX_INT
+    if abs(n) > MAX_INT:
+        F.fail(f"{F.fname}: the result has {len(str(abs(n)))} digits", "integers are limited to 2**62",
+               cls=DlcLimitError)
+    return n
+
+
 @builtin(kind="ct")
 def int_(F, v):
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return int(F.finite(v, "value"))
+        return _bounded(F, int(F.finite(v, "value")))
     if isinstance(v, Dim):
         return v
     F.fail(f"int() of {describe(v)}")
@@ -159,7 +175,7 @@ def str_(F, v):
 def round_(F, v, ndigits=None):
     if ndigits is not None:
         return round(F.number(v, "value"), F.int(ndigits, "ndigits", minimum=None))
-    return int(round(F.finite(v, "value")))
+    return _bounded(F, int(round(F.finite(v, "value"))))
 
 
 @builtin(kind="ct")
@@ -178,14 +194,14 @@ def make_divisible(F, v, divisor=8, min_value=None):
 def ceil_(F, v):
     if is_tensor(v):
         return F.op("ceil", v)
-    return int(math.ceil(F.finite(v, "value")))
+    return _bounded(F, int(math.ceil(F.finite(v, "value"))))
 
 
 @builtin(kind="ct")
 def floor_(F, v):
     if is_tensor(v):
         return F.op("floor", v)
-    return int(math.floor(F.finite(v, "value")))
+    return _bounded(F, int(math.floor(F.finite(v, "value"))))
 
 
 @builtin(kind="ct")
@@ -243,12 +259,50 @@ def _binary_fn(opname):
         like = a if is_tensor(a) else b if is_tensor(b) else None
         if like is None:
             if opname in ("maximum", "minimum"):
-                return (max if opname == "maximum" else min)(a, b)
+                return _compile_time_extreme(F, opname, a, b)
             F.fail(f"{opname} needs a tensor operand")
         a = a if is_tensor(a) else F.scalar(F.number(a, "a"), like)
         b = b if is_tensor(b) else F.scalar(F.number(b, "b"), like)
         return F.op(opname, a, b)
     return fn
+
+
+def _compile_time_reduce(F, opname: str, vals: list):
+    """max, min or sum of compile-time numbers (sizes may be symbolic)."""
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
+            F.fail(f"{opname}: expected numbers, got {describe(v)}")
+    if opname != "sum":
+        out = vals[0]
+        for v in vals[1:]:
+            out = _compile_time_extreme(F, opname, out, v)
+        return out
+    if any(isinstance(v, Dim) for v in vals):
+        if any(isinstance(v, float) for v in vals):
+            F.fail("sum: cannot add a symbolic dimension and a float", "sizes are integers")
+        return dim(sum((Dim.of(v) for v in vals), Dim.of(0)))
+    return sum(vals)
+
+
+def _compile_time_extreme(F, opname: str, a, b):
+    """maximum/minimum (or max/min) of two compile-time numbers; a symbolic
+    dimension is compared only where the difference is known (`maximum(N + 1, N)`)."""
+    bigger = opname in ("maximum", "max")
+    for v, what in ((a, "a"), (b, "b")):
+        if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
+            F.fail(f"{opname}: {what} must be a number or a tensor, got {describe(v)}")
+    if isinstance(a, Dim) or isinstance(b, Dim):
+        if isinstance(a, float) or isinstance(b, float):
+            F.fail(f"{opname}: cannot compare a symbolic dimension with a float", "sizes are integers")
+        diff = dim(Dim.of(a) - b)
+        if isinstance(diff, Dim):
+            F.fail(f"{opname}({a}, {b}) depends on the symbolic size {', '.join(sorted(diff.symbols()))}, "
+                   "which is not known at compile time",
+                   "dlc check keeps input sizes symbolic, so this comparison cannot be decided; "
+                   "write the size explicitly, or compare sizes whose difference is known")
+        first = diff >= 0 if bigger else diff <= 0
+        return a if first else b
+    return (max if bigger else min)(a, b)
 
 
 for _n in ("maximum", "minimum", "pow", "add", "sub", "mul", "div"):
@@ -274,7 +328,7 @@ def _reduction(opname):
                 vals = list(x) if isinstance(x, (list, tuple)) and not rest else [x, *rest]
                 if not vals or any(is_tensor(v) for v in vals):
                     F.fail(f"{opname} of tensors: use maximum/minimum for elementwise")
-                return {"max": max, "min": min, "sum": sum}[opname](vals)
+                return _compile_time_reduce(F, opname, vals)
             F.tensor(x)
         if rest:
             if len(rest) == 1 and axis is None:

@@ -122,7 +122,10 @@ class CallCtx:
     def number(self, v, what: str) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.fail(f"{self.fname}: {what} must be a number, got {describe(v)}")
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:
+            self.fail(f"{self.fname}: {what} is too large for a float", cls=DlcValueError)
 
     def finite(self, v, what: str) -> float:
         """A number that is neither infinite nor NaN (before converting it to an int)."""

@@ -28,12 +28,8 @@ from .callctx import CallCtx
 from .values import (BlockValue, Builtin, InitValue, ModuleEnv, PartialBlock, describe, flatten,
                      is_int, is_tensor, unflatten)
 
-# Anything bigger than this in one tensor is a mistake, not a model.
-MAX_TENSOR_BYTES = 1 << 40  # 1 TiB
-MAX_NODES = 2_000_000
-MAX_DEPTH = 48
-MAX_ITERATIONS = 100_000
-MAX_PARAMS = 100_000  # parameter tensors, not elements
+from .limits import (MAX_DEPTH, MAX_DIM_DEPTH, MAX_ITERATIONS, MAX_NODES, MAX_PARAMS,  # noqa: F401
+                     MAX_STEPS, MAX_TENSOR_BYTES, CALL_STEPS, OP_STEPS)
 
 
 class _Return(Exception):
@@ -59,6 +55,19 @@ class Context:
     const_values: dict[str, dict] = field(default_factory=dict)
     const_stack: list[str] = field(default_factory=list)
     param_names: set = field(default_factory=set)
+    steps: int = 0                        # elaboration work done so far (see charge)
+    outer_loop: Span | None = None        # the outermost `for` being run, if any
+
+    def charge(self, n: int, span: Span) -> None:
+        """Count `n` units of elaboration work; too much is a located error at
+        the outermost loop (nested loops multiply, so that is the one to shrink)."""
+        self.steps += n
+        if self.steps > MAX_STEPS:
+            where = self.outer_loop or span
+            raise DlcLimitError(f"elaboration takes more than {MAX_STEPS:,} steps", where,
+                                "a step is a statement, a loop iteration or a sequence element; a call "
+                                f"counts {CALL_STEPS} and an operation {OP_STEPS}; nested compile-time "
+                                "loops multiply: reduce the loop bounds")
 
     def next_stream(self) -> int:
         self.streams += 1
@@ -87,6 +96,10 @@ def check_size(t: TensorType, span: Span, examples: dict, what: str = "tensor") 
     total = t.dtype.itemsize
     for d in t.shape:
         if isinstance(d, Dim):
+            if d.depth > MAX_DIM_DEPTH:
+                raise DlcLimitError(f"{what} has a symbolic size with {d.depth} nested divisions", span,
+                                    f"sizes may nest at most {MAX_DIM_DEPTH} divisions (strided layers on "
+                                    "a symbolic size); give the size a value, or use fewer strided layers")
             try:
                 d = d.evaluate(examples)
             except KeyError:
@@ -96,8 +109,16 @@ def check_size(t: TensorType, span: Span, examples: dict, what: str = "tensor") 
                                 "every dimension must be positive")
         total *= d
     if total > MAX_TENSOR_BYTES:
-        raise DlcLimitError(f"{what} {t} would take {total / 2**40:.1f} TiB", span,
+        # a size past what a float holds (2**1024) is still a number to print
+        size = f"{total / 2**40:.1f} TiB" if total.bit_length() < 1000 else f"more than 2**{total.bit_length() - 1} bytes"
+        raise DlcLimitError(f"{what} {_short(t)} would take {size}", span,
                             "that is almost certainly a typo in a size")
+
+
+def _short(t: TensorType, width: int = 80) -> str:
+    """A type for a message, cut short if a dimension is a 400-digit number."""
+    s = str(t)
+    return s if len(s) <= width else s[:width - 4] + " ...]"
 
 
 class Frame:
@@ -111,6 +132,7 @@ class Frame:
         self.block = block
         self.env: dict[str, Any] = {}
         self.used: set[str] = set()
+        self.suffixes: dict[str, int] = {}  # next `_k` to try for a repeated layer name
         self.binding: list | None = None  # [target name, count, index]
 
     # names ------------------------------------------------------------------
@@ -146,13 +168,16 @@ class Frame:
             else:
                 base = kind
             if base in self.used:
+                # the first free `root_k`; the search resumes where the last one for this
+                # base stopped (names are only ever added), so n layers cost O(n), not O(n**2)
                 root, _, rest = base.partition(".")
-                k = 1
+                k = self.suffixes.get(base, 1)
                 while True:
                     cand = f"{root}_{k}" + (f".{rest}" if rest else "")
                     if cand not in self.used:
                         break
                     k += 1
+                self.suffixes[base] = k + 1
                 base = cand
         self.used.add(base)
         return f"{self.prefix}.{base}" if self.prefix else base
@@ -165,6 +190,7 @@ class Frame:
                 raise DlcTypeError(f"{opname}: expected a tensor operand, got {describe(v)}", span,
                                    "pass a tensor here")
         self.ctx.nodes += 1
+        self.ctx.charge(OP_STEPS, span)
         if self.ctx.nodes > MAX_NODES:
             raise DlcLimitError(f"the model has more than {MAX_NODES} operations", span,
                                 "a loop bound is probably far too large")
@@ -182,6 +208,7 @@ class Frame:
     # statements ---------------------------------------------------------------
     def run(self, stmts: list):
         for s in stmts:
+            self.ctx.charge(1, s.span)
             try:
                 self.exec(s)
             except RecursionError:
@@ -270,12 +297,20 @@ class Frame:
         if len(it) > MAX_ITERATIONS:
             raise DlcLimitError(f"a loop of {len(it)} iterations", s.iter.span,
                                 f"compile-time loops are limited to {MAX_ITERATIONS}")
-        for item in it:
-            if len(s.targets) == 1 and s.targets[0].name is not None:
-                self.env[s.targets[0].name] = item
-            else:
-                self.assign(s.targets, item, s.span)
-            self.run(s.body)
+        outermost = self.ctx.outer_loop is None
+        if outermost:
+            self.ctx.outer_loop = s.span
+        try:
+            for item in it:
+                self.ctx.charge(1, s.span)
+                if len(s.targets) == 1 and s.targets[0].name is not None:
+                    self.env[s.targets[0].name] = item
+                else:
+                    self.assign(s.targets, item, s.span)
+                self.run(s.body)
+        finally:
+            if outermost:
+                self.ctx.outer_loop = None
 
     def truth(self, v, span: Span) -> bool:
         if is_tensor(v):

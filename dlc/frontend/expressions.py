@@ -10,6 +10,7 @@ from ..compiler.dims import Dim, as_dim, dim, floordiv, known_equal
 from ..compiler.types import DType
 from ..errors import DlcError, DlcLimitError, DlcNameError, DlcTypeError, DlcValueError, Span
 from . import ast as A
+from .limits import MAX_INT
 from .values import (BlockValue, Builtin, ModuleEnv, PartialBlock, describe, is_int, is_tensor)
 
 _TENSOR_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
@@ -107,6 +108,7 @@ def binop(frame, op: str, a, b, span: Span):
         if len(a) + len(b) > MAX_ITERATIONS:
             raise DlcLimitError(f"{describe(a)} + {describe(b)} is too long", span,
                                 f"compile-time sequences are limited to {MAX_ITERATIONS} items")
+        frame.ctx.charge(len(a) + len(b), span)
         return a + b
     if not (_num(a) and _num(b)):
         raise DlcTypeError(f"unsupported operands for {op}: {describe(a)} and {describe(b)}", span,
@@ -120,14 +122,12 @@ def binop(frame, op: str, a, b, span: Span):
                     "//": operator.floordiv, "%": operator.mod, "**": operator.pow}[op](a, b) \
                 if op != "@" else _bad_matmul(a, b, span)
         # integers and dimensions: integer arithmetic ("/" floors, as in shape formulas)
-        if op == "+":
-            return dim(as_dim(a) + b) if isinstance(a, Dim) or isinstance(b, Dim) else a + b
-        if op == "-":
-            return dim(as_dim(a) - b) if isinstance(a, Dim) or isinstance(b, Dim) else a - b
-        if op == "*":
-            r = dim(as_dim(a) * b) if isinstance(a, Dim) or isinstance(b, Dim) else a * b
-            if isinstance(r, int) and abs(r) > 1 << 62:
-                raise DlcLimitError(f"integer overflow: {a} * {b}", span, "that size is far too large")
+        if op in ("+", "-", "*"):
+            fn = {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
+            r = dim(fn(as_dim(a), b)) if isinstance(a, Dim) or isinstance(b, Dim) else fn(a, b)
+            if isinstance(r, int) and abs(r) > MAX_INT:
+                raise DlcLimitError(f"integer overflow: {a} {op} {b}", span,
+                                    "integers are limited to 2**62; that size is far too large")
             return r
         if op in ("/", "//"):
             if b == 0:

@@ -1,39 +1,48 @@
 """Loading `.dln` files, resolving imports and file-level constants."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
-from ..errors import DlcNameError, DlcSyntaxError, Span
+from ..errors import DlcLimitError, DlcNameError, DlcSyntaxError, Span
 from . import ast as A
-from .parser import parse, parse_file
+from .limits import MAX_IMPORT_PATH
+from .parser import SourceError, parse, parse_file
 from .values import BlockValue, ModuleEnv
 
 _CACHE: dict[str, ModuleEnv] = {}
 
 
-def load_module(path: str | Path, text: str | None = None, _importing: tuple = ()) -> ModuleEnv:
-    """Parse a file and collect its definitions; imports load recursively."""
+def load_module(path: str | Path, text: str | None = None, _importing: tuple = (),
+                _root: Path | None = None) -> ModuleEnv:
+    """Parse a file and collect its definitions; imports load recursively.
+
+    Imports must stay inside the project: the folder of the file loaded first
+    (`_root`), so that a spec cannot read, and echo, any file on the machine."""
     path = Path(path)
-    key = str(path.resolve()) if text is None else f"<text>{path}"
+    try:
+        key = str(path.resolve()) if text is None else f"<text>{path}"
+        missing = text is None and not path.exists()
+    except (OSError, RuntimeError, ValueError) as e:  # a link loop, a NUL, a name too long
+        raise SourceError(f"cannot read {str(path)[:200]!r}: {e}", hint="check the path") from None
     if text is None and key in _CACHE and _CACHE[key].file == str(path):
         return _CACHE[key]
-    if text is None and not path.exists():
+    if missing:
         raise DlcNameError(f"no such file: {path}", None, "check the path")
+    root = _root if _root is not None else Path(os.path.abspath(path)).parent.resolve()
     ast = parse(text, str(path)) if text is not None else parse_file(path)
     mod = ModuleEnv(str(path), ast)
     for item in ast.items:
         if isinstance(item, A.Import):
-            target = (path.parent / item.path)
-            if str(target.resolve()) in _importing or target.resolve() == path.resolve():
+            target = _resolve_import(path, item, root)
+            if str(target) in _importing or target == path.resolve():
                 raise DlcNameError(f"circular import of {item.path}", item.span,
                                    "two files may not import each other")
-            if not target.exists():
-                raise DlcNameError(f"cannot import {item.path}: no such file", item.span,
-                                   f"paths are relative to {path.parent or '.'}")
-            if not target.is_file():
-                raise DlcNameError(f"cannot import {item.path}: not a file", item.span,
-                                   "import a .dln file")
-            sub = load_module(target, None, _importing + (str(path.resolve()),))
+            try:
+                sub = load_module(target, None, _importing + (str(path.resolve()),), root)
+            except SourceError as e:  # unreadable, too large: blame the import line
+                raise DlcNameError(f"cannot import {_shown(item.path)}: {e.message}", item.span, e.hint) from None
             if item.alias:
                 _define(mod, item.alias, sub, item.span)
             else:
@@ -60,6 +69,46 @@ def load_module(path: str | Path, text: str | None = None, _importing: tuple = (
     if text is None:
         _CACHE[key] = mod
     return mod
+
+
+def _shown(p: str) -> str:
+    return p if len(p) <= 60 else p[:40] + "..." + p[-12:]
+
+
+def _resolve_import(importer: Path, item: A.Import, root: Path) -> Path:
+    """The real path of an import, or a located error that says why not."""
+    p, span = item.path, item.span
+    if len(p) > MAX_IMPORT_PATH:
+        raise DlcLimitError(f"the import path is {len(p):,} characters long", span,
+                            f"import paths are limited to {MAX_IMPORT_PATH} characters")
+    if "\x00" in p:
+        raise DlcNameError(f"cannot import {_shown(p)!r}: the path contains a NUL character", span,
+                           "remove the \\x00 from the path")
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DlcNameError(f"cannot import {_shown(p)!r}: the path is not valid Unicode", span,
+                           "remove the lone surrogate escape (\\ud800-\\udfff) from the path") from None
+    try:
+        target = (importer.parent / p).resolve(strict=True)
+    except FileNotFoundError:
+        raise DlcNameError(f"cannot import {_shown(p)}: no such file", span,
+                           f"paths are relative to {importer.parent or '.'}") from None
+    except RuntimeError:  # Python < 3.13 reports a symlink loop so
+        raise DlcNameError(f"cannot import {_shown(p)}: a symbolic link loop", span, "fix the links") from None
+    except OSError as e:
+        why = {errno.ELOOP: "a symbolic link loop", errno.ENAMETOOLONG: "the path is too long"}.get(
+            e.errno, e.strerror or str(e))
+        raise DlcNameError(f"cannot import {_shown(p)}: {why}", span, "check the path") from None
+    if not target.is_relative_to(root):
+        raise DlcNameError(f"cannot import {_shown(p)}: it is outside the project folder {root}", span,
+                           "imports must stay inside the folder of the file being compiled; copy the "
+                           "file into it")
+    if target.is_dir() or not target.is_file():
+        raise DlcNameError(f"cannot import {_shown(p)}: not a file", span, "import a .dln file")
+    if target.suffix != ".dln":
+        raise DlcNameError(f"cannot import {_shown(p)}: not a .dln file", span, "import a .dln file")
+    return target
 
 
 def _define(mod: ModuleEnv, name: str, value, span: Span) -> None:

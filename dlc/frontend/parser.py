@@ -9,15 +9,15 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from ..errors import DlcError, DlcLimitError, DlcSyntaxError, Span, register_source
+from ..errors import DlcError, DlcLimitError, DlcSyntaxError, DlcValueError, Span, register_source
 from . import ast as A
+from .limits import MAX_INT_LITERAL, MAX_NESTING, MAX_SOURCE_BYTES
 
 _OPEN = {"(", "["}
 _CLOSE = {")", "]"}
 # a newline followed by one of these continues the statement
 _CONTINUES = {"|>", "else", "elif"}
 _PREFIX = {"-", "+", "not"}
-MAX_NESTING = 100  # brackets or prefix operators nested deeper than this are an error
 
 
 class _TooDeep(Exception):
@@ -133,6 +133,12 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> DlcSyntaxError:
 
 def parse(text: str, file: str = "<string>") -> A.Module:
     """Parse `.dln` text into an `ast.Module`; raises `DlcSyntaxError`."""
+    if len(text) > MAX_SOURCE_BYTES:
+        raise SourceError(f"{file} has {len(text):,} characters; a .dln file may have at most "
+                          f"{MAX_SOURCE_BYTES:,}", hint="split it into several files joined by import")
+    # a UTF-8 byte order mark is not part of the text; CRLF line ends are plain newlines
+    # (columns are unchanged: the \r sat at the end of its line)
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     register_source(file, text)
     try:
         tree = _parser().parse(text, start="start")
@@ -168,16 +174,39 @@ def _too_deep(file: str, text: str) -> DlcLimitError:
                          "split it into several statements")
 
 
-def parse_file(path: str | Path) -> A.Module:
+class SourceError(DlcError):
+    """A spec file that cannot be read as a whole: unreadable, too large, or
+    not UTF-8.  Unlocated: an importer reports it at its `import` line."""
+
+
+def read_source(path: str | Path) -> str:
+    """The text of a `.dln` file, read in one bounded gulp.
+
+    At most MAX_SOURCE_BYTES + 1 bytes are read, so /dev/zero, a pipe or a
+    multi-gigabyte file is refused without being read whole."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DlcSyntaxError("the file is not UTF-8 text", Span(str(path), 1, 1),
-                             "save the spec as UTF-8") from None
+        with open(path, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
     except OSError as e:
-        raise DlcError(f"cannot read {path}: {e.strerror or e}", None, "check the path") from None
-    return parse(text, str(path))
+        raise SourceError(f"cannot read {path}: {e.strerror or e}", hint="check the path and its permissions") from None
+    except ValueError as e:  # a NUL in the name
+        raise SourceError(f"cannot read {path!r}: {e}", hint="check the path") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SourceError(f"{path} is larger than {MAX_SOURCE_BYTES:,} bytes, the limit for a .dln file",
+                          hint="split it into several files joined by import")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", "replace")) + 1
+        register_source(str(path), data.decode("utf-8", "replace"))
+        raise DlcSyntaxError(f"the file is not UTF-8 text (byte 0x{data[e.start]:02x})",
+                             Span(str(path), line, col), "save the spec as UTF-8") from None
+
+
+def parse_file(path: str | Path) -> A.Module:
+    return parse(read_source(path), str(path))
 
 
 def _span(file: str, meta) -> Span:
@@ -366,10 +395,21 @@ class ToAST(Transformer):
 
     def int_lit(self, meta, c):
         text = str(c[0]).replace("_", "")
-        # decimal, even with leading zeros (`007`); hexadecimal with 0x
-        return A.Literal(self._s(meta), int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10))
+        # decimal, even with leading zeros (`007`); hexadecimal with 0x.  The length is
+        # checked first: Python refuses to convert more than 4300 digits at all
+        hexa = text[:2] in ("0x", "0X")
+        digits = text[2:].lstrip("0") if hexa else text.lstrip("0")
+        value = None
+        if len(digits) <= 40:
+            value = int(text, 16) if hexa else int(text, 10)
+        if value is None or value > MAX_INT_LITERAL:
+            shown = text if len(text) <= 24 else f"{text[:10]}...{text[-4:]} ({len(text)} digits)"
+            raise DlcValueError(f"integer {shown} is too large", self._s(meta),
+                                "integer literals are limited to 2**128; sizes and counts to 2**62")
+        return A.Literal(self._s(meta), value)
 
     def float_lit(self, meta, c):
+        # 1e400 is infinity, as in Python (the language's way to write it)
         return A.Literal(self._s(meta), float(str(c[0]).replace("_", "")))
 
     def str_lit(self, meta, c):

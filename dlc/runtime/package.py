@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import DlcError, DlcRuntimeError
 from .manifest import FORMAT_VERSION, check_example_bytes, nbytes  # noqa: F401 - FORMAT_VERSION re-exported
 from .pkgfile import MANIFEST, WEIGHTS, PackageFile, private_dir, remove_stale_extractions  # noqa: F401
+from .memory import standard_normal
 
 SUFFIX = ".dlcpkg"
 
@@ -182,7 +183,7 @@ def example_inputs(manifest: dict, seed: int = 0, dims: dict | None = None) -> d
     out = {}
     for e, shape in zip(specs, shapes):
         if e["kind"] == "float":
-            out[e["name"]] = rng.standard_normal(shape).astype(e["dtype"])
+            out[e["name"]] = standard_normal(rng, shape, e["dtype"])   # as Model.random_inputs draws
         elif e["kind"] == "int":
             out[e["name"]] = rng.integers(0, int(e.get("high", 2)), size=shape).astype(e["dtype"])
         else:

@@ -1,20 +1,28 @@
 """Fuzzing the front end: a mutated zoo spec may be rejected, but only with a
 located `DlcError`, never with a Python exception (KeyError, TypeError,
-RecursionError, ...) or the CLI's "internal error" path.
+RecursionError, ...), the CLI's "internal error" path, or a hang.
 
-Mutations work on the token stream and the lines of every `specs/*.dln` that
-exists when the test runs: delete, duplicate, swap or replace tokens and
-lines, change numbers (to 0, negative, huge, floats), insert random characters.
+Mutations (tests/spec_mutations.py) work on every `specs/*.dln` that exists
+when the test runs, half of them on the token stream and lines (delete,
+duplicate, swap or replace tokens and lines, change numbers, insert random
+characters) and half on the grammar: whole statements and expressions, found
+by parsing the spec, are deleted, moved, spliced in from other specs, wrapped
+in nested compile-time loops, given extra arguments or huge numbers; hostile
+imports, a BOM, CRLF line ends and runs of blank lines are added.
 
 The property test is derandomized so that CI is stable; pass
 `--hypothesis-seed=N` to explore other mutations, and set
-DLC_FUZZ_EXAMPLES to run more (or fewer) than the default 200.
+DLC_FUZZ_EXAMPLES to run more (or fewer) than the default 500.  Each example
+must finish within DLC_FUZZ_SECONDS (default 30) seconds of CPU time (not wall
+time: the machine may be busy): a slower one is a hang.
+tests/fuzz/run_long.py runs the same mutations for hours.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -28,52 +36,19 @@ from dlc.errors import DlcError
 from dlc.frontend.builtins import BUILTINS
 from dlc.frontend.check import check_file
 from dlc.frontend.modules import clear_cache
+from spec_mutations import VOCAB as _VOCAB
+from spec_mutations import mutate as _mutate
+from spec_mutations import tokenize
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS_DIR = ROOT / "specs"
-EXAMPLES = int(os.environ.get("DLC_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("DLC_FUZZ_EXAMPLES", "500"))
+SECONDS_PER_EXAMPLE = float(os.environ.get("DLC_FUZZ_SECONDS", "30"))
 # specs whose unmutated check takes longer than this are left out (keeps the run short)
-MAX_SPEC_SECONDS = 3.0
+MAX_SPEC_SECONDS = 0.5
 
-# --------------------------------------------------------------------------- tokens
-_TOKEN = re.compile(r'''
-      "(?:[^"\\\n]|\\.)*"            # strings
-    | '(?:[^'\\\n]|\\.)*'
-    | \#[^\n]*                       # comments
-    | 0x[0-9a-fA-F]+
-    | (?:\d[\d_]*)?\.\d+(?:[eE][-+]?\d+)?   # floats
-    | \d[\d_]*(?:[eE][-+]?\d+)?      # ints (and 1e5)
-    | [A-Za-z_]\w*                   # names and keywords
-    | \|> | \*\* | // | == | != | <= | >= | -> | \.\.\.
-    | \s+
-    | .
-''', re.X | re.S)
-
-_NUMBER = re.compile(r"^(?:0x[0-9a-fA-F]+|(?:\d[\d_]*)?\.?\d[\d_]*(?:[eE][-+]?\d+)?)$")
-
-NUMBERS = ["0", "-1", "-3", "1", "2", "3", "7", "1000000", "1000000000000", "99999999999999999999",
-           "2.5", "0.0", "1e-9", "1e308", "0.5", "-0.25", "1_0", "0x10"]
-VOCAB = ["model", "block", "train", "import", "const", "param", "buffer", "for", "in", "if", "elif",
-         "else", "return", "assert", "example", "step", "true", "false", "none", "and", "or", "not",
-         "(", ")", "[", "]", "{", "}", ",", ":", "=", "|>", "->", "+", "-", "*", "/", "//", "%", "@",
-         "**", "==", "<", ".", "...", ";", "\n", "x", "N", "f32", "i64", "f64", "bool", "dense",
-         "conv2d", "relu", "flatten", "concat", "reshape", "range", "len", "scan", "batchnorm",
-         "multihead_attention", "embedding", "softmax", "_", '"s"', "'{x}'", '"{"', "output", "label",
-         "adam", "sgd", "epochs", "loss"]
 # every function of the language: swapping one call for another exercises argument checks
-VOCAB += sorted(n for n in BUILTINS if n.isidentifier())
-CHARS = list("{}()[]<>,.:;=+-*/%@!?&|^~$#\\\"'`\t\n 0123456789abzAZ_") + ["é", "\u00a0", "\u2028", "\x00",
-                                                                          "\r", "\x0c", "𝔁"]
-
-
-def tokenize(text: str) -> list[str]:
-    toks = _TOKEN.findall(text)
-    assert "".join(toks) == text
-    return toks
-
-
-def _significant(toks: list[str]) -> list[int]:
-    return [i for i, t in enumerate(toks) if not t.isspace()]
+VOCAB = _VOCAB + sorted(n for n in BUILTINS if n.isidentifier())
 
 
 class DataChooser:
@@ -89,52 +64,18 @@ class DataChooser:
         return self.data.draw(st.integers(lo, hi))
 
 
-def mutate(text: str, rnd) -> str:
+def mutate(text: str, rnd, donors: list[str] | None = None) -> str:
     """Apply one random mutation; `rnd` (a `random.Random` or a `DataChooser`)
     makes every choice."""
-    kind = rnd.choice([
-        "delete_token", "duplicate_token", "swap_tokens", "replace_token", "change_number",
-        "delete_line", "duplicate_line", "swap_lines", "insert_char", "insert_token",
-    ])
-    if kind.endswith("_line") or kind == "swap_lines":
-        lines = text.split("\n")
-        i = rnd.randint(0, len(lines) - 1)
-        if kind == "delete_line":
-            del lines[i]
-        elif kind == "duplicate_line":
-            lines.insert(i, lines[i])
-        else:
-            j = rnd.randint(0, len(lines) - 1)
-            lines[i], lines[j] = lines[j], lines[i]
-        return "\n".join(lines)
-    if kind == "insert_char":
-        pos = rnd.randint(0, len(text))
-        return text[:pos] + rnd.choice(CHARS) + text[pos:]
-    toks = tokenize(text)
-    sig = _significant(toks)
-    if not sig:
-        return text + rnd.choice(VOCAB)
-    if kind == "change_number":
-        nums = [i for i in sig if _NUMBER.match(toks[i])]
-        if nums:
-            i = rnd.choice(nums)
-            toks[i] = rnd.choice(NUMBERS)
-            return "".join(toks)
-        kind = "replace_token"
-    i = rnd.choice(sig)
-    if kind == "delete_token":
-        del toks[i]
-    elif kind == "duplicate_token":
-        toks.insert(i, toks[i])
-    elif kind == "swap_tokens":
-        j = rnd.choice(sig)
-        toks[i], toks[j] = toks[j], toks[i]
-    elif kind == "replace_token":
-        pool = VOCAB + [toks[k] for k in sig]
-        toks[i] = rnd.choice(pool)
-    else:  # insert_token
-        toks.insert(i, " " + rnd.choice(VOCAB + [toks[k] for k in sig]) + " ")
-    return "".join(toks)
+    return _mutate(text, rnd, donors, vocab=VOCAB)
+
+
+class Hang(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise Hang(f"a mutant took more than {SECONDS_PER_EXAMPLE} s of CPU time to check")
 
 
 # --------------------------------------------------------------------------- specs
@@ -170,10 +111,13 @@ def corpus(workdir) -> dict[str, str]:
 
 
 def _check_mutant(workdir: Path, name: str, text: str) -> DlcError | None:
-    """Run `check_file` on a mutant; a DlcError is fine, anything else fails the test."""
+    """Run `check_file` on a mutant; a DlcError is fine, anything else (and a
+    check slower than SECONDS_PER_EXAMPLE) fails the test."""
     path = workdir / f"_mutant_{name}"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8", newline="")
     clear_cache()
+    old = signal.signal(signal.SIGPROF, _on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, SECONDS_PER_EXAMPLE)
     try:
         check_file(str(path))
     except DlcError as e:
@@ -183,6 +127,8 @@ def _check_mutant(workdir: Path, name: str, text: str) -> DlcError | None:
             assert rendered.startswith(f"{e.span.file}:{e.span.line}:{e.span.col}: error: "), rendered
         return e
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
         path.unlink()
     return None
 
@@ -198,11 +144,16 @@ def test_unmutated_lenet_checks(workdir):
     check_file(str(workdir / "lenet5.dln"))
 
 
-def test_mutations_raise_only_dlc_errors(request, workdir, corpus):
+def test_mutations_raise_only_dlc_errors(request, workdir, corpus, monkeypatch):
     """The property: every mutant either checks or raises a DlcError."""
+    # mutants that loop 10**5 times reach the work limit; a lower one reaches it sooner
+    # and keeps the run short (tests/fuzz/run_long.py keeps the real limit)
+    from dlc.frontend import elaborate
+    monkeypatch.setattr(elaborate, "MAX_STEPS", 200_000)
     names = sorted(corpus)
     forced = request.config.getoption("hypothesis_seed", default=None)
-    stats = {"errors": 0, "ok": 0, "unlocated": [], "no_hint": []}
+    stats = {"errors": 0, "ok": 0, "unlocated": [], "no_hint": [], "slowest": 0.0}
+    donors = [corpus[n] for n in names]
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=forced is None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -212,8 +163,10 @@ def test_mutations_raise_only_dlc_errors(request, workdir, corpus):
         text = corpus[name]
         rnd = DataChooser(data)
         for _ in range(data.draw(st.integers(1, 3), label="mutations")):
-            text = mutate(text, rnd)
+            text = mutate(text, rnd, donors)
+        t0 = time.process_time()
         err = _check_mutant(workdir, name, text)
+        stats["slowest"] = max(stats["slowest"], time.process_time() - t0)
         if err is None:
             stats["ok"] += 1
         else:
@@ -229,7 +182,8 @@ def test_mutations_raise_only_dlc_errors(request, workdir, corpus):
     prop()
     elapsed = time.perf_counter() - t0
     print(f"\nfuzz: {stats['ok'] + stats['errors']} mutants in {elapsed:.1f}s, "
-          f"{stats['errors']} rejected with a DlcError")
+          f"{stats['errors']} rejected with a DlcError, slowest {stats['slowest']:.2f} s CPU")
+    assert stats["ok"] + stats["errors"] >= EXAMPLES
     # an error about a spec's text must say where it is, and what to do about it
     assert not stats["unlocated"], stats["unlocated"]
     assert not stats["no_hint"], "\n\n".join(stats["no_hint"])
@@ -276,7 +230,7 @@ def test_cli_random_mutants_never_internal_error(workdir, corpus):
     rng = random.Random(1234)
     for k in range(8):
         name = "lenet5.dln" if k % 2 == 0 else rng.choice(sorted(corpus))
-        text = mutate(corpus[name], rng)
+        text = mutate(corpus[name], rng, list(corpus.values()))
         path = workdir / f"_cli_rand{k}_{name}"
         path.write_text(text, encoding="utf-8")
         clear_cache()

@@ -169,9 +169,16 @@ def canonical_name(target) -> str | None:
     return _ALIASES.get(name, name)
 
 
+# compute capabilities that NVIDIA has shipped (and CUDA 12/13 compiles for);
+# "a"/"f" suffixes select the architecture- or family-specific feature sets
+CUDA_ARCHS = (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 110, 120, 121)
+
+
 def _check_arch(arch: str) -> str:
-    if not re.fullmatch(r"sm_\d+[a-z]?", arch):
-        raise DlcError(f"unknown CUDA architecture '{arch}'", hint="e.g. --arch sm_80 or --arch sm_90")
+    m = re.fullmatch(r"sm_(\d{2,3})([af]?)", arch)
+    if not m or int(m[1]) not in CUDA_ARCHS or (m[2] and int(m[1]) < 90):
+        raise DlcError(f"unknown CUDA architecture '{arch[:40]}'",
+                       hint="one of " + ", ".join(f"sm_{a}" for a in CUDA_ARCHS) + " (e.g. --arch sm_90)")
     return arch
 
 
