@@ -3,7 +3,7 @@
 A spec is untrusted text: whatever it says, `dlc check` must finish quickly,
 in bounded memory, with either success or a located `DlcError`.  Each limit
 below is far above what a real model needs, and each is reported by a
-`DlcLimitError` that names it (docs/limits.md lists them all).
+`DlcLimitError` that names it (docs/security.md lists them all).
 """
 from __future__ import annotations
 
