@@ -179,8 +179,7 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
     With `use_examples`, dims without a binding take the model's `example`
     sizes (as `info` and `run` need); otherwise they stay symbolic.
     """
-    from .elaborate import Context, Frame, _Return
-    from .modules import module_lookup
+    from .elaborate import Context, Frame
     bind = dict(bind or {})
     value = module.defs.get(name)
     if not isinstance(value, BlockValue) or value.has_cparams:
@@ -192,25 +191,43 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
     ctx.overrides = {k: v for k, v in bind.items() if k in module.consts}
     frame = Frame(ctx, module, "", g, name)
     # example sizes are read first: they feed size checks and MAC counts
+    examples = _model_examples(module, d, frame)
+    ctx.examples = {**examples, **{k: v for k, v in bind.items() if k not in module.consts}}
+    symbols = _model_symbols(module, frame, bind, examples if use_examples else {})
+    _model_inputs(frame, g, d, symbols, examples)
+    _model_body(frame, g, d, name)
+    g.layers = ctx.layers   # the layer table the IR declares, filled as the body ran
+    if use_examples:  # info and run need every parameter's size
+        _check_params_sized(g, d)
+    return g
+
+
+def _model_examples(module, d, frame) -> dict[str, int]:
+    """The model's `example` sizes, by dimension name."""
     examples: dict[str, int] = {}
     for s in d.body:
-        if isinstance(s, A.Example):
-            for dname, expr, sp in s.bindings:
-                if dname in module.consts:
-                    # `dlc ir`, torch and TVM read the constant, `info` and NumPy the
-                    # example: refuse rather than pick one silently
-                    c = module.consts[dname]
-                    raise DlcValueError(
-                        f"example size for '{dname}', which is a file constant (line {c.span.line}): "
-                        f"an example sizes a symbolic dimension", sp,
-                        f"remove this example, or rename the dimension; to change the constant, "
-                        f"use --bind {dname}=<value>")
-                v = frame.eval(expr)
-                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                    raise DlcValueError(f"example size of {dname} must be a positive int, got {describe(v)}", sp,
-                                        f"e.g. example {dname} = 8")
-                examples[dname] = v
-    ctx.examples = {**examples, **{k: v for k, v in bind.items() if k not in module.consts}}
+        if not isinstance(s, A.Example):
+            continue
+        for dname, expr, sp in s.bindings:
+            if dname in module.consts:
+                # `dlc ir`, torch and TVM read the constant, `info` and NumPy the
+                # example: refuse rather than pick one silently
+                c = module.consts[dname]
+                raise DlcValueError(
+                    f"example size for '{dname}', which is a file constant (line {c.span.line}): "
+                    f"an example sizes a symbolic dimension", sp,
+                    f"remove this example, or rename the dimension; to change the constant, "
+                    f"use --bind {dname}=<value>")
+            v = frame.eval(expr)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise DlcValueError(f"example size of {dname} must be a positive int, got {describe(v)}", sp,
+                                    f"e.g. example {dname} = 8")
+            examples[dname] = v
+    return examples
+
+
+def _model_symbols(module, frame, bind: dict, examples: dict) -> dict:
+    """Concrete sizes for dimensions: `--bind` first, then (when asked) the examples."""
     symbols: dict = {}
     for k, v in bind.items():
         if k not in module.consts:
@@ -218,11 +235,14 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
                 raise DlcValueError(f"--bind {k}={v}: sizes must be positive ints", None, f"e.g. --bind {k}=8")
             symbols[k] = v
             frame.env[k] = v
-    if use_examples:
-        for k, v in examples.items():
-            if k not in symbols:
-                symbols[k] = v
-                frame.env[k] = v
+    for k, v in examples.items():
+        if k not in symbols:
+            symbols[k] = v
+            frame.env[k] = v
+    return symbols
+
+
+def _model_inputs(frame, g, d, symbols: dict, examples: dict) -> None:
     for p in d.params:
         if p.type is None:
             raise DlcTypeError(f"model input '{p.name}' needs a type", p.span, "e.g. x: f32[N, 784]")
@@ -234,6 +254,11 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
     for k, v in symbols.items():
         if isinstance(v, Dim):
             g.dims[k] = examples.get(k)
+
+
+def _model_body(frame, g, d, name: str) -> None:
+    """Run the body; its `return` gives the graph's outputs."""
+    from .elaborate import _Return
     try:
         frame.run(d.body)
         raise DlcTypeError(f"model {name} returns nothing", d.span, "end the model with 'return ...'")
@@ -245,23 +270,22 @@ def elaborate_model(module, name: str, mode: str = "eval", bind: dict | None = N
     if d.returns is not None:
         unify(frame, d.returns, result, "the result", d.returns.span, what=f"{name} returns")
     outs = list(result) if isinstance(result, tuple) else [result]
-    names = _output_names(d, len(outs))
     for o in outs:
         if not is_tensor(o):
             raise DlcTypeError(f"model {name} must return tensors, got {describe(o)}", d.span,
                                "a model returns one or more tensors")
     g.outputs = outs
-    g.output_names = names
-    g.layers = ctx.layers   # the layer table the IR declares, filled as the body ran
-    if use_examples:  # info and run need every parameter's size
-        for p in g.params:
-            syms = sorted(p.type.symbols())
-            if syms:
-                raise DlcValueError(f"parameter {p.name} has the shape {p.type}: its size depends on the "
-                                    f"unbound dimension {', '.join(syms)}", p.param.span if p.param else d.span,
-                                    f"give the model an example size (`example {syms[0]} = ...`) "
-                                    f"or pass --bind {syms[0]}=...")
-    return g
+    g.output_names = _output_names(d, len(outs))
+
+
+def _check_params_sized(g, d) -> None:
+    for p in g.params:
+        syms = sorted(p.type.symbols())
+        if syms:
+            raise DlcValueError(f"parameter {p.name} has the shape {p.type}: its size depends on the "
+                                f"unbound dimension {', '.join(syms)}", p.param.span if p.param else d.span,
+                                f"give the model an example size (`example {syms[0]} = ...`) "
+                                f"or pass --bind {syms[0]}=...")
 
 
 def bindable_names(module, name: str) -> tuple[list[str], list[str]]:
