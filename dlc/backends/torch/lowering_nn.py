@@ -1,0 +1,125 @@
+"""Torch lowerings of the network layers: convolution, pooling, normalisation,
+dropout, embedding and attention."""
+from __future__ import annotations
+
+from .lowering import _call, _Lines, _register, _trim_none
+
+
+# convolution and pooling -------------------------------------------------------
+
+for _name in ("conv1d", "conv2d"):
+    _register(_name)(lambda o, _n=_name: _call(
+        f"F.{_n}", *_trim_none(o.args[:3]),
+        *o.kw(("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1))))
+
+
+@_register("conv_transpose2d")
+def _(o):
+    return _call("F.conv_transpose2d", *_trim_none(o.args[:3]),
+                 *o.kw(("stride", 1), ("padding", 0), ("output_padding", 0), ("groups", 1),
+                       ("dilation", 1)))
+
+
+def _pool_kw(o, kind: str) -> list[str]:
+    a = o.attrs
+    out = []
+    if a.get("stride") is not None and a["stride"] != a["kernel_size"] \
+            and not (isinstance(a["stride"], (list, tuple)) and len(a["stride"]) == 0):
+        out.append(f"stride={o.a('stride')}")
+    out += o.kw(("padding", 0))
+    if kind == "max":
+        out += o.kw(("dilation", 1))
+    out += o.kw(("ceil_mode", False))
+    if kind == "avg":
+        out += o.kw(("count_include_pad", True), ("divisor_override", None))
+    return out
+
+
+for _name in ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d"):
+    _register(_name)(lambda o, _n=_name: _call(f"F.{_n}", o[0], o.a("kernel_size"),
+                                               *_pool_kw(o, _n[:3])))
+
+
+@_register("max_pool2d_indices")
+def _(o):
+    return _call("F.max_pool2d", o[0], o.a("kernel_size"), *_pool_kw(o, "max"), "return_indices=True") + "[1]"
+
+
+for _name in ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d"):
+    _register(_name)(lambda o, _n=_name: f"F.{_n}({o[0]}, {o.a('output_size')})")
+
+
+@_register("adaptive_max_pool2d_indices")
+def _(o):
+    return f"F.adaptive_max_pool2d({o[0]}, {o.a('output_size')}, return_indices=True)[1]"
+
+
+# normalisation -------------------------------------------------------------------
+
+@_register("batch_norm")
+def _(o):
+    """(y, new_running_mean, new_running_var); the inputs are never modified: in
+    training the running statistics are cloned and F.batch_norm updates the clones."""
+    x, rm, rv, w, b = (o[i] for i in range(5))
+    y, m, v = o.outs
+    rest = _trim_none([w, b])
+    eps = o.kw(("eps", 1e-5))
+    if not o.attrs["training"]:
+        call = _call("F.batch_norm", x, rm, rv, *rest, *eps)
+        return _Lines(f"{y}, {m}, {v} = {call}, {rm}, {rv}")
+    if rm is None and rv is None:
+        call = _call("_batch_norm", x, "None", "None", *rest, "training=True", *o.kw(("momentum", 0.1)), *eps)
+        return _Lines(f"{y}, {m}, {v} = {call}, None, None")
+    mean = "None" if rm is None else f"{rm}.clone()"
+    var = "None" if rv is None else f"{rv}.clone()"
+    call = _call("_batch_norm", x, m, v, *rest, "training=True", *o.kw(("momentum", 0.1)), *eps)
+    return _Lines(f"{m}, {v} = {mean}, {var}\n{y} = {call}")
+
+
+@_register("layer_norm")
+def _(o):
+    ns = o.attrs["normalized_shape"]
+    ns = tuple(ns) if isinstance(ns, (list, tuple)) else (ns,)
+    return _call("_layer_norm", o[0], o.r(ns), *_trim_none([o[1], o[2]]), *o.kw(("eps", 1e-5)))
+
+
+@_register("group_norm")
+def _(o):
+    return _call("_group_norm", o[0], o.a("num_groups"), *_trim_none([o[1], o[2]]), *o.kw(("eps", 1e-5)))
+
+
+@_register("local_response_norm")
+def _(o):
+    return _call("F.local_response_norm", o[0], o.a("size"),
+                 *o.kw(("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)))
+
+
+@_register("dropout")
+def _(o):
+    """Seeded like the NumPy backend (run seed, op seed), so the backward pass's
+    dropout of the cotangent drops the same elements as the forward."""
+    p, x = o.attrs["p"], o[0]
+    if not o.attrs["training"] or p == 0:
+        return x
+    if p == 1:
+        return f"{x} * 0.0"
+    return f"_dropout({x}, {o.r(p)}, _generator(seed, {o.a('seed')}, {x}.device))"
+
+
+@_register("embedding")
+def _(o):
+    return _call("F.embedding", o[0], o[1], *o.kw(("padding_idx", None)))
+
+
+@_register("scatter_add_rows")
+def _(o):
+    idx, upd = o[0], o[1]
+    return (f"{upd}.new_zeros({o.a('num_rows')}, {upd}.shape[-1])"
+            f".index_add(0, {idx}.reshape(-1), {upd}.reshape(-1, {upd}.shape[-1]))")
+
+
+@_register("scaled_dot_product_attention")
+def _(o):
+    mask = f"attn_mask={o[3]}" if o[3] is not None else ""
+    return _call("F.scaled_dot_product_attention", o[0], o[1], o[2], mask,
+                 *o.kw(("is_causal", False), ("scale", None)))
