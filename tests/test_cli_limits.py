@@ -245,10 +245,11 @@ def test_random_float32_inputs_are_drawn_without_a_float64_copy(tmp_path):
         tracemalloc.stop()
     assert x.dtype == np.float32 and x.shape == (1024, 1024)
     assert peak < 1.25 * x.nbytes, f"peak {peak} for {x.nbytes} bytes"
-    # the same draw in the array's own precision: standard normal statistics, reproducible
+    # the same values as a whole float64 draw rounded to float32 (the reference's inputs do not
+    # change with the bound on memory): standard normal statistics, reproducible
     assert abs(float(x.mean())) < 0.01 and abs(float(x.std()) - 1) < 0.01
     np.testing.assert_array_equal(x, m.random_inputs(0)["x"])
-    np.testing.assert_array_equal(x, np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32))
+    np.testing.assert_array_equal(x, np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32))
 
 
 def test_package_example_inputs_draw_as_the_model_does():

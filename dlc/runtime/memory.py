@@ -73,13 +73,20 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def standard_normal(rng: np.random.Generator, shape, dtype) -> np.ndarray:
-    """Standard-normal draws made in the array's own precision.
+def standard_normal(rng: np.random.Generator, shape, dtype, chunk: int = 1 << 16) -> np.ndarray:
+    """Standard-normal draws into an array of `dtype`, with a bounded peak.
 
-    float32 is drawn as float32, not as float64 then cast, which would double
-    the peak memory of a large input.  float16 (and NumPy's stand-in for
-    bfloat16) are drawn as float32 and rounded."""
+    The values are float64 draws rounded to `dtype`, exactly what
+    `rng.standard_normal(shape).astype(dtype)` gives (NumPy's generator fills
+    a request sample by sample, so drawing in chunks yields the same stream),
+    but only `chunk` float64 values exist at a time: a float32 input no
+    longer costs three times its size at its peak."""
     dt = np.dtype(dtype)
-    if dt == np.float32 or dt == np.float64:
-        return rng.standard_normal(shape, dtype=dt)
-    return rng.standard_normal(shape, dtype=np.float32).astype(dt)
+    if dt == np.float64:
+        return rng.standard_normal(shape)
+    out = np.empty(shape, dtype=dt)
+    flat = out.reshape(-1)
+    for lo in range(0, flat.size, chunk):
+        hi = min(lo + chunk, flat.size)
+        flat[lo:hi] = rng.standard_normal(hi - lo)
+    return out
