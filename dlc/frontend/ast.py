@@ -231,3 +231,26 @@ class TrainDef(Node):
 class Module(Node):
     file: str
     items: list
+
+
+def children(e) -> list:
+    """The sub-expressions of expression `e`."""
+    if isinstance(e, Call):
+        return [e.func] + list(e.args) + [k.value for k in e.kwargs]
+    if isinstance(e, Pipe):
+        return [e.value, e.stage]
+    if isinstance(e, (BinOp, Compare, BoolOp)):
+        return [e.left, e.right]
+    if isinstance(e, (Not, Neg)):
+        return [e.operand]
+    if isinstance(e, IfExp):
+        return [e.cond, e.then, e.other]
+    if isinstance(e, (TupleLit, ListLit)):
+        return list(e.items)
+    if isinstance(e, Index):
+        return [e.value] + [x for x in e.items if x is not None]
+    if isinstance(e, Attr):
+        return [e.value]
+    if isinstance(e, Slice):
+        return [x for x in (e.start, e.stop, e.step) if x is not None]
+    return []

@@ -21,31 +21,9 @@ from ..compiler.trainspec import LossSpec
 from ..compiler.types import DType, TensorType
 from ..errors import DlcTypeError
 from . import ast as A
+from .ast import children  # noqa: F401 - the walker train.py imports from here
 
 LABEL_NAMES = ("label", "target")
-
-
-def children(e) -> list:
-    """The sub-expressions of expression `e`."""
-    if isinstance(e, A.Call):
-        return [e.func] + list(e.args) + [k.value for k in e.kwargs]
-    if isinstance(e, A.Pipe):
-        return [e.value, e.stage]
-    if isinstance(e, (A.BinOp, A.Compare, A.BoolOp)):
-        return [e.left, e.right]
-    if isinstance(e, (A.Not, A.Neg)):
-        return [e.operand]
-    if isinstance(e, A.IfExp):
-        return [e.cond, e.then, e.other]
-    if isinstance(e, (A.TupleLit, A.ListLit)):
-        return list(e.items)
-    if isinstance(e, A.Index):
-        return [e.value] + [x for x in e.items if x is not None]
-    if isinstance(e, A.Attr):
-        return [e.value]
-    if isinstance(e, A.Slice):
-        return [x for x in (e.start, e.stop, e.step) if x is not None]
-    return []
 
 
 def _walk(e):

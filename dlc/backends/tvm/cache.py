@@ -74,9 +74,13 @@ def _dlc_version() -> str:
 
 def _code_hash() -> str:
     here = Path(__file__).parent
+    return _hash_files([here / n for n in _SOURCES] + sorted(here.glob("lowering*.py"))
+                       + sorted((here / "schedules").glob("*.py")))
+
+
+def _hash_files(files) -> str:
+    """sha256 over each file's name and bytes, in the order given (an unreadable file is skipped)."""
     h = hashlib.sha256()
-    files = ([here / n for n in _SOURCES] + sorted(here.glob("lowering*.py"))
-             + sorted((here / "schedules").glob("*.py")))
     for f in files:
         try:
             h.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -93,14 +97,7 @@ def database_hash(database) -> str | None:
         return None
     if isinstance(database, (str, os.PathLike)):
         p = Path(database)
-        files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
-        h = hashlib.sha256()
-        for f in files:
-            try:
-                h.update(f.name.encode() + b"\0" + f.read_bytes())
-            except OSError:
-                pass
-        return h.hexdigest()
+        return _hash_files(sorted(p.rglob("*.json")) if p.is_dir() else [p])
     raise TypeError("a tuning database object has no content hash")
 
 
