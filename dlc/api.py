@@ -35,8 +35,13 @@ class Model:
     61706
     """
 
-    def __init__(self, path: str, name: str | None = None, bind: dict | None = None, text: str | None = None):
+    def __init__(self, path: str, name: str | None = None, bind: dict | None = None, text: str | None = None,
+                 opt=None):
+        from .compiler.passes import PipelineOptions
         from .frontend.blocks import elaborate_model
+        # the optimisation pipeline every run, compile and bench of this model goes through
+        self.opt = opt if opt is not None else PipelineOptions()
+        self.pass_records: list = []
         from .frontend.modules import load_module
         self.path = str(path)
         self.module = load_module(path, text)
@@ -70,6 +75,43 @@ class Model:
         if any(p.type.symbols() for p in g.params):
             g = elaborate_model(self.module, self.name, mode, dict(self.bind), use_examples=True)
         return g
+
+    # optimisation ----------------------------------------------------------
+    def optimize(self, level: int = 2, passes=None, disable=()) -> "Model":
+        """This model with another optimisation pipeline (`-O<level>`,
+        `--passes`, `--disable-pass`); every run, gradient, compile and bench
+        of the returned model goes through it.  An unknown pass name is a
+        `DlcError` that lists the passes.
+
+        >>> import dlc
+        >>> m = dlc.load("specs/lenet5.dln").optimize(level=0)
+        >>> m.opt.level
+        0
+        """
+        import copy
+        from .compiler.passes import PipelineOptions
+        m = copy.copy(self)
+        m.opt = PipelineOptions(level=level, passes=None if passes is None else tuple(passes),
+                                disable=tuple(disable))
+        m.pass_records = []
+        return m
+
+    def optimized(self, g, backend: str = "numpy", target: str = "cpu", bind: dict | None = None, after=None,
+                  stop_after: str | None = None):
+        """`g` (a graph of this model, changed in place) through the pipeline
+        for `backend`; the passes' records go to `self.pass_records`."""
+        from .compiler.passes import run_pipeline
+        dims = {**{k: v for k, v in g.dims.items() if v is not None}, **(bind or {})}
+        g, self.pass_records, _ = run_pipeline(g, self.opt, backend=backend, target=target, dims=dims,
+                                               after=after, stop_after=stop_after)
+        return g
+
+    def compiled_graph(self, mode: str = "eval", bind: dict | None = None, backend: str = "numpy",
+                       target: str = "cpu", symbolic: bool = False):
+        """The graph a backend receives: elaborated in `mode` (at the example
+        sizes, or with its symbolic dimensions kept) and optimised."""
+        g = self.symbolic_graph(mode) if symbolic else self._elaborate(mode, bind)
+        return self.optimized(g, backend, target, bind)
 
     # introspection ---------------------------------------------------------
     @property
@@ -165,6 +207,7 @@ class Model:
             bind = {**_dims_from_inputs(self.graph, inputs), **bind}
         g, _ = self.grad_graph(mode, bind)
         env = {**{k: v for k, v in g.dims.items() if v is not None}, **bind}
+        g = self.optimized(g, backend, bind=env)
         feed = dict(inputs or {})
         rand = self.random_inputs(seed, bind)
         for v in g.inputs:
@@ -262,6 +305,7 @@ class Model:
             from .compiler.ops.norm import check_batch_statistics
             check_batch_statistics(g, inputs=inputs)
         module_graph = self.module_graph() if runner.uses_module_graph else None
+        g = self.optimized(g, backend, bind=bind)
         return runner.run(g, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind,
                           module_graph=module_graph)
 
@@ -311,6 +355,8 @@ def _dims_from_inputs(g, inputs: dict) -> dict:
     return out
 
 
-def load(path: str | Path, name: str | None = None, bind: dict | None = None) -> Model:
-    """Parse, elaborate and check a `.dln` file; raises `DlcError` on bad input."""
-    return Model(str(path), name, bind)
+def load(path: str | Path, name: str | None = None, bind: dict | None = None, opt=None) -> Model:
+    """Parse, elaborate and check a `.dln` file; raises `DlcError` on bad input.
+    `opt` (a `compiler.passes.PipelineOptions`) sets the optimisation pipeline
+    (default -O2); `Model.optimize` changes it."""
+    return Model(str(path), name, bind, opt=opt)

@@ -12,7 +12,7 @@ from .backends import get_backend
 
 
 def bench(file, *, model=None, backend="tvm", target="cpu", arch=None, target_opts=(), bind=None,
-          repeat=20, warmup=3, seed=0, rpc_addr=None, is_package=False) -> dict:
+          repeat=20, warmup=3, seed=0, rpc_addr=None, is_package=False, opt=None) -> dict:
     """Median seconds of one forward pass after `warmup` calls.  Returns a JSON-able dict."""
     bind = dict(bind or {})
     repeat = max(1, int(repeat))
@@ -22,12 +22,14 @@ def bench(file, *, model=None, backend="tvm", target="cpu", arch=None, target_op
     else:
         from .api import load
         b = get_backend(backend)
-        m = load(file, model, bind)
+        m = load(file, model, bind, opt=opt)
         res["model"] = m.name
+        res["opt_level"] = m.opt.level
         inputs = m.random_inputs(seed, bind)
         weights = m.init_weights(seed)
         module_graph = m.module_graph() if b.uses_module_graph else None
-        times, info = b.bench(m.graph, inputs, weights, repeat=repeat, warmup=warmup, seed=seed,
+        g = m.optimized(m.symbolic_graph("eval"), backend, target, bind)
+        times, info = b.bench(g, inputs, weights, repeat=repeat, warmup=warmup, seed=seed,
                               module_graph=module_graph, target=target, arch=arch, target_opts=target_opts, rpc_addr=rpc_addr, bind=bind)
         res.update(info)
     res["dims"] = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in inputs.items())

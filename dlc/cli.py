@@ -102,6 +102,27 @@ def _parse_bind(items) -> dict:
     return out
 
 
+def _opt_options(fn):
+    """-O<level>, --passes and --disable-pass, turned into one `opt` argument
+    (a `compiler.passes.PipelineOptions`; an unknown pass name is a DlcError
+    that lists the passes)."""
+    @click.option("-O", "opt_level", type=click.IntRange(0, 3), default=2, show_default=True,
+                  help="Optimisation level: -O0 none, -O1 simplify, -O2 fold and fuse, -O3 everything.")
+    @click.option("--passes", "passes", metavar="P1,P2", help="Run exactly these passes (pipeline order).")
+    @click.option("--disable-pass", "disable", multiple=True, metavar="PASS", help="Skip this pass (repeatable).")
+    @wraps(fn)
+    def inner(*args, opt_level, passes, disable, **kwargs):
+        return fn(*args, opt=_pipeline_options(opt_level, passes, disable), **kwargs)
+    return inner
+
+
+def _pipeline_options(level, passes, disable):
+    from .compiler.passes import PipelineOptions
+    names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
+    dis = tuple(d.strip() for item in disable for d in item.split(",") if d.strip())
+    return PipelineOptions(level=level, passes=names, disable=dis)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dlc")
 def main():
@@ -149,12 +170,40 @@ def info(file, model, bind, as_json):
 @click.option("--model", "-m")
 @click.option("--bind", "-b", multiple=True)
 @click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
+@click.option("--after", "after", metavar="PASS", help="The IR after this pass of the pipeline (with -O, --passes).")
+@click.option("--dump-ir-after", "dump_after", metavar="all|P1,P2", help="Print the IR after each of these passes.")
+@click.option("--backend", default="numpy", show_default=True, help="The backend the pipeline prepares for.")
+@click.option("--stats", is_flag=True, help="After the IR, what each pass did.")
+@_opt_options
 @_guard
-def ir(file, model, bind, mode):
-    """Print the IR, each node with its type and .dln location."""
+def ir(file, model, bind, mode, after, dump_after, backend, stats, opt):
+    """Print the IR, each node with its type and .dln location.  Without
+    --after/--dump-ir-after/--stats, the IR as elaborated (before any pass)."""
     from .api import load
-    m = load(file, model, _parse_bind(bind))
-    click.echo(m.ir(mode))
+    from .compiler.passes import check_pass_name
+    m = load(file, model, _parse_bind(bind), opt=opt)
+    if after is None and dump_after is None and not stats:
+        click.echo(m.ir(mode))
+        return
+    wanted = None
+    if dump_after is not None and dump_after != "all":
+        wanted = {p.strip() for p in dump_after.split(",") if p.strip()}
+        for p in wanted:
+            check_pass_name(p)
+
+    def show(name, g):
+        if dump_after is not None and (wanted is None or name in wanted):
+            click.echo(f"// ---- IR after {name} ----")
+            click.echo(str(g))
+    g = m.optimized(m.symbolic_graph(mode), backend, after=show, stop_after=after)
+    if dump_after is None:
+        click.echo(str(g))
+    if after is not None and after not in {r.name for r in m.pass_records}:
+        raise DlcError(f"pass '{after}' does not run at -O{opt.level} in {mode} mode",
+                       hint="raise -O, or name it with --passes")
+    if stats:
+        from .reporting import print_pass_records
+        print_pass_records(m.pass_records)
 
 
 @main.command()
@@ -174,8 +223,9 @@ def ir(file, model, bind, mode):
               help="Write outputs to an .npz file.")
 @click.option("--expect-sha256", metavar="HEX",
               help="Run the .dlcpkg only if its sha256 is HEX (loading a package runs its native code).")
+@_opt_options
 @_guard
-def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output, expect_sha256):
+def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output, expect_sha256, opt):
     """Forward pass with given or seeded inputs and weights (a .dln spec or a
     compiled .dlcpkg package)."""
     import numpy as np
@@ -200,7 +250,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         outs = pkg.run(arrays, seed=seed)
     else:
         from .api import load
-        m = load(file, model, _parse_bind(bind))
+        m = load(file, model, _parse_bind(bind), opt=opt)
         unknown = set(arrays) - {v.name for v in m.inputs}
         if unknown:
             raise DlcError(f"the model has no input {', '.join(sorted(unknown))}",
@@ -299,15 +349,17 @@ def grad(file, model, bind, mode):
               help="torch backend: gradients from torch autograd (default) or dlc's symbolic backward.")
 @click.option("--nproc", type=POSITIVE, default=1, show_default=True,
               help="torch backend: DistributedDataParallel processes (gloo) on this machine.")
+@_opt_options
 @_guard
 def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, overwrite, drop_last, bind,
-          no_progress, grad_mode, nproc):
+          no_progress, grad_mode, nproc, opt):
     """Train as the spec's train section declares; flags override it."""
     from .trainer import train as run_training
     _check_train_binds(file, bind)
     res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                        out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr,
-                       backend=backend, grad=grad_mode, nproc=nproc, overwrite=overwrite, drop_last=drop_last)
+                       backend=backend, grad=grad_mode, nproc=nproc, overwrite=overwrite, drop_last=drop_last,
+                       opt=opt)
     if res.history and res.rank == 0:      # under torchrun every rank runs this; one reports
         last = res.history[-1]
         parts = [f"{k}={v:.4f}" for k, v in last.items() if k.startswith("val_")]
@@ -325,8 +377,9 @@ def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, r
               help="Database directory (default: $DLC_CACHE_DIR/tuning/<target-hash>, ~/.cache/dlc/...).")
 @click.option("--trials-per-task", type=int, help="Measured candidates per kernel and round (default 32).")
 @click.option("--no-progress", is_flag=True, help="Plain one-line-per-kernel output.")
+@_opt_options
 @_guard
-def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progress):
+def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progress, opt):
     """Tune the model's kernels with MetaSchedule; `dlc compile` applies the records."""
     from .backends import get_backend
     get_backend("tvm")
@@ -335,8 +388,9 @@ def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progr
     seconds = parse_budget(budget)
     check_tunable(target)
     binds = _parse_bind(bind)
-    m = load(file, model, binds)
-    r = tune_graph(m.graph, target, budget_s=seconds, db_dir=tuning_db, bind=binds,
+    m = load(file, model, binds, opt=opt)
+    # tune the kernels `dlc compile` at the same -O level will build
+    r = tune_graph(m.optimized(m.symbolic_graph("eval"), "tvm", target, binds), target, budget_s=seconds, db_dir=tuning_db, bind=binds,
                    trials_per_task=trials_per_task, progress="plain" if no_progress else True)
     click.echo(format_report(r))
     if r.interrupted:
@@ -359,8 +413,9 @@ def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progr
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="TVM: package these weights (default: initialised from --seed).")
 @click.option("--seed", default=0, show_default=True, type=SEED)
+@_opt_options
 @_guard
-def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no_cache, weights, seed):
+def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no_cache, weights, seed, opt):
     """Generate code for a target: `--target torch` writes a PyTorch nn.Module;
     a TVM target (cpu, cuda, aarch64, ...) writes a .dlcpkg package."""
     if target == "torch":
@@ -383,8 +438,9 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
     from .backends.tvm.package import example_input_specs, source_hash, write_package
     from .runtime.weights import load_weights
     b = _parse_bind(bind)
-    m = load(file, model, b)
-    cm, hit = compile_cached(m.graph, target, arch=arch, options=opts, database=tuning_db, cache=not no_cache)
+    m = load(file, model, b, opt=opt)
+    g = m.optimized(m.symbolic_graph("eval"), "tvm", target, b)
+    cm, hit = compile_cached(g, target, arch=arch, options=opts, database=tuning_db, cache=not no_cache)
     w = load_weights(weights) if weights else m.init_weights(seed)
     out = Path(output) if output else Path(Path(file).stem + ".dlcpkg")
     write_package(out, cm, w, source_hash=source_hash(file, b, m.name), spec_path=file, model_name=m.name,
@@ -444,13 +500,14 @@ def targets(as_json):
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--rpc", "rpc_addr", help="HOST:PORT of a TVM RPC server: run there.")
 @click.option("--json", "as_json", is_flag=True)
+@_opt_options
 @_guard
-def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, as_json):
+def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, as_json, opt):
     """Median latency of one forward pass after warm-up (.dln or .dlcpkg)."""
     from .bench import bench as run_bench
     res = run_bench(file, model=model, backend=backend, target=target, arch=arch, target_opts=target_opts,
                         bind=_parse_bind(bind), repeat=repeat, warmup=warmup, seed=seed, rpc_addr=rpc_addr,
-                        is_package=_is_package(file))
+                        is_package=_is_package(file), opt=opt)
     if as_json:
         click.echo(json.dumps(res))
         return

@@ -42,3 +42,13 @@ def print_outputs(outs: dict) -> None:
         t.add_row(k, str(tuple(a.shape)), str(a.dtype), f"{f.mean():.6g}", f"{f.std():.6g}", f"{f.min():.6g}",
                   f"{f.max():.6g}", "yes" if np.isfinite(f).all() else "NO")
     console.print(t)
+
+
+def print_pass_records(records) -> None:
+    """One row per pass that ran: nodes before and after, and its time."""
+    table = Table(title="passes")
+    for col in ("pass", "nodes before", "nodes after", "ms"):
+        table.add_column(col, justify="left" if col == "pass" else "right")
+    for r in records:
+        table.add_row(r.name, str(r.nodes_before), str(r.nodes_after), f"{r.seconds * 1e3:.1f}")
+    Console().print(table)

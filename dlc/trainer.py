@@ -51,14 +51,16 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
           epochs: int | None = None, batch: int | None = None, seed: int | None = None, out: str | None = None,
           resume: bool = False, bind: dict | None = None, progress: bool = True, lr: float | None = None,
           max_steps: int | None = None, backend: str = "numpy", grad: str | None = None, nproc: int = 1,
-          overwrite: bool = False, drop_last: bool | None = None) -> TrainResult:
+          overwrite: bool = False, drop_last: bool | None = None, opt=None) -> TrainResult:
     """Train the model of a `.dln` file as its `train` section declares.
 
     `backend` is any registered backend; `grad` picks where gradients come
     from where a backend offers a choice (torch: "autograd", the default, or
     "symbolic", dlc's own backward); `nproc > 1` trains data-parallel (torch).
     `out` is the run folder (see `dlc.run_folder`): a fresh run needs it empty
-    or `overwrite=True`; `resume=True` continues the run in it.
+    or `overwrite=True`; `resume=True` continues the run in it.  `opt` (a
+    `compiler.passes.PipelineOptions`, default -O2) is the optimisation
+    pipeline the training step and the validation graph go through.
     """
     from .backends import get_backend
     from .frontend.modules import clear_cache
@@ -70,7 +72,7 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
                             None, "drop --grad (or use --backend torch for autograd)")
     job = dict(path=str(path), model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                out=out, resume=resume, bind=dict(bind or {}), progress=progress, lr=lr, max_steps=max_steps,
-               backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last)
+               backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last, opt=opt)
     _settings(job)                         # a bad train section fails here, before the folder is touched
     if out and os.environ.get("RANK", "0") == "0":    # one process prepares the folder (torchrun: rank 0)
         run_folder.prepare(Path(out), resume=resume, overwrite=overwrite)
@@ -161,7 +163,10 @@ def _setup(job: dict, rank: int):
                                states if start.optimizer_state is None else start.optimizer_state)
         return run, step, None, start
     start, plan = _step_plan(run, mod, eval_g, job.get("world", 1))
-    return run, b.train_step(plan), b.compile(eval_g, bind=bind), start
+    step = b.train_step(plan)
+    from .compiler.passes import run_pipeline
+    run_pipeline(eval_g, job.get("opt"), backend=job["backend"], dims=bind)
+    return run, step, b.compile(eval_g, bind=bind), start
 
 
 def _eval_graph(mod, name, s, bind):
@@ -186,7 +191,8 @@ def _step_plan(run: _Run, mod, eval_g, world: int):
     module_graph = Model(job["path"], name, bind).module_graph() if job["grad"] == "autograd" else None
     plan = StepPlan(spec=s, model_graph=lambda: elaborate_model(mod, name, "train", bind),
                     weights=start.weights or weights, optimizer_state=start.optimizer_state,
-                    module_graph=module_graph, seed=s.seed, grad=job["grad"], bind=bind, rank=run.rank, world=world)
+                    module_graph=module_graph, seed=s.seed, grad=job["grad"], bind=bind, rank=run.rank, world=world,
+                    opt=job.get("opt"), backend=job["backend"])
     return start, plan
 
 

@@ -8,6 +8,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# the IR verifier runs after every optimisation pass in the tests
+os.environ.setdefault("DLC_VERIFY_PASSES", "1")
 SPECS = ROOT / "specs"
 
 

@@ -55,6 +55,8 @@ class StepPlan:
     bind: dict = field(default_factory=dict)
     rank: int = 0                          # data-parallel rank and world size
     world: int = 1
+    opt: Any = None                        # compiler.passes.PipelineOptions (None: the default, -O2)
+    backend: str = "numpy"                 # the backend the step graph is optimised for
 
     @property
     def optimizer(self) -> str:
@@ -67,8 +69,11 @@ class StepPlan:
     def step_program(self):
         """dlc's symbolic training step (`compiler.training.TrainStep`): forward,
         loss, backward and optimizer update as one graph."""
+        from ..compiler.passes import run_pipeline
         from ..compiler.training import build_train_step
-        return build_train_step(self.model_graph(), self.spec)
+        prog = build_train_step(self.model_graph(), self.spec)
+        run_pipeline(prog.graph, self.opt, backend=self.backend, dims=self.bind)
+        return prog
 
 
 class TrainStep(Protocol):

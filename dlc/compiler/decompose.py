@@ -33,7 +33,10 @@ def decomposition(node: Node) -> Graph:
         raise KeyError(f"op {op.name!r} has no decomposition")
     g = Graph(f"{op.name}.decomposition", span=node.span)
     ins = [None if v is None else g.add_input(f"x{i}", v.type) for i, v in enumerate(node.inputs)]
-    outs = op.decompose(Builder(g, node.span, node.scope), ins, dict(node.attrs))
+    b = Builder(g, node.span, node.scope)
+    # an op with a body (a fused region) decomposes into a copy of that body
+    outs = op.decompose(b, ins, dict(node.attrs), node) if node.body is not None \
+        else op.decompose(b, ins, dict(node.attrs))
     g.outputs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     g.output_names = [f"y{i}" for i in range(len(g.outputs))]
     got = [v.type for v in g.outputs]
