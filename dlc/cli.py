@@ -112,7 +112,8 @@ def _opt_options(fn):
     @click.option("--disable-pass", "disable", multiple=True, metavar="PASS", help="Skip this pass (repeatable).")
     @wraps(fn)
     def inner(*args, opt_level, passes, disable, **kwargs):
-        return fn(*args, opt=_pipeline_options(opt_level, passes, disable), **kwargs)
+        # under _guard: an unknown pass name is reported like any DlcError
+        return _guard(lambda: fn(*args, opt=_pipeline_options(opt_level, passes, disable), **kwargs))()
     return inner
 
 
