@@ -22,8 +22,23 @@ from .registry import CONTROL, defdecomp, defop, required
 
 FUSED = "fused"
 
+# The kinds the fusion passes make, and what a body of each kind holds (a
+# backend that knows a kind may lower it with one call of its own; any other
+# body runs through the decomposition):
+KINDS = {
+    "elementwise": "a chain of elementwise ops (unary, binary, activations, casts) over one shape",
+    "conv_epilogue": "conv1d/conv2d/conv3d followed by bias add, activation and/or residual add",
+    "matmul_epilogue": "matmul/linear followed by bias add, activation and/or residual add",
+    "layernorm": "the mean/var/normalise/scale/shift pattern of a layer norm written out",
+    "softmax": "max-subtract, exp, sum, divide (or log-softmax) over one axis",
+    "gelu": "the erf or tanh form of GELU written out",
+    "optimizer_update": "one parameter's optimizer update: its state updates and the new weight",
+}
+
 
 def _fused(node, ts, attrs):
+    if attrs["kind"] not in KINDS:
+        raise ShapeError(f"fused: unknown kind {attrs['kind']!r}", "kinds: " + ", ".join(KINDS))
     body = node.body
     if body is None:
         raise ShapeError("fused: the node has no body")
