@@ -1,19 +1,25 @@
 """TVM backend: whole-model CPU inference against PyTorch eager and onnxruntime.
 
     python bench/bench_tvm.py [--models resnet18,mlp] [--batches 1,32] [--repeat 15]
+                              [--levels 0,2] [--torch-compile]
                               [--symbolic] [--quick] [--out bench/results/tvm_models.json]
 
 For each model and batch size, in one process and on the same weights
 (dlc's `init_weights(0)`):
 
     tvm     the spec compiled by dlc for the host CPU with the default
-            schedules (no tuning), batch bound with --bind N=<batch>
+            schedules (no tuning), batch bound with --bind N=<batch>, after
+            dlc's pass pipeline at each level of --levels (`tvm_O<n>`;
+            default: -O2 only, reported as `tvm`)
             (--symbolic: compiled once without binding N, the package a user
             gets from `dlc compile` without --bind, run at each batch size)
     torch   the PyTorch module dlc generates from the same spec, eager,
             torch.no_grad(), torch.set_num_threads(cores)
-    ort     onnxruntime (CPUExecutionProvider, intra_op_num_threads=cores)
-            on that module exported to ONNX (TorchScript exporter, opset 17)
+    ort     onnxruntime (CPUExecutionProvider, intra_op_num_threads=cores,
+            graph optimisation level ALL) on that module exported to ONNX
+            (TorchScript exporter, opset 17)
+    compile (--torch-compile) that module under torch.compile (default
+            mode, CPU inductor), same threads
 
 Outputs are checked against each other first (max |a - b| / max |b| <=
 1e-4 between TVM and torch).  Each timing is the median of `repeat` calls
@@ -76,7 +82,7 @@ def _median_time(fn, repeat: int, warmup: int) -> list[float]:
 
 
 def bench_model(name: str, batches: list[int], repeat: int, warmup: int, symbolic: bool,
-                with_ort: bool) -> list[dict]:
+                with_ort: bool, levels: list[int] = (2,), with_compile: bool = False) -> list[dict]:
     import torch
 
     import dlc
@@ -96,13 +102,20 @@ def bench_model(name: str, batches: list[int], repeat: int, warmup: int, symboli
     for batch in batches:
         bind = {"N": batch, **extra}
         inputs = m.random_inputs(0, bind=bind)
-        if sym_compiled is not None:
-            compiled, compile_s = sym_compiled, sym_time
-        else:
-            t = time.perf_counter()
-            compiled = compile_graph(m._elaborate("eval", bind), "cpu", bind=bind)
-            compile_s = time.perf_counter() - t
-        runner = compiled.runner().set_weights(weights)
+        runners, compile_s = {}, {}
+        for level in levels:
+            key = "tvm" if list(levels) == [2] else f"tvm_O{level}"
+            if sym_compiled is not None:
+                compiled, compile_s[key] = sym_compiled, sym_time
+            else:
+                t = time.perf_counter()
+                ml = m.optimize(level=level)
+                g = ml.optimized(ml._elaborate("eval", bind), "tvm", "cpu", bind)
+                compiled = compile_graph(g, "cpu", bind=bind)
+                compile_s[key] = round(time.perf_counter() - t, 2)
+            runners[key] = compiled.runner().set_weights(weights)
+        main_key = next(iter(runners))
+        runner = runners[main_key]
         tvm_out = runner.run(inputs)
         out_name = m.outputs[0].name
 
@@ -125,6 +138,7 @@ def bench_model(name: str, batches: list[int], repeat: int, warmup: int, symboli
                     torch.onnx.export(module, tuple(targs), f, dynamo=False, opset_version=17,
                                       input_names=[s.name for s in m.inputs])
                 so = ort.SessionOptions()
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 so.intra_op_num_threads = CORES
                 so.inter_op_num_threads = 1
                 ort_sess = ort.InferenceSession(f.getvalue(), so, providers=["CPUExecutionProvider"])
@@ -135,12 +149,27 @@ def bench_model(name: str, batches: list[int], repeat: int, warmup: int, symboli
                 print(f"  onnxruntime unavailable for {name}: {type(e).__name__}: {str(e)[:120]}")
                 ort_sess = None
 
-        fns = {"tvm": lambda: runner.run(inputs)}
+        fns = {k: (lambda r=r: r.run(inputs)) for k, r in runners.items()}
+        errs = {}
+        for k, r in runners.items():
+            o = r.run(inputs)[out_name]
+            errs[k] = float(np.abs(o - ref).max() / (np.abs(ref).max() + 1e-30))
 
         def torch_call():
             with torch.no_grad():
                 module(*targs)
         fns["torch"] = torch_call
+        if with_compile:
+            compiled_module = torch.compile(module)
+            t = time.perf_counter()
+            with torch.no_grad():
+                compiled_module(*targs)
+            compile_s["torch_compile"] = round(time.perf_counter() - t, 2)
+
+            def compile_call():
+                with torch.no_grad():
+                    compiled_module(*targs)
+            fns["compile"] = compile_call
         if ort_sess is not None:
             fns["ort"] = lambda: ort_sess.run(None, ort_feed)
         # Each runtime is timed in its own block of calls: their thread pools
@@ -164,19 +193,20 @@ def bench_model(name: str, batches: list[int], repeat: int, warmup: int, symboli
                     times[k].append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in times.items()}
         row = {"model": name, "batch": batch, "symbolic_batch": bool(symbolic),
-               "compile_s": round(compile_s, 2), "max_rel_err_vs_torch": err,
+               "compile_s": compile_s, "max_rel_err_vs_torch": errs,
                "max_rel_err_ort_vs_torch": ort_err,
                "median_ms": {k: round(v * 1e3, 3) for k, v in med.items()},
-               "speedup_vs_torch": round(med["torch"] / med["tvm"], 3),
-               "speedup_vs_ort": round(med["ort"] / med["tvm"], 3) if "ort" in med else None,
+               # ratios of TVM's time to each peer's: above 1 means TVM is slower
+               "tvm_over": {k: {peer: round(med[k] / med[peer], 3) for peer in ("torch", "ort", "compile")
+                                if peer in med} for k in runners},
+               "speedup_vs_torch": round(med["torch"] / med[main_key], 3),
+               "speedup_vs_ort": round(med["ort"] / med[main_key], 3) if "ort" in med else None,
                "repeat": repeat}
         rows.append(row)
-        print(f"  {name:13s} b{batch:<3d} tvm {med['tvm'] * 1e3:9.2f} ms  torch {med['torch'] * 1e3:9.2f} ms"
-              + (f"  ort {med['ort'] * 1e3:9.2f} ms" if "ort" in med else "")
-              + f"  torch/tvm {row['speedup_vs_torch']:.2f}"
-              + (f"  ort/tvm {row['speedup_vs_ort']:.2f}" if row["speedup_vs_ort"] else "")
-              + f"  err {err:.1e}  compile {compile_s:.1f}s", flush=True)
-        del runner, module, ort_sess
+        print(f"  {name:13s} b{batch:<3d} " + "  ".join(f"{k} {v * 1e3:9.2f} ms" for k, v in med.items())
+              + "  " + "  ".join(f"{k}/{peer} {r:.2f}" for k, d in row["tvm_over"].items() for peer, r in d.items())
+              + f"  err {max(errs.values()):.1e}  compile {compile_s}", flush=True)
+        del runner, runners, module, ort_sess
     return rows
 
 
@@ -188,6 +218,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--symbolic", action="store_true", help="compile without binding the batch")
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--levels", default="2", help="dlc -O levels to compile TVM at (comma-separated)")
+    ap.add_argument("--torch-compile", action="store_true", help="also time the module under torch.compile")
     ap.add_argument("--quick", action="store_true", help="repeat 3, warm-up 1")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -200,7 +232,8 @@ def main(argv=None):
     rows = []
     print(f"TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']}  cores={CORES}  tvm {tvm.__version__}")
     for name in models:
-        rows.extend(bench_model(name, batches, args.repeat, args.warmup, args.symbolic, not args.no_ort))
+        rows.extend(bench_model(name, batches, args.repeat, args.warmup, args.symbolic, not args.no_ort,
+                                [int(x) for x in args.levels.split(",")], args.torch_compile))
     result = {"bench": "tvm_models", "machine": platform.processor() or platform.machine(),
               "cpu": _cpu_name(), "cores": CORES, "tvm_num_threads": int(os.environ["TVM_NUM_THREADS"]),
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
