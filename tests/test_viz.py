@@ -290,3 +290,19 @@ def test_png_is_written_atomically(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["g.png"]
+
+
+@needs_dot
+def test_a_big_graph_renders_in_seconds(tmp_path):
+    # resnet50: about 170 nodes and 100 parameter groups; dot lays it out in
+    # well under a second (docs/passes/viz.md), so 60 s only catches a layout
+    # setting that makes dot superlinear on big graphs
+    import time
+    t0 = time.perf_counter()
+    r = run("viz", "specs/resnet50.dln", "--before-after", "-o", str(tmp_path / "g.svg"))
+    assert r.exit_code == 0, r.output
+    assert time.perf_counter() - t0 < 60
+    root = ET.parse(tmp_path / "g.svg").getroot()
+    g = dlc.load("specs/resnet50.dln").symbolic_graph("eval")
+    per_panel = len(leaf_nodes(g)) + len(params_per_layer(g)) + len(g.inputs) + len(g.outputs)
+    assert len([e for e in root.iter(f"{SVG}g") if e.get("class") == "node"]) == 2 * per_panel
