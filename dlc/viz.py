@@ -15,6 +15,7 @@ the text itself, which needs no graphviz at all.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -293,10 +294,15 @@ def render(dot_text: str, fmt: str) -> bytes:
 def write_picture(dot_text: str, path) -> None:
     """The picture (or the DOT text) at `path`, format by suffix, written to
     a temporary name and renamed, so a failed render leaves nothing half-done."""
-    from .runtime.atomic import atomic_write
+    from .runtime.atomic import atomic_open
     fmt = output_format(path)
     data = dot_text.encode("utf-8") if fmt is None else render(dot_text, fmt)
-    atomic_write(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_open(path) as f:
+        # a picture is for sharing: the umask's usual mode, not the temporary file's private 0600
+        os.fchmod(f.fileno(), 0o666 & ~umask)
+        f.write(data)
 
 
 # a model's pictures -----------------------------------------------------------

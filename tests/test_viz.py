@@ -290,6 +290,9 @@ def test_png_is_written_atomically(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["g.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "g.png").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 @needs_dot
