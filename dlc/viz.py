@@ -306,13 +306,15 @@ def write_picture(dot_text: str, path) -> None:
 
 
 # a model's pictures -----------------------------------------------------------
-def _pipeline_caption(m) -> str:
-    opt = m.opt
+def _options_text(opt) -> str:
+    """The pipeline options as the command line gives them: `-O2`, `--passes a,b`..."""
     how = f"--passes {','.join(opt.passes)}" if opt.passes is not None else f"-O{opt.level}"
-    if opt.disable:
-        how += " --disable-pass " + ",".join(opt.disable)
+    return how + (" --disable-pass " + ",".join(opt.disable) if opt.disable else "")
+
+
+def _pipeline_caption(m) -> str:
     ran = [r.name for r in m.pass_records]
-    return f"{how}; passes run: {', '.join(ran) if ran else 'none'}"
+    return f"{_options_text(m.opt)}; passes run: {', '.join(ran) if ran else 'none'}"
 
 
 def model_dot(m, mode: str = "eval", backend: str = "numpy", after: str | None = None,
@@ -322,7 +324,7 @@ def model_dot(m, mode: str = "eval", backend: str = "numpy", after: str | None =
     beside the graph as elaborated (before any pass)."""
     g = m.optimized(m.symbolic_graph(mode), backend, stop_after=after)
     if after is not None and after not in {r.name for r in m.pass_records}:
-        raise DlcError(f"pass '{after}' does not run at -O{m.opt.level} in {mode} mode",
+        raise DlcError(f"pass '{after}' does not run with {_options_text(m.opt)} in {mode} mode",
                        hint="raise -O, or name it with --passes")
     caption = (f"after pass {after}" if after else "after the pipeline") + f" ({_pipeline_caption(m)})"
     if not before_after:

@@ -144,6 +144,16 @@ def test_scan_bodies_are_clusters():
     assert len(dot_nodes(text, "box")) == len(leaf_nodes(g))
     # the cell's weights, read inside the body, are one parameter node
     assert any(label.startswith("<b>cell</b>") for _, label in dot_nodes(text, "note"))
+    # the sequence flows into the body, the final carry out of it into fc
+    dot_id = {id(n): nid for (nid, _), n in zip(dot_nodes(text, "box"), leaf_nodes(g))}
+    scan = next(n for n in g.nodes if n.op.name == "scan")
+    (rows, _), = dot_nodes(text, "invhouse")
+    x_t = scan.body.inputs[scan.attrs["num_carry"]]
+    readers = [n for n in scan.body.nodes if x_t in n.inputs]
+    fc = next(n for n in g.nodes if n.op.name == "linear")
+    edges = set(EDGE.findall(text))
+    assert readers and all((rows, dot_id[id(n)]) in edges for n in readers)
+    assert (dot_id[id(fc.inputs[0].producer.body.outputs[fc.inputs[0].index].producer)], dot_id[id(fc)]) in edges
 
 
 @pytest.fixture
@@ -187,11 +197,18 @@ def test_before_after_draws_both_side_by_side(tmp_path, fake_fusion):
     g = dlc.load(LENET).symbolic_graph("eval")
     assert len(dot_nodes(before, "box")) == len(dot_nodes(after, "box")) == len(g.nodes)
     assert "LeNet5 (eval): before and after" in before
+    # with --after, the right panel stops there
+    r = run("viz", LENET, "--before-after", "--after", "dce", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert _clusters(text) == 0 and "after pass dce (-O2; passes run: dce)" in text
 
 
 def test_after_a_pass_that_does_not_run_or_does_not_exist(tmp_path):
     r = run("viz", LENET, "-O0", "--after", "dce", "-o", str(tmp_path / "g.dot"))
-    assert r.exit_code == 1 and "does not run at -O0" in r.output
+    assert r.exit_code == 1 and "pass 'dce' does not run with -O0 in eval mode" in r.output
+    r = run("viz", LENET, "--disable-pass", "dce", "--after", "dce", "-o", str(tmp_path / "g.dot"))
+    assert r.exit_code == 1 and "does not run with -O2 --disable-pass dce" in r.output
     r = run("viz", LENET, "--after", "nope", "-o", str(tmp_path / "g.dot"))
     assert r.exit_code == 1 and "unknown pass 'nope'" in r.output and "dce" in r.output
     assert not (tmp_path / "g.dot").exists()
