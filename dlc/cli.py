@@ -210,6 +210,31 @@ def ir(file, model, bind, mode, after, dump_after, backend, stats, opt):
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m")
+@click.option("--bind", "-b", multiple=True)
+@click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
+@click.option("--after", "after", metavar="PASS", help="The graph after this pass of the pipeline (with -O, --passes).")
+@click.option("--before-after", is_flag=True, help="The graph before the pipeline (-O0) and after it, side by side.")
+@click.option("--backend", default="numpy", show_default=True, help="The backend the pipeline prepares for.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_path,
+              help="graph.svg, .png or .pdf (drawn by graphviz's dot), or .dot (the DOT text).")
+@_opt_options
+@_guard
+def viz(file, model, bind, mode, after, before_after, backend, output, opt):
+    """Draw the graph with graphviz: a box per node (op, shapes, .dln line),
+    fused regions and scan bodies as clusters, parameters one node per layer.
+    Without --after, the graph the -O pipeline leaves (-O0: as elaborated)."""
+    from .api import load
+    from .viz import check_output, model_dot, summary, write_picture
+    check_output(output)
+    m = load(file, model, _parse_bind(bind), opt=opt)
+    text, graphs = model_dot(m, mode, backend, after, before_after)
+    write_picture(text, output)
+    click.echo(f"{m.name} -> {output}: {summary(graphs)}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m")
 @click.option("--backend", default="numpy", show_default=True,
               help="numpy, torch or tvm (tvm: compiled for this CPU, cached). A .dlcpkg always runs on TVM.")
 @click.option("--input", "-i", "inputs", multiple=True, help="NAME=file.npy")
