@@ -16,8 +16,9 @@ channel:
     linear            W (out, in)             out feature: axis 0
     matmul            x @ W, W (in, out)      out feature: axis 1
 
-A per-channel value here is a 1-D value of length 1 (one scale for every
-channel) or of the channel count (`channel_count` checks, `as_vector` makes one).
+A per-channel value here holds 1 value (one scale for every channel) or one
+per channel, in any shape whose other axes are 1 (`channel_count` checks;
+the helpers reshape it to what they need, `as_vector` to 1-D).
 """
 from __future__ import annotations
 
@@ -115,14 +116,18 @@ def as_vector(b: Builder, v: Value, n: int) -> Value:
 
 
 def _length(s: Value) -> int:
-    return s.type.shape[0]
+    """The channels a per-channel value holds (1 or C): its element count."""
+    n = 1
+    for d in s.type.shape:
+        n *= d
+    return n
 
 
 def _along(b: Builder, s: Value, rank: int, axis: int) -> Value:
-    """Per-channel `s` reshaped to broadcast along `axis` of a rank-`rank` tensor."""
+    """Per-channel `s` (any shape) reshaped to broadcast along `axis` of a rank-`rank` tensor."""
     shape = [1] * rank
     shape[axis] = _length(s)
-    return b.op("reshape", s, shape=tuple(shape))
+    return s if s.type.shape == tuple(shape) else b.op("reshape", s, shape=tuple(shape))
 
 
 def _grouped(b: Builder, w: Value, s: Value, groups: int, axis: int, op: str = "mul") -> Value:

@@ -92,11 +92,11 @@ def _after_conv(g, node, data, c, uses, weights) -> bool:
         return False
     bias = conv.inputs[2] if len(conv.inputs) > 2 else None
     with Splice(g, conv, node.span, node.scope) as b:
-        v = as_vector(b, c, n)
         if node.op.name == "mul":
-            w2 = scale_out_channels(b, conv, v)
-            b2 = None if bias is None else b.op("mul", bias, v)
+            w2 = scale_out_channels(b, conv, c)
+            b2 = None if bias is None else b.op("mul", bias, as_vector(b, c, n))
         else:
+            v = as_vector(b, c, n)
             if node.op.name == "sub":
                 v = b.op("neg", v)
             w2 = conv.inputs[1]
@@ -122,14 +122,13 @@ def _before_conv(g, node, data, c, uses, weights) -> bool:
         return False
     bias = conv.inputs[2] if len(conv.inputs) > 2 else None
     with Splice(g, conv, node.span, node.scope) as b:
-        v = as_vector(b, c, n)
         if shift:
+            extra = shifted_input_bias(b, conv, c)
             if node.op.name == "sub":
-                v = b.op("neg", v)
-            extra = shifted_input_bias(b, conv, v)
+                extra = b.op("neg", extra)
             w2, b2 = conv.inputs[1], extra if bias is None else b.op("add", bias, extra)
         else:
-            w2, b2 = scale_in_channels(b, conv, v), bias
+            w2, b2 = scale_in_channels(b, conv, c), bias
     set_layer(conv, w2, b2)
     conv.inputs = (data,) + conv.inputs[1:]
     g.nodes.remove(node)
