@@ -31,7 +31,7 @@ def random_weights(m, seed: int = 0) -> dict:
     return out
 
 
-def check_folds(spec, passes, *, bind=None, mode="eval", seed=0, grads=False, rtol=RTOL):
+def check_folds(spec, passes, *, bind=None, mode="eval", seed=0, grads=False, label=None, rtol=RTOL):
     """-O0 and `passes` agree on random per-channel weights; returns the IR
     text before and after and the passes' stats."""
     m = dlc.load(spec, bind=bind)
@@ -41,8 +41,8 @@ def check_folds(spec, passes, *, bind=None, mode="eval", seed=0, grads=False, rt
     got = m.optimize(passes=passes).run(inputs, weights, mode=mode, seed=seed, dtype="float64", bind=bind)
     assert_close(ref, got, rtol, f"{spec} {mode}: ")
     if grads:
-        ref_g = m.optimize(level=0).grad(inputs, weights, mode=mode, seed=seed, bind=bind)
-        got_g = m.optimize(passes=passes).grad(inputs, weights, mode=mode, seed=seed, bind=bind)
+        ref_g = m.optimize(level=0).grad(inputs, weights, label, mode=mode, seed=seed, bind=bind)
+        got_g = m.optimize(passes=passes).grad(inputs, weights, label, mode=mode, seed=seed, bind=bind)
         assert_close(ref_g, got_g, rtol, f"{spec} {mode} gradient ")
     before, after = ir_after(spec, passes, mode, bind)
     return before, after, stats(spec, passes, mode, bind)

@@ -34,6 +34,13 @@ def test_resnet18_through_the_shared_harness():
     assert count_op(before, "batch_norm") == 20 and count_op(after, "batch_norm") == 0
 
 
+def test_resnet18_eval_gradients_agree():
+    """Gradients of an eval-mode loss (fine-tuning with frozen statistics) through the folded graph."""
+    import numpy as np
+    check_folds("specs/resnet18.dln", ["fold_batchnorm", "fold_affine", "dce"], bind={"size": 32}, grads=True,
+                label=np.array([3]))
+
+
 def test_folded_weights_sit_before_the_conv_with_the_batch_norm_line():
     _, after = check_pass("specs/resnet18.dln", ["fold_batchnorm"], bind={"size": 32})
     lines = after.splitlines()
