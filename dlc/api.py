@@ -42,6 +42,7 @@ class Model:
         # the optimisation pipeline every run, compile and bench of this model goes through
         self.opt = opt if opt is not None else PipelineOptions()
         self.pass_records: list = []
+        self.pass_stats: dict = {}
         from .frontend.modules import load_module
         self.path = str(path)
         self.module = load_module(path, text)
@@ -102,8 +103,9 @@ class Model:
         for `backend`; the passes' records go to `self.pass_records`."""
         from .compiler.passes import run_pipeline
         dims = {**{k: v for k, v in g.dims.items() if v is not None}, **(bind or {})}
-        g, self.pass_records, _ = run_pipeline(g, self.opt, backend=backend, target=target, dims=dims,
-                                               after=after, stop_after=stop_after)
+        g, self.pass_records, ctx = run_pipeline(g, self.opt, backend=backend, target=target, dims=dims,
+                                                 after=after, stop_after=stop_after)
+        self.pass_stats = dict(ctx.stats)     # "pass.what" -> count, as each pass reported it
         return g
 
     def compiled_graph(self, mode: str = "eval", bind: dict | None = None, backend: str = "numpy",

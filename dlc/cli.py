@@ -204,7 +204,7 @@ def ir(file, model, bind, mode, after, dump_after, backend, stats, opt):
                        hint="raise -O, or name it with --passes")
     if stats:
         from .reporting import print_pass_records
-        print_pass_records(m.pass_records)
+        print_pass_records(m.pass_records, m.pass_stats)
 
 
 @main.command()

@@ -44,11 +44,13 @@ def print_outputs(outs: dict) -> None:
     console.print(t)
 
 
-def print_pass_records(records) -> None:
-    """One row per pass that ran: nodes before and after, and its time."""
+def print_pass_records(records, stats: dict | None = None) -> None:
+    """One row per pass that ran: nodes before and after, its time, and what it
+    reported doing (`ctx.count`)."""
     table = Table(title="passes")
-    for col in ("pass", "nodes before", "nodes after", "ms"):
-        table.add_column(col, justify="left" if col == "pass" else "right")
+    for col in ("pass", "nodes before", "nodes after", "ms", "did"):
+        table.add_column(col, justify="right" if col in ("nodes before", "nodes after", "ms") else "left")
     for r in records:
-        table.add_row(r.name, str(r.nodes_before), str(r.nodes_after), f"{r.seconds * 1e3:.1f}")
+        did = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in (stats or {}).items() if k.startswith(r.name + "."))
+        table.add_row(r.name, str(r.nodes_before), str(r.nodes_after), f"{r.seconds * 1e3:.1f}", did)
     Console().print(table)
