@@ -103,7 +103,11 @@ def producer(v: Value | None, opname: str) -> Node | None:
 
 
 def reshaped(b: Builder, x: Value, shape: tuple) -> Value:
-    """`x` with `shape` (same elements): `x` itself, or a reshape."""
+    """`x` with `shape` (same elements): `x` itself, or one reshape (of what
+    `x` reshapes, when it is a reshape: the chain stays one node)."""
+    inner = producer(x, "reshape")
+    if inner is not None:
+        x = inner.inputs[0]
     return x if tuple(x.type.shape) == tuple(shape) else b.op("reshape", x, shape=tuple(shape))
 
 
@@ -176,10 +180,9 @@ def _transpose(n: Node, b: Builder):
 
 def _reshape(n: Node, b: Builder):
     x, out = n.inputs[0], n.outputs[0]
-    inner = producer(x, "reshape")
-    if inner is not None:
-        return [reshaped(b, inner.inputs[0], out.type.shape)]
-    return [x] if x.type.shape == out.type.shape else None
+    if producer(x, "reshape") is not None or x.type.shape == out.type.shape:
+        return [reshaped(b, x, out.type.shape)]
+    return None
 
 
 def _expand(n: Node, b: Builder):

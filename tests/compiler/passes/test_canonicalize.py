@@ -56,11 +56,12 @@ def test_identity_counts():
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_shape_chains_collapse(mode):
     before, after = check_pass(f"{SPECS}/shapes.dln", ["canonicalize"], mode=mode, grads=mode == "train")
-    assert ops_of(before).count("transpose") == 4 and ops_of(before).count("reshape") == 4
+    assert ops_of(before).count("transpose") == 4 and ops_of(before).count("reshape") == 5
     ret = after.split("return ")[1].split("\n")[0].split(", ")
     linear = re.search(r"(%\d+) = linear\(", after).group(1)
-    back, turned, flat, same = ret
+    back, turned, flat, same, squeezed = ret
     assert back == linear and same == linear           # cancelled permutes; reshape+expand to its own shape
+    assert squeezed == linear                          # sum over a size-1 axis of a reshape of h: h
     # permute(1,0,2) then (1,2,0) is one permute (0,2,1)
     assert re.search(rf"{re.escape(turned)} = transpose\({linear}\) {{axes=\(0, 2, 1\)}}", after)
     # reshape -> flatten -> reshape is one reshape
@@ -70,7 +71,8 @@ def test_shape_chains_collapse(mode):
 
 def test_shape_chain_counts():
     _, st = stats(f"{SPECS}/shapes.dln", ["canonicalize"])
-    assert st == {"canonicalize.transpose": 2, "canonicalize.reshape": 3, "canonicalize.expand": 1}
+    assert st == {"canonicalize.transpose": 2, "canonicalize.reshape": 3, "canonicalize.expand": 1,
+                  "canonicalize.sum": 1}
 
 
 def test_cast_to_own_dtype_goes_but_a_cast_of_an_input_stays():
