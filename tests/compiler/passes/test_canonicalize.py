@@ -69,6 +69,16 @@ def test_shape_chains_collapse(mode):
     assert ops_of(after) == ["linear", "transpose", "reshape"]
 
 
+def test_new_nodes_keep_the_span_of_the_node_they_replace():
+    g, _ = stats(f"{SPECS}/shapes.dln", ["canonicalize"])
+    (t,) = [n for n in g.nodes if n.op.name == "transpose"]
+    (r,) = [n for n in g.nodes if n.op.name == "reshape"]
+    src = open(f"{SPECS}/shapes.dln").read().splitlines()
+    # the composed permute is the outer permute of `turned`; the reshape is the last of `flat`'s chain
+    assert src[t.span.line - 1].strip().startswith("turned =") and t.span.col == 14
+    assert src[r.span.line - 1].strip().startswith("flat =") and r.span.col == 12
+
+
 def test_shape_chain_counts():
     _, st = stats(f"{SPECS}/shapes.dln", ["canonicalize"])
     assert st == {"canonicalize.transpose": 2, "canonicalize.reshape": 3, "canonicalize.expand": 1,

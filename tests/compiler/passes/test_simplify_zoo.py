@@ -34,3 +34,18 @@ def test_zoo_at_O1_matches_O0(spec, mode):
     except DlcError as e:
         pytest.skip(f"no training graph at -O0 either: {e.message}")
     assert_close(ref_g, o1.grad(inputs, weights, label=label, mode=mode), what=f"{spec} {mode} gradient ")
+
+
+@pytest.mark.parametrize("spec", ["specs/lenet5.dln", "specs/lstm_cell.dln", "specs/transformer_encoder_layer.dln",
+                                  "specs/alexnet.dln"])
+def test_O1_is_a_fixed_point(spec):
+    """A second -O1 over a training graph finds nothing left to do: each pass
+    leaves the canonical form the others expect."""
+    from dlc.compiler.passes import PipelineOptions, run_pipeline
+    m = dlc.load(spec)
+    examples = {k: v for k, v in m.graph.dims.items() if v is not None}
+    g, _ = m.grad_graph("train", examples)
+    g, _, first = run_pipeline(g, PipelineOptions(level=1), verify=True)
+    g, _, second = run_pipeline(g, PipelineOptions(level=1), verify=True)
+    assert sum(first.stats.values()) > 0
+    assert {k: v for k, v in second.stats.items() if v} == {}
