@@ -49,9 +49,10 @@ def _remap(v: Value | None, mapping: dict[int, Value]) -> Value | None:
 
 def rewrite_nodes(g: Graph, ctx: PassContext, rule: Rule) -> dict[str, int]:
     """Apply `rule` to every node of `g` and of its nested bodies, in order;
-    returns how many nodes each label (by default: each op) replaced.  A replacement must have the types
-    of what it replaces (otherwise the node is kept); new nodes take the
-    replaced node's place, `.dln` span and scope."""
+    returns how many nodes each label (by default: each op) replaced.  A
+    replacement must have the types of what it replaces (otherwise the node
+    is kept); new nodes take the replaced node's place, `.dln` span, scope
+    and value names."""
     mapping: dict[int, Value] = {}
     replaced: dict[str, int] = {}
 
@@ -72,10 +73,11 @@ def rewrite_nodes(g: Graph, ctx: PassContext, rule: Rule) -> dict[str, int]:
                 scratch.nodes.clear()
                 out.append(n)
                 continue
+            created = {id(m) for m in scratch.nodes}
             out.extend(scratch.nodes)
             scratch.nodes.clear()
             for old, v in zip(n.outputs, new):
-                if v.producer is not None and not v.name:
+                if id(v.producer) in created and not v.name:
                     v.name = old.name
                 mapping[old.id] = v
             replaced[label] = replaced.get(label, 0) + 1
