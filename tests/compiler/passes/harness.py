@@ -38,6 +38,22 @@ def ir_after(spec, passes, mode: str = "eval", bind: dict | None = None, backend
     return before, after
 
 
+def random_label(m, mode: str = "train", bind: dict | None = None, seed: int = 0):
+    """A label for the train section's loss, or None when the loss takes none:
+    class indices below the loss's class count, else normal floats."""
+    from dlc.compiler.analysis import index_bound
+    g, _ = m.grad_graph(mode, bind)
+    env = {**{k: v for k, v in g.dims.items() if v is not None}, **(bind or {})}
+    rng = np.random.default_rng(seed + 1)
+    for v in g.inputs:
+        if v.name == "label":
+            t = v.type.concrete(env)
+            if t.dtype.is_int:
+                return rng.integers(0, index_bound(g, v), size=t.shape).astype(t.dtype.numpy_name)
+            return rng.standard_normal(t.shape).astype("float64")
+    return None
+
+
 def check_pass(spec, passes, *, mode: str = "eval", bind: dict | None = None, seed: int = 0,
                grads: bool = False, rtol: float = RTOL, backend: str = "numpy") -> tuple[str, str]:
     m = dlc.load(spec, bind=bind)
@@ -47,7 +63,8 @@ def check_pass(spec, passes, *, mode: str = "eval", bind: dict | None = None, se
     got = m.optimize(passes=passes).run(inputs, weights, mode=mode, seed=seed, dtype="float64", bind=bind)
     assert_close(ref, got, rtol, f"{spec} {mode}: ")
     if grads:
-        ref_g = m.optimize(level=0).grad(inputs, weights, mode=mode, seed=seed, bind=bind)
-        got_g = m.optimize(passes=passes).grad(inputs, weights, mode=mode, seed=seed, bind=bind)
+        label = random_label(m, mode, bind, seed)
+        ref_g = m.optimize(level=0).grad(inputs, weights, label=label, mode=mode, seed=seed, bind=bind)
+        got_g = m.optimize(passes=passes).grad(inputs, weights, label=label, mode=mode, seed=seed, bind=bind)
         assert_close(ref_g, got_g, rtol, f"{spec} {mode} gradient ")
     return ir_after(spec, passes, mode, bind, backend)
