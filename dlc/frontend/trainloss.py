@@ -54,11 +54,35 @@ def label_type(loss_expr, first_output: Value) -> TensorType:
             continue
         target = e.args[1]
         op = _op_called(e)
-        if op is not None and CLASS_INDEX_TARGET in op.groups and isinstance(target, A.Name) \
-                and target.id in LABEL_NAMES:
-            shape = first_output.type.shape
+        if op is None or CLASS_INDEX_TARGET not in op.groups:
+            continue
+        shape = first_output.type.shape
+        if isinstance(target, A.Name) and target.id in LABEL_NAMES:
             return TensorType(DType.i64, (shape[0],) + tuple(shape[2:]))
+        class_axis = _flattened_class_axis(e.args[0], target, len(shape))
+        if class_axis is not None:
+            return TensorType(DType.i64, tuple(shape[:class_axis]) + tuple(shape[class_axis + 1:]))
     return first_output.type
+
+
+def _flattened_class_axis(input_expr, target, rank: int) -> int | None:
+    """The sequence-model form `loss(flatten(logits, 0, k), flatten(label, 0))`:
+    the input's leading axes 0..k are flattened into one, so its class axis 1
+    is the output's axis k+1, and `label` is the output without that axis (the
+    label of a language model is i64 [N, T] for logits [N, T, V]).  None for
+    any other form."""
+    def flatten_args(x):
+        if isinstance(x, A.Call) and isinstance(x.func, A.Name) and x.func.id == "flatten" and not x.kwargs \
+                and x.args and all(isinstance(a, A.Literal) and isinstance(a.value, int) for a in x.args[1:]):
+            return x.args[0], [a.value for a in x.args[1:]]
+        return None
+    t, i = flatten_args(target), flatten_args(input_expr)
+    if t is None or i is None or not (isinstance(t[0], A.Name) and t[0].id in LABEL_NAMES):
+        return None
+    if t[1] != [0] or len(i[1]) != 2 or i[1][0] != 0:
+        return None
+    k = i[1][1] % rank if i[1][1] < 0 else i[1][1]
+    return k + 1 if 0 <= k < rank - 1 else None
 
 
 def _frame(module, graph: Graph, mode: str, bind: dict | None, block: str):
