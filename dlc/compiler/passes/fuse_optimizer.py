@@ -1,0 +1,102 @@
+"""One fused `optimizer_update` region per parameter in a training step.
+
+A training-step graph (`compiler.training.build_train_step`) returns, for
+each trainable parameter P, the new weight `param:P` and its new optimizer
+state `state:<s>.P`; its inputs hold the state `<s>.P`, `lr` and `step`.
+P's update is the set of nodes that
+
+* only P's update results need (every reader is another such node or P's
+  results), and
+* are reached from P itself, P's state inputs, `lr` or `step` through such
+  nodes (the optimizer's arithmetic, not the backward: the gradient is an
+  operand of the region, as are values several parameters share, such as a
+  bias correction `1 - beta^step` that CSE merged),
+
+plus the scalar constants only it reads.  That set becomes one region of
+kind `optimizer_update`: its operands are P, its gradient, its state, `lr`,
+`step` (and shared values), its results P's new weight and state, in the
+order the graph returns them.  A graph without `param:` outputs (a forward
+or gradient graph in train mode) is left as it is.
+"""
+from __future__ import annotations
+
+from ..ir import Graph, Node, Value
+from .fusion_util import Uses, absorb_constants, fusable
+from .pipeline import PassContext, register_pass
+from .regions import outline
+
+
+def _update_results(g: Graph) -> dict[str, tuple[list[Value], set[str]]]:
+    """Parameter name -> (its `param:`/`state:` output values, its state input names).
+
+    A state output is `state:<s>.<param>` where the state name `<s>` (exp_avg,
+    momentum_buffer...) has no dot; its input is `<s>.<param>`."""
+    out: dict[str, tuple[list[Value], set[str]]] = {}
+    params = {p.name for p in g.trainable_params()}
+    for name, v in zip(g.output_names, g.outputs):
+        if name.startswith("param:") and name[6:] in params:
+            out[name[6:]] = ([v], set())
+    for name, v in zip(g.output_names, g.outputs):
+        if name.startswith("state:") and "." in name[6:]:
+            owner = name[6:].split(".", 1)[1]
+            if owner in out:
+                out[owner][0].append(v)
+                out[owner][1].add(name[6:])
+    return out
+
+
+def _owned(g: Graph, results: list[Value], uses: Uses) -> list[Node]:
+    """The nodes only `results` need, in reverse graph order."""
+    res_ids = {v.id for v in results}
+    owned: set[int] = set()
+    order = []
+    other_outputs = {v.id for v in g.outputs if v.id not in res_ids} | {v.id for v in g.state_updates.values()}
+    for n in reversed(g.nodes):
+        if not fusable(n) or not any(o.id in res_ids or uses.of.get(o.id) for o in n.outputs):
+            continue
+        ok = all(o.id not in other_outputs and all(id(u) in owned for u in uses.of.get(o.id, []))
+                 for o in n.outputs)
+        if ok and any(o.id in res_ids or uses.of.get(o.id) for o in n.outputs):
+            owned.add(id(n))
+            order.append(n)
+    return order
+
+
+def update_region(g: Graph, param: Value, results: list[Value], state_names: set[str], uses: Uses) -> list[Node]:
+    """The nodes of `param`'s optimizer update (see the module docstring)."""
+    state = {v.id for v in g.inputs if v.name in state_names or v.name in ("lr", "step")}
+    seeds = state | {param.id}
+    owned = _owned(g, results, uses)
+    inside: set[int] = set()
+    group = []
+    for n in reversed(owned):            # graph order: operands before readers
+        if any(v is not None and (v.id in seeds or v.id in inside) for v in n.inputs):
+            group.append(n)
+            inside.update(o.id for o in n.outputs)
+    # a value the region computes from seeds alone but that nothing of the
+    # region reads would be a stray result; keep only what leads to `results`
+    needed = {v.id for v in results}
+    kept = []
+    for n in reversed(group):
+        if any(o.id in needed for o in n.outputs):
+            kept.append(n)
+            needed.update(v.id for v in n.inputs if v is not None)
+    return list(reversed(kept))
+
+
+@register_pass("fuse_optimizer", level=2, modes=("train",),
+               summary="one fused optimizer_update region per parameter of a training step")
+def fuse_optimizer(g: Graph, ctx: PassContext) -> None:
+    updates = _update_results(g)
+    if not updates:
+        return
+    params = {p.name: p for p in g.trainable_params()}
+    uses = Uses(g)
+    for name, (results, state_names) in updates.items():
+        group = update_region(g, params[name], results, state_names, uses)
+        if len(group) < 2:
+            continue
+        ctx.node = group[-1]
+        if outline(g, absorb_constants(group, uses), "optimizer_update", anchor=group[-1]) is not None:
+            ctx.count("regions")
+            uses.refresh()
