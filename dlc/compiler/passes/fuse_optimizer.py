@@ -23,7 +23,7 @@ from __future__ import annotations
 from ..ir import Graph, Node, Value
 from .fusion_util import Uses, absorb_constants, fusable
 from .pipeline import PassContext, register_pass
-from .regions import outline
+from .regions import outline_many
 
 
 def _update_results(g: Graph) -> dict[str, tuple[list[Value], set[str]]]:
@@ -45,36 +45,44 @@ def _update_results(g: Graph) -> dict[str, tuple[list[Value], set[str]]]:
     return out
 
 
-def _owned(g: Graph, results: list[Value], uses: Uses) -> list[Node]:
-    """The nodes only `results` need, in reverse graph order."""
-    res_ids = {v.id for v in results}
-    owned: set[int] = set()
-    order = []
-    other_outputs = {v.id for v in g.outputs if v.id not in res_ids} | {v.id for v in g.state_updates.values()}
+_SHARED = ""
+
+
+def _owners(g: Graph, updates: dict, uses: Uses) -> dict[int, str]:
+    """id(node) -> the parameter whose update results alone need it (one
+    backward sweep over the graph; a node two parameters or any other
+    output needs is absent)."""
+    result_of = {v.id: name for name, (results, _) in updates.items() for v in results}
+    other = {v.id for v in g.outputs if v.id not in result_of} | {v.id for v in g.state_updates.values()}
+    owner: dict[int, str] = {}
     for n in reversed(g.nodes):
-        if not fusable(n) or not any(o.id in res_ids or uses.of.get(o.id) for o in n.outputs):
-            continue
-        ok = all(o.id not in other_outputs and all(id(u) in owned for u in uses.of.get(o.id, []))
-                 for o in n.outputs)
-        if ok and any(o.id in res_ids or uses.of.get(o.id) for o in n.outputs):
-            owned.add(id(n))
-            order.append(n)
-    return order
+        found = None
+        for o in n.outputs:
+            claims = [result_of[o.id]] if o.id in result_of else []
+            if o.id in other:
+                claims.append(_SHARED)
+            claims += [owner.get(id(u), _SHARED) for u in uses.of.get(o.id, [])]
+            for c in claims:
+                found = c if found is None or found == c else _SHARED
+        if found and fusable(n):
+            owner[id(n)] = found
+    return owner
 
 
-def update_region(g: Graph, param: Value, results: list[Value], state_names: set[str], uses: Uses) -> list[Node]:
+def update_region(g: Graph, param: Value, results: list[Value], state_names: set[str],
+                  owner: dict[int, str]) -> list[Node]:
     """The nodes of `param`'s optimizer update (see the module docstring)."""
-    state = {v.id for v in g.inputs if v.name in state_names or v.name in ("lr", "step")}
-    seeds = state | {param.id}
-    owned = _owned(g, results, uses)
+    seeds = {v.id for v in g.inputs if v.name in state_names or v.name in ("lr", "step")} | {param.id}
     inside: set[int] = set()
     group = []
-    for n in reversed(owned):            # graph order: operands before readers
+    for n in g.nodes:                    # graph order: operands before readers
+        if owner.get(id(n)) != param.name:
+            continue
         if any(v is not None and (v.id in seeds or v.id in inside) for v in n.inputs):
             group.append(n)
             inside.update(o.id for o in n.outputs)
-    # a value the region computes from seeds alone but that nothing of the
-    # region reads would be a stray result; keep only what leads to `results`
+    # keep only what leads to `results` (a value computed from the seeds that
+    # nothing of the update reads would be a stray result)
     needed = {v.id for v in results}
     kept = []
     for n in reversed(group):
@@ -92,11 +100,10 @@ def fuse_optimizer(g: Graph, ctx: PassContext) -> None:
         return
     params = {p.name: p for p in g.trainable_params()}
     uses = Uses(g)
-    for name, (results, state_names) in updates.items():
-        group = update_region(g, params[name], results, state_names, uses)
-        if len(group) < 2:
-            continue
-        ctx.node = group[-1]
-        if outline(g, absorb_constants(group, uses), "optimizer_update", anchor=group[-1]) is not None:
-            ctx.count("regions")
-            uses.refresh()
+    owner = _owners(g, updates, uses)
+    # the regions are disjoint (each node has one owner): find them all, then outline
+    groups = [update_region(g, params[name], results, state_names, owner)
+              for name, (results, state_names) in updates.items()]
+    made = outline_many(g, [(absorb_constants(group, uses), "optimizer_update", group[-1])
+                            for group in groups if len(group) >= 2])
+    ctx.count("regions", sum(1 for node in made if node is not None))

@@ -30,7 +30,7 @@ from ..ops.registry import ACTIVATION, CONV, ELEMENTWISE, UNARY
 from .fusion_patterns import PATTERNS
 from .fusion_util import Uses, absorb_constants, fusable, is_scalar_const_node, producer
 from .pipeline import PassContext, register_pass
-from .regions import outline
+from .regions import outline, outline_many
 
 _CONV_ANCHORS = {"conv1d", "conv2d", "conv3d"}
 _MATMUL_ANCHORS = {"matmul", "linear"}
@@ -44,27 +44,30 @@ def _activation(n: Node) -> bool:
 
 def fuse_patterns(g: Graph, ctx: PassContext) -> None:
     uses = Uses(g)
+    gone: set[int] = set()
     for n in list(reversed(g.nodes)):
-        if n not in g.nodes or not fusable(n):
+        if id(n) in gone or not fusable(n):
             continue
         for kind, match in PATTERNS:
             group = match(n, uses)
-            if group is None or not all(fusable(m) for m in group):
+            if group is None or not all(fusable(m) for m in group) or any(id(m) in gone for m in group):
                 continue
             ctx.node = n
-            if outline(g, absorb_constants(group, uses), kind, anchor=group[-1]) is not None:
+            group = absorb_constants(group, uses)
+            if outline(g, group, kind, anchor=group[-1]) is not None:
                 ctx.count(kind)
+                gone.update(id(m) for m in group)
                 uses.refresh()
                 break
 
 
-def _epilogue(anchor: Node, uses: Uses) -> list[Node]:
+def _epilogue(anchor: Node, uses: Uses, taken: set[int]) -> list[Node]:
     """`anchor` and the bias/activation/residual chain its result runs through."""
     group, cur = [anchor], anchor
     shape = anchor.outputs[0].type.shape
     while len(cur.outputs) == 1:
         u = uses.sole_user(cur.outputs[0])
-        if u is None or not fusable(u) or u.outputs[0].type.shape != shape:
+        if u is None or id(u) in taken or not fusable(u) or u.outputs[0].type.shape != shape:
             break
         if u.op.name == "add" or (_activation(u) and u.inputs[0] is cur.outputs[0]):
             group.append(u)
@@ -75,19 +78,26 @@ def _epilogue(anchor: Node, uses: Uses) -> list[Node]:
 
 
 def fuse_epilogues(g: Graph, ctx: PassContext) -> None:
+    # the groups are disjoint (a residual add two anchors reach goes to the
+    # first), so they are all found on the unchanged graph, then outlined
     uses = Uses(g)
-    for n in list(g.nodes):
+    taken: set[int] = set()
+    groups = []
+    for n in g.nodes:
         kind = ("conv_epilogue" if n.op.name in _CONV_ANCHORS and CONV in n.op.groups else
                 "matmul_epilogue" if n.op.name in _MATMUL_ANCHORS else None)
-        if kind is None or n not in g.nodes:
+        if kind is None or not fusable(n):
             continue
-        group = _epilogue(n, uses)
-        if len(group) < 2:
-            continue
-        ctx.node = n
-        if outline(g, absorb_constants(group, uses), kind, anchor=n) is not None:
+        group = _epilogue(n, uses, taken)
+        if len(group) >= 2:
+            taken.update(id(m) for m in group)
+            groups.append((kind, absorb_constants(group, uses)))
+    ctx.node = groups[0][1][-1] if groups else None
+    made = outline_many(g, [(group, kind, next(m for m in group if m.op.name in _CONV_ANCHORS | _MATMUL_ANCHORS))
+                            for kind, group in groups])
+    for (kind, _), node in zip(groups, made):
+        if node is not None:
             ctx.count(kind)
-            uses.refresh()
 
 
 def _pointwise(n: Node) -> bool:
@@ -124,11 +134,10 @@ def fuse_elementwise(g: Graph, ctx: PassContext) -> None:
         taken.update(id(m) for m in group)
         if sum(1 for m in group if not is_scalar_const_node(m)) >= 2:
             groups.append(group)
-    for group in groups:
-        ctx.node = group[0]
-        if outline(g, absorb_constants(group, uses), "elementwise", anchor=group[0]) is not None:
-            ctx.count("elementwise")
-            uses.refresh()
+    # disjoint groups, found on the unchanged graph: outline them all
+    ctx.node = groups[0][0] if groups else None
+    made = outline_many(g, [(absorb_constants(group, uses), "elementwise", group[0]) for group in groups])
+    ctx.count("elementwise", sum(1 for node in made if node is not None))
 
 
 @register_pass("fusion", level=2, summary="fused regions: elementwise chains, conv/matmul epilogues, "

@@ -8,7 +8,7 @@ from fusion_checks import assert_regions_sound, check_grads, optimized_graph, re
 from harness import check_pass
 
 from dlc.compiler.kernels import kernel_count
-from dlc.compiler.passes.regions import outline
+from dlc.compiler.passes.regions import outline, outline_many
 
 PATTERNS = """
 model Pat(x: f32[N, D], g: f32[D], b: f32[D]) -> f32[N, D] {
@@ -140,6 +140,12 @@ def test_outline_refuses_a_non_convex_group(spec):
     before = str(g)
     assert outline(g, [exp, sig], "elementwise") is None
     assert str(g) == before
+    # the batched form refuses it too, and still outlines the sound group beside it
+    add1 = next(n for n in g.nodes if n.op.name == "add" and n.outputs[0] is g.outputs[1])
+    made = outline_many(g, [([exp, sig], "elementwise", None), ([add1], "elementwise", None)])
+    assert made[0] is None and made[1] is not None
+    assert exp in g.nodes and sig in g.nodes and add1 not in g.nodes
+    assert_regions_sound(g)
 
 
 def test_epilogues_on_lenet5():
