@@ -1,7 +1,7 @@
 """How many kernels a backend launches for a graph: the measure fusion lowers.
 
     from dlc.compiler.kernels import kernel_count
-    kernel_count(g)          # e.g. resnet18 at -O0: 69, at -O2: fewer
+    kernel_count(g)          # lenet5: 11 at -O0, 7 at -O2 (four epilogues)
 
 The rule, one top-level node at a time:
 
