@@ -183,13 +183,16 @@ def _without_train_section(path, tmp_path):
 
 @pytest.mark.parametrize("path,bind,kinds", ZOO, ids=[z[0].split("/")[1][:-4] for z in ZOO])
 def test_zoo_forward_and_gradients_unchanged(path, bind, kinds, tmp_path):
-    check_pass(path, ["fusion"], bind=bind)
+    passes = ["attention", "fuse_optimizer", "fusion"]
+    check_pass(path, passes, bind=bind)
+    check_pass(path, passes, bind=bind, mode="train")
     if "gpt2" in path:
         path = _without_train_section(path, tmp_path)
-    g = optimized_graph(path, ["fusion"], bind=bind)
+    g = optimized_graph(path, passes, bind=bind)
     assert kinds <= set(_kinds(g))
     assert_regions_sound(g)
-    check_grads(path, ["fusion"], bind=bind)
-    gg = optimized_graph(path, ["fusion"], grad=True, bind=bind)
+    assert kernel_count(g) < kernel_count(optimized_graph(path, level=0, bind=bind)) or not kinds
+    check_grads(path, passes, bind=bind)
+    gg = optimized_graph(path, passes, grad=True, bind=bind)
     assert_regions_sound(gg)
     assert regions(gg), "no region in the training graph"
