@@ -139,11 +139,13 @@ def _affine_tail(norm: Node, uses: Uses, mean: Node) -> list[Node]:
     out, cur = [norm], norm
     n_axes = len(axes_of(mean))
     for name in ("mul", "add"):
-        u = uses.sole_user(cur.outputs[0])
-        if u is None or u.op.name != name or u.inputs[0] is not cur.outputs[0]:
+        y = cur.outputs[0]
+        u = uses.sole_user(y)
+        if u is None or u.op.name != name or sum(v is y for v in u.inputs) != 1:
             break
-        w = u.inputs[1]
-        if w.type.rank > n_axes or u.outputs[0].type != cur.outputs[0].type:
+        w = u.inputs[1] if u.inputs[0] is y else u.inputs[0]      # gamma * y or y * gamma
+        # a scalar constant is no gamma/beta: the kind's operands are x, gamma, beta
+        if w.type.rank > n_axes or u.outputs[0].type != y.type or scalar_const(w) is not None:
             break
         out.append(u)
         cur = u

@@ -26,11 +26,11 @@ model Pat(x: f32[N, D], g: f32[D], b: f32[D]) -> f32[N, D] {
 """
 
 VARIANTS = """
-model Var(x: f32[N, D]) -> f32[N, D] {
+model Var(x: f32[N, D], g: f32[D]) -> f32[N, D] {
     example N = 3, D = 5
     t = x - max(x, axis=-1, keepdims=true)
     ls = t - log(sum(exp(t), axis=-1, keepdims=true))
-    n = (ls - mean(ls, axis=-1, keepdims=true)) * rsqrt(var(ls, axis=-1, keepdims=true, correction=0) + 1e-6)
+    n = g * ((ls - mean(ls, axis=-1, keepdims=true)) * rsqrt(var(ls, axis=-1, keepdims=true, correction=0) + 1e-6))
     return n * 0.5 * (1.0 + erf(n * 0.7071067811865476))
 }
 """
@@ -94,7 +94,15 @@ def test_other_spellings_log_softmax_rsqrt_var_and_gelu_by_multiplication(spec):
     g = optimized_graph(p, ["fusion"])
     assert [r.attrs["kind"] for r in regions(g)] == ["softmax", "layernorm", "gelu"]
     assert any(n.op.name == "log" for n in regions(g)[0].body.nodes)   # the log-softmax form
+    assert [v.name for v in regions(g)[1].inputs] == ["ls", "g"]     # gamma on the left
     check_grads(p, ["fusion"])
+
+
+def test_a_scalar_constant_is_no_gamma(spec):
+    p = spec(PATTERNS.replace("ln = d / sqrt(v + 1e-5) * g + b", "ln = 2.0 * (d / sqrt(v + 1e-5))"))
+    check_pass(p, ["fusion"])
+    ln = next(r for r in regions(optimized_graph(p, ["fusion"])) if r.attrs["kind"] == "layernorm")
+    assert len(ln.inputs) == 1 and ln.body.nodes[-1].op.name == "div"
 
 
 def test_what_only_looks_like_a_pattern_is_not_labelled_as_one(spec):
