@@ -204,3 +204,28 @@ def test_zoo_forward_and_gradients_unchanged(path, bind, kinds, tmp_path):
     gg = optimized_graph(path, passes, grad=True, bind=bind)
     assert_regions_sound(gg)
     assert regions(gg), "no region in the training graph"
+
+
+VIEWS = """
+model Views(x: f32[N, C, D]) -> f32[N, D, C] {
+    example N = 2, C = 3, D = 4
+    a = reshape(x, N, C * D) * 2.0
+    b = reshape(permute(reshape(a, N, C, D), 0, 2, 1), N, D * C)
+    return reshape(b, N, D, C)
+}
+"""
+
+
+def test_kernel_count_rules(spec):
+    g = optimized_graph(spec(VIEWS), level=0)
+    ops = [n.op.name for n in g.nodes]
+    assert ops == ["reshape", "full", "mul", "reshape", "transpose", "reshape", "reshape"]
+    # a reshape of a contiguous value is a view (0), a scalar constant an immediate (0), the mul 1,
+    # the transpose 1, the reshape of the transposed value a copy (1), the last reshape a view (0)
+    assert kernel_count(g) == 3
+    fused = optimized_graph(spec(PATTERNS, "pat.dln"), ["fusion"])
+    assert kernel_count(fused) == len(fused.nodes) == 4      # a region is one kernel, whatever its body
+    lstm = optimized_graph("specs/lstm_cell.dln", level=0)
+    scan = next(n for n in lstm.nodes if n.op.name == "scan")
+    from dlc.compiler.kernels import node_kernels
+    assert node_kernels(scan) == kernel_count(scan.body) > 1   # a scan: its body's kernels, once
