@@ -19,7 +19,8 @@ Three rules, in this order (each sees what the previous left):
 Invariants, kept by `fusable` and `regions.outline`: no random op joins a
 region (draws stay where they are), no node with a body, no fused node; a
 region is convex (outline refuses a group that a path leaves and re-enters);
-a value that a graph output or state update needs stays a result.  In a
+a value that a graph output or state update needs stays a result.  Scan
+bodies get regions of their own (the scan itself is never in one).  In a
 training graph the backward's elementwise chains fuse too; forward values
 the backward reads stay results of their regions (or outside them).
 """
@@ -146,3 +147,7 @@ def fusion(g: Graph, ctx: PassContext) -> None:
     fuse_patterns(g, ctx)
     fuse_epilogues(g, ctx)
     fuse_elementwise(g, ctx)
+    # a scan's body (a recurrent cell) runs once per step: its regions save the most
+    for n in g.nodes:
+        if n.op.name == "scan":
+            fusion(n.body, ctx)

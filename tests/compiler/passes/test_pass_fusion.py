@@ -229,3 +229,14 @@ def test_kernel_count_rules(spec):
     scan = next(n for n in lstm.nodes if n.op.name == "scan")
     from dlc.compiler.kernels import node_kernels
     assert node_kernels(scan) == kernel_count(scan.body) > 1   # a scan: its body's kernels, once
+
+
+def test_a_scan_body_gets_regions_and_the_scan_stays_whole():
+    bind = {"N": 2, "T": 3}
+    check_pass("specs/lstm_cell.dln", ["fusion"], bind=bind)
+    g = optimized_graph("specs/lstm_cell.dln", ["fusion"], bind=bind)
+    scan = next(n for n in g.nodes if n.op.name == "scan")
+    assert [r.attrs["kind"] for r in regions(scan.body)] == ["elementwise", "elementwise"]
+    assert not regions(g)
+    assert_regions_sound(scan.body)
+    check_grads("specs/lstm_cell.dln", ["fusion"], bind=bind)
