@@ -54,9 +54,12 @@ def kernel_count(g: Graph) -> int:
 
 
 def kernel_counts_by_kind(g: Graph) -> dict[str, int]:
-    """Fused regions per kind (`elementwise`, `conv_epilogue`...), for reports."""
+    """Fused regions per kind (`elementwise`, `conv_epilogue`...), scan bodies included, for reports."""
     out: dict[str, int] = {}
     for n in g.nodes:
         if n.op.name == "fused":
             out[n.attrs["kind"]] = out.get(n.attrs["kind"], 0) + 1
+        elif n.body is not None:
+            for kind, k in kernel_counts_by_kind(n.body).items():
+                out[kind] = out.get(kind, 0) + k
     return out
