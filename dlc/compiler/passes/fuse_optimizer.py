@@ -14,9 +14,12 @@ P's update is the set of nodes that
 
 plus the scalar constants only it reads.  That set becomes one region of
 kind `optimizer_update`: its operands are P, its gradient, its state, `lr`,
-`step` (and shared values), its results P's new weight and state, in the
-order the graph returns them.  A graph without `param:` outputs (a forward
-or gradient graph in train mode) is left as it is.
+`step` (and shared values), its results P's new state and weight in the
+order the body computes them (the graph's `param:`/`state:` outputs read
+them).  A gradient term that reads P itself and only P's update needs (the
+derivative of an L2 penalty, 2·l2·P) joins the region too: the region is
+still closed and convex.  A graph without `param:` outputs (a forward or
+gradient graph in train mode) is left as it is.
 """
 from __future__ import annotations
 
