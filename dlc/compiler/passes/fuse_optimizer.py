@@ -107,6 +107,18 @@ def fuse_optimizer(g: Graph, ctx: PassContext) -> None:
     # the regions are disjoint (each node has one owner): find them all, then outline
     groups = [update_region(g, params[name], results, state_names, owner)
               for name, (results, state_names) in updates.items()]
-    made = outline_many(g, [(absorb_constants(group, uses), "optimizer_update", group[-1])
-                            for group in groups if len(group) >= 2])
+    kept = [(name, group) for name, group in zip(updates, groups) if len(group) >= 2]
+    made = outline_many(g, [(absorb_constants(group, uses), "optimizer_update", group[-1]) for _, group in kept])
+    for (name, _), node in zip(kept, made):
+        if node is not None:
+            _name_gradient(node, params[name])
     ctx.count("regions", sum(1 for node in made if node is not None))
+
+
+def _name_gradient(node: Node, param: Value) -> None:
+    """Call the body input that is the gradient `grad.<param>` (an unnamed
+    operand shaped like the parameter: what the backward hands the update)."""
+    for inner, outer in zip(node.body.inputs, node.inputs):
+        if not outer.name and outer.kind == "node" and outer.type == param.type:
+            inner.name = f"grad.{param.name}"
+            return

@@ -66,6 +66,7 @@ def test_one_region_per_parameter_and_the_same_step(optimizer, args):
         for v in r.body.inputs:
             assert v.type.shape in ((), p.type.shape), f"{p.name}: region reads {v.name} {v.type}"
         assert any(v is p for v in r.inputs)
+        assert f"grad.{p.name}" in [v.name for v in r.body.inputs]
         # its body holds the optimizer arithmetic only (no matmul of the backward)
         assert all(n.op.name not in ("matmul", "linear", "transpose") for n in r.body.nodes)
     weights = as_f64(init_params(ref.graph, 0, bind))
