@@ -51,7 +51,8 @@ def clone_into(src: Graph, dst: Graph, vmap: dict[int, Value]) -> list[Value]:
 def node_uses(node: Node) -> list[Value]:
     """Everything a node reads: its operands and, for a scan, its body's captures."""
     uses = [v for v in node.inputs if v is not None]
-    if node.body is not None:
+    # a fused body is closed (it reads its operands only): no captures to look for
+    if node.body is not None and node.op.name != "fused":
         uses += free_values(node.body)
     return uses
 

@@ -24,15 +24,32 @@ FUSED = "fused"
 
 # The kinds the fusion passes make, and what a body of each kind holds (a
 # backend that knows a kind may lower it with one call of its own; any other
-# body runs through the decomposition):
+# body runs through the decomposition).  Common to all: the body's inputs are
+# the node's operands in first-use order, parameters included; the scalar
+# constants (`full` of shape ()) only the region reads are nodes of the body,
+# ahead of the rest; nothing random, no scan, no fused node is inside.
 KINDS = {
-    "elementwise": "a chain of elementwise ops (unary, binary, activations, casts) over one shape",
-    "conv_epilogue": "conv1d/conv2d/conv3d followed by bias add, activation and/or residual add",
-    "matmul_epilogue": "matmul/linear followed by bias add, activation and/or residual add",
-    "layernorm": "the mean/var/normalise/scale/shift pattern of a layer norm written out",
-    "softmax": "max-subtract, exp, sum, divide (or log-softmax) over one axis",
-    "gelu": "the erf or tanh form of GELU written out",
-    "optimizer_update": "one parameter's optimizer update: its state updates and the new weight",
+    "elementwise": "ops of the elementwise group (unary, binary, comparisons, where, activations, casts) "
+                   "whose results all have the region's one shape (operands may broadcast into it); "
+                   "one result, the last node's",
+    "conv_epilogue": "a conv1d/conv2d/conv3d node (operands: input, weight, bias or none), then a chain in "
+                     "which each node reads the previous one's result: `add` (bias or residual; the "
+                     "previous result on either side, the other operand from outside) or a unary "
+                     "activation (relu, relu6, gelu, silu, sigmoid, tanh...); one result, the last node's",
+    "matmul_epilogue": "a matmul or linear node, then the same chain as a conv_epilogue: `add` (bias or "
+                       "residual, either side) and unary activations; one result, the last node's",
+    "layernorm": "mean over trailing axes (keepdims), d = x - mean, the variance as mean(d*d | square(d) | "
+                 "d**2) or var(x, correction=0) over the same axes, `add` of a scalar eps constant, then "
+                 "sqrt + div or rsqrt + mul; optionally `mul` by gamma then `add` of beta (operands after "
+                 "x); inputs x[, gamma[, beta]], one result",
+    "softmax": "exp(t) / sum(exp(t)) with t = x - max(x) (or t = x), or the log-softmax "
+               "t - log(sum(exp(t))) / t - logsumexp(t); one axis set (keepdims) for every reduction; "
+               "one input x, one result",
+    "gelu": "GELU written out, one input x, one result equal to gelu(x) to 1e-12 in float64: the body "
+            "holds `erf` (exact form) or `tanh` (approximate='tanh')",
+    "optimizer_update": "one parameter's optimizer update: inputs the parameter, its gradient, its state, "
+                        "lr, step and values several updates share; results its new state and new "
+                        "weight, in the order the body computes them",
 }
 
 

@@ -51,6 +51,18 @@ def outline(g: Graph, group: list[Node], kind: str, anchor: Node | None = None) 
     ins, outs = group_io(g, group)
     if not outs:
         return None
+    node = _fused_node(g, group, ins, outs, kind, anchor)
+    keep = [n for n in g.nodes if id(n) not in inside]
+    # the fused node goes where the group's last node was
+    keep.insert(sum(1 for n in g.nodes[:last] if id(n) not in inside), node)
+    g.nodes[:] = keep
+    replace_uses(g, {o.id: new for o, new in zip(outs, node.outputs)})
+    return node
+
+
+def _fused_node(g: Graph, group: list[Node], ins: list[Value], outs: list[Value], kind: str,
+                anchor: Node | None) -> Node:
+    """The fused node of `group` (in graph order), its body a copy of the group."""
     anchor = anchor or group[0]
     body = Graph(kind, mode=g.mode, dims=dict(g.dims), span=anchor.span, parent=g)
     vmap: dict[int, Value] = {}
@@ -67,12 +79,57 @@ def outline(g: Graph, group: list[Node], kind: str, anchor: Node | None = None) 
     node = Node(OPS["fused"], ins, {"kind": kind}, anchor.span, anchor.scope, body)
     node.outputs = [Value(t, o.name, "node", node, i)
                     for i, (t, o) in enumerate(zip(OPS["fused"].infer([v.type for v in ins], node.attrs, node), outs))]
-    keep = [n for n in g.nodes if id(n) not in inside]
-    # the fused node goes where the group's last node was
-    keep.insert(sum(1 for n in g.nodes[:last] if id(n) not in inside), node)
-    g.nodes[:] = keep
-    replace_uses(g, {o.id: new for o, new in zip(outs, node.outputs)})
     return node
+
+
+def outline_many(g: Graph, groups: list[tuple[list[Node], str, Node | None]]) -> list[Node | None]:
+    """`outline` for many disjoint groups (group, kind, anchor) at once, in
+    one sweep of the graph instead of one per group.  Each group is checked
+    as `outline` checks it, against the graph as it is; groups that pass
+    each check are valid together (a group's outside readers all come after
+    its last node, where its fused node goes, so no order of fused nodes can
+    break).  Returns the fused node of each group, None where it was refused."""
+    pos = {id(n): i for i, n in enumerate(g.nodes)}
+    readers: dict[int, list[int]] = {}
+    for i, n in enumerate(g.nodes):
+        for v in node_uses(n):
+            readers.setdefault(v.id, []).append(i)
+    esc = escaping(g)
+    placed: dict[int, Node] = {}
+    gone: set[int] = set()
+    mapping: dict[int, Value] = {}
+    made: list[Node | None] = []
+    for group, kind, anchor in groups:
+        ok = bool(group) and all(n.body is None and id(n) in pos for n in group)
+        group = sorted(group, key=lambda n: pos[id(n)]) if ok else group
+        at = {pos[id(n)] for n in group} if ok else set()
+        if not ok or at & gone:
+            made.append(None)
+            continue
+        first, last = min(at), max(at)
+        produced = [o for n in group for o in n.outputs]
+        if any(first < r < last and r not in at for o in produced for r in readers.get(o.id, [])):
+            made.append(None)
+            continue
+        outs = [o for o in produced if o.id in esc or any(r not in at for r in readers.get(o.id, []))]
+        if not outs:
+            made.append(None)
+            continue
+        ids = {o.id for o in produced}
+        ins, seen = [], set()
+        for n in group:
+            for v in node_uses(n):
+                if v.id not in ids and v.id not in seen:
+                    seen.add(v.id)
+                    ins.append(v)
+        node = _fused_node(g, group, ins, outs, kind, anchor)
+        placed[last] = node
+        gone |= at
+        mapping.update({o.id: new for o, new in zip(outs, node.outputs)})
+        made.append(node)
+    g.nodes[:] = [placed[i] if i in placed else n for i, n in enumerate(g.nodes) if i in placed or i not in gone]
+    replace_uses(g, mapping)
+    return made
 
 
 def inline(g: Graph, node: Node) -> list[Value]:

@@ -35,7 +35,7 @@ def replace_uses(g: Graph, mapping: dict[int, Value]) -> None:
     def visit(h: Graph):
         for n in h.nodes:
             n.inputs = tuple(_remap(v, mapping) for v in n.inputs)
-            if n.body is not None:
+            if n.body is not None and n.op.name != "fused":   # a fused body is closed: nothing to remap
                 visit(n.body)
         h.outputs = [_remap(v, mapping) for v in h.outputs]
         h.state_updates = {k: _remap(v, mapping) for k, v in h.state_updates.items()}
