@@ -10,6 +10,10 @@ change how ops execute, in the manner of torch.fx's Interpreter:
            -> run_decomposition(node, env)   # ops without a kernel
 
 Failures inside a kernel are reported against the `.dln` line of the node.
+
+A run frees each value after its last use (`compiler.memory_plan.last_uses`),
+so the arrays alive at any moment are those the memory plan says are live:
+its peak, not the sum of every intermediate, bounds what a run allocates.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node
+from ...compiler.memory_plan import last_uses
 from ...compiler.ops.norm import batch_statistics_error
 from ...errors import DlcRuntimeError
 from .kernels import KERNELS
@@ -45,6 +50,7 @@ class Interpreter:
         self._attr_cache: dict = {}
         self._const_cache: dict = {}
         self._decompositions: dict[int, tuple[Node, Graph]] = {}
+        self._frees: dict[int, tuple[Graph, list[tuple[int, ...]]]] = {}
 
     # the extension points --------------------------------------------------
     def call_op(self, name: str, args: list, attrs: dict):
@@ -86,7 +92,7 @@ class Interpreter:
             cached = self._decompositions[id(node)] = (node, decomposition(node))
         sub = cached[1]
         senv = bind_inputs(sub, node, lambda v: env[v.id])  # the graph is standalone
-        self.run_nodes(sub, senv)
+        self.run_nodes(sub, senv, free=True)
         return tuple(senv[v.id] for v in sub.outputs)
 
     def run_scan(self, node: Node, args: list, attrs: dict, env: dict):
@@ -102,7 +108,7 @@ class Interpreter:
                 benv[v.id] = c
             for v, s in zip(body.inputs[nc:], seqs):
                 benv[v.id] = np.take(s, t, axis=axis)
-            self.run_nodes(body, benv)
+            self.run_nodes(body, benv, free=True)
             outs = [benv[v.id] for v in body.outputs]
             carries = outs[:nc]
             for i, y in enumerate(outs[nc:]):
@@ -112,8 +118,18 @@ class Interpreter:
         stacked = [np.stack(lst, axis=axis) for lst in ys]
         return tuple(carries) + tuple(stacked)
 
-    def run_nodes(self, g: Graph, env: dict):
-        for node in g.nodes:
+    def _dead_after(self, g: Graph) -> list[tuple[int, ...]]:
+        """Per node of `g`, the ids of the values to drop once it has run."""
+        cached = self._frees.get(id(g))
+        if cached is None or cached[0] is not g:
+            cached = self._frees[id(g)] = (g, [tuple(v.id for v in vs) for vs in last_uses(g)])
+        return cached[1]
+
+    def run_nodes(self, g: Graph, env: dict, free: bool = False):
+        """Run `g`'s nodes into `env`; `free`: drop each result after its last
+        use (`g`'s outputs and state updates stay), else keep them all."""
+        dead = self._dead_after(g) if free else None
+        for i, node in enumerate(g.nodes):
             if node.op.name in _CONSTANT:
                 # operand-free, deterministic: computed once per dims, then reused
                 key = (id(node), tuple(sorted(self.dims.items())))
@@ -128,6 +144,9 @@ class Interpreter:
                 outs = self.run_node(node, env)
             for v, a in zip(node.outputs, outs):
                 env[v.id] = a
+            if dead is not None:
+                for vid in dead[i]:
+                    del env[vid]
 
     def run(self, inputs: dict[str, np.ndarray], weights: dict[str, np.ndarray]):
         """Returns (outputs by name, updated buffers by name)."""
@@ -143,7 +162,7 @@ class Interpreter:
             env[p.id] = weights[p.name]
         # overflow in exp() etc. is part of the semantics (inf), not an error
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            self.run_nodes(g, env)
+            self.run_nodes(g, env, free=True)
         outs = {name: env[v.id] for name, v in zip(g.output_names, g.outputs)}
         updates = {name: env[v.id] for name, v in g.state_updates.items()}
         return outs, updates
