@@ -56,8 +56,12 @@ def _conv_scratch(node: Node, dims: dict) -> int:
         return padded + tensor_bytes(node.outputs[0].type, dims)
     if all(k == 1 for k in kernel) and all(s == 1 for s in stride) and not padded:
         return 0                                                  # the input is the column matrix
-    cols = x[0] * w[1] * node.attrs.get("groups", 1) * int(np.prod(kernel)) * int(np.prod(out[2:])) * item
-    return padded + cols
+    groups = node.attrs.get("groups", 1)
+    positions = int(np.prod(out[2:]))
+    cols = x[0] * w[1] * groups * int(np.prod(kernel)) * positions * item
+    # one GEMM over the whole batch gives (O, N, *o): moved to (N, O, *o) by a copy
+    batch_major = int(np.prod(out)) * item if groups == 1 and x[0] > 1 and positions * x[0] <= 1 << 22 else 0
+    return padded + cols + batch_major
 
 
 def body_scratch(g: Graph, dims: dict) -> int:
