@@ -25,6 +25,7 @@ from ...compiler.ir import Graph, Node
 from ...compiler.memory_plan import last_uses
 from ...compiler.ops.norm import batch_statistics_error
 from ...errors import DlcRuntimeError
+from .fused import run_fused
 from .kernels import KERNELS
 
 
@@ -70,6 +71,8 @@ class Interpreter:
         attrs = self._attrs(node)
         if node.op.name == "scan":
             return self.run_scan(node, args, attrs, env)
+        if node.op.name == "fused":        # its body, with in-place ufuncs where exact
+            return run_fused(self, node, env, self._dead_after)
         if node.op.name not in KERNELS and node.op.decompose is not None:
             return self.run_decomposition(node, env)
         if node.op.name in _SEEDED:
