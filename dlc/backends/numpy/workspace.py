@@ -9,9 +9,11 @@ interpreter allocates at its peak (beyond the inputs and weights):
 - a convolution's zero-padded copy of its input and its im2col columns (a
   1x1, stride-1, unpadded convolution multiplies the input in place);
 - pooling's padded copy and its one-axis-at-a-time partial reductions;
-- a node with a body (a scan, a fused region) or an op run through its
-  decomposition: the most its body keeps alive at once, besides the node's
-  own results; a scan also holds its per-step outputs before stacking them.
+- a scan or an op run through its decomposition: the most its body keeps
+  alive at once, besides the node's own results; a scan also holds its
+  per-step outputs before stacking them;
+- a fused region, run in place (`fused.run_fused`): only the arrays its
+  chain cannot write into a dead operand.
 
 Every other kernel writes its result without a temporary of the result's
 size (ufuncs with `out=`), so its scratch is small and counted as 0.
@@ -24,8 +26,9 @@ from ...compiler.decompose import decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node
 from ...compiler.memory import tensor_bytes
-from ...compiler.memory_plan import live_bytes, storages
+from ...compiler.memory_plan import last_uses, live_bytes, storages
 from ...compiler.ops.conv import conv_pads, ntuple
+from .fused import UFUNCS
 from .kernels import KERNELS
 
 _CONV_ND = {"conv1d": 1, "conv2d": 2}
@@ -85,9 +88,37 @@ def workspace_bytes(node: Node, dims: dict) -> int:
         per_step = sum(tensor_bytes(v.type, dims) for v in node.body.inputs[nc:])
         stacked = sum(tensor_bytes(v.type, dims) for v in node.outputs[nc:])
         return body_scratch(node.body, dims) + per_step + stacked
+    if name == "fused":
+        return _fused_scratch(node.body, dims)
     if name not in KERNELS and node.op.decompose is not None:
         return body_scratch(decomposition(node), dims)
     return 0
+
+
+def _fused_scratch(body: Graph, dims: dict) -> int:
+    """What `fused.run_fused` allocates besides the region's results: an
+    in-place step (the same test as run_fused's, on types) takes no new bytes,
+    its result owning the bytes of the operand it overwrote."""
+    dead = last_uses(body)
+    size: dict[int, int] = {}
+    fresh: set[int] = set()
+    live = peak = 0
+    for i, n in enumerate(body.nodes):
+        out = n.outputs[0].type
+        exact = n.op.name in UFUNCS and out.dtype.is_float and all(
+            v is not None and v.type.dtype == out.dtype for v in n.inputs)
+        donor = next((v for v in n.inputs if exact and v.id in fresh and v in dead[i]
+                      and v.type.shape == out.shape), None)
+        for v in n.outputs:
+            size[v.id] = tensor_bytes(v.type, dims)
+            live += 0 if donor is not None else size[v.id]
+        if exact:
+            fresh.add(n.outputs[0].id)
+        peak = max(peak, live + workspace_bytes(n, dims))
+        for v in dead[i]:
+            if v is not donor:
+                live -= size[v.id]
+    return max(0, peak - sum(tensor_bytes(v.type, dims) for v in body.outputs))
 
 
 _POOL_ND = {"max_pool1d": 1, "max_pool2d": 2, "avg_pool1d": 1, "avg_pool2d": 2}

@@ -70,3 +70,20 @@ def test_fused_region_allocates_no_intermediate_arrays():
     # the fused chain writes into two (the result and x*x's) and drops nothing mid-way
     assert peak(plain) >= 3 * out_bytes
     assert peak(fused) <= 2.2 * out_bytes
+
+
+def test_the_plan_counts_the_in_place_chain():
+    """workspace_bytes models run_fused: the measured peak agrees within 10%."""
+    from dlc.backends.numpy.workspace import workspace_bytes
+    from dlc.compiler.memory_plan import plan_memory
+    g = _graph(DType.f32)
+    outline(g, list(g.nodes), "elementwise")
+    feed = _feed(DType.f32)
+    it = Interpreter(g)
+    it.run(feed, {})
+    tracemalloc.start()
+    it.run(feed, {})
+    measured = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    planned = plan_memory(g, {}, workspace_bytes).workspace_peak
+    assert abs(measured - planned) <= 0.10 * planned, (measured, planned)
