@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 CASES = [("resnet50", 1, "eval"), ("resnet18", 1, "eval"), ("mobilenet_v2", 1, "eval"), ("googlenet", 1, "eval"),
          ("vgg16", 1, "eval"), ("alexnet", 8, "eval"), ("lenet5", 64, "eval"), ("lenet5", 16, "train"),
-         ("resnet18", 16, "train"), ("transformer_encoder_layer", 8, "eval"), ("bert_base", 1, "eval")]
+         ("resnet18", 16, "train"), ("transformer_encoder_layer", 8, "eval"), ("gpt2_small", 1, "eval"), ("bert_base", 1, "eval")]
 
 
 def measure(spec: str, n: int, mode: str) -> dict:

@@ -8,8 +8,9 @@ dies where it is made.  A scan or fused node is one step: what its body
 allocates is the node's workspace, not the graph's.
 
 Graph inputs, parameters and buffers are the caller's and are not planned.
-A `reshape` is a view of its operand (every backend lowers it without a
-copy), so it shares its operand's storage and extends that storage's life.
+A `reshape` or `transpose` is a view of its operand (NumPy and torch make
+no copy), so it shares its operand's storage and extends that storage's
+life; a reshape of a transpose copies (its operand is strided).
 
 Buffers are byte arenas, not typed: any value may take any buffer at least
 its size, whatever its dtype (a backend views the bytes as the dtype it
@@ -34,8 +35,17 @@ from typing import Callable
 from .ir import Graph, Node, Value, free_values
 from .memory import tensor_bytes
 
-# ops whose result is a view of operand 0 (no bytes of their own)
-ALIAS_OPS = frozenset({"reshape"})
+# ops whose result is a view of operand 0 (no bytes of their own) -- except a
+# reshape of a transpose, whose strided operand it has to copy
+ALIAS_OPS = frozenset({"reshape", "transpose"})
+
+
+def is_view(node: Node) -> bool:
+    """Whether `node`'s result shares operand 0's bytes."""
+    if node.op.name not in ALIAS_OPS or node.inputs[0] is None:
+        return False
+    src = node.inputs[0].producer
+    return not (node.op.name == "reshape" and src is not None and src.op.name == "transpose")
 
 
 @dataclass
@@ -108,13 +118,14 @@ def storages(g: Graph, dims: dict) -> list[Storage]:
             s = own.get(v.id)
             if s is not None:
                 s.end = max(s.end, i)
-        base = own.get(n.inputs[0].id) if n.op.name in ALIAS_OPS and n.inputs[0] is not None else None
+        view = is_view(n)
+        base = own.get(n.inputs[0].id) if view else None
         for v in n.outputs:
             if base is not None:
                 base.views.append(v)
                 base.end = max(base.end, i)
                 own[v.id] = base
-            elif n.op.name in ALIAS_OPS:
+            elif view:
                 continue          # a view of an input or a parameter: the caller's bytes
             else:
                 s = own[v.id] = Storage(v, i, i, tensor_bytes(v.type, dims))

@@ -9,6 +9,8 @@ interpreter allocates at its peak (beyond the inputs and weights):
 - a convolution's zero-padded copy of its input and its im2col columns (a
   1x1, stride-1, unpadded convolution multiplies the input in place);
 - pooling's padded copy and its one-axis-at-a-time partial reductions;
+- attention's score matrix; a norm's scaled copy of its input; erf's
+  float64 working arrays (a bound: their size depends on the data);
 - a scan or an op run through its decomposition: the most its body keeps
   alive at once, besides the node's own results; a scan also holds its
   per-step outputs before stacking them;
@@ -83,6 +85,13 @@ def workspace_bytes(node: Node, dims: dict) -> int:
         return _conv_scratch(node, dims)
     if name in _POOL_ND:
         return _pool_scratch(node, dims)
+    if name == "erf" or (name == "gelu" and node.attrs.get("approximate") == "none"):
+        return _erf_scratch(node, dims)
+    if name == "scaled_dot_product_attention":
+        return _attention_scratch(node, dims)
+    if name in ("layer_norm", "group_norm") or (name == "batch_norm" and node.attrs.get("training")):
+        # the power-of-two scaled copy of x the moments are taken on, and one temporary
+        return 2 * tensor_bytes(node.inputs[0].type, dims)
     if name == "scan":
         nc = node.attrs["num_carry"]
         per_step = sum(tensor_bytes(v.type, dims) for v in node.body.inputs[nc:])
@@ -149,3 +158,26 @@ def _pool_scratch(node: Node, dims: dict) -> int:
         acc = int(np.prod(shape)) * item if i else 0      # the last is the result, already counted
         peak, prev = max(peak, prev + acc), acc
     return peak
+
+
+def _attention_scratch(node: Node, dims: dict) -> int:
+    """The (..., L, S) scores, worked on in place; a bool or causal mask
+    selects into a second array for a moment."""
+    q, k = _shape(node.inputs[0], dims), _shape(node.inputs[1], dims)
+    if q is None or k is None:
+        return 0
+    scores = int(np.prod(q[:-1])) * k[-2] * node.outputs[0].type.dtype.itemsize
+    mask = node.inputs[3] if len(node.inputs) > 3 else None
+    two = node.attrs.get("is_causal") or (mask is not None and not mask.type.dtype.is_float)
+    return scores * (2 if two else 1)
+
+
+def _erf_scratch(node: Node, dims: dict) -> int:
+    """`unary._erf_f64` works in float64 through masks: x, the result and |x|
+    (8 bytes each per element), three bool masks (1 each), and within the
+    branch that holds the elements its subset, z, term, s and one temporary
+    (8 each): 67 bytes per element when one branch holds them all, the bound
+    counted here.  gelu adds x * sqrt(1/2) in the input's dtype."""
+    n = tensor_bytes(node.inputs[0].type, dims) // node.inputs[0].type.dtype.itemsize
+    extra = node.inputs[0].type.dtype.itemsize if node.op.name == "gelu" else 0
+    return n * (8 * 3 + 3 + 8 * 5 + extra)

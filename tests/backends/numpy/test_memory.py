@@ -37,7 +37,8 @@ def _measured_peak(interp: Interpreter, x: dict, w: dict) -> int:
 
 @pytest.mark.parametrize("spec, n, mode", [("resnet18", 1, "eval"), ("mobilenet_v2", 1, "eval"),
                                            ("googlenet", 1, "eval"), ("lenet5", 64, "eval"),
-                                           ("alexnet", 2, "eval"), ("lenet5", 16, "train")])
+                                           ("alexnet", 2, "eval"), ("lenet5", 16, "train"),
+                                           ("transformer_encoder_layer", 4, "eval")])
 def test_tracemalloc_peak_agrees_with_the_plan_within_10_percent(spec, n, mode):
     g, dims, x, w = _setup(spec, n, mode)
     interp = Interpreter(g, dims=dims)
