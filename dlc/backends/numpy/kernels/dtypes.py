@@ -87,8 +87,11 @@ def result_type(*operands) -> np.dtype:
     """
     if len(operands) == 2:          # the common case, two arrays of one dtype: that dtype
         a, b = operands
-        if type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype:
-            return a.dtype
+        if type(a) is np.ndarray and type(b) is np.ndarray:
+            if a.dtype == b.dtype:
+                return a.dtype
+            if (a.ndim == 0) != (b.ndim == 0) and a.dtype.kind == b.dtype.kind == "f":
+                return a.dtype if a.ndim else b.dtype    # a 0-d float never widens a float tensor
     tiers = [None, None, None]  # dimensioned, zero-dim, wrapped python number
     for op in operands:
         if op is None:
