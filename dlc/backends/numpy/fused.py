@@ -7,8 +7,9 @@ operand is a body intermediate that dies at that step, with the result's
 shape and dtype, writes its result into that operand's array instead
 (`np.add(t, u, out=t)`): a chain `relu(x * w + b)` allocates one array.
 
-Only arrays this function made are overwritten (never the operands the
-region received, which belong to the caller), and only where every operand
+Only arrays made inside the region are overwritten (by a ufunc step or a
+kernel in `FRESH_KERNELS`; never the operands the region received, which
+belong to the caller), and only where every operand
 already has the result's float dtype, so the values are exactly those of the
 kernels (which compute the same ufunc in that dtype).  Any other body node
 runs through the interpreter as usual.
@@ -23,6 +24,11 @@ from ...compiler.ir import Graph, Node
 def _relu(x, out=None):
     return np.maximum(x, x.dtype.type(0), out=out)    # as the relu kernel: NaN propagates
 
+
+# kernels whose result is always a new array of their own (never a view of an
+# operand), so a later step of the region may overwrite it: a conv or matmul
+# epilogue (bias, activation, residual add) then runs in the product's array
+FRESH_KERNELS = frozenset({"conv1d", "conv2d", "conv_transpose2d", "matmul", "linear"})
 
 UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
           "maximum": np.maximum, "minimum": np.minimum, "neg": np.negative, "exp": np.exp,
@@ -53,6 +59,8 @@ def run_fused(interp, node: Node, env: dict, dead_after) -> tuple:
         else:
             for v, a in zip(n.outputs, interp.run_node(n, benv)):
                 benv[v.id] = a
+            if n.op.name in FRESH_KERNELS:
+                fresh.add(n.outputs[0].id)
         for vid in dead[i]:
             del benv[vid]
     return tuple(benv[v.id] for v in body.outputs)

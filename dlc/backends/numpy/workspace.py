@@ -30,7 +30,7 @@ from ...compiler.ir import Graph, Node
 from ...compiler.memory import tensor_bytes
 from ...compiler.memory_plan import last_uses, live_bytes, storages
 from ...compiler.ops.conv import conv_pads, ntuple
-from .fused import UFUNCS
+from .fused import FRESH_KERNELS, UFUNCS
 from .kernels import KERNELS
 
 _CONV_ND = {"conv1d": 1, "conv2d": 2}
@@ -121,7 +121,7 @@ def _fused_scratch(body: Graph, dims: dict) -> int:
         for v in n.outputs:
             size[v.id] = tensor_bytes(v.type, dims)
             live += 0 if donor is not None else size[v.id]
-        if exact:
+        if exact or n.op.name in FRESH_KERNELS:
             fresh.add(n.outputs[0].id)
         peak = max(peak, live + workspace_bytes(n, dims))
         for v in dead[i]:

@@ -87,3 +87,45 @@ def test_the_plan_counts_the_in_place_chain():
     tracemalloc.stop()
     planned = plan_memory(g, {}, workspace_bytes).workspace_peak
     assert abs(measured - planned) <= 0.10 * planned, (measured, planned)
+
+
+def test_conv_epilogue_runs_in_the_convolutions_array():
+    """conv2d + bias + relu + residual add as one region: the same values as
+    op by op, and no array beyond the convolution's own (plus its scratch)."""
+    from dlc.backends.numpy.workspace import workspace_bytes
+    from dlc.compiler.memory_plan import plan_memory
+
+    def graph():
+        g = Graph("block")
+        x = g.add_input("x", TensorType(DType.f32, (2, 8, 16, 16)))
+        w = g.add_input("w", TensorType(DType.f32, (8, 8, 3, 3)))
+        b = g.add_input("b", TensorType(DType.f32, (8, 1, 1)))
+        bb = Builder(g)
+        y = bb.op("add", bb.op("relu", bb.op("add", bb.op("conv2d", x, w, padding=1), b)), x)
+        g.outputs, g.output_names = [y], ["y"]
+        return g
+    rng = np.random.default_rng(1)
+    feed = {"x": rng.standard_normal((2, 8, 16, 16)).astype(np.float32),
+            "w": rng.standard_normal((8, 8, 3, 3)).astype(np.float32),
+            "b": rng.standard_normal((8, 1, 1)).astype(np.float32)}
+    class Spy(Interpreter):
+        def call_op(self, name, args, attrs):
+            out = super().call_op(name, args, attrs)
+            if name == "conv2d":
+                self.conv_out = out
+            return out
+    plain, fused = graph(), graph()
+    assert outline(fused, list(fused.nodes), "conv_epilogue") is not None
+    op_by_op = Spy(plain)
+    want = op_by_op.run(feed, {})[0]["y"]
+    assert not np.shares_memory(want, op_by_op.conv_out)
+    it = Spy(fused)
+    got = it.run(feed, {})[0]["y"]
+    np.testing.assert_array_equal(got, want)
+    assert np.shares_memory(got, it.conv_out)       # bias, relu and residual written into the conv's array
+    tracemalloc.start()
+    it.run(feed, {})
+    measured = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    planned = plan_memory(fused, {}, workspace_bytes).workspace_peak
+    assert abs(measured - planned) <= 0.10 * planned, (measured, planned)
