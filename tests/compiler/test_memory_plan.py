@@ -42,6 +42,19 @@ def test_lifetimes_run_from_definition_to_last_use_and_outputs_to_the_end():
     assert all(s.size == 4 * 8 * 4 for s in by_value.values())
 
 
+def test_a_reshape_of_a_transpose_has_storage_of_its_own():
+    g = Graph("tr")
+    x = g.add_input("x", TensorType(DType.f32, (4, 8)))
+    b = Builder(g)
+    a = b.op("exp", x)
+    t = b.op("transpose", a, axes=(1, 0))
+    r = b.op("reshape", t, shape=(32,))
+    g.outputs, g.output_names = [r], ["y"]
+    by_value = {s.value.id: s for s in storages(g, {})}
+    assert by_value[a.id].views == [t] and by_value[a.id].end == 2      # read by the reshape's copy
+    assert r.id in by_value and by_value[r.id].size == 32 * 4
+
+
 def test_last_uses_free_each_value_once_and_never_an_output():
     g, (a, e, c, r, d) = _chain()
     frees = last_uses(g)
@@ -65,7 +78,7 @@ def random_dags(draw) -> Graph:
     b = Builder(g)
     vals = [g.add_input("x", TensorType(DType.f32, (draw(st.integers(1, 16)),)))]
     for _ in range(draw(st.integers(1, 30))):
-        kind = draw(st.sampled_from(["unary", "add", "concat", "reshape"]))
+        kind = draw(st.sampled_from(["unary", "add", "concat", "reshape", "transpose"]))
         u = vals[draw(st.integers(0, len(vals) - 1))]
         if kind == "unary":
             vals.append(b.op(draw(st.sampled_from(["relu", "exp", "neg"])), u))
@@ -75,6 +88,9 @@ def random_dags(draw) -> Graph:
         elif kind == "concat":
             w = vals[draw(st.integers(0, len(vals) - 1))]
             vals.append(b.op("concat", u, w, axis=0))
+        elif kind == "transpose":        # a view; a reshape of it is a copy with its own storage
+            t = b.op("transpose", u, axes=(0,))
+            vals.append(t if draw(st.booleans()) else b.op("reshape", t, shape=(int(u.type.shape[-1]),)))
         else:
             row = b.op("reshape", u, shape=(1, int(u.type.shape[-1])))      # a view of a view
             vals.append(b.op("reshape", row, shape=(int(u.type.shape[-1]),)))
