@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+OPT_LEVEL = 2     # -O level of the dlc graphs (--opt)
+
+
 def median_time(fn, repeat: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
@@ -38,11 +41,12 @@ def bench_forward(spec: str, torch_module, batch: int, repeat: int, input_name: 
     import torch
     import dlc
     from dlc.backends.numpy.interpreter import Interpreter
-    m = dlc.load(ROOT / spec, bind={"N": batch})
+    from dlc.compiler.passes import PipelineOptions
+    m = dlc.load(ROOT / spec, bind={"N": batch}, opt=PipelineOptions(level=OPT_LEVEL))
     w = m.init_weights(seed=0)
-    g = m._elaborate("eval", {"N": batch})
+    g = m.compiled_graph("eval", {"N": batch})      # through the pass pipeline (m.opt, default -O2)
     x = m.random_inputs(seed=0, bind={"N": batch})[input_name]
-    interp = Interpreter(g)
+    interp = Interpreter(g, dims={"N": batch})
     ours = interp.run({input_name: x}, w)[0]
     out = next(iter(ours.values()))
     torch_module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in w.items()}, strict=True)
@@ -62,6 +66,16 @@ def bench_forward(spec: str, torch_module, batch: int, repeat: int, input_name: 
             "ratio": t_np / t_torch, "max_rel_err": err}
 
 
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def bench_check(repeat: int) -> dict:
     from dlc.frontend.check import check_file
     from dlc.frontend.modules import clear_cache
@@ -79,21 +93,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--out", default=str(ROOT / "bench/results/numpy_forward.json"))
+    ap.add_argument("--opt", type=int, default=2, help="-O level of the dlc graph")
+    ap.add_argument("--no-check", action="store_true", help="skip the zoo elaborate+check timing")
     args = ap.parse_args()
+    global OPT_LEVEL
+    OPT_LEVEL = args.opt
     import torch
     from bench.reference.torch_models import MLP, ResNet18
     rows = [
         bench_forward("specs/resnet18.dln", ResNet18(), 1, args.repeat, "image"),
         bench_forward("specs/mlp.dln", MLP(), 256, args.repeat, "x"),
     ]
-    check = bench_check(max(3, args.repeat // 2))
-    result = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+    check = None if args.no_check else bench_check(max(3, args.repeat // 2))
+    result = {"machine": _cpu_model(), "opt_level": args.opt, "torch": torch.__version__,
               "torch_threads": torch.get_num_threads(), "forward": rows, "zoo_check": check}
     print(f"{'model':<22}{'batch':>6}{'numpy ms':>11}{'torch ms':>11}{'ratio':>8}{'max rel err':>13}")
     for r in rows:
         print(f"{r['spec']:<22}{r['batch']:>6}{r['numpy_ms']:>11.2f}{r['torch_ms']:>11.2f}{r['ratio']:>8.2f}"
               f"{r['max_rel_err']:>13.1e}")
-    print(f"zoo elaborate+check: {check['specs']} specs in {check['seconds']:.2f} s")
+    if check:
+        print(f"zoo elaborate+check: {check['specs']} specs in {check['seconds']:.2f} s")
     from dlc.runtime.atomic import atomic_write
     atomic_write(args.out, (json.dumps(result, indent=2) + "\n").encode())
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_numpy import median_time  # noqa: E402
 
 
-def bench(spec: str, torch_module, batch: int, repeat: int) -> dict:
+def bench(spec: str, torch_module, batch: int, repeat: int, opt_level: int = 2) -> dict:
     import torch
     from dlc.backends.numpy.interpreter import Interpreter
     from dlc.compiler.init import init_params
@@ -34,6 +34,8 @@ def bench(spec: str, torch_module, batch: int, repeat: int) -> dict:
     s = train_settings(mod, mod.trains[0])
     s.optimizer, s.optimizer_args = "adam", {"lr": 1e-3}
     prog = build_train_step(elaborate_model(mod, mod.trains[0].model, "train"), s)
+    from dlc.compiler.passes import PipelineOptions, run_pipeline
+    run_pipeline(prog.graph, PipelineOptions(level=opt_level), backend="numpy", dims={"N": batch})
     g = prog.graph
     w = init_params(g, 0)
     state = {k: np.full(tuple(int(d) for d in t.shape), f, t.dtype.numpy_name)
@@ -70,10 +72,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--out", default=str(ROOT / "bench/results/train_step.json"))
+    ap.add_argument("--opt", type=int, default=2, help="-O level of the dlc training-step graph")
     args = ap.parse_args()
     import torch
     from bench.reference.torch_models import MLP, LeNet5
-    rows = [bench("specs/mlp.dln", MLP(), 64, args.repeat), bench("specs/lenet5.dln", LeNet5(), 64, args.repeat)]
+    rows = [bench("specs/mlp.dln", MLP(), 64, args.repeat, args.opt),
+            bench("specs/lenet5.dln", LeNet5(), 64, args.repeat, args.opt)]
     print(f"{'model':<20}{'batch':>6}{'numpy ms':>11}{'torch ms':>11}{'ratio':>8}")
     for r in rows:
         print(f"{r['spec']:<20}{r['batch']:>6}{r['numpy_ms']:>11.2f}{r['torch_ms']:>11.2f}{r['ratio']:>8.2f}")

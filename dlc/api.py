@@ -132,12 +132,15 @@ class Model:
     def buffers(self) -> list[TensorSpec]:
         return [TensorSpec(p.name, p.type) for p in self.graph.params if p.kind == "buffer"]
 
-    def info(self, bind: dict | None = None) -> dict:
-        """Parameter and MAC counts (at the example sizes) and per-layer rows."""
+    def info(self, bind: dict | None = None, memory: bool = False) -> dict:
+        """Parameter and MAC counts (at the example sizes) and per-layer rows;
+        `memory`: also the memory plan and kernel count before and after the
+        pipeline (`self.opt`), under "memory"."""
         from .compiler.analysis import layer_rows, total_macs
         g = self._elaborate("eval", bind)
         params = g.param_count()
-        return {
+        extra = {"memory": self.memory_report(bind)} if memory else {}
+        return {**extra,
             "model": self.name,
             "file": self.path,
             "params": int(params),
@@ -148,6 +151,19 @@ class Model:
             "outputs": [{"name": n, "type": str(v.type)} for n, v in zip(g.output_names, g.outputs)],
             "layers": [r.__dict__ for r in layer_rows(g)],
         }
+
+    def memory_report(self, bind: dict | None = None, mode: str = "eval", backend: str = "numpy") -> dict:
+        """The memory plan of the graph as elaborated (-O0) and after the
+        pipeline: {"before": ..., "after": ..., "level": ...}, each a
+        `compiler.memory_plan.summary` (bytes at the example sizes)."""
+        from .backends.numpy.workspace import workspace_bytes
+        from .compiler.memory_plan import summary
+        before = self._elaborate(mode, bind)
+        dims = {**{k: v for k, v in before.dims.items() if v is not None}, **(bind or {})}
+        after = self.optimized(self._elaborate(mode, bind), backend, bind=bind)
+        return {"level": self.opt.level, "passes": None if self.opt.passes is None else list(self.opt.passes),
+                "before": summary(before, dims, workspace_bytes),
+                "after": summary(after, dims, workspace_bytes)}
 
     def symbolic_graph(self, mode: str = "eval"):
         """The graph in `mode` with its symbolic dimensions kept (no example sizes)."""
@@ -322,8 +338,11 @@ def _check_memory(g, bind: dict, backend: str, given_inputs: dict, new_weights: 
     if os.environ.get("DLC_MEMORY_CHECK", "1") == "0":
         return
     dims = {**{k: v for k, v in g.dims.items() if v is not None}, **bind}
+    workspace = None
+    if backend == "numpy":     # the interpreter's own peak: its kernels' scratch included
+        from .backends.numpy.workspace import workspace_bytes as workspace
     est = estimate_memory(g, dims, new_inputs={v.name for v in g.inputs} - set(given_inputs),
-                          new_weights=new_weights, keep_all=backend == "numpy")
+                          new_weights=new_weights, workspace=workspace)
     avail = available_bytes()
     if avail is None or est.total <= avail:
         return

@@ -153,17 +153,21 @@ def check(files, model):
 @click.option("--model", "-m", help="Model to describe (default: the last one in the file).")
 @click.option("--bind", "-b", multiple=True, help="Size a dimension or override a constant: N=8.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--memory", is_flag=True, help="Also the peak activation memory and kernel count, -O0 and after -O.")
+@_opt_options
 @_guard
-def info(file, model, bind, as_json):
+def info(file, model, bind, as_json, memory, opt):
     """Layer table: names, ops, shapes, parameters and MACs."""
     from .api import load
-    m = load(file, model, _parse_bind(bind))
-    data = m.info()
+    m = load(file, model, _parse_bind(bind), opt=opt)
+    data = m.info(memory=memory)
     if as_json:
         click.echo(json.dumps(data))
         return
-    from .reporting import print_info
+    from .reporting import print_info, print_memory
     print_info(data)
+    if memory:
+        print_memory(data["memory"])
 
 
 @main.command()

@@ -28,6 +28,24 @@ def print_info(data: dict) -> None:
     console.print(f"MACs: {_fmt(data['macs'])} ({data['macs'] / 1e9:.4g} G)" + (f" at {dims}" if dims else ""))
 
 
+def print_memory(mem: dict) -> None:
+    """`dlc info --memory`: the memory plan and kernel count, -O0 against the pipeline."""
+    from .runtime.memory import human_bytes
+    before, after = mem["before"], mem["after"]
+    label = f"-O{mem['level']}" if mem.get("passes") is None else "--passes " + ",".join(mem["passes"])
+    t = Table(title="memory plan (activations; inputs and weights not counted)", title_justify="left")
+    for col in ("", "-O0", label):
+        t.add_column(col, justify="left" if not col else "right")
+    rows = [("kernels", "kernels", str), ("naive (every intermediate kept)", "naive_bytes", human_bytes),
+            ("planned peak (reused buffers)", "planned_bytes", human_bytes),
+            ("buffers", "buffers", str), ("live peak (lower bound)", "live_peak_bytes", human_bytes),
+            ("NumPy interpreter peak (with kernel scratch)", "interpreter_peak_bytes", human_bytes)]
+    for name, key, fmt in rows:
+        t.add_row(name, fmt(before[key]), fmt(after[key]))
+    Console().print(t)
+    Console().print(f"planned peak is {after['saving']:.0%} below the naive total at {label}")
+
+
 def print_outputs(outs: dict) -> None:
     console = Console()
     t = Table(title="outputs", title_justify="left")

@@ -1,10 +1,11 @@
 """How much memory running a graph takes, estimated before anything is allocated.
 
-The NumPy interpreter keeps every intermediate value until the run ends, so
-its activations are the sum of all node outputs.  Other backends free values
-as they go; for them only the largest single output is counted (a lower
-bound).  Initialising a float parameter draws it in float64 first, so the
-largest such draw is counted as a transient.
+Activations come from the memory plan (`memory_plan.plan_memory`): the most
+bytes alive at one step when every value is freed after its last use, which
+is how the NumPy interpreter runs (it passes its kernels' scratch as
+`workspace`, so its estimate is its measured peak).  For the other backends
+the same live peak is a lower bound.  Initialising a float parameter draws it
+in float64 first, so the largest such draw is counted as a transient.
 """
 from __future__ import annotations
 
@@ -41,10 +42,12 @@ def tensor_bytes(t: TensorType, dims: dict) -> int:
 
 
 def estimate_memory(g: Graph, dims: dict, *, new_inputs=None, new_weights: bool = True,
-                    keep_all: bool = True) -> MemoryEstimate:
+                    workspace=None) -> MemoryEstimate:
     """Bytes a run will allocate.  `new_inputs`: names of inputs still to be drawn
     (None: all); `new_weights`: whether the weights are still to be drawn;
-    `keep_all`: whether every intermediate stays alive (the NumPy interpreter)."""
+    `workspace(node, dims)`: a backend's scratch bytes inside a node (see
+    `memory_plan.plan_memory`)."""
+    from .memory_plan import plan_memory
     est = MemoryEstimate()
     for v in g.inputs:
         if new_inputs is None or v.name in new_inputs:
@@ -55,6 +58,5 @@ def estimate_memory(g: Graph, dims: dict, *, new_inputs=None, new_weights: bool 
             est.weights += b
             if p.type.dtype.is_float:
                 est.transient = max(est.transient, b // p.type.dtype.itemsize * 8)
-    sizes = [tensor_bytes(o.type, dims) for n in g.nodes for o in n.outputs]
-    est.activations = sum(sizes) if keep_all else max(sizes, default=0)
+    est.activations = plan_memory(g, dims, workspace).workspace_peak
     return est

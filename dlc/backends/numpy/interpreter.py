@@ -10,6 +10,10 @@ change how ops execute, in the manner of torch.fx's Interpreter:
            -> run_decomposition(node, env)   # ops without a kernel
 
 Failures inside a kernel are reported against the `.dln` line of the node.
+
+A run frees each value after its last use (`compiler.memory_plan.last_uses`),
+so the arrays alive at any moment are those the memory plan says are live:
+its peak, not the sum of every intermediate, bounds what a run allocates.
 """
 from __future__ import annotations
 
@@ -18,13 +22,25 @@ import numpy as np
 from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node
+from ...compiler.memory_plan import last_uses
 from ...compiler.ops.norm import batch_statistics_error
 from ...errors import DlcRuntimeError
+from .fused import run_fused
 from .kernels import KERNELS
+from .kernels.dtypes import as_arrays
 
 
+_UNQUIET = {name: fn.unquiet for name, fn in KERNELS.items() if hasattr(fn, "unquiet")}
 _SEEDED = frozenset({"randn", "uniform", "dropout"})
 _CONSTANT = frozenset({"full", "arange", "sinusoidal_positions"})
+
+
+_KERNEL_ERRORS = (ValueError, IndexError, TypeError, KeyError, FloatingPointError, MemoryError)
+
+
+def _kernel_failed(node: Node, e: Exception) -> DlcRuntimeError:
+    return DlcRuntimeError(f"{node.op.name} failed: {e}", node.span,
+                           "the inputs do not match the shapes the model was compiled for")
 
 
 def _concrete(v, env):
@@ -45,14 +61,21 @@ class Interpreter:
         self._attr_cache: dict = {}
         self._const_cache: dict = {}
         self._decompositions: dict[int, tuple[Node, Graph]] = {}
+        self._frees: dict[int, tuple[Graph, list[tuple[int, ...]]]] = {}
+        self._steps: dict = {}
+        self._dims_key = tuple(sorted(self.dims.items()))   # refreshed by run()
+        self._warnings_off = False                           # True inside run()
 
     # the extension points --------------------------------------------------
     def call_op(self, name: str, args: list, attrs: dict):
-        return KERNELS[name](*args, **attrs)
+        # inside run() the floating-point warnings are off for the whole run:
+        # skip each kernel's own errstate (a measurable cost per node)
+        fn = _UNQUIET.get(name) if self._warnings_off else None
+        return as_arrays(fn(*args, **attrs)) if fn is not None else KERNELS[name](*args, **attrs)
 
     def _attrs(self, node: Node) -> dict:
         """Concrete attributes of a node, cached per (node, dims)."""
-        key = (id(node), tuple(sorted(self.dims.items())))
+        key = (id(node), self._dims_key)
         attrs = self._attr_cache.get(key)
         if attrs is None:
             attrs = {k: _concrete(v, self.dims) for k, v in node.attrs.items()}
@@ -64,6 +87,8 @@ class Interpreter:
         attrs = self._attrs(node)
         if node.op.name == "scan":
             return self.run_scan(node, args, attrs, env)
+        if node.op.name == "fused":        # its body, with in-place ufuncs where exact
+            return run_fused(self, node, env, self._dead_after)
         if node.op.name not in KERNELS and node.op.decompose is not None:
             return self.run_decomposition(node, env)
         if node.op.name in _SEEDED:
@@ -74,10 +99,31 @@ class Interpreter:
                 raise err
         try:
             out = self.call_op(node.op.name, args, attrs)
-        except (ValueError, IndexError, TypeError, KeyError, FloatingPointError, MemoryError) as e:
-            raise DlcRuntimeError(f"{node.op.name} failed: {e}", node.span,
-                                  "the inputs do not match the shapes the model was compiled for") from None
+        except _KERNEL_ERRORS as e:
+            raise _kernel_failed(node, e) from None
         return out if isinstance(out, tuple) else (out,)
+
+    def _plain_steps(self, g: Graph) -> list:
+        """Per node of `g`: (raw kernel, operand ids, concrete attrs) for a node
+        that is one plain kernel call, else None; built once per graph and dims."""
+        key = (id(g), self._dims_key)
+        cached = self._steps.get(key)
+        if cached is None or cached[0] is not g:
+            steps = []
+            for n in g.nodes:
+                name = n.op.name
+                plain = name in _UNQUIET and n.body is None and name not in _SEEDED | _CONSTANT | {"batch_norm"}
+                steps.append((_UNQUIET[name], tuple(None if v is None else v.id for v in n.inputs),
+                              self._attrs(n)) if plain else None)
+            cached = self._steps[key] = (g, steps)
+        return cached[1]
+
+    def _fast_path(self) -> bool:
+        """Whether run_nodes may call plain kernels itself: inside run() (the
+        warnings are off) and with run_node/call_op not overridden."""
+        cls = type(self)
+        return (self._warnings_off and cls.run_node is Interpreter.run_node and cls.call_op is Interpreter.call_op
+                and "run_node" not in self.__dict__ and "call_op" not in self.__dict__)
 
     def run_decomposition(self, node: Node, env: dict):
         """An op without a kernel: run its decomposition (built once per node)."""
@@ -86,7 +132,7 @@ class Interpreter:
             cached = self._decompositions[id(node)] = (node, decomposition(node))
         sub = cached[1]
         senv = bind_inputs(sub, node, lambda v: env[v.id])  # the graph is standalone
-        self.run_nodes(sub, senv)
+        self.run_nodes(sub, senv, free=True)
         return tuple(senv[v.id] for v in sub.outputs)
 
     def run_scan(self, node: Node, args: list, attrs: dict, env: dict):
@@ -102,7 +148,7 @@ class Interpreter:
                 benv[v.id] = c
             for v, s in zip(body.inputs[nc:], seqs):
                 benv[v.id] = np.take(s, t, axis=axis)
-            self.run_nodes(body, benv)
+            self.run_nodes(body, benv, free=True)
             outs = [benv[v.id] for v in body.outputs]
             carries = outs[:nc]
             for i, y in enumerate(outs[nc:]):
@@ -112,11 +158,30 @@ class Interpreter:
         stacked = [np.stack(lst, axis=axis) for lst in ys]
         return tuple(carries) + tuple(stacked)
 
-    def run_nodes(self, g: Graph, env: dict):
-        for node in g.nodes:
-            if node.op.name in _CONSTANT:
+    def _dead_after(self, g: Graph) -> list[tuple[int, ...]]:
+        """Per node of `g`, the ids of the values to drop once it has run."""
+        cached = self._frees.get(id(g))
+        if cached is None or cached[0] is not g:
+            cached = self._frees[id(g)] = (g, [tuple(v.id for v in vs) for vs in last_uses(g)])
+        return cached[1]
+
+    def run_nodes(self, g: Graph, env: dict, free: bool = False):
+        """Run `g`'s nodes into `env`; `free`: drop each result after its last
+        use (`g`'s outputs and state updates stay), else keep them all."""
+        dead = self._dead_after(g) if free else None
+        steps = self._plain_steps(g) if self._fast_path() else [None] * len(g.nodes)
+        for i, node in enumerate(g.nodes):
+            step = steps[i]
+            if step is not None:       # the common case, without run_node's dispatch
+                fn, ids, attrs = step
+                try:
+                    out = fn(*[None if k is None else env[k] for k in ids], **attrs)
+                except _KERNEL_ERRORS as e:
+                    raise _kernel_failed(node, e) from None
+                outs = as_arrays(out) if type(out) is tuple else (out if type(out) is np.ndarray else np.asarray(out),)
+            elif node.op.name in _CONSTANT:
                 # operand-free, deterministic: computed once per dims, then reused
-                key = (id(node), tuple(sorted(self.dims.items())))
+                key = (id(node), self._dims_key)
                 outs = self._const_cache.get(key)
                 if outs is None:
                     outs = self.run_node(node, env)
@@ -128,6 +193,10 @@ class Interpreter:
                 outs = self.run_node(node, env)
             for v, a in zip(node.outputs, outs):
                 env[v.id] = a
+            out = outs = a = None          # hold no array past its last use
+            if dead is not None:
+                for vid in dead[i]:
+                    del env[vid]
 
     def run(self, inputs: dict[str, np.ndarray], weights: dict[str, np.ndarray]):
         """Returns (outputs by name, updated buffers by name)."""
@@ -142,8 +211,13 @@ class Interpreter:
                 raise DlcRuntimeError(f"no weights for parameter '{p.name}'", p.param.span)
             env[p.id] = weights[p.name]
         # overflow in exp() etc. is part of the semantics (inf), not an error
+        self._dims_key = tuple(sorted(self.dims.items()))
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            self.run_nodes(g, env)
+            self._warnings_off = True
+            try:
+                self.run_nodes(g, env, free=True)
+            finally:
+                self._warnings_off = False
         outs = {name: env[v.id] for name, v in zip(g.output_names, g.outputs)}
         updates = {name: env[v.id] for name, v in g.state_updates.items()}
         return outs, updates

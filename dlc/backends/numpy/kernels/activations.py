@@ -23,11 +23,13 @@ def relu(x):
 
 def _clamp(x, lo, hi):
     # torch.clamp/hardtanh: nan stays nan (np.maximum/np.minimum propagate it)
+    # the second bound is applied in place: no temporary of x's size
+    y = x
     if lo is not None:
-        x = np.maximum(x, _c(x, lo))
+        y = np.maximum(x, _c(x, lo))
     if hi is not None:
-        x = np.minimum(x, _c(x, hi))
-    return x
+        y = np.minimum(y, _c(x, hi), out=None if y is x else y)
+    return y
 
 
 @quiet

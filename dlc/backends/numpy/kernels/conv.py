@@ -82,9 +82,17 @@ def _conv_nd(x, w, b, stride, padding, dilation, groups, nd):
         if groups == 1 and p_total * n <= (1 << 22):
             # one large GEMM over all images: (O, C*K) @ (C*K, N*P) keeps BLAS busy
             # where per-image products would be small
-            perm = (1,) + tuple(range(nd + 2, 2 * nd + 2)) + (0,) + tuple(range(2, nd + 2))
-            cols = patches.transpose(perm).reshape(cg * k_total, n * p_total)
-            out = (w.reshape(out_ch, cg * k_total) @ cols).reshape((out_ch, n) + out_sp)
+            wm = w.reshape(out_ch, cg * k_total)
+            if k_total > p_total:
+                # a large window over few positions (a weight gradient): copy the
+                # columns position-major, whose inner axis is a run of the window's
+                # row, and hand BLAS the transpose
+                perm = (0,) + tuple(range(2, nd + 2)) + (1,) + tuple(range(nd + 2, 2 * nd + 2))
+                cols = patches.transpose(perm).reshape(n * p_total, cg * k_total).T
+            else:
+                perm = (1,) + tuple(range(nd + 2, 2 * nd + 2)) + (0,) + tuple(range(2, nd + 2))
+                cols = patches.transpose(perm).reshape(cg * k_total, n * p_total)
+            out = (wm @ cols).reshape((out_ch, n) + out_sp)
             out = np.ascontiguousarray(np.moveaxis(out, 0, 1))
         else:
             perm = (0, 1) + tuple(range(nd + 2, 2 * nd + 2)) + tuple(range(2, nd + 2))

@@ -85,6 +85,13 @@ def result_type(*operands) -> np.dtype:
     of a higher category (bool < int < float).  A Python float is float32
     (PyTorch's default dtype), a Python int is int64.
     """
+    if len(operands) == 2:          # the common case, two arrays of one dtype: that dtype
+        a, b = operands
+        if type(a) is np.ndarray and type(b) is np.ndarray:
+            if a.dtype == b.dtype:
+                return a.dtype
+            if (a.ndim == 0) != (b.ndim == 0) and a.dtype.kind == b.dtype.kind == "f":
+                return a.dtype if a.ndim else b.dtype    # a 0-d float never widens a float tensor
     tiers = [None, None, None]  # dimensioned, zero-dim, wrapped python number
     for op in operands:
         if op is None:
@@ -135,10 +142,18 @@ def quiet(fn):
     def wrapper(*args, **kwargs):
         with np.errstate(all="ignore"):
             out = fn(*args, **kwargs)
-        if isinstance(out, tuple):
-            return tuple(o if isinstance(o, np.ndarray) else np.asarray(o) for o in out)
-        return out if isinstance(out, np.ndarray) else np.asarray(out)
+        return as_arrays(out)
+    # the kernel without the errstate, for a caller that has switched the
+    # warnings off already (the interpreter, for a whole run)
+    wrapper.unquiet = fn      # its results still need as_arrays
     return wrapper
+
+
+def as_arrays(out):
+    """A kernel's result with NumPy scalars wrapped back into 0-d arrays."""
+    if isinstance(out, tuple):
+        return tuple(o if isinstance(o, np.ndarray) else np.asarray(o) for o in out)
+    return out if isinstance(out, np.ndarray) else np.asarray(out)
 
 
 # ---------------------------------------------------------------------------

@@ -125,7 +125,9 @@ def scaled_dot_product_attention(
     S = k.shape[-2]
     if scale is None:
         scale = 1.0 / math.sqrt(E)
-    scores = np.matmul(q, np.swapaxes(k, -1, -2)) * dtype.type(scale)
+    # the softmax below works in place on `scores`: one array of (..., L, S), not four
+    scores = np.matmul(q, np.swapaxes(k, -1, -2))
+    scores *= dtype.type(scale)
     if is_causal:
         if attn_mask is not None:
             raise ValueError("explicit attn_mask should not be set when is_causal=True")
@@ -134,16 +136,19 @@ def scaled_dot_product_attention(
         attn_mask = np.asarray(attn_mask)
         if attn_mask.dtype == np.bool_:
             scores = np.where(attn_mask, scores, dtype.type(-np.inf))
+        elif np.broadcast_shapes(scores.shape, attn_mask.shape) == scores.shape:
+            scores += attn_mask.astype(dtype, copy=False)
         else:
             scores = scores + attn_mask.astype(dtype, copy=False)
     # stable softmax; a fully masked row has max -inf, shift it by 0 instead so it
     # yields exp(-inf) = 0 everywhere rather than NaN, then divide by 1 not 0.
     row_max = scores.max(axis=-1, keepdims=True)
     row_max = np.where(np.isfinite(row_max), row_max, dtype.type(0))
-    e = np.exp(scores - row_max)
+    scores -= row_max
+    e = np.exp(scores, out=scores)
     denom = e.sum(axis=-1, keepdims=True)
-    probs = e / np.where(denom == 0, dtype.type(1), denom)
-    return np.matmul(probs, v)
+    e /= np.where(denom == 0, dtype.type(1), denom)
+    return np.matmul(e, v)
 
 
 

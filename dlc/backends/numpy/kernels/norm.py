@@ -96,7 +96,8 @@ def batch_norm(
         var = cast_operand(running_var, dtype)
         new_mean, new_var = running_mean, running_var
         invstd = 1 / np.sqrt(var + dtype.type(eps))
-        y = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
+        y = np.subtract(x, mean.reshape(bshape))   # (x - mean) * invstd, without a temporary
+        y *= invstd.reshape(bshape)
     if weight is not None:
         y *= cast_operand(weight, dtype).reshape(bshape)
     if bias is not None:

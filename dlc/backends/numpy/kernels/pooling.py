@@ -128,14 +128,17 @@ def _avg_pool(
     x = x.astype(dtype, copy=False)
     k, s, p, d, out = _pool_params(x, nd, kernel_size, stride, padding, 1, ceil_mode)
     total = _pool_reduce(_pool_pad(x, k, s, p, d, out, 0), k, s, d, out, np.add)
+    # total is a fresh array: divide it in place (no second array of the output's size)
     if divisor_override:
-        return total / dtype.type(divisor_override)
+        total /= dtype.type(divisor_override)
+        return total
     # the window area is separable, so the divisor is an outer product of 1-d counts
     div = np.ones((), dtype)
     for axis, (n, kk, ss, pp, o) in enumerate(zip(x.shape[-nd:], k, s, p, out)):
         counts = _avg_divisor(n, kk, ss, pp, o, count_include_pad).astype(dtype)
         div = np.multiply.outer(div, counts) if axis else counts
-    return total / div
+    total /= div
+    return total
 
 
 def avg_pool1d(

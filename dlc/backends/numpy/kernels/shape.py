@@ -50,7 +50,7 @@ def linear(x, w, b=None):
     x, w = as_array(x, dt), as_array(w, dt)
     y = np.matmul(x, w.T)
     if b is not None:
-        y = y + as_array(b, dt)
+        y += as_array(b, dt)      # y is fresh: no second array of the output's size
     return y
 
 
