@@ -12,8 +12,6 @@ from click.testing import CliRunner
 import dlc
 from dlc import viz
 from dlc.cli import main
-from dlc.compiler import passes as passes_pkg
-from dlc.compiler.passes.pipeline import PASSES, PassDef
 from dlc.compiler.passes.regions import outline
 from dlc.compiler.passes.rewrite import users
 
@@ -156,26 +154,26 @@ def test_scan_bodies_are_clusters():
     assert (dot_id[id(fc.inputs[0].producer.body.outputs[fc.inputs[0].index].producer)], dot_id[id(fc)]) in edges
 
 
-@pytest.fixture
-def fake_fusion(monkeypatch):
-    """A stand-in `fusion` pass at -O2 that outlines conv epilogues, so that
-    --after and --before-after have a pass that changes what is drawn."""
-    def fusion(g, ctx):
-        ctx.count("regions", _outline_conv_epilogues(g))
-    monkeypatch.setitem(PASSES, "fusion", PassDef("fusion", fusion, 2, "test stand-in"))
-    monkeypatch.setattr(passes_pkg, "PIPELINE", [n for n in passes_pkg.ORDER if n in PASSES])
-
-
 def _clusters(text):
     return len(re.findall(r"label=<<b>fused: ", text))
 
 
-def test_after_draws_the_graph_after_that_pass(tmp_path, fake_fusion):
+def _pipeline_result(spec=LENET):
+    """The real -O2 graph of `spec`: its fused regions and the passes that ran."""
+    m = dlc.load(spec)
+    g = m.compiled_graph("eval", symbolic=True)
+    return g, [r.name for r in m.pass_records]
+
+
+def test_after_draws_the_graph_after_that_pass(tmp_path):
+    g, ran = _pipeline_result()
+    regions = sum(n.op.name == "fused" for n in g.nodes)
+    assert regions >= 2
     out = tmp_path / "g.dot"
     r = run("viz", LENET, "-o", str(out))
     assert r.exit_code == 0, r.output
-    assert _clusters(out.read_text()) == 2          # conv+tanh twice
-    assert "passes run: dce, fusion" in out.read_text()
+    assert _clusters(out.read_text()) == regions
+    assert f"passes run: {', '.join(ran)}" in out.read_text()
     r = run("viz", LENET, "--after", "dce", "-o", str(out))
     assert r.exit_code == 0, r.output
     text = out.read_text()
@@ -184,24 +182,28 @@ def test_after_draws_the_graph_after_that_pass(tmp_path, fake_fusion):
     assert r.exit_code == 0 and _clusters(out.read_text()) == 0
 
 
-def test_before_after_draws_both_side_by_side(tmp_path, fake_fusion):
+def test_before_after_draws_both_side_by_side(tmp_path):
+    g_after, ran = _pipeline_result()
+    regions = sum(n.op.name == "fused" for n in g_after.nodes)
     out = tmp_path / "g.dot"
     r = run("viz", LENET, "--before-after", "-o", str(out))
     assert r.exit_code == 0, r.output
-    assert "12 nodes -> 12 nodes, 2 regions" in r.output
+    g = dlc.load(LENET).symbolic_graph("eval")
+    assert f"{len(g.nodes)} nodes -> {len(leaf_nodes(g_after))} nodes, {regions} regions" in r.output
     text = out.read_text()
     before, after = re.split(r"\n  subgraph cluster_\d+ \{\n    label=<<b>after ", text)
     assert "before: as elaborated (-O0)" in before and _clusters(before) == 0
-    assert _clusters(after) == 2
-    # both panels draw every node; the after panel's twelve sit in two regions and eight boxes
-    g = dlc.load(LENET).symbolic_graph("eval")
-    assert len(dot_nodes(before, "box")) == len(dot_nodes(after, "box")) == len(g.nodes)
+    assert _clusters(after) == regions
+    # the before panel draws every node; the after panel every node inside or outside a region
+    assert len(dot_nodes(before, "box")) == len(g.nodes)
+    assert len(dot_nodes(after, "box")) == len(leaf_nodes(g_after))
     assert "LeNet5 (eval): before and after" in before
     # with --after, the right panel stops there
     r = run("viz", LENET, "--before-after", "--after", "dce", "-o", str(out))
     assert r.exit_code == 0, r.output
     text = out.read_text()
-    assert _clusters(text) == 0 and "after pass dce (-O2; passes run: dce)" in text
+    upto = ran[:ran.index("dce") + 1]
+    assert _clusters(text) == 0 and f"after pass dce (-O2; passes run: {', '.join(upto)})" in text
 
 
 def test_after_a_pass_that_does_not_run_or_does_not_exist(tmp_path):
@@ -290,15 +292,18 @@ def test_svg_has_one_node_group_per_drawn_node(tmp_path):
 
 
 @needs_dot
-def test_svg_before_after_and_fused_clusters(tmp_path, fake_fusion):
+def test_svg_before_after_and_fused_clusters(tmp_path):
+    g_after, _ = _pipeline_result()
+    regions = sum(n.op.name == "fused" for n in g_after.nodes)
     r = run("viz", LENET, "--before-after", "-o", str(tmp_path / "g.svg"))
     assert r.exit_code == 0, r.output
     root = ET.parse(tmp_path / "g.svg").getroot()
     clusters = [e for e in root.iter(f"{SVG}g") if e.get("class") == "cluster"]
-    assert len(clusters) == 2 + 2                   # the two panels and the after panel's two regions
+    assert len(clusters) == 2 + regions             # the two panels and the after panel's regions
     nodes = [e for e in root.iter(f"{SVG}g") if e.get("class") == "node"]
     g = dlc.load(LENET).symbolic_graph("eval")
-    assert len(nodes) == 2 * (len(g.nodes) + len(params_per_layer(g)) + len(g.inputs) + len(g.outputs))
+    per_panel = len(params_per_layer(g)) + len(g.inputs) + len(g.outputs)
+    assert len(nodes) == len(g.nodes) + len(leaf_nodes(g_after)) + 2 * per_panel
 
 
 @needs_dot
@@ -324,5 +329,7 @@ def test_a_big_graph_renders_in_seconds(tmp_path):
     assert time.perf_counter() - t0 < 60
     root = ET.parse(tmp_path / "g.svg").getroot()
     g = dlc.load("specs/resnet50.dln").symbolic_graph("eval")
-    per_panel = len(leaf_nodes(g)) + len(params_per_layer(g)) + len(g.inputs) + len(g.outputs)
-    assert len([e for e in root.iter(f"{SVG}g") if e.get("class") == "node"]) == 2 * per_panel
+    g_after, _ = _pipeline_result("specs/resnet50.dln")
+    per_panel = len(params_per_layer(g)) + len(g.inputs) + len(g.outputs)
+    drawn = len([e for e in root.iter(f"{SVG}g") if e.get("class") == "node"])
+    assert drawn == len(leaf_nodes(g)) + len(leaf_nodes(g_after)) + 2 * per_panel

@@ -67,7 +67,7 @@ def test_plan_reuses_dead_buffers_and_reports_naive_and_peak():
     assert plan.naive == 4 * 128            # a, e, c, d (the reshape is a view)
     assert plan.live_peak == 3 * 128        # a, e and c alive at the add
     assert plan.peak == 3 * 128             # d reuses a dead buffer
-    assert plan.kernels == len(g.nodes)
+    assert plan.kernels == len(g.nodes) - 1    # compiler.kernels: the reshape of a fresh value is a view
 
 
 @st.composite
