@@ -10,7 +10,9 @@ For ``llvm`` targets:
 
 1. convolutions go to NHWC/HWIO (conv1d to NWC/WIO) with `ConvertLayout`;
    pooling and elementwise ops follow, and the transposes between
-   consecutive convolutions cancel;
+   consecutive convolutions cancel; conv2d_transpose stays NCHW/IOHW (TOPI
+   legalizes no other layout of it, so ConvertLayout must transpose around
+   it rather than hand it its input's NHWC);
 2. `PackWeights` (schedules/packing.py) packs wide conv2d / matmul weights
    into contiguous column panels, `FoldConstant`, then `LiftTransformParams`:
    computations on the weights alone (layout transposes, packing, batch-norm
@@ -55,7 +57,8 @@ __all__ = [
 
 TRANSFORM_PARAMS = "main_transform_params"
 
-CONV_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv1d": ["NWC", "WIO"]}
+CONV_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv1d": ["NWC", "WIO"],
+                "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
 def as_target(target: Any) -> tvm.target.Target:
