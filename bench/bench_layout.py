@@ -5,9 +5,11 @@
 For each model and batch, in one process and on the same weights: the spec
 at -O2 with the `layout` pass (dlc emits NHWC conv2d, the TVM pipeline skips
 ConvertLayout) and at -O2 with ``--disable-pass layout`` (NCHW IR, TVM's
-ConvertLayout, i.e. the path before the pass existed).  Outputs are checked
+ConvertLayout, i.e. the path before the pass existed), plus a second runner
+of the ConvertLayout executable as an A/A control of the noise.  Outputs are checked
 against the NumPy reference first; each timing is the median of `repeat`
-calls after warm-up, the two runners alternating in three rounds.
+calls after warm-up, the runners alternating in four rounds (the order
+rotated every round).
 TVM_NUM_THREADS is set to the core count before TVM is imported.
 """
 from __future__ import annotations
@@ -51,18 +53,23 @@ def main() -> None:
                 print(f"{name} b{n} {label}: compiled in {time.perf_counter() - t0:.1f} s, rel err {err:.2g}",
                       flush=True)
                 runners[label] = r
+                if label == "ConvertLayout":
+                    # an A/A control: the same executable in a second runner measures the noise
+                    runners["ConvertLayout (again)"] = c.runner().set_weights(weights)
             times = {k: [] for k in runners}
-            for _ in range(3):
-                for label, r in runners.items():
+            for rnd in range(4):
+                # the order rotates between rounds: no variant always runs first
+                for label, r in (list(runners.items())[rnd % 3:] + list(runners.items())[:rnd % 3]):
                     for _ in range(3):
                         r.run(inputs)
-                    for _ in range(args.repeat // 3):
+                    for _ in range(args.repeat // 4):
                         t = time.perf_counter()
                         r.run(inputs)
                         times[label].append(time.perf_counter() - t)
             med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
             print(f"{name} b{n}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in med.items())
-                  + f"; layout/ConvertLayout = {med['dlc layout'] / med['ConvertLayout']:.3f}", flush=True)
+                  + f"; layout/ConvertLayout = {med['dlc layout'] / med['ConvertLayout']:.3f}"
+                  + f" (A/A control: {med['ConvertLayout (again)'] / med['ConvertLayout']:.3f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ from .rewrite import replace_uses
 # target is an LLVM CPU, whose schedules want NHWC
 _GPU_TARGETS = ("cuda", "jetson-orin")
 _REDUCTIONS = ("sum", "mean", "max", "min")
+# elementwise ops whose broadcasting is not numpy's trailing-axes rule
+# (prelu's weight goes along axis 1): they stay where the layout is NCHW
+_CHANNEL_BOUND = ("prelu",)
 
 
 def wanted_layout(backend: str, target: str | None) -> str:
@@ -123,7 +126,7 @@ class _ChannelsLast:
         name = node.op.name
         if name in LAYOUT_OPS:
             return self._anchor(node)
-        if ELEMENTWISE in node.op.groups:
+        if ELEMENTWISE in node.op.groups and name not in _CHANNEL_BOUND:
             return self._elementwise(node)
         if name == "concat":
             return self._concat(node)

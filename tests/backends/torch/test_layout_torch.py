@@ -31,3 +31,24 @@ def test_nhwc_graph_on_torch_matches_numpy(spec):
     for name, ref in want.items():
         err = float(np.abs(np.asarray(got[name]) - ref).max() / np.abs(ref).max())
         assert err < 1e-5, f"{name}: max rel error {err:.3g}"
+
+
+@pytest.mark.parametrize("n, channels_last", [(1, False), (32, True)])
+def test_bench_runs_channels_last_only_for_large_conv_batches(n, channels_last):
+    from dlc.backends.torch.backend import BACKEND, CHANNELS_LAST_MIN_BATCH
+    assert (n >= CHANNELS_LAST_MIN_BATCH) == channels_last
+    m = dlc.load(str(ROOT / "specs" / "digits_cnn.dln"))
+    bind = {"N": n}
+    g = m.compiled_graph(bind=bind, backend="torch")
+    times, info = BACKEND.bench(g, m.random_inputs(0, bind), m.init_weights(0), repeat=2, warmup=1,
+                                module_graph=m.module_graph())
+    assert len(times) == 2 and ("channels_last" in info["where"]) == channels_last
+
+
+def test_mlp_never_runs_channels_last():
+    from dlc.backends.torch.backend import BACKEND
+    m = dlc.load(str(ROOT / "specs" / "mlp.dln"))
+    bind = {"N": 64}
+    _, info = BACKEND.bench(m.compiled_graph(bind=bind, backend="torch"), m.random_inputs(0, bind),
+                            m.init_weights(0), repeat=1, warmup=0, module_graph=m.module_graph())
+    assert "channels_last" not in info["where"]
