@@ -180,3 +180,24 @@ def test_nhwc_vjp_rules_give_the_nchw_gradients():
     got, _ = run(_small_net("NHWC"), inputs, weights, seed=0, mode="eval", dtype="float64")
     assert_close(ref, got, RTOL, "NHWC gradients: ")
     assert all(np.abs(v).max() > 0 for v in ref.values())
+
+
+@pytest.mark.parametrize("spec", [str(ROOT / "specs/digits_cnn.dln"), UNET], ids=["digits_cnn", "unet_tiny"])
+def test_eval_gradient_graphs_for_tvm_match_O0(spec):
+    """An eval-mode gradient graph (forward and backward) prepared for TVM:
+    the backward reads the converted forward values through transposes."""
+    import copy
+    m = dlc.load(spec)
+    bind = {"N": 2}
+    g, _ = m.grad_graph("eval", bind)
+    feed = as_f64(m.random_inputs(0, bind))
+    for v in g.inputs:
+        if v.name == "label":
+            feed["label"] = np.random.default_rng(0).integers(0, 10, size=tuple(int(d) for d in v.type.shape))
+    weights = as_f64(m.init_weights(0))
+    run = get_backend("numpy").run
+    ref, _ = run(copy.deepcopy(g), feed, weights, seed=0, mode="eval", dtype="float64", bind=bind)
+    g, _, ctx = run_pipeline(g, PipelineOptions(level=2), backend="tvm", dims=bind, verify=True)
+    assert ctx.stats["layout.converted"] > 0 and any(k.startswith("grad:") for k in ref)
+    got, _ = run(g, feed, weights, seed=0, mode="eval", dtype="float64", bind=bind)
+    assert_close(ref, got, RTOL, "layout, eval gradients: ")
