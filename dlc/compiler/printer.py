@@ -55,7 +55,9 @@ def print_graph(g: Graph, namer: Namer | None = None, indent: str = "", show_loc
             lines.append(f"{indent}  // {marks[i]}")
         lhs = ", ".join(n(o) for o in node.outputs)
         args = ", ".join(n(v) for v in node.inputs)
-        attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in node.attrs.items())
+        # the default layout is not printed: NCHW IR reads as it always did
+        attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in node.attrs.items()
+                          if not (k == "layout" and v == "NCHW"))
         types = ", ".join(str(o.type) for o in node.outputs)
         loc = f"  // {node.span}" + (f" {node.scope}" if node.scope else "") if show_loc and node.span else ""
         lines.append(f"{indent}  {lhs} = {node.op.name}({args})" + (f" {{{attrs}}}" if attrs else "") +

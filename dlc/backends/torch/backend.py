@@ -42,9 +42,14 @@ class TorchCodegenBackend(Backend):
         from . import TorchBackend
         mod = TorchBackend.module(module_graph if module_graph is not None else graph, weights).eval()
         args = [torch.from_numpy(np.array(inputs[v.name], copy=True)) for v in graph.inputs]
+        fmt = ""
+        if _channels_last_pays(graph, args):
+            mod = mod.to(memory_format=torch.channels_last)
+            args = [a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a for a in args]
+            fmt = "channels_last, "
         with torch.no_grad():
             times = time_calls(lambda: mod(*args), repeat, warmup)
-        return times, {"where": f"eager, {torch.get_num_threads()} threads"}
+        return times, {"where": f"eager, {fmt}{torch.get_num_threads()} threads"}
 
     def train_step(self, plan):
         if plan.grad == "autograd":
@@ -55,6 +60,20 @@ class TorchCodegenBackend(Backend):
     def launch(self, nproc: int, fn, *args):
         from .training import launch
         return launch(nproc, fn, *args)
+
+
+# Measured (bench/bench_channels_last.py, docs/passes/layout.md): on this CPU,
+# torch's channels_last convolutions beat NCHW for resnet18 and mobilenet_v2 at
+# batch 32, while at batch 1 they were slower for resnet18; so only batches of
+# at least this size run channels_last
+CHANNELS_LAST_MIN_BATCH = 16
+
+
+def _channels_last_pays(graph, args) -> bool:
+    """A conv2d model fed a batch of 4-D images large enough for channels_last to measure faster."""
+    if not any(n.op.name == "conv2d" for n in graph.walk()):
+        return False
+    return any(a.dim() == 4 and a.is_floating_point() and a.shape[0] >= CHANNELS_LAST_MIN_BATCH for a in args)
 
 
 def _no_ddp_symbolic():

@@ -2,7 +2,7 @@
 dropout, embedding and attention."""
 from __future__ import annotations
 
-from .lowering import _call, _Lines, _register, _trim_none
+from .lowering import LOWERING, _call, _Lines, _register, _trim_none
 
 
 # convolution and pooling -------------------------------------------------------
@@ -123,3 +123,26 @@ def _(o):
     mask = f"attn_mask={o[3]}" if o[3] is not None else ""
     return _call("F.scaled_dot_product_attention", o[0], o[1], o[2], mask,
                  *o.kw(("is_causal", False), ("scale", None)))
+
+
+# channels last ---------------------------------------------------------------------
+
+def _channels_last(lower):
+    """The NCHW lowering of a ``layout="NHWC"`` op, between permutes: the
+    operand goes to NCHW, the first result comes back to NHWC."""
+    def wrapped(args, attrs, out_names, *, dims=None, in_types=None):
+        if attrs.get("layout", "NCHW") == "NCHW":
+            return lower(args, attrs, out_names, dims=dims, in_types=in_types)
+        args = [f"{args[0]}.permute(0, 3, 1, 2)"] + list(args[1:])
+        if in_types is not None:
+            t = in_types[0]
+            in_types = [t.with_shape((t.shape[0], t.shape[3], t.shape[1], t.shape[2]))] + list(in_types[1:])
+        body = lower(args, {**attrs, "layout": "NCHW"}, out_names, dims=dims, in_types=in_types)
+        y = out_names[0]
+        return f"{body}\n{y} = {y}.permute(0, 2, 3, 1)"
+    wrapped.__name__, wrapped.__doc__ = lower.__name__, lower.__doc__
+    return wrapped
+
+
+for _name in ("conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm"):
+    LOWERING[_name] = _channels_last(LOWERING[_name])

@@ -118,7 +118,7 @@ class _ForwardGen(_Gen):
                 out += [indent + s for s in stmts]
             elif node.op.name in _RANDOM:
                 out.append(indent + self._random(node) + _location(node))
-            elif node.op.name == "batch_norm":
+            elif node.op.name == "batch_norm" and node.attrs.get("layout", "NCHW") == "NCHW":
                 out += [indent + s for s in self._batch_norm(node)]
             else:
                 super()._emit_nodes(SimpleNamespace(nodes=[node]), out, indent)

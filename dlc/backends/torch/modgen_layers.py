@@ -99,7 +99,7 @@ def _norm_call(node: Node, args: list):
 def _plan_conv(rec, nodes):
     op = {"conv1d": "conv1d", "conv2d": "conv2d", "conv_transpose2d": "conv_transpose2d"}[rec.kind]
     n = _single(nodes, op)
-    if n is None:
+    if n is None or n.attrs.get("layout", "NCHW") != "NCHW":    # channels-last: the generic lowering
         return None
     x, w, b = (list(n.inputs) + [None] * 3)[:3]
     if not _is_param(w, rec.name + ".weight") or (b is not None and not _is_param(b, rec.name + ".bias")):
@@ -133,6 +133,8 @@ def _plan_batchnorm(rec, nodes):
     if len(bns) != 1:
         return None
     n = bns[0]
+    if n.attrs.get("layout", "NCHW") != "NCHW":
+        return None
     x, rm, rv, w, b = (list(n.inputs) + [None] * 5)[:5]
     p = rec.name
     if not (_is_param(rm, p + ".running_mean") and _is_param(rv, p + ".running_var")):

@@ -28,11 +28,16 @@ def _unbatch(low, y, squeeze):
     return low.emit(_op().squeeze(y, [0])) if squeeze else y
 
 
+def _nhwc(node) -> bool:
+    """dlc's layout pass chose channels last for this op (``layout="NHWC"``)."""
+    return node.attrs.get("layout", "NCHW") == "NHWC"
+
+
 def _bias(low, node, args, y, nd, dt):
     if len(args) > 2 and args[2] is not None:
         b = arg_as(low, node, args, 2, dt)
         c = low.prim(node.inputs[2].type.shape[0])
-        b = low.emit(_op().reshape(b, [1, c] + [1] * nd))
+        b = low.emit(_op().reshape(b, [1, 1, 1, c] if _nhwc(node) else [1, c] + [1] * nd))
         y = low.emit(_op().add(y, b))
     return y
 
@@ -46,6 +51,7 @@ def _conv(low, node, args, env):
     x = arg_as(low, node, args, 0, dt)
     w = arg_as(low, node, args, 1, dt)
     kernel = [low.concrete(k, "the kernel size") for k in node.inputs[1].type.shape[2:]]
+    nhwc = _nhwc(node)
     stride = ntuple(a["stride"], nd, "stride")
     dilation = ntuple(a["dilation"], nd, "dilation")
     pads = conv_pads(a["padding"], nd, kernel, dilation, stride)
@@ -56,8 +62,13 @@ def _conv(low, node, args, env):
                                   data_layout="NCW", kernel_layout="OIW"))
     else:
         padding = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]   # top, left, bottom, right
+        if nhwc:
+            # the weight stays OIHW in dlc; HWIO is what the CPU schedule wants
+            # (a weight-only transpose: LiftTransformParams moves it out of main)
+            w = low.emit(op.permute_dims(w, [2, 3, 1, 0]))
         y = low.emit(op.nn.conv2d(x, w, strides=stride, padding=padding, dilation=dilation,
-                                  groups=int(a["groups"]), data_layout="NCHW", kernel_layout="OIHW"))
+                                  groups=int(a["groups"]), data_layout="NHWC" if nhwc else "NCHW",
+                                  kernel_layout="HWIO" if nhwc else "OIHW"))
     y = _bias(low, node, args, y, nd, dt)
     return _unbatch(low, y, squeeze)
 
@@ -103,15 +114,16 @@ def _pool(low, node, args, env):
     x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
     is_max = node.op.name.startswith("max")
     ceil = bool(a["ceil_mode"])
+    layout = "NHWC" if _nhwc(node) else "NCHW"
     if nd == 2:
         fn = op.nn.max_pool2d if is_max else op.nn.avg_pool2d
         kw = {} if is_max else {"count_include_pad": bool(a["count_include_pad"])}
         y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[1], p[0], p[1]], dilation=d,
-                        ceil_mode=ceil, layout="NCHW", **kw))
+                        ceil_mode=ceil, layout=layout, **kw))
         if not is_max and a.get("divisor_override"):
             # sum = avg * area when every window is full; recompute exactly instead
             y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[1], p[0], p[1]], dilation=d,
-                            ceil_mode=ceil, layout="NCHW", count_include_pad=True))
+                            ceil_mode=ceil, layout=layout, count_include_pad=True))
             y = low.emit(op.multiply(y, scalar(low, k[0] * k[1] / float(a["divisor_override"]), dt)))
     else:
         fn = op.nn.max_pool1d if is_max else op.nn.avg_pool1d
@@ -127,10 +139,11 @@ def _adaptive(low, node, args, env):
     nd = 1 if node.op.name.endswith("1d") else 2
     dt = out_dtype(node)
     x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
-    osize = [low.concrete(o, "the adaptive pooling output size")
-             for o in node.outputs[0].type.shape[-nd:]]
+    spatial = node.outputs[0].type.shape[1:3] if _nhwc(node) else node.outputs[0].type.shape[-nd:]
+    osize = [low.concrete(o, "the adaptive pooling output size") for o in spatial]
     if node.op.name == "adaptive_avg_pool2d":
-        y = low.emit(op.nn.adaptive_avg_pool2d(x, osize, layout="NCHW"))
+        layout = "NHWC" if _nhwc(node) else "NCHW"
+        y = low.emit(op.nn.adaptive_avg_pool2d(x, osize, layout=layout))
     elif node.op.name == "adaptive_avg_pool1d":
         y = low.emit(op.nn.adaptive_avg_pool1d(x, osize, layout="NCW"))
     else:
@@ -145,6 +158,9 @@ def _adaptive(low, node, args, env):
 # ---------------------------------------------------------------------------
 
 def _channel_view(low, node, v, r):
+    if _nhwc(node):
+        c = low.prim(node.inputs[0].type.shape[3])
+        return low.emit(_op().reshape(v, [1, 1, 1, c]))
     c = low.prim(node.inputs[0].type.shape[1])
     return low.emit(_op().reshape(v, [1, c] + [1] * (r - 2)))
 
@@ -205,10 +221,10 @@ def _batch_norm(low, node, args, env):
         y = low.emit(op.add(op.multiply(x, _channel_view(low, node, scale, r)),
                             _channel_view(low, node, shift, r)))
         return [y, rm, rv][:len(node.outputs)]
-    axes = [0] + list(range(2, r))
+    axes = [0, 1, 2] if _nhwc(node) else [0] + list(range(2, r))
     d, inv, s, mean_s, var_s = scaled_moments(low, x, axes, eps, dt)
     y = low.emit(op.multiply(d, inv))
-    c = [low.prim(node.inputs[0].type.shape[1])]
+    c = [low.prim(node.inputs[0].type.shape[3 if _nhwc(node) else 1])]
     mean = low.emit(op.reshape(op.multiply(mean_s, s), c))
     var = low.emit(op.reshape(op.multiply(var_s, op.multiply(s, s)), c))
     if w is not None:

@@ -8,9 +8,12 @@ TIR), `prepare(mod, target)` (the module MetaSchedule should tune),
 
 For ``llvm`` targets:
 
-1. convolutions go to NHWC/HWIO (conv1d to NWC/WIO) with `ConvertLayout`;
+1. convolutions go to NHWC/HWIO (conv1d to NWC/WIO) with `ConvertLayout`,
+   unless dlc's layout pass already put every one there (`needs_convert_layout`);
    pooling and elementwise ops follow, and the transposes between
-   consecutive convolutions cancel;
+   consecutive convolutions cancel; conv2d_transpose stays NCHW/IOHW (TOPI
+   legalizes no other layout of it, so ConvertLayout must transpose around
+   it rather than hand it its input's NHWC);
 2. `PackWeights` (schedules/packing.py) packs wide conv2d / matmul weights
    into contiguous column panels, `FoldConstant`, then `LiftTransformParams`:
    computations on the weights alone (layout transposes, packing, batch-norm
@@ -55,7 +58,8 @@ __all__ = [
 
 TRANSFORM_PARAMS = "main_transform_params"
 
-CONV_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv1d": ["NWC", "WIO"]}
+CONV_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv1d": ["NWC", "WIO"],
+                "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
 def as_target(target: Any) -> tvm.target.Target:
@@ -82,11 +86,37 @@ def _is_cpu(target: tvm.target.Target) -> bool:
     return target.kind.name in ("llvm", "c")
 
 
-def _front_passes(target: tvm.target.Target) -> list:
+def needs_convert_layout(mod: tvm.IRModule) -> bool:
+    """Whether a convolution of `mod` is not yet in the layout `CONV_LAYOUTS`
+    asks for.  dlc's layout pass (compiler/passes/layout.py) already emits
+    NHWC/HWIO conv2d; then ConvertLayout is not run, and the layout dlc chose
+    (with its transposes only at the graph's boundary) is the one compiled."""
+    from tvm.relax.expr_functor import PyExprVisitor, visitor
+
+    found = []
+
+    @visitor
+    class _Convs(PyExprVisitor):
+        def visit_call_(self, call):
+            name = getattr(call.op, "name", "")
+            want = CONV_LAYOUTS.get(name)
+            if want is not None and (str(call.attrs.data_layout), str(call.attrs.kernel_layout)) != tuple(want):
+                found.append(name)
+            for a in call.args:
+                self.visit_expr(a)
+
+    for _gv, f in mod.functions_items():
+        if isinstance(f, relax.Function):
+            _Convs().visit_expr(f)
+    return bool(found)
+
+
+def _front_passes(target: tvm.target.Target, mod: tvm.IRModule | None = None) -> list:
     passes = []
     if _is_cpu(target):
-        passes.append(relax.transform.ConvertLayout(CONV_LAYOUTS))
-        passes.append(relax.transform.Normalize())
+        if mod is None or needs_convert_layout(mod):
+            passes.append(relax.transform.ConvertLayout(CONV_LAYOUTS))
+            passes.append(relax.transform.Normalize())
         from .schedules.packing import PackWeights
         passes.append(PackWeights(target))
     passes += [
@@ -192,7 +222,7 @@ def prepare(mod: tvm.IRModule, target: Any) -> tvm.IRModule:
     match when the database is passed to `build`."""
     target = as_target(target)
     with target:
-        mod = tvm.transform.Sequential(_front_passes(target))(mod)
+        mod = tvm.transform.Sequential(_front_passes(target, mod))(mod)
         if _is_cpu(target):
             dispatch = []
         else:

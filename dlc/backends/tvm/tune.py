@@ -149,7 +149,7 @@ def prepare_module(graph, target, bind: dict | None = None):
     fixed = static_dims(graph, bind)
     lowered = lower_model(graph, fixed)
     with tgt:
-        mod = tvm.transform.Sequential(P._front_passes(tgt))(lowered.mod)
+        mod = tvm.transform.Sequential(P._front_passes(tgt, lowered.mod))(lowered.mod)
         mod = tvm.transform.Sequential(P._legalize_fuse_passes())(mod)
     return mod, dict(lowered.fixed), tgt
 

@@ -195,6 +195,27 @@ KERNELS = {
 
 
 
+def _with_layout(fn):
+    """`fn` (an NCHW kernel) taking ``layout="NHWC"`` too: the input transposed
+    to NCHW and the first result back, so an NHWC op computes exactly what its
+    NCHW twin does (the layout pass must not change a single bit here)."""
+    def kernel(x, *args, layout="NCHW", **attrs):
+        if layout == "NCHW":
+            return fn(x, *args, **attrs)
+        if layout != "NHWC" or np.ndim(x) != 4:
+            raise ValueError(f"{fn.__name__}: layout {layout!r} needs a rank-4 NHWC input, got {np.shape(x)}")
+        out = fn(np.transpose(x, (0, 3, 1, 2)), *args, **attrs)
+        if isinstance(out, tuple):
+            return (np.transpose(out[0], (0, 2, 3, 1)),) + out[1:]
+        return np.transpose(out, (0, 2, 3, 1))
+    kernel.__name__ = fn.__name__
+    return kernel
+
+
+for _name in ("conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm"):
+    KERNELS[_name] = _with_layout(KERNELS[_name])
+
+
 __all__ += ["adaptive_max_pool2d_indices", "max_pool2d_indices", "scatter_add_rows"]
 KERNELS.update({
     "max_pool2d_indices": max_pool2d_indices,
