@@ -10,24 +10,35 @@ weights rather than once per run, as TVM's `transform_params` does:
     # run them when the weights change, keep their results, skip them per run
 
 Random ops are never hoisted (their draws depend on the run's seed), nor
-nodes with bodies, nor anything that reads a graph input.
+scans, nor anything that reads a graph input.  A fused region (closed, never
+random) is hoisted like any node.
 """
 from __future__ import annotations
 
 from .clone import node_uses
 from .ir import Graph, Node
+from .ops.fused import FUSED
 from .ops.registry import RANDOM
 
 
-def weight_only_nodes(g: Graph) -> list[Node]:
+def weight_only_nodes(g: Graph, constants: bool = True) -> list[Node]:
     """The top-level nodes of `g` that depend on parameters, buffers and
-    constants only, in graph order."""
-    fixed = {p.id for p in g.params}
+    constants only, in graph order.  `constants=False` leaves out the nodes
+    that read no parameter at all (`full`, arithmetic on constants), which
+    fusion may still absorb into a region."""
+    params = {p.id for p in g.params}
+    fixed = set(params)
+    on_weights = set(params)
     out = []
     for n in g.nodes:
-        if n.body is not None or RANDOM in n.op.groups:
+        if RANDOM in n.op.groups or (n.body is not None and n.op.name != FUSED):
             continue
-        if all(v.id in fixed for v in node_uses(n)):
-            out.append(n)
+        uses = node_uses(n)
+        if all(v.id in fixed for v in uses):
             fixed.update(o.id for o in n.outputs)
+            if any(v.id in on_weights for v in uses):
+                on_weights.update(o.id for o in n.outputs)
+            elif not constants:
+                continue
+            out.append(n)
     return out

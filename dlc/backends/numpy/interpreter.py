@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...compiler.hoist import weight_only_nodes
 from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node
@@ -65,6 +66,13 @@ class Interpreter:
         self._steps: dict = {}
         self._dims_key = tuple(sorted(self.dims.items()))   # refreshed by run()
         self._warnings_off = False                           # True inside run()
+        # nodes that compute on the weights alone (folded batch norms, transposed
+        # weights): run once per set of weight arrays, not once per run
+        self._hoisted = {id(n): n for n in weight_only_nodes(graph)}
+        self._hoisted_params = [p for p in graph.params
+                                if any(p in n.inputs for n in self._hoisted.values())]
+        self._weight_key = None
+        self._weight_values: dict[int, tuple] = {}
 
     # the extension points --------------------------------------------------
     def call_op(self, name: str, args: list, attrs: dict):
@@ -170,9 +178,12 @@ class Interpreter:
         use (`g`'s outputs and state updates stay), else keep them all."""
         dead = self._dead_after(g) if free else None
         steps = self._plain_steps(g) if self._fast_path() else [None] * len(g.nodes)
+        hoisted = self._weight_values if g is self.graph else {}
         for i, node in enumerate(g.nodes):
             step = steps[i]
-            if step is not None:       # the common case, without run_node's dispatch
+            if id(node) in hoisted:    # computed from the weights alone, once per set of weights
+                outs = hoisted[id(node)]
+            elif step is not None:     # the common case, without run_node's dispatch
                 fn, ids, attrs = step
                 try:
                     out = fn(*[None if k is None else env[k] for k in ids], **attrs)
@@ -198,6 +209,27 @@ class Interpreter:
                 for vid in dead[i]:
                     del env[vid]
 
+    def _compute_weight_values(self, env: dict) -> None:
+        """(Re)compute the weight-only nodes when the weight arrays differ from
+        the last run's.  Weights are identified by object: a weight changed in
+        place (rather than replaced by a new array) is not seen, as with TVM's
+        transformed parameters; every dlc caller passes new arrays."""
+        if not self._hoisted:
+            return
+        key = (self._dims_key, tuple(id(env[p.id]) for p in self._hoisted_params))
+        if key == self._weight_key:
+            return
+        self._weight_values = {}
+        wenv = {p.id: env[p.id] for p in self.graph.params}
+        for node in self._hoisted.values():
+            outs = self.run_node(node, wenv)
+            for v, a in zip(node.outputs, outs):
+                wenv[v.id] = a
+            self._weight_values[id(node)] = outs
+        self._weight_key = key
+        # the arrays themselves stay referenced by the key's weights (ids stay valid)
+        self._weight_refs = [env[p.id] for p in self._hoisted_params]
+
     def run(self, inputs: dict[str, np.ndarray], weights: dict[str, np.ndarray]):
         """Returns (outputs by name, updated buffers by name)."""
         g = self.graph
@@ -215,6 +247,7 @@ class Interpreter:
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             self._warnings_off = True
             try:
+                self._compute_weight_values(env)
                 self.run_nodes(g, env, free=True)
             finally:
                 self._warnings_off = False

@@ -26,6 +26,7 @@ the backward reads stay results of their regions (or outside them).
 """
 from __future__ import annotations
 
+from ..hoist import weight_only_nodes
 from ..ir import Graph, Node
 from ..ops.registry import ACTIVATION, CONV, ELEMENTWISE, UNARY
 from .fusion_patterns import PATTERNS
@@ -43,9 +44,9 @@ def _activation(n: Node) -> bool:
     return UNARY in n.op.groups and (ACTIVATION in n.op.groups or n.op.name in _SQUASH)
 
 
-def fuse_patterns(g: Graph, ctx: PassContext) -> None:
+def fuse_patterns(g: Graph, ctx: PassContext, skip: frozenset = frozenset()) -> None:
     uses = Uses(g)
-    gone: set[int] = set()
+    gone: set[int] = set(skip)
     for n in list(reversed(g.nodes)):
         if id(n) in gone or not fusable(n):
             continue
@@ -78,16 +79,16 @@ def _epilogue(anchor: Node, uses: Uses, taken: set[int]) -> list[Node]:
     return group
 
 
-def fuse_epilogues(g: Graph, ctx: PassContext) -> None:
+def fuse_epilogues(g: Graph, ctx: PassContext, skip: frozenset = frozenset()) -> None:
     # the groups are disjoint (a residual add two anchors reach goes to the
     # first), so they are all found on the unchanged graph, then outlined
     uses = Uses(g)
-    taken: set[int] = set()
+    taken: set[int] = set(skip)
     groups = []
     for n in g.nodes:
         kind = ("conv_epilogue" if n.op.name in _CONV_ANCHORS and CONV in n.op.groups else
                 "matmul_epilogue" if n.op.name in _MATMUL_ANCHORS else None)
-        if kind is None or not fusable(n):
+        if kind is None or not fusable(n) or id(n) in skip:
             continue
         group = _epilogue(n, uses, taken)
         if len(group) >= 2:
@@ -124,9 +125,9 @@ def _elementwise_region(root: Node, uses: Uses, taken: set[int]) -> list[Node]:
     return group
 
 
-def fuse_elementwise(g: Graph, ctx: PassContext) -> None:
+def fuse_elementwise(g: Graph, ctx: PassContext, skip: frozenset = frozenset()) -> None:
     uses = Uses(g)
-    taken: set[int] = set()
+    taken: set[int] = set(skip)
     groups = []
     for n in reversed(g.nodes):
         if id(n) in taken or not _pointwise(n):
@@ -144,9 +145,12 @@ def fuse_elementwise(g: Graph, ctx: PassContext) -> None:
 @register_pass("fusion", level=2, summary="fused regions: elementwise chains, conv/matmul epilogues, "
                "written-out layernorm/softmax/gelu")
 def fusion(g: Graph, ctx: PassContext) -> None:
-    fuse_patterns(g, ctx)
-    fuse_epilogues(g, ctx)
-    fuse_elementwise(g, ctx)
+    # nodes computing on the weights alone (folded batch-norm scales) are left
+    # out: backends run them once per set of weights (compiler/hoist.py), not per run
+    skip = frozenset(id(n) for n in weight_only_nodes(g, constants=False))
+    fuse_patterns(g, ctx, skip)
+    fuse_epilogues(g, ctx, skip)
+    fuse_elementwise(g, ctx, skip)
     # a scan's body (a recurrent cell) runs once per step: its regions save the most
     for n in g.nodes:
         if n.op.name == "scan":
