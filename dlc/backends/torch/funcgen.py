@@ -34,6 +34,7 @@ from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node, Value
 from .lowering import HELPERS, LOWERING, helpers_used, string_literal
+from .lowering_fused import emit_fused
 
 __all__ = ["compile_function", "generate_function", "sanitize"]
 
@@ -201,6 +202,9 @@ class _Gen:
         for node in g.nodes:
             if node.op.name == "scan":
                 self._emit_scan(node, out, indent)
+                continue
+            if node.op.name == "fused":
+                emit_fused(self, node, out, indent, _location(node))
                 continue
             if _decomposed(node):
                 self._emit_decomposition(node, out, indent)
