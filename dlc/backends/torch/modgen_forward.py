@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from ...compiler.ir import Graph, Node, Value
 from .funcgen import _comment_text, _Gen, _location, _Namer, sanitize
 from .lowering import render, torch_dtype
+from .modgen_attention import attention_source, find_attention
 from .modgen_layers import _graphs, _Layer
 from .modgen_names import _last, _MHA_PROJ, _parent, _Paths, _RESERVED_GLOBALS
 
@@ -51,6 +52,10 @@ class _ForwardGen(_Gen):
             for u in node.inputs:
                 if u is not None and u.producer is not None and u.producer.op.name == "full":
                     self.skip.add(id(u.producer))
+        # attention written out (QK^T, scale, mask, softmax, dropout, .V): one SDPA call at its last matmul
+        self.attention = find_attention(graph, set(self.anchor) | self.skip)
+        for chain in self.attention.values():
+            self.skip.update(id(n) for n in chain.nodes[:-1])
 
     # naming ------------------------------------------------------------------
     def define_layer_output(self, v: Value) -> str:
@@ -111,7 +116,10 @@ class _ForwardGen(_Gen):
                 continue
             self._comment_block(node, out, indent)
             plan = self.anchor.get(id(node))
-            if plan is not None:
+            if id(node) in self.attention:
+                y = self.define(node.outputs[0], "attention")
+                out.append(indent + attention_source(self, self.attention[id(node)], y) + _location(node))
+            elif plan is not None:
                 mod = self.paths.expr(plan.name)
                 stmts = plan.call(self, mod)
                 stmts[0] += _location(node)

@@ -460,7 +460,8 @@ case("cross_entropy-all-ignored", "cross_entropy", [R(3, 4), V([-100, -100, -100
 # ---------------------------------------------------------------------------
 
 SEMANTIC_ONLY = {"dropout", "randn", "uniform"}   # torch's generator: tested for semantics
-WHOLE_GRAPH = {"scan"}                            # lowered by funcgen; tested on graphs with bodies
+WHOLE_GRAPH = {"scan", "fused"}                   # lowered by funcgen; tested on graphs with bodies
+# (fused: tests/backends/torch/test_fused_lowering.py)
 # ops whose code depends on the operand types: also run with in_types withheld
 UNTYPED = {"pad", "prod", "sum", "mean", "max", "logsumexp", "var", "argmax", "transpose", "one_hot",
            "cross_entropy", "nll_loss", "strided_slice", "batch_norm"}
