@@ -35,7 +35,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ...compiler.ir import Graph, Node, Value
-from .fused_patterns import const_of, match_gelu, match_layernorm, match_softmax
+from ..fused_patterns import const_of, match_gelu, match_layernorm, match_softmax
 from .lowering import render, string_literal
 
 # ops whose result is always a new tensor (never a view of an operand)

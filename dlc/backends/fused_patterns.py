@@ -1,5 +1,6 @@
-"""Recognising what a fused region's body computes, so the torch backend can
-call PyTorch's own kernel for it (`lowering_fused`).
+"""Recognising what a fused region's body computes, so that a backend can
+run it with one kernel of its own (torch: `torch/lowering_fused.py`, TVM:
+`tvm/lowering_seq.py`).  Pure IR reading: no backend library is imported.
 
 Each matcher reads a closed body graph (`ops/fused.py`) and returns what the
 fused call needs, or None when the body is anything else; a None sends the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...compiler.ir import Graph, Node, Value
+from ..compiler.ir import Graph, Node, Value
 
 _REL = 1e-6     # a written-out constant (sqrt(2/pi), 1/sqrt(2)) may be rounded to float32
 
