@@ -4,7 +4,7 @@ calls F.scaled_dot_product_attention, the hand-written one is Hugging Face's
 eager attention), gpt2_small (the same), resnet18 and mobilenet_v2.
 
     python bench/bench_torch_zoo.py [--models bert_base,resnet18] [--repeat 21] [--quick]
-                                    [--out bench/results/torch_zoo.json]
+                                    [--threads T] [--out bench/results/torch_zoo.json]
 
 Both modules get the same weights (dlc's init_weights(0), 1-D parameters and
 batch-norm statistics made random) through load_state_dict(strict=True); their
@@ -34,10 +34,19 @@ from bench.bench_torch import interleaved, lively_weights, load_weights  # noqa:
 # name -> (spec, model in the spec, hand-written class, binds)
 MODELS = {
     "bert_base": ("specs/bert_base.dln", "BertClassifier", "BertClassifier", {"N": 1, "T": 128}),
+    # the same with its attention written out as Hugging Face writes it (scores, softmax, dropout, .V):
+    # the generated module gets SDPA from the pattern matcher (modgen_attention), not from dlc's op
+    "bert_base_written": ("specs/bert_base.dln", "BertClassifier", "BertClassifier", {"N": 1, "T": 128}),
     "gpt2_small": ("specs/gpt2_small.dln", "GPT2", "GPT2", {"N": 1, "T": 128}),
     "resnet18": ("specs/resnet18.dln", None, "ResNet18", {"N": 1}),
     "mobilenet_v2": ("specs/mobilenet_v2.dln", None, "MobileNetV2", {"N": 1}),
 }
+
+
+_SDPA_LINE = "    a = scaled_dot_product_attention(q, k, v)                 # f32[N, h, T, d/h]\n"
+_WRITTEN = ("    s = q @ transpose(k, 2, 3) / sqrt(d / h)\n"
+            "    p = softmax(s, axis=-1) |> dropout(0.1)\n"
+            "    a = p @ v\n")
 
 
 def cpu_model() -> str:
@@ -57,7 +66,12 @@ def bench_model(name: str, args) -> dict:
     from bench.reference import torch_models
     from dlc.backends.torch import generate_module, load_module
     spec, model_name, cls_name, binds = MODELS[name]
-    model = dlc.load(ROOT / spec, model_name, bind=binds)
+    if name.endswith("_written"):
+        text = (ROOT / spec).read_text()
+        assert _SDPA_LINE in text, f"{spec} changed: update bench_torch_zoo._SDPA_LINE"
+        model = dlc.Model(str(ROOT / spec), model_name, bind=binds, text=text.replace(_SDPA_LINE, _WRITTEN))
+    else:
+        model = dlc.load(ROOT / spec, model_name, bind=binds)
     weights = lively_weights(model.init_weights(seed=0))
     src = generate_module(model)
     gen = load_weights(load_module(model), weights, "cpu").eval()
@@ -89,6 +103,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--cell-seconds", type=float, default=90.0)
     ap.add_argument("--min-cell-seconds", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/torch_zoo.json"))
     args = ap.parse_args()
     if args.quick:
@@ -98,6 +113,8 @@ def main() -> None:
     if bad:
         ap.error(f"unknown model(s) {bad}; choose from {list(MODELS)}")
     import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     rows = [bench_model(n, args) for n in names]
     load_after = os.getloadavg()

@@ -207,3 +207,61 @@ def test_gpt2_tanh_gelu_decomposition_is_recognised():
     node.body = decomposition(ge)
     src = _compare(m, g, "float32")
     assert 'F.gelu(' in src and 'approximate="tanh"' in src and "torch.tanh" not in src
+
+
+# ---------------------------------------------------------------- where in place is refused
+CHAIN = """
+model Chain(x: f32[N, 8], img: f32[N, 3, 6, 6]) -> (f32[N, 8], f32[N, 3, 6, 6]) {
+    example N = 2
+    y = tanh(x * 2.0 + 1.0) * 3.0 + x
+    c = relu(conv2d(img, 3, kernel=3, padding=1, name="conv")) + img
+    return y, c
+}
+"""
+
+
+def _chain(fused: bool):
+    m = dlc.Model("chain.dln", text=CHAIN)
+    g = m.optimize(level=0)._elaborate("eval", None)
+    if fused:
+        _outline_output(g, 0, "elementwise", ())
+        _outline_output(g, 1, "conv_epilogue", ())
+    return m, g
+
+
+def test_in_place_only_where_no_saved_tensor_is_overwritten():
+    m, g = _chain(True)
+    src = _compare(m, g, "float64")
+    body = [ln.split("#")[0].strip() for ln in src.splitlines() if "=" in ln]
+    # x * 2 reads an input: a new tensor; + 1 and tanh go into it; tanh keeps its result for
+    # its backward, so * 3 is a new tensor, and + x goes into that one
+    want = [r"(\w+) = x \* \w+", r"(\w+) = {0}\.add_\(\w+\)", r"(\w+) = {1}\.tanh_\(\)",
+            r"(\w+) = {2} \* \w+", r"(\w+) = {3}\.add_\(x\)"]
+    names: list[str] = []
+    it = iter(body)
+    for pat in want:
+        line = next(ln for ln in it if re.fullmatch(pat.format(*names), ln))
+        names.append(re.fullmatch(pat.format(*names), line).group(1))
+    # relu goes into the conv's result, but keeps its result: the residual add after it is not in place
+    relu_line = next(ln for ln in body if "relu" in ln)
+    assert relu_line.endswith(".relu_()"), relu_line
+    out = relu_line.split(" = ")[0]
+    assert any(re.fullmatch(rf"\w+ = {out} \+ img", ln) for ln in body), body
+
+
+def test_refused_in_place_keeps_autograd_working():
+    m, fused = _chain(True)
+    _, plain = _chain(False)
+    rng = np.random.default_rng(0)
+    w = m.init_weights(0)
+    x = rng.standard_normal((2, 8))
+    img = rng.standard_normal((2, 3, 6, 6))
+    grads = []
+    for g in (fused, plain):
+        params = {p.name: torch.tensor(w[p.name], dtype=torch.float64, requires_grad=True) for p in g.params}
+        xt, it = torch.tensor(x, requires_grad=True), torch.tensor(img, requires_grad=True)
+        (y, c), _ = compile_function(g)(xt, it, params)
+        (y.square().sum() + c.square().sum()).backward()
+        grads.append([xt.grad, it.grad] + [params[k].grad for k in sorted(params)])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
