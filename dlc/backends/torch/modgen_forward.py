@@ -10,6 +10,7 @@ from ...compiler.ir import Graph, Node, Value
 from .funcgen import _comment_text, _Gen, _location, _Namer, sanitize
 from .lowering import render, torch_dtype
 from .modgen_attention import attention_source, find_attention
+from .modgen_inplace import InPlace
 from .modgen_layers import _graphs, _Layer
 from .modgen_names import _last, _MHA_PROJ, _parent, _Paths, _RESERVED_GLOBALS
 
@@ -54,6 +55,7 @@ class _ForwardGen(_Gen):
                     self.skip.add(id(u.producer))
         # attention written out (QK^T, scale, mask, softmax, dropout, .V): one SDPA call at its last matmul
         self.attention = find_attention(graph, set(self.anchor) | self.skip)
+        self.inplace = InPlace(graph)          # activations and residual adds in place where autograd allows
         for chain in self.attention.values():
             self.skip.update(id(n) for n in chain.nodes[:-1])
 
@@ -124,12 +126,18 @@ class _ForwardGen(_Gen):
                 stmts = plan.call(self, mod)
                 stmts[0] += _location(node)
                 out += [indent + s for s in stmts]
+                for n in plan.nodes:
+                    self.inplace.made(n)
             elif node.op.name in _RANDOM:
                 out.append(indent + self._random(node) + _location(node))
             elif node.op.name == "batch_norm":
                 out += [indent + s for s in self._batch_norm(node)]
+            elif (stmt := self.inplace.statement(self, node)) is not None:
+                out.append(indent + stmt + _location(node))
+                self.inplace.made(node, in_place=True)
             else:
                 super()._emit_nodes(SimpleNamespace(nodes=[node]), out, indent)
+                self.inplace.made(node)
 
     def _random(self, node: Node) -> str:
         a = node.attrs
