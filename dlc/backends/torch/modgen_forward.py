@@ -10,6 +10,7 @@ from ...compiler.ir import Graph, Node, Value
 from .funcgen import _comment_text, _Gen, _location, _Namer, sanitize
 from .lowering import render, torch_dtype
 from .modgen_attention import attention_source, find_attention
+from .modgen_free import free_dead
 from .modgen_inplace import InPlace
 from .modgen_layers import _graphs, _Layer
 from .modgen_names import _last, _MHA_PROJ, _parent, _Paths, _RESERVED_GLOBALS
@@ -110,7 +111,7 @@ class _ForwardGen(_Gen):
         sig = ", ".join(["self"] + args)
         lines = [f"def forward({sig}):"]
         lines += ["    " + ln if ln else "" for ln in "\n".join(body).split("\n")]
-        return _tidy("\n".join(lines) + "\n")
+        return free_dead(_tidy("\n".join(lines) + "\n"))
 
     def _emit_nodes(self, g, out: list, indent: str) -> None:
         for node in g.nodes:

@@ -29,8 +29,9 @@ def test_resnet_and_mobilenet_write_activations_and_residuals_in_place():
     fwd = _forward(generate_module(dlc.load(ROOT / "specs/resnet18.dln", bind={"size": 64})))
     # conv -> bn -> relu_, and the residual add into the second bn's result, then relu_
     assert fwd.count(".relu_()") == 17 and fwd.count(".add_(") == 8
-    assert re.search(r"(\w+) = _norm_module\(self\.layer1\[0\]\.bn2, \w+\)[^\n]*\n\s*(\w+) = \1\.add_\(x\)"
-                     r"[^\n]*\n\s*\w+ = \2\.relu_\(\)", fwd), fwd[:2000]
+    dels = r"[^\n]*\n(?:\s*del [^\n]*\n)*"       # the lines freeing what is dead (modgen_free)
+    assert re.search(r"(\w+) = _norm_module\(self\.layer1\[0\]\.bn2, \w+\)" + dels + r"\s*(\w+) = \1\.add_\(x\)"
+                     + dels + r"\s*\w+ = \2\.relu_\(\)", fwd), fwd[:2000]
     fwd = _forward(generate_module(dlc.load(ROOT / "specs/mobilenet_v2.dln", bind={"size": 64})))
     assert fwd.count("inplace=True") == 35 and "F.relu6(batch_norm, inplace=True)" in fwd
 
@@ -75,3 +76,26 @@ def test_training_step_equals_the_module_without_in_place(spec, monkeypatch):
         torch.testing.assert_close(ga[k], gb[k], rtol=1e-12, atol=1e-14, msg=k)
     for k in ba:
         torch.testing.assert_close(ba[k], bb[k], rtol=1e-13, atol=0, msg=k)
+
+
+def test_intermediates_are_freed_after_their_last_use():
+    from dlc.backends.torch.modgen_free import free_dead
+    src = ("def forward(self, x):\n"
+           "    a = self.f(x)\n"
+           "    b = a + 1\n"
+           "    for t in range(3):\n"
+           "        c = b * t\n"
+           "    d = c + b\n"
+           "    return d, a\n")
+    out = free_dead(src)
+    # b's last reader is `d = c + b`; a is returned; c (bound only in the loop) and t are never deleted
+    assert out == ("def forward(self, x):\n"
+                   "    a = self.f(x)\n"
+                   "    b = a + 1\n"
+                   "    for t in range(3):\n"
+                   "        c = b * t\n"
+                   "    d = c + b\n"
+                   "    del b\n"
+                   "    return d, a\n")
+    fwd = _forward(generate_module(dlc.load(ROOT / "specs/resnet18.dln", bind={"size": 64})))
+    assert re.search(r"conv2 = self\.layer1\[0\]\.conv2\(out\)[^\n]*\n\s*del out\n", fwd)
