@@ -14,8 +14,10 @@ The body is straight-line code, one statement per node, each with a
 ``# file.dln:line`` comment.  Variables are named after the `.dln` names the
 elaborator recorded (`Value.name`) or after the op (``conv2d_1``); a scan
 node becomes a Python ``for`` loop over its axis with the body inlined and
-the per-step outputs stacked with ``torch.stack``.  Symbolic dimensions used
-by attributes are read from the inputs' shapes (``N = image.shape[0]``).
+the per-step outputs stacked with ``torch.stack``; a `fused` region becomes
+PyTorch's fused call for its kind, or its body with the epilogue done in
+place (`lowering_fused`).  Symbolic dimensions used by attributes are read
+from the inputs' shapes (``N = image.shape[0]``).
 
 Nothing from the model becomes code unchecked: names are reduced to
 ``[A-Za-z0-9_]`` identifiers (never a keyword, builtin or one of the
@@ -34,6 +36,7 @@ from ...compiler.decompose import bind_inputs, decomposition
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Node, Value
 from .lowering import HELPERS, LOWERING, helpers_used, string_literal
+from .lowering_fused import emit_fused
 
 __all__ = ["compile_function", "generate_function", "sanitize"]
 
@@ -201,6 +204,9 @@ class _Gen:
         for node in g.nodes:
             if node.op.name == "scan":
                 self._emit_scan(node, out, indent)
+                continue
+            if node.op.name == "fused":
+                emit_fused(self, node, out, indent, _location(node))
                 continue
             if _decomposed(node):
                 self._emit_decomposition(node, out, indent)

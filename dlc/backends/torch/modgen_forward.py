@@ -9,6 +9,9 @@ from types import SimpleNamespace
 from ...compiler.ir import Graph, Node, Value
 from .funcgen import _comment_text, _Gen, _location, _Namer, sanitize
 from .lowering import render, torch_dtype
+from .modgen_attention import attention_source, find_attention
+from .modgen_free import free_dead
+from .modgen_inplace import InPlace
 from .modgen_layers import _graphs, _Layer
 from .modgen_names import _last, _MHA_PROJ, _parent, _Paths, _RESERVED_GLOBALS
 
@@ -51,6 +54,11 @@ class _ForwardGen(_Gen):
             for u in node.inputs:
                 if u is not None and u.producer is not None and u.producer.op.name == "full":
                     self.skip.add(id(u.producer))
+        # attention written out (QK^T, scale, mask, softmax, dropout, .V): one SDPA call at its last matmul
+        self.attention = find_attention(graph, set(self.anchor) | self.skip)
+        self.inplace = InPlace(graph)          # activations and residual adds in place where autograd allows
+        for chain in self.attention.values():
+            self.skip.update(id(n) for n in chain.nodes[:-1])
 
     # naming ------------------------------------------------------------------
     def define_layer_output(self, v: Value) -> str:
@@ -103,7 +111,7 @@ class _ForwardGen(_Gen):
         sig = ", ".join(["self"] + args)
         lines = [f"def forward({sig}):"]
         lines += ["    " + ln if ln else "" for ln in "\n".join(body).split("\n")]
-        return _tidy("\n".join(lines) + "\n")
+        return free_dead(_tidy("\n".join(lines) + "\n"))
 
     def _emit_nodes(self, g, out: list, indent: str) -> None:
         for node in g.nodes:
@@ -111,17 +119,26 @@ class _ForwardGen(_Gen):
                 continue
             self._comment_block(node, out, indent)
             plan = self.anchor.get(id(node))
-            if plan is not None:
+            if id(node) in self.attention:
+                y = self.define(node.outputs[0], "attention")
+                out.append(indent + attention_source(self, self.attention[id(node)], y) + _location(node))
+            elif plan is not None:
                 mod = self.paths.expr(plan.name)
                 stmts = plan.call(self, mod)
                 stmts[0] += _location(node)
                 out += [indent + s for s in stmts]
+                for n in plan.nodes:
+                    self.inplace.made(n)
             elif node.op.name in _RANDOM:
                 out.append(indent + self._random(node) + _location(node))
             elif node.op.name == "batch_norm" and node.attrs.get("layout", "NCHW") == "NCHW":
                 out += [indent + s for s in self._batch_norm(node)]
+            elif (stmt := self.inplace.statement(self, node)) is not None:
+                out.append(indent + stmt + _location(node))
+                self.inplace.made(node, in_place=True)
             else:
                 super()._emit_nodes(SimpleNamespace(nodes=[node]), out, indent)
+                self.inplace.made(node)
 
     def _random(self, node: Node) -> str:
         a = node.attrs

@@ -378,3 +378,6 @@ def _scan(low, node, args, env):
             ys[i][t] = yv
     low.node = outer_node
     return carries + [_stack(low, lst, axis) for lst in ys]
+
+
+from . import lowering_fused  # noqa: E402,F401 - fused regions register themselves

@@ -460,7 +460,8 @@ case("cross_entropy-all-ignored", "cross_entropy", [R(3, 4), V([-100, -100, -100
 # ---------------------------------------------------------------------------
 
 SEMANTIC_ONLY = {"dropout", "randn", "uniform"}   # torch's generator: tested for semantics
-# lowered by funcgen; tested on graphs with bodies (fused: tests/compiler/passes/test_pass_fused_region.py)
+# lowered by funcgen; tested on graphs with bodies (fused: tests/backends/torch/test_fused_lowering.py
+# and tests/compiler/passes/test_pass_fused_region.py)
 WHOLE_GRAPH = {"scan", "fused"}
 # ops whose code depends on the operand types: also run with in_types withheld
 UNTYPED = {"pad", "prod", "sum", "mean", "max", "logsumexp", "var", "argmax", "transpose", "one_hot",

@@ -422,7 +422,7 @@ def test_op_matches_numpy(c: Case):
 
 
 SEMANTIC_ONLY = {"randn", "uniform"}      # drawn on the host: tested below
-WHOLE_GRAPH = {"scan"}
+WHOLE_GRAPH = {"scan", "fused"}   # fused: tests/backends/tvm/test_fused_lowering_tvm.py
 
 
 def test_every_lowered_op_has_a_case():
