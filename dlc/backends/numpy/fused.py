@@ -48,11 +48,11 @@ def run_fused(interp, node: Node, env: dict, dead_after) -> tuple:
     fresh: set[int] = set()        # body values whose arrays this run allocated
     for i, n in enumerate(body.nodes):
         fn = UFUNCS.get(n.op.name)
-        args = [benv[v.id] for v in n.inputs]
+        args = [None if v is None else benv[v.id] for v in n.inputs]   # (a conv without bias: None)
         out_t = n.outputs[0].type
         if fn is not None and _same_float(args, np.dtype(out_t.dtype.numpy_name)):
             shape = np.broadcast_shapes(*(a.shape for a in args))
-            target = next((v.id for v in n.inputs if v.id in fresh and v.id in dead[i]
+            target = next((v.id for v in n.inputs if v is not None and v.id in fresh and v.id in dead[i]
                            and benv[v.id].shape == shape), None)
             benv[n.outputs[0].id] = fn(*args, out=benv[target]) if target is not None else fn(*args)
             fresh.add(n.outputs[0].id)
