@@ -177,12 +177,8 @@ def live_bytes(stores: list[Storage], steps: int) -> list[int]:
 
 
 def count_kernels(g: Graph) -> int:
-    """Kernels a backend launches for `g`: the fusion pass's `kernel_count`
-    where it exists, else one per top-level node.  The one place that decides."""
-    try:
-        from .kernels import kernel_count
-    except ImportError:
-        return len(g.nodes)
+    """Kernels a backend launches for `g` (`compiler.kernels.kernel_count`)."""
+    from .kernels import kernel_count
     return kernel_count(g)
 
 
