@@ -16,16 +16,22 @@ from ..ops import OPS
 from .rewrite import escaping, replace_uses
 
 
-def group_io(g: Graph, group: list[Node]) -> tuple[list[Value], list[Value]]:
-    """(operands, results) of `group`, a list of top-level nodes of `g`."""
-    inside = {id(n) for n in group}
-    produced = {o.id for n in group for o in n.outputs}
+def _operands(group: list[Node], produced: set[int]) -> list[Value]:
+    """What `group` reads from outside (values not in `produced`), in first-use order."""
     ins, seen = [], set()
     for n in group:
         for v in node_uses(n):
             if v.id not in produced and v.id not in seen:
                 seen.add(v.id)
                 ins.append(v)
+    return ins
+
+
+def group_io(g: Graph, group: list[Node]) -> tuple[list[Value], list[Value]]:
+    """(operands, results) of `group`, a list of top-level nodes of `g`."""
+    inside = {id(n) for n in group}
+    produced = {o.id for n in group for o in n.outputs}
+    ins = _operands(group, produced)
     used_outside = set(escaping(g))
     for n in g.nodes:
         if id(n) not in inside:
@@ -115,13 +121,7 @@ def outline_many(g: Graph, groups: list[tuple[list[Node], str, Node | None]]) ->
         if not outs:
             made.append(None)
             continue
-        ids = {o.id for o in produced}
-        ins, seen = [], set()
-        for n in group:
-            for v in node_uses(n):
-                if v.id not in ids and v.id not in seen:
-                    seen.add(v.id)
-                    ins.append(v)
+        ins = _operands(group, {o.id for o in produced})
         node = _fused_node(g, group, ins, outs, kind, anchor)
         placed[last] = node
         gone |= at
