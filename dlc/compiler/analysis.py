@@ -24,7 +24,9 @@ def _eval(d: DimLike, env: dict, span=None) -> int:
 
 
 def node_macs(node: Node, env: dict) -> int:
-    if node.body is not None:
+    if node.op.name == "fused":      # a region does its body's work once
+        return sum(node_macs(n, env) for n in node.body.nodes)
+    if node.body is not None:        # a scan: its body once per step
         length = node.inputs[node.attrs["num_carry"]].type.shape[node.attrs["axis"]]
         return _eval(length, env, node.span) * sum(node_macs(n, env) for n in node.body.nodes)
     ins = [v.type if v is not None else None for v in node.inputs]
@@ -57,7 +59,9 @@ def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
         for n in nodes:
             m = node_macs(n, env) if n.body is None else 0
             if n.body is not None:
-                length = _eval(n.inputs[n.attrs["num_carry"]].type.shape[n.attrs["axis"]], env)
+                # a scan's body runs once per step, a fused region's once
+                length = 1 if n.op.name == "fused" else \
+                    _eval(n.inputs[n.attrs["num_carry"]].type.shape[n.attrs["axis"]], env)
                 for bn in n.body.nodes:
                     scope_macs[bn.scope] = scope_macs.get(bn.scope, 0) + length * node_macs(bn, env)
             else:

@@ -93,3 +93,20 @@ def test_a_region_that_is_not_convex_is_refused():
     # result and feeds conv2, so no single place in the graph can hold the region
     assert outline(g, [conv, later], "elementwise") is None
     verify(g)
+
+
+@pytest.mark.parametrize("spec", ["specs/lenet5.dln", "specs/resnet18.dln", "specs/bert_base.dln"])
+def test_macs_are_the_same_after_fusion(spec):
+    from dlc.compiler.analysis import total_macs
+    m = dlc.load(spec)
+    fused = m.compiled_graph()
+    assert any(n.op.name == "fused" for n in fused.nodes)
+    assert total_macs(fused) == total_macs(m.optimize(level=0).compiled_graph()) > 0
+
+
+def test_layer_rows_count_the_macs_inside_regions():
+    from dlc.compiler.analysis import layer_rows
+    m = dlc.load("specs/resnet18.dln")
+    before = {r.name: r.macs for r in layer_rows(m.optimize(level=0).compiled_graph())}
+    after = {r.name: r.macs for r in layer_rows(m.compiled_graph())}
+    assert sum(after.values()) == sum(before.values()) > 0
