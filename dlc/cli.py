@@ -86,6 +86,29 @@ def _output_path(ctx, param, value):
     return value
 
 
+def _parse_data_options(items) -> dict:
+    """KEY=VALUE pairs: a value is JSON (32, [0.5, 0.5], true, "x"), a comma
+    list of such values (0.5,0.5,0.5 or a,b), or else text."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise click.BadParameter(f"{it!r}: expected KEY=VALUE", param_hint="--data-option")
+        k, v = it.split("=", 1)
+        out[k.strip()] = _option_value(v.strip())
+    return out
+
+
+def _option_value(v: str):
+    def one(x: str):
+        try:
+            return json.loads(x)
+        except ValueError:
+            return x
+    if "," in v and not v.startswith(("[", "{", '"')):
+        return [one(x.strip()) for x in v.split(",")]
+    return one(v)
+
+
 def _parse_bind(items) -> dict:
     out = {}
     for it in items:
@@ -360,7 +383,10 @@ def grad(file, model, bind, mode):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m", help="Model to train (default: the train section's).")
 @click.option("--data", help="Data set (default: the train section's `on ...`).")
-@click.option("--data-path", type=click.Path(dir_okay=False), help="The .npz file for --data npz.")
+@click.option("--data-path", type=click.Path(),
+              help="The data set's file or folder (npz/csv file, image_folder/npy folder); overrides the section's.")
+@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+              help="A data source option, e.g. mean=0.5,0.5,0.5 or label=species (see docs/data.md).")
 @click.option("--backend", default="numpy", show_default=True, help="numpy, torch or tvm.")
 @click.option("--epochs", type=POSITIVE)
 @click.option("--batch", type=POSITIVE)
@@ -381,12 +407,13 @@ def grad(file, model, bind, mode):
               help="torch backend: DistributedDataParallel processes (gloo) on this machine.")
 @_opt_options
 @_guard
-def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, overwrite, drop_last, bind,
+def train(file, model, data, data_path, data_options, backend, epochs, batch, lr, seed, out, resume, overwrite, drop_last, bind,
           no_progress, grad_mode, nproc, opt):
     """Train as the spec's train section declares; flags override it."""
     from .trainer import train as run_training
     _check_train_binds(file, bind)
-    res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
+    res = run_training(file, model=model, data=data, data_path=data_path,
+                       data_options=_parse_data_options(data_options), epochs=epochs, batch=batch, seed=seed,
                        out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr,
                        backend=backend, grad=grad_mode, nproc=nproc, overwrite=overwrite, drop_last=drop_last,
                        opt=opt)

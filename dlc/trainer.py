@@ -48,7 +48,7 @@ def _find_train(mod, model: str | None):
 
 
 def train(path, *, model: str | None = None, data: str | None = None, data_path: str | None = None,
-          epochs: int | None = None, batch: int | None = None, seed: int | None = None, out: str | None = None,
+          data_options: dict | None = None, epochs: int | None = None, batch: int | None = None, seed: int | None = None, out: str | None = None,
           resume: bool = False, bind: dict | None = None, progress: bool = True, lr: float | None = None,
           max_steps: int | None = None, backend: str = "numpy", grad: str | None = None, nproc: int = 1,
           overwrite: bool = False, drop_last: bool | None = None, opt=None) -> TrainResult:
@@ -61,6 +61,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     or `overwrite=True`; `resume=True` continues the run in it.  `opt` (a
     `compiler.passes.PipelineOptions`, default -O2) is the optimisation
     pipeline the training step and the validation graph go through.
+    `data`, `data_path` and `data_options` override the section's data set,
+    its path and its options (`runtime.data_sources`).
     """
     from .backends import get_backend
     from .frontend.modules import clear_cache
@@ -70,7 +72,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     if grad not in b.grads:
         raise DlcValueError(f"the {backend} backend trains with {' or '.join(b.grads)} gradients, not {grad}",
                             None, "drop --grad (or use --backend torch for autograd)")
-    job = dict(path=str(path), model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
+    job = dict(path=str(path), model=model, data=data, data_path=data_path, data_options=dict(data_options or {}),
+               epochs=epochs, batch=batch, seed=seed,
                out=out, resume=resume, bind=dict(bind or {}), progress=progress, lr=lr, max_steps=max_steps,
                backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last, opt=opt)
     _settings(job)                         # a bad train section fails here, before the folder is touched
@@ -94,9 +97,14 @@ class _Run:
     out_dir: Path | None
     spec: str
     rank: int = 0
+    inputs: tuple = ()            # the model's inputs, fed by name from a multi-input data set
 
     def feed(self, xb, yb) -> dict:
-        out = {self.x_in.name: xb.astype(self.x_in.type.dtype.numpy_name)}
+        from .runtime.data_arrays import NamedInputs
+        if isinstance(xb, NamedInputs):
+            out = {v.name: np.asarray(xb[v.name]).astype(v.type.dtype.numpy_name) for v in self.inputs}
+        else:
+            out = {self.x_in.name: xb.astype(self.x_in.type.dtype.numpy_name)}
         if self.label_t is not None:
             y = yb.astype(self.label_t.dtype.numpy_name)
             if self.label_t.rank == 2 and y.ndim == 1 and self.label_t.dtype.is_float:
@@ -137,7 +145,6 @@ def _setup(job: dict, rank: int):
     """The run, the backend's training step, its validation executable (None
     for alternating steps) and where to start (epoch, step, best, stopper)."""
     from .backends import get_backend
-    from .runtime.data import load_dataset
     mod, name, s, dname = _settings(job)
     bind, b = job["bind"], get_backend(job["backend"])
     if s.steps:
@@ -147,14 +154,13 @@ def _setup(job: dict, rank: int):
     else:
         eval_g, label = _eval_graph(mod, name, s, bind)
         x_in = eval_g.inputs[0]
-    per_example = tuple(x_in.type.shape[1:])
-    if any(not isinstance(d, int) for d in per_example):
-        raise DlcValueError(f"the model input {x_in.type} must have known sizes except the batch", s.span)
-    ds = load_dataset(dname, seed=0, path=job["data_path"], input_shape=per_example).reshaped(per_example)
+    inputs = [x_in] if s.steps else [v for v in eval_g.inputs if v is not label]
+    ds = _dataset(job, s, dname, inputs, eval_g, label, rank)
     label_t = label.type if label is not None else None
     run = _Run(job, name, s, ds, eval_graph=eval_g, x_in=x_in, label_t=label_t,
                classification=label_t is not None and label_t.dtype.is_int,
-               out_dir=Path(job["out"]) if job["out"] else None, spec=run_folder.spec_hash(job["path"]), rank=rank)
+               out_dir=Path(job["out"]) if job["out"] else None, spec=run_folder.spec_hash(job["path"]), rank=rank,
+               inputs=tuple(inputs))
     if s.steps:
         from .trainer_alternating import AlternatingStep, initial_state
         weights, states = initial_state(progs, s.seed)
@@ -167,6 +173,26 @@ def _setup(job: dict, rank: int):
     from .compiler.passes import run_pipeline
     run_pipeline(eval_g, job.get("opt"), backend=job["backend"], dims=bind)
     return run, step, b.compile(eval_g, bind=bind), start
+
+
+def _dataset(job: dict, s, dname: str, inputs, eval_g, label, rank: int):
+    """The data set fitted to the model's inputs: the section's options apply
+    when it names the same data set, then --data-option ones; class labels
+    are checked against the width of the output the loss reads."""
+    from .runtime.data_sources import open_dataset
+    for v in inputs:
+        if any(not isinstance(d, int) for d in v.type.shape[1:]):
+            raise DlcValueError(f"the model input {v.type} must have known sizes except the batch", s.span)
+    options = {**(s.data_args if dname == s.dataset else {}), **job["data_options"]}
+    path = job["data_path"] or (s.data_path if dname == s.dataset else None)
+    classes = None
+    if label is not None and label.type.dtype.is_int and s.loss is not None and len(s.loss.output_names) == 1:
+        out = dict(zip(eval_g.output_names, eval_g.outputs)).get(s.loss.output_names[0])
+        if out is not None and out.type.rank == label.type.rank + 1 and isinstance(out.type.shape[-1], int):
+            classes = int(out.type.shape[-1])
+    return open_dataset(dname, path=path, options=options, num_classes=classes,
+                        inputs=[(v.name, tuple(v.type.shape[1:]), v.type.dtype.numpy_name) for v in inputs],
+                        progress=job["progress"] and rank == 0)
 
 
 def _eval_graph(mod, name, s, bind):
@@ -288,26 +314,29 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[d
     mean training loss and the last learning rate, or for alternating steps
     each step's mean loss (`<step>_loss`)."""
     from .runtime.data import augment, batches, epoch_rng
+    from .runtime.data_prefetch import Prefetch
     s = run.s
     parts: dict[str, float] = {}
     losses, seen, cur_lr = 0.0, 0, sched.lr(epoch) if not sched.per_step else None
     lr_epoch = cur_lr
     aug_rng = epoch_rng(s.seed, epoch)   # reproducible on resume, like the shuffle
-    for i, (xb, yb) in enumerate(batches(run.ds.train[0], run.ds.train[1], s.batch, shuffle=s.shuffle,
-                                         seed=s.seed, epoch=epoch, drop_last=s.drop_last)):
-        cur_lr = sched.lr(global_step) if sched.per_step else lr_epoch
-        global_step += 1
-        if s.augment:
-            xb = augment(xb, s.augment, aug_rng)
-        loss = step.run(run.feed(xb, yb), cur_lr, global_step, s.seed * 1_000_003 + global_step)
-        _check_finite(run, step, loss, epoch, i)
-        losses += loss * len(xb)
-        for k, v in getattr(step, "parts", {}).items():
-            parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v * len(xb)
-        seen += len(xb)
-        bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", cur_lr), samples=len(xb))
-        if _at_max(run.job, global_step):
-            break
+    stream = batches(run.ds.train[0], run.ds.train[1], s.batch, shuffle=s.shuffle, seed=s.seed, epoch=epoch,
+                     drop_last=s.drop_last)
+    with Prefetch(stream, source=run.ds.info.get("path", run.ds.name)) as stream:   # batches made while steps run
+        for i, (xb, yb) in enumerate(stream):
+            cur_lr = sched.lr(global_step) if sched.per_step else lr_epoch
+            global_step += 1
+            if s.augment:
+                xb = augment(xb, s.augment, aug_rng)
+            loss = step.run(run.feed(xb, yb), cur_lr, global_step, s.seed * 1_000_003 + global_step)
+            _check_finite(run, step, loss, epoch, i)
+            losses += loss * len(xb)
+            for k, v in getattr(step, "parts", {}).items():
+                parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v * len(xb)
+            seen += len(xb)
+            bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", cur_lr), samples=len(xb))
+            if _at_max(run.job, global_step):
+                break
     if seen == 0:
         raise DlcValueError(f"epoch {epoch + 1} has no batches: {len(run.ds.train[0])} training examples, "
                             f"batch {s.batch} with drop_last", s.span, "lower the batch size or drop drop_last")

@@ -72,7 +72,8 @@ class TrainSpec:
     Loss: `loss`, plus the `l1`/`l2` penalties on weights.  Optimizer:
     `optimizer` with `optimizer_args` (torch's names and defaults,
     `compiler.optim`), gradient clipping.  Schedule: `schedule` with
-    `schedule_args` (`compiler.schedules`).  Data: `dataset`, `batch`,
+    `schedule_args` (`compiler.schedules`).  Data: `dataset` (with
+    `data_path`, `data_args` from `data = ...`), `batch`,
     `shuffle`, `drop_last` (skip a short last batch), `augment` ((name,
     args) pairs, `runtime.data.augment`).
     Run: `epochs`, `seed`, `early_stopping` (a patience in epochs),
@@ -95,6 +96,8 @@ class TrainSpec:
     clip_grad_value: float | None = None
     early_stopping: int | None = None
     dataset: str | None = None
+    data_path: str | None = None           # `data = "..."` or a source's first argument (relative to the .dln)
+    data_args: dict = field(default_factory=dict)   # a file source's options (`runtime.data_sources.SOURCES`)
     augment: list[tuple[str, dict]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     steps: list[StepSpec] = field(default_factory=list)

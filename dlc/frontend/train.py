@@ -26,8 +26,9 @@ from .values import BlockValue
 from ..compiler.optim import DEFAULTS as OPTIMIZERS  # noqa: E402
 from ..compiler.schedules import DEFAULTS as SCHEDULES  # noqa: E402
 from ..runtime.data import DATASETS as _DATASET_NAMES  # noqa: E402
+from ..runtime.data_sources import SOURCES as DATA_SOURCES  # noqa: E402
 
-DATASETS = set(_DATASET_NAMES)
+DATASETS = set(_DATASET_NAMES) | set(DATA_SOURCES)
 AUGMENTS = {"random_crop": {"size": None, "padding": 0}, "hflip": {"p": 0.5}}
 INT_KEYS = {"epochs", "batch", "steps", "seed", "patience", "every"}
 FLOAT_KEYS = {"l1", "l2", "weight_decay", "clip_grad_norm", "clip_grad_value", "split", "val_split"}
@@ -43,6 +44,7 @@ def check_train(mod, t: A.TrainDef) -> None:
                            "models: " + (", ".join(mod.models) or "none"))
     if t.dataset is not None and t.dataset not in DATASETS:
         raise DlcNameError(f"unknown data set '{t.dataset}'", t.span, "data sets: " + ", ".join(sorted(DATASETS)))
+    _check_data_source(t)
     allowed = {"output", "label", "target", "input"} | {p.name for p in model.defn.params}
     allowed |= set(mod.defs) | {n for n in mod.models} | set(mod.consts)  # file constants are in scope
     for s in model.defn.body:
@@ -112,6 +114,8 @@ def _check_setting(key: str, e, names: set) -> None:
             _check_call(it, AUGMENTS, "augmentation")
     elif key == "loss":
         _check_names(e, names)
+    elif key == "data":
+        _check_data(e)
     elif key == "early_stopping":
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise DlcTypeError("early_stopping is a patience in epochs (a positive int)", e.span,
@@ -158,6 +162,34 @@ def _check_call(e, table: dict, what: str) -> None:
         if d is None and k not in given and not (name == "onecycle" and k == "total_steps") \
                 and not (name == "cosine" and k == "T_max"):
             raise DlcTypeError(f"{name} needs the argument '{k}'", e.span, f"write e.g. {name}({k}=...)")
+
+
+def _check_data(e) -> None:
+    """`data = "path"` or `data = source("path", option=value, ...)`."""
+    if isinstance(e, A.Literal) and isinstance(e.value, str):
+        return
+    if not (isinstance(e, A.Call) and isinstance(e.func, A.Name)):
+        raise DlcTypeError("data is a path or a data source call", e.span,
+                           'e.g. `data = "train.npz"` or `data = image_folder("photos", mean=[0.5], std=[0.5])`')
+    name = e.func.id
+    if name not in DATA_SOURCES:
+        raise DlcNameError(f"unknown data source '{name}'", e.func.span, "data sources: " + ", ".join(DATA_SOURCES))
+    if len(e.args) > 1:
+        raise DlcTypeError(f"{name} takes one positional argument, the path", e.span,
+                           f'write the others by name: {name}("...", {list(DATA_SOURCES[name])[1]}=...)')
+    for kw in e.kwargs:
+        if kw.name not in DATA_SOURCES[name]:
+            raise DlcNameError(f"{name} has no option '{kw.name}'", kw.span,
+                               f"its options: {', '.join(DATA_SOURCES[name])}")
+
+
+def _check_data_source(t: A.TrainDef) -> None:
+    """`train M on X { data = Y(...) }` needs X == Y."""
+    for st in t.body:
+        if isinstance(st, A.Assign) and st.targets[0].name == "data" and isinstance(st.value, A.Call) \
+                and isinstance(st.value.func, A.Name) and t.dataset not in (None, st.value.func.id):
+            raise DlcNameError(f"the section trains on {t.dataset} but data reads {st.value.func.id}", st.value.span,
+                               f"write `train {t.model} on {st.value.func.id}` (or leave out `on ...`)")
 
 
 def _check_names(e, names: set) -> None:
@@ -236,6 +268,24 @@ def _setting(s, frame, key: str, e) -> None:
         s.optimizer_args.setdefault("weight_decay", float(frame.eval(e)))
     elif key == "early_stopping":
         s.early_stopping = int(frame.eval(e))
+    elif key == "data":
+        _data_setting(s, frame, e)
+
+
+def _data_setting(s, frame, e) -> None:
+    """The data source, its path (relative to the .dln file) and options."""
+    from pathlib import Path
+    if isinstance(e, A.Call):
+        s.dataset = e.func.id
+        s.data_args = {k.name: frame.eval(k.value) for k in e.kwargs}
+        path = frame.eval(e.args[0]) if e.args else s.data_args.pop("path", None)
+    else:
+        path = e.value
+    here = Path(e.span.file).parent if e.span is not None else Path(".")
+    for key in ("val", "cache"):       # the other paths a source takes, also relative to the .dln
+        if isinstance(s.data_args.get(key), str):
+            s.data_args[key] = str(here / s.data_args[key])
+    s.data_path = None if path is None else str(here / str(path))
 
 
 def _call_parts(frame, e):

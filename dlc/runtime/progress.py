@@ -146,3 +146,51 @@ def _clock(seconds: float) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class LoadProgress:
+    """Progress of a first pass over a data set's files (decoding images into
+    the cache): a rich bar on a terminal, one line at the start and one at the
+    end elsewhere, nothing when disabled.
+
+        with LoadProgress(len(files), "decoding images/") as p:
+            for f in files:
+                ...
+                p.advance()
+    """
+
+    def __init__(self, total: int, what: str, enabled: bool = True, *, console: Console | None = None,
+                 live: bool | None = None):
+        self.total, self.what, self.enabled = int(total), what, enabled
+        self.console = console or Console(stderr=True)
+        self.live = (self.console.is_terminal and not self.console.is_dumb_terminal) if live is None else live
+        self.done = 0
+        self._progress: Progress | None = None
+        self._t0 = time.perf_counter()
+
+    def __enter__(self) -> LoadProgress:
+        self._t0 = time.perf_counter()
+        if not self.enabled:
+            return self
+        if self.live:
+            self._progress = Progress(TextColumn(self.what, markup=False), BarColumn(), MofNCompleteColumn(),
+                                      console=self.console, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("load", total=self.total)
+        else:
+            self.console.print(f"{self.what}: {self.total} files", highlight=False, markup=False, soft_wrap=True)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.done)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self.enabled and exc_type is None:
+            dt = time.perf_counter() - self._t0
+            self.console.print(f"{self.what}: {self.done} files in {dt:.1f}s", highlight=False, markup=False,
+                               soft_wrap=True)
