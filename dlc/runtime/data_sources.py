@@ -143,7 +143,10 @@ def load_named(path, inputs, *, label=None, split: float = 0.2, seed: int = 0, m
 
     def rows(a, n, part):
         if not mmap:        # in memory: as the one-input npz always was (f32, small images zero-padded)
-            return _fit(_f32(a), shapes[n], f"{where}: {n}{part}")
+            try:
+                return _fit(_f32(a), shapes[n], n)
+            except DlcValueError:
+                pass        # fit_rows says which file and array
         a = fit_rows(a, shapes[n], f"{where}: {n}{part}")
         return LazyRows(a, source=f"{Path(where) / (n + part + '.npy')}")
     train = {n: rows(t, n, "" if v is None else "_train") for n, (t, v) in parts.items()}
