@@ -172,3 +172,18 @@ def test_dlc_train_a_two_input_model_on_npz_and_npy(tmp_path):
     np.savez(tmp_path / "d.npz", a=a, label=label)
     r = CliRunner().invoke(main, ["train", str(spec), "--out", str(tmp_path / "bad"), "--no-progress"])
     assert r.exit_code != 0 and "no array for the model input 'b'" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("grad", ["autograd", "symbolic"])
+def test_a_two_input_model_trains_alike_on_numpy_and_torch(tmp_path, grad):
+    pytest.importorskip("torch")
+    import dlc
+    _, a, b, label = _npy_folder(tmp_path, n=40)
+    np.savez(tmp_path / "d.npz", a=a, b=b, label=label)
+    spec = tmp_path / "two.dln"
+    spec.write_text(TWO_SPEC)
+    ref = dlc.train(spec, out=str(tmp_path / "np"), progress=False, epochs=2)
+    got = dlc.train(spec, out=str(tmp_path / grad), progress=False, epochs=2, backend="torch", grad=grad)
+    for k in ref.weights:
+        np.testing.assert_allclose(got.weights[k], ref.weights[k], rtol=2e-4, atol=2e-5)
+    assert got.history[-1]["val_loss"] == pytest.approx(ref.history[-1]["val_loss"], rel=1e-4)

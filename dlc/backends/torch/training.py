@@ -91,16 +91,16 @@ class AutogradStep:
         self.out_names = [v.name[4:] for v in loss_g.inputs if v.name.startswith("out:")]
         # the model in train mode, symbolic in the batch: what `check_batch_statistics` reads
         self.train_graph = plan.model_graph()
-        self.x_name = self.train_graph.inputs[0].name
+        self.x_names = [v.name for v in self.train_graph.inputs]    # forward()'s arguments, in order
         self.params = dict(self.module.named_parameters())
         self.opt = make_torch_optimizer(plan.optimizer, list(self.params.values()), plan.optimizer_args)
         if plan.optimizer_state:
             self._load_optimizer_state(plan.optimizer_state)
 
-    def _loss(self, outs, xb, yb):
+    def _loss(self, outs, xs: dict, yb):
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)
         feed = {f"out:{n}": o for n, o in zip(self.out_names, outs)}
-        feed[self.x_name] = xb
+        feed.update(xs)
         if yb is not None:
             feed["label"] = yb
         res, _ = self.loss_fn(*[feed[v.name] for v in self.loss_inputs], {})
@@ -113,17 +113,17 @@ class AutogradStep:
         torch.manual_seed(seed)
         for gr in self.opt.param_groups:
             gr["lr"] = lr
-        xb, yb = feed[self.x_name], feed.get("label")
-        n = len(xb)
+        yb = feed.get("label")
+        n = len(feed[self.x_names[0]])
         chunk = -(-n // self.world)
         lo, hi = min(self.rank * chunk, n), min((self.rank + 1) * chunk, n)
-        xt = torch.from_numpy(np.ascontiguousarray(xb[lo:hi]))
+        xs = {k: torch.from_numpy(np.ascontiguousarray(feed[k][lo:hi])) for k in self.x_names}
         # torch raises a bare ValueError on one value per channel: report it at the batchnorm's line
-        check_batch_statistics(self.train_graph, inputs={self.x_name: xt})
+        check_batch_statistics(self.train_graph, inputs=xs)
         yt = torch.from_numpy(np.ascontiguousarray(yb[lo:hi])) if yb is not None else None
         self.module.train()
         self.opt.zero_grad()
-        loss = self._loss(self.net(xt), xt, yt)
+        loss = self._loss(self.net(*xs.values()), xs, yt)
         # DDP averages gradients over ranks; weight each rank's mean loss by its share so
         # that the update equals the single-process update on the whole global batch
         (loss * ((hi - lo) * self.world / n)).backward()
