@@ -16,6 +16,10 @@ Data sets (the names a `train M on <name>` section may use):
                    split here with the seed); never unpickled
     synthetic      seeded Gaussian classes (or a linear regression) of any shape
 
+`dlc train` opens every data set through `data_sources.open_dataset`, which
+adds the file sources image_folder, csv, npy and npz by input name
+(docs/data.md).
+
 The scikit-learn sets come with scikit-learn (`pip install scikit-learn`),
 which is only needed for them.  Labels are int64 class indices; inputs are
 float32 (npz integer inputs, e.g. token ids, keep their integer type).
@@ -254,6 +258,10 @@ AUGMENTATIONS = {"random_crop": random_crop, "hflip": hflip}
 
 def augment(images: np.ndarray, specs, rng: np.random.Generator) -> np.ndarray:
     """Apply `[(name, kwargs), ...]` (the train section's `augment` list) in order."""
+    from .data_arrays import NamedInputs
+    if isinstance(images, NamedInputs):
+        raise DlcValueError(f"augment works on a one-input image data set; this one feeds {images.names}", None,
+                            "drop `augment`, or augment the arrays before saving them")
     for name, kwargs in specs:
         if name not in AUGMENTATIONS:
             raise DlcNameError(f"unknown augmentation '{name}'", None, "augmentations: " + ", ".join(AUGMENTATIONS))

@@ -187,3 +187,10 @@ def test_a_two_input_model_trains_alike_on_numpy_and_torch(tmp_path, grad):
     for k in ref.weights:
         np.testing.assert_allclose(got.weights[k], ref.weights[k], rtol=2e-4, atol=2e-5)
     assert got.history[-1]["val_loss"] == pytest.approx(ref.history[-1]["val_loss"], rel=1e-4)
+
+
+def test_augment_refuses_several_inputs():
+    from dlc.runtime.data import augment
+    x = NamedInputs({"a": np.zeros((2, 1, 4, 4)), "b": np.zeros((2, 3))})
+    with pytest.raises(DlcError, match=r"augment works on a one-input image data set; this one feeds \['a', 'b'\]"):
+        augment(x, [("hflip", {})], np.random.default_rng(0))
