@@ -388,17 +388,19 @@ def _save_epoch(run: _Run, epoch, global_step, weights, opt_state, best, stopper
 
 
 def _validate(run: _Run, exe, weights: dict) -> dict:
+    from .runtime.data_prefetch import Prefetch
     from .runtime.metrics import accuracy
     xs, ys = run.ds.val
     total, n, correct = 0.0, 0, 0.0
     size = max(run.s.batch, 256)
-    for i in range(0, len(xs), size):
-        xb, yb = xs[i:i + size], ys[i:i + size]
-        outs, _ = exe.run(run.feed(xb, yb), weights)
-        total += float(outs["loss"]) * len(xb)
-        n += len(xb)
-        if run.classification:
-            correct += accuracy(outs[run.eval_graph.output_names[1]], yb) * len(xb)
+    chunks = ((xs[i:i + size], ys[i:i + size]) for i in range(0, len(xs), size))
+    with Prefetch(chunks, source=run.ds.info.get("path", run.ds.name)) as stream:   # lazily read rows, ahead
+        for xb, yb in stream:
+            outs, _ = exe.run(run.feed(xb, yb), weights)
+            total += float(outs["loss"]) * len(xb)
+            n += len(xb)
+            if run.classification:
+                correct += accuracy(outs[run.eval_graph.output_names[1]], yb) * len(xb)
     out = {"val_loss": total / max(n, 1)}
     if run.classification:
         out["val_accuracy"] = correct / max(n, 1)
