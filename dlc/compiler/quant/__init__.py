@@ -11,4 +11,4 @@ the ops are in `ops/quant.py`.
 from .calibrate import METHODS, EntropyObserver, MinMaxObserver, Observer, PercentileObserver, make_observer  # noqa: F401
 from .plan import QuantPlan  # noqa: F401
 from .scales import activation_qparams, fixed_point_multipliers, weight_scales  # noqa: F401
-from .sites import Site, quant_sites  # noqa: F401
+from .sites import Site, observed_values, quant_sites  # noqa: F401

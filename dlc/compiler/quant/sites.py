@@ -108,3 +108,12 @@ def quant_sites(g: Graph) -> list[Site]:
             relu = readers[0]
         sites.append(Site(name, SITE_OPS[n.op.name], n, n.inputs[0], relu.outputs[0] if relu else y, relu))
     return sites
+
+
+def observed_values(g: Graph) -> dict[str, Value]:
+    """Range key ("<layer>:in" / "<layer>:out") -> the value of `g` to observe for it."""
+    out: dict[str, Value] = {}
+    for s in quant_sites(g):
+        out[s.in_key] = s.input
+        out[s.out_key] = s.output
+    return out
