@@ -314,3 +314,18 @@ def test_the_passes_do_not_run_without_a_plan_or_in_training():
     g = _graph("mlp", 4, mode="train")
     _, records, _ = run_pipeline(g, PipelineOptions(quant=QuantPlan()))
     assert not {"quantize", "lower_int8"} & {r.name for r in records}
+
+
+def test_a_weight_channel_too_small_to_requantise_is_an_error_at_the_layer(trained):
+    from dlc.errors import DlcRuntimeError
+    t = trained["mlp"]
+    plan = calibrate("mlp", t["weights"], t["calib"])
+    g, _ = quantized("mlp", plan, 4)
+    weights = dict(t["weights"])
+    w = weights["output.weight"].copy()
+    w[3] = 1e-30                      # s_w = 1e-30 / 127: the multiplier needs a shift of about 110
+    weights["output.weight"] = w
+    with pytest.raises(DlcRuntimeError, match=r"outside \[1, 62\]") as e:
+        run(g, weights, t["x"][:4])
+    assert e.value.span.file.endswith("mlp.dln") and e.value.span.line == 11
+    assert "float_layers" in e.value.hint
