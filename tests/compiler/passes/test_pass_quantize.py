@@ -329,3 +329,25 @@ def test_a_weight_channel_too_small_to_requantise_is_an_error_at_the_layer(train
         run(g, weights, t["x"][:4])
     assert e.value.span.file.endswith("mlp.dln") and e.value.span.line == 11
     assert "float_layers" in e.value.hint
+
+
+def test_lenet5_with_tanh_between_the_layers():
+    # random weights and inputs (accuracy does not matter here): tanh and average pooling stay float
+    # between the int8 layers, so every layer dequantizes its output and no pair can go
+    torch = pytest.importorskip("torch")
+    from dlc.backends.torch.funcgen import compile_function
+    m = dlc.load("specs/lenet5.dln")
+    weights = m.init_weights(0)
+    x = np.random.default_rng(0).standard_normal((16, 1, 32, 32)).astype(F32)
+    plan = calibrate("lenet5", weights, x)
+    g, stats = quantized("lenet5", plan, 16)
+    ops = _ops(g)
+    assert ops.get("qconv2d") == 2 and ops.get("qdense") == 3 and ops.get("tanh") == 4
+    assert stats["lower_int8.requantize_pairs_removed"] == 0
+    assert ops.get("dequantize_linear") == 5 and not {"conv2d", "linear"} & set(ops)
+    got = run(g, weights, x)
+    want = run(_graph("lenet5", 16), weights, x)
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+    fn = compile_function(g)
+    (t,), _ = fn(torch.tensor(x), {k: torch.tensor(v) for k, v in weights.items()})
+    assert np.array_equal(t.numpy(), got)
