@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import dlc
+from dlc.trainer import train
 from dlc.cli import main
 from dlc.errors import DlcError
 from dlc.runtime.weights import check_state_dict, load_weights, save_weights
@@ -125,7 +126,7 @@ def test_frozen_parameters_are_bitwise_unchanged(tmp_path, backend, grad):
     if backend == "tvm":
         pytest.importorskip("tvm")
     p = spec(tmp_path, extra='    freeze = ["body.weight"]')
-    res = dlc.trainer.train(p, backend=backend, grad=grad, out=str(tmp_path / "r"), progress=False,
+    res = train(p, backend=backend, grad=grad, out=str(tmp_path / "r"), progress=False,
                             freeze=("fc.bias",))
     init = dlc.load(p).init_weights(seed=0)
     for k in ("body.weight", "fc.bias"):
@@ -227,7 +228,7 @@ def test_freeze_bn_keeps_running_statistics(tmp_path, backend, grad):
     for flag in (False, True):
         p = tmp_path / f"bn{flag}.dln"
         p.write_text(BN.replace("FREEZE_BN", f"freeze_bn = {'true' if flag else 'false'}"))
-        out[flag] = dlc.trainer.train(p, backend=backend, grad=grad, progress=False, max_steps=3).weights
+        out[flag] = train(p, backend=backend, grad=grad, progress=False, max_steps=3).weights
     init = dlc.load(tmp_path / "bnTrue.dln").init_weights(seed=0)
     for k in ("features.bn.running_mean", "features.bn.running_var", "features.bn.num_batches_tracked"):
         np.testing.assert_array_equal(out[True][k], init[k])
