@@ -236,3 +236,19 @@ def test_freeze_bn_keeps_running_statistics(tmp_path, backend, grad):
     np.testing.assert_array_equal(out[True]["features.bn.weight"], init["features.bn.weight"])
     # different normalisation (running vs batch statistics) -> a different head
     assert not np.allclose(out[True]["fc.weight"], out[False]["fc.weight"])
+
+
+def test_a_record_outside_param_groups_is_a_located_error(tmp_path):
+    p = tmp_path / "r.dln"
+    p.write_text("model M(x: f32[N, 4]) {\n    y = {a = 1}\n    return dense(x, 2)\n}\n")
+    r = cli("check", p)
+    assert r.exit_code != 0 and "r.dln:2:9" in r.output
+    assert "record is only a train section's param group" in r.output and "Traceback" not in r.output
+
+
+def test_alternating_steps_refuse_transfer_settings(tmp_path):
+    from pathlib import Path
+    gan = Path(__file__).resolve().parents[1] / "specs" / "gan.dln"
+    r = cli("train", gan, "--freeze", "Generator.*", "--out", tmp_path / "r", "--no-progress")
+    assert r.exit_code != 0 and "not to alternating steps" in r.output and "gan.dln:" in r.output
+    assert not (tmp_path / "r").exists()
