@@ -73,9 +73,12 @@ def torch_twin(init: dict, x, y, opt_name: str, defaults: dict, groups: list[dic
     return {k: v.detach().numpy() for k, v in w.items()}
 
 
-@pytest.mark.parametrize("backend,grad", [("numpy", None), ("torch", "autograd"), ("torch", "symbolic")])
+@pytest.mark.parametrize("backend,grad", [("numpy", None), ("torch", "autograd"), ("torch", "symbolic"),
+                                          pytest.param("tvm", None, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("opt", sorted(CASES))
 def test_param_groups_follow_torch_optim(tmp_path, data, opt, backend, grad):
+    if backend == "tvm":
+        pytest.importorskip("tvm")
     path, x, y = data
     optimizer, groups_src, groups = CASES[opt]
     p = tmp_path / "m.dln"
