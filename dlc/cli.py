@@ -263,7 +263,6 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
     """Forward pass with given or seeded inputs and weights (a .dln spec or a
     compiled .dlcpkg package)."""
     import numpy as np
-    from .runtime.weights import load_weights
     arrays = _read_inputs(inputs)
     if expect_sha256 is not None and not _is_package(file):
         raise DlcError(f"--expect-sha256 pins a compiled .dlcpkg package; {file} is a spec",
@@ -272,7 +271,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         from .runtime.package import load as load_package
         pkg = load_package(file, device, expect_sha256)
         if weights:
-            pkg.set_weights(load_weights(weights))
+            pkg.set_weights(_strict_package_weights(pkg, weights, allow_unused))
         known = {s["name"] for s in pkg.inputs}
         unknown = set(arrays) - known
         if unknown:
@@ -311,6 +310,19 @@ def _strict_weights(m, path, seed, allow_missing, allow_unused) -> dict:
                                         source=f"the weights {path}", allow_missing=allow_missing,
                                         allow_unused=allow_unused)
     return {**fresh, **{k: given[k] for k in loaded}}
+
+
+def _strict_package_weights(pkg, path, allow_unused) -> dict:
+    """--weights for a package: no unused entries (the package checks shapes and dtypes,
+    and cannot initialise a missing weight)."""
+    from .runtime.weights import check_state_dict, load_weights
+    given = load_weights(path)
+    expected = {}
+    for p in pkg.signature["params"]:     # shapes may be symbolic: compare names here
+        a = given.get(p["name"])
+        expected[p["name"]] = (a.shape, a.dtype.name) if a is not None else (tuple(p["shape"]), p["dtype"])
+    loaded, _ = check_state_dict(expected, given, source=f"the weights {path}", allow_unused=allow_unused)
+    return {k: given[k] for k in loaded}
 
 
 def _read_inputs(items) -> dict:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import collections
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import dlc
-from dlc.trainer import train
 from dlc.cli import main
 from dlc.errors import DlcError
 from dlc.runtime.weights import check_state_dict, load_weights, save_weights
+from dlc.trainer import train
 
 pytest.importorskip("sklearn")
 
@@ -247,8 +248,20 @@ def test_a_record_outside_param_groups_is_a_located_error(tmp_path):
 
 
 def test_alternating_steps_refuse_transfer_settings(tmp_path):
-    from pathlib import Path
     gan = Path(__file__).resolve().parents[1] / "specs" / "gan.dln"
     r = cli("train", gan, "--freeze", "Generator.*", "--out", tmp_path / "r", "--no-progress")
     assert r.exit_code != 0 and "not to alternating steps" in r.output and "gan.dln:" in r.output
     assert not (tmp_path / "r").exists()
+
+
+def test_run_package_weights_refuses_unused_entries(tmp_path):
+    pytest.importorskip("tvm")
+    pkg = tmp_path / "mlp.dlcpkg"
+    mlp = Path(__file__).resolve().parents[1] / "specs" / "mlp.dln"
+    assert cli("compile", mlp, "-o", pkg).exit_code == 0
+    w = dlc.load(mlp).init_weights(seed=2)
+    save_weights(tmp_path / "w.safetensors", {**w, "old_head.weight": np.zeros(2, np.float32)})
+    r = cli("run", pkg, "--weights", tmp_path / "w.safetensors")
+    assert r.exit_code != 0 and "unused (1): old_head.weight" in r.output and "--allow-unused" in r.output
+    r = cli("run", pkg, "--weights", tmp_path / "w.safetensors", "--allow-unused", "old_head.*")
+    assert r.exit_code == 0, r.output

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dlc
-from dlc.trainer import train
 from dlc.runtime.weights import load_weights
+from dlc.trainer import train
 
 pytest.importorskip("sklearn")
 
