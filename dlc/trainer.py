@@ -51,7 +51,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
           data_options: dict | None = None, epochs: int | None = None, batch: int | None = None, seed: int | None = None, out: str | None = None,
           resume: bool = False, bind: dict | None = None, progress: bool = True, lr: float | None = None,
           max_steps: int | None = None, backend: str = "numpy", grad: str | None = None, nproc: int = 1,
-          overwrite: bool = False, drop_last: bool | None = None, opt=None) -> TrainResult:
+          overwrite: bool = False, drop_last: bool | None = None, opt=None, weights: str | None = None,
+          allow_missing=(), allow_unused=(), freeze=()) -> TrainResult:
     """Train the model of a `.dln` file as its `train` section declares.
 
     `backend` is any registered backend; `grad` picks where gradients come
@@ -63,6 +64,9 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     pipeline the training step and the validation graph go through.
     `data`, `data_path` and `data_options` override the section's data set,
     its path and its options (`runtime.data_sources`).
+    `weights` (a .safetensors file, strict; `allow_missing`/`allow_unused`
+    patterns relax it) and `freeze` (parameter-name patterns) add to the
+    train section's transfer settings (`dlc.train_transfer`).
     """
     from .backends import get_backend
     from .frontend.modules import clear_cache
@@ -75,7 +79,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     job = dict(path=str(path), model=model, data=data, data_path=data_path, data_options=dict(data_options or {}),
                epochs=epochs, batch=batch, seed=seed,
                out=out, resume=resume, bind=dict(bind or {}), progress=progress, lr=lr, max_steps=max_steps,
-               backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last, opt=opt)
+               backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last, opt=opt, weights=weights,
+               allow_missing=tuple(allow_missing), allow_unused=tuple(allow_unused), freeze=tuple(freeze))
     _settings(job)                         # a bad train section fails here, before the folder is touched
     if out and os.environ.get("RANK", "0") == "0":    # one process prepares the folder (torchrun: rank 0)
         run_folder.prepare(Path(out), resume=resume, overwrite=overwrite)
@@ -98,6 +103,7 @@ class _Run:
     spec: str
     rank: int = 0
     inputs: tuple = ()            # the model's inputs, fed by name from a multi-input data set
+    record: dict | None = None    # transfer.json: what the weights came from (`train_transfer`)
 
     def feed(self, xb, yb) -> dict:
         from .runtime.data_arrays import NamedInputs
@@ -135,6 +141,8 @@ def _settings(job: dict):
             setattr(s, key, job[key])
     if job["lr"] is not None:
         s.optimizer_args["lr"] = job["lr"]
+    from .train_transfer import check_job
+    check_job(job, s)
     dname = job["data"] or s.dataset
     if dname is None:
         raise DlcValueError("no data set: name one in the train section (`train M on digits`) or with --data")
@@ -152,7 +160,9 @@ def _setup(job: dict, rank: int):
         x_in, progs = alternating_parts(job, s)
         eval_g = label = None
     else:
+        from .train_transfer import resolve_selection
         eval_g, label = _eval_graph(mod, name, s, bind)
+        resolve_selection(job, s, eval_g)
         x_in = eval_g.inputs[0]
     inputs = [x_in] if s.steps else [v for v in eval_g.inputs if v is not label]
     ds = _dataset(job, s, dname, inputs, eval_g, label, rank)
@@ -211,8 +221,13 @@ def _step_plan(run: _Run, mod, eval_g, world: int):
     from .compiler.init import init_params
     from .frontend.blocks import elaborate_model
     job, s, name, bind = run.job, run.s, run.name, run.job["bind"]
+    from .train_transfer import initial_weights, write_record
     weights = init_params(eval_g, s.seed)
     start = _resume_point(run, weights) if job["resume"] else _Start()
+    if not job["resume"]:
+        weights, run.record = initial_weights(job, s, weights)
+        if run.writes and (run.record["weights"] or s.frozen or s.param_groups):   # a plain run has nothing to add
+            write_record(run.out_dir, run.record, s)
     # autograd backends generate their module from the model's module graph
     module_graph = Model(job["path"], name, bind).module_graph() if job["grad"] == "autograd" else None
     plan = StepPlan(spec=s, model_graph=lambda: elaborate_model(mod, name, "train", bind),
@@ -334,7 +349,7 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[d
             for k, v in getattr(step, "parts", {}).items():
                 parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v * len(xb)
             seen += len(xb)
-            bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", cur_lr), samples=len(xb))
+            bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", sched.first(cur_lr)), samples=len(xb))
             if _at_max(run.job, global_step):
                 break
     if seen == 0:
@@ -342,7 +357,7 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[d
                             f"batch {s.batch} with drop_last", s.span, "lower the batch size or drop drop_last")
     if parts:
         return {k: v / seen for k, v in parts.items()}, global_step
-    return {"train_loss": losses / seen, "lr": float(cur_lr)}, global_step
+    return {"train_loss": losses / seen, "lr": sched.first(cur_lr)}, global_step
 
 
 def _check_finite(run: _Run, step, loss: float, epoch: int, i: int) -> None:
@@ -357,10 +372,8 @@ def _check_finite(run: _Run, step, loss: float, epoch: int, i: int) -> None:
 
 
 def _schedule(s, steps_per_epoch: int):
-    from .compiler.optim import make_optimizer
-    from .compiler.schedules import make_schedule
-    base_lr = float(make_optimizer(s.optimizer, **s.optimizer_args).hyper["lr"])
-    return make_schedule(s.schedule, base_lr, epochs=s.epochs, steps_per_epoch=steps_per_epoch, **s.schedule_args)
+    from .train_transfer import GroupSchedule
+    return GroupSchedule(s, steps_per_epoch)      # one lr per parameter group
 
 
 def _at_max(job: dict, global_step: int) -> bool:
