@@ -556,18 +556,20 @@ def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup,
 @click.option("--scope", type=click.Choice(["layer", "global"]), default="layer", show_default=True,
               help="Unstructured: each layer loses --sparsity of its weights, or the model as a whole does.")
 @click.option("--layers", help="Channel pruning: only these convolutions (comma-separated layer names).")
+@click.option("--round-to", type=POSITIVE, default=1, show_default=True,
+              help="Channel pruning: round each pruned width to a multiple of this (8 suits SIMD kernels).")
 @click.option("--model", "-m")
 @click.option("--bind", "-b", multiple=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_path,
               help="Unstructured: the pruned .safetensors. Channel: the new .dln (weights beside it).")
 @_guard
-def prune(file, weights, sparsity, structured, scope, layers, model, bind, output):
+def prune(file, weights, sparsity, structured, scope, layers, round_to, model, bind, output):
     """Magnitude pruning: zero the smallest weights (masks kept for `dlc
     train --weights`), or remove the weakest conv channels (--structured channel)."""
     from .prune import prune_file
     names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
     for line in prune_file(file, weights, sparsity, output, structured=structured, scope=scope, layers=names,
-                           model=model, bind=_parse_bind(bind)):
+                           round_to=round_to, model=model, bind=_parse_bind(bind)):
         click.echo(line)
 
 

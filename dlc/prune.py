@@ -247,13 +247,15 @@ def masked_step(step, masks: dict | None):
 
 # the command ---------------------------------------------------------------------------------
 def prune_file(spec: str, weights_path: str, sparsity: float, out: str, *, structured: str | None = None,
-               scope: str = "layer", layers=None, model: str | None = None, bind: dict | None = None) -> list[str]:
+               scope: str = "layer", layers=None, model: str | None = None, bind: dict | None = None,
+               round_to: int = 1) -> list[str]:
     """`dlc prune`: prune `spec`'s weights from `weights_path`, write the
     result to `out`, and return the lines of the summary to print.
 
     Unstructured: `out` is the pruned `.safetensors` (masks in its metadata).
     `structured="channel"`: `out` is the new `.dln` spec, its weights go
-    beside it with the suffix `.safetensors`."""
+    beside it with the suffix `.safetensors`; `round_to` rounds each
+    pruned conv's width to a multiple of it."""
     from pathlib import Path
 
     from .api import load
@@ -279,11 +281,11 @@ def prune_file(spec: str, weights_path: str, sparsity: float, out: str, *, struc
     if out_p.suffix != ".dln":
         raise DlcValueError(f"-o {out}: channel pruning writes a spec; give a .dln path",
                             None, "e.g. -o pruned.dln (its weights go to pruned.safetensors)")
-    texts, pruned, _, report = prune_channels(m, weights, sparsity, layers)
+    texts, pruned, _, report = prune_channels(m, weights, sparsity, layers, round_to)
     written = write_spec(spec, texts, out_p)
     w_path = out_p.with_suffix(".safetensors")
     check_pruned(out_p, pruned, report, m.name)
-    save_weights(w_path, pruned, {PRUNE_KEY: json.dumps({"kind": "channel", "sparsity": sparsity, "layers": {
+    save_weights(w_path, pruned, {PRUNE_KEY: json.dumps({"kind": "channel", "sparsity": sparsity, "round_to": round_to, "layers": {
         n: {"channels": c, "kept": k} for n, (c, k) in report.layers.items()}})})
     lines = [f"{n}: {c} -> {k} channels" for n, (c, k) in report.layers.items()]
     lines += [f"{n}: kept ({why})" for n, why in report.skipped.items()]

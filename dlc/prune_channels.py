@@ -80,13 +80,19 @@ def channel_scores(w: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(w, dtype=np.float64)).reshape(w.shape[0], -1).sum(axis=1)
 
 
-def kept_channels(w: np.ndarray, frac: Fraction) -> np.ndarray:
-    """Sorted indices of the channels kept: all but the floor(frac * C) lowest-L1 ones."""
+def kept_count(c: int, frac: Fraction, round_to: int = 1) -> int:
+    """How many of `c` channels stay: c - floor(frac * c), rounded to the
+    nearest multiple of `round_to` (halves up; vector units like widths that
+    are multiples of 4 or 8), at least one multiple and at most c."""
+    keep = c - c * frac.numerator // frac.denominator
+    keep = (keep + round_to // 2) // round_to * round_to
+    return min(c, max(keep, round_to, 1))
+
+
+def kept_channels(w: np.ndarray, keep: int) -> np.ndarray:
+    """Sorted indices of the `keep` channels with the largest L1 norms (ties: the first stay)."""
     c = w.shape[0]
-    drop = c * frac.numerator // frac.denominator
-    if drop >= c:
-        drop = c - 1
-    gone = np.argsort(channel_scores(w), kind="stable")[:drop]
+    gone = np.argsort(channel_scores(w), kind="stable")[:c - keep]
     return np.setdiff1d(np.arange(c), gone)
 
 
@@ -95,7 +101,7 @@ def _cut(w: np.ndarray, axis: int, keep: np.ndarray, block: int) -> np.ndarray:
     return np.take(w, idx, axis=axis)
 
 
-def prune_channels(model, weights: dict, sparsity: float, layers=None):
+def prune_channels(model, weights: dict, sparsity: float, layers=None, round_to: int = 1):
     """(spec texts by file, pruned weights, kept channels by layer, ChannelReport)."""
     from .compiler.prune import channel_groups
     from .prune import check_weights
@@ -108,19 +114,21 @@ def prune_channels(model, weights: dict, sparsity: float, layers=None):
         raise DlcValueError(f"{g.name} has no 2-D convolution to prune channels of", g.span)
     report = ChannelReport(float(sparsity), params_before=int(g.param_count()))
     chosen = _select(groups, list(layers or []), report)
+    if round_to < 1:
+        raise DlcValueError(f"round_to {round_to} must be at least 1")
     if not chosen:
         why = "; ".join(f"{k}: {v}" for k, v in list(report.skipped.items())[:3])
         raise DlcValueError(f"no convolution of {g.name} can lose channels ({why})", g.span)
     out, kept, edits = dict(weights), {}, {}
     for grp in chosen:
-        keep = kept_channels(np.asarray(weights[grp.weight]), frac)
+        keep = kept_channels(np.asarray(weights[grp.weight]), kept_count(grp.channels, frac, round_to))
         kept[grp.layer] = keep
         report.layers[grp.layer] = (grp.channels, len(keep))
         for ax in grp.axes:
             out[ax.param] = _cut(np.asarray(out[ax.param]), ax.axis, keep, ax.block)
         key = (grp.span.line, grp.span.col)
         sites = edits.setdefault(grp.span.file, {})
-        sites.setdefault(key, (grp.span, [], frac))[1].append((grp.layer, grp.channels, len(keep)))
+        sites.setdefault(key, (grp.span, [], frac, round_to))[1].append((grp.layer, grp.channels, len(keep)))
     texts = rewrite_files({f: list(s.values()) for f, s in edits.items()})
     return texts, out, kept, report
 

@@ -9,8 +9,9 @@ call's AST span:
 - every instance keeps the same width: the argument becomes that number;
 - otherwise each instance must have kept C - C*num//den channels of its C
   (the channel pruner guarantees this: a fraction num/den of each layer is
-  removed, rounded down), and the argument E becomes `E - E * num // den`,
-  which the elaborator evaluates per instance.
+  removed, rounded down), and the argument E becomes `E - E * num // den`
+  (with `--round-to r`: `(E - E * num // den + r//2) // r * r`), which the
+  elaborator evaluates per instance.
 
 The text outside the edited arguments is kept as written (comments too).
 Imported files are written beside the new spec, under `<stem>.imports/`,
@@ -65,26 +66,33 @@ def _line_starts(text: str) -> list[int]:
     return starts
 
 
-def new_width_text(expr, text: str, sizes: list[tuple[str, int, int]], frac: Fraction) -> str:
+def new_width_text(expr, text: str, sizes: list[tuple[str, int, int]], frac: Fraction, round_to: int = 1) -> str:
     """The replacement for width expression `expr` (its source `text`) given
     each instance's (layer, channels, kept)."""
     kept = {k for _, _, k in sizes}
     if len(kept) == 1:
         return str(kept.pop())
-    for layer, c, k in sizes:
-        if k != c - c * frac.numerator // frac.denominator:
-            raise DlcValueError(f"the width of {layer} cannot be rewritten: its call site is applied with "
-                                "different widths pruned by different fractions", expr.span)
     if isinstance(expr, A.Literal):
         layers = ", ".join(s[0] for s in sizes)
         raise DlcValueError(f"the literal width at this call site sizes {layers} differently", expr.span)
-    e = text if isinstance(expr, (A.Name, A.Literal)) else f"({text})"
-    return f"{e} - {e} * {frac.numerator} // {frac.denominator}"
+    e = text if isinstance(expr, A.Name) else f"({text})"
+    num, den, r = frac.numerator, frac.denominator, round_to
+    new = f"{e} - {e} * {num} // {den}"
+    if r > 1:
+        new = f"({new} + {r // 2}) // {r} * {r}"
+    for layer, c, k in sizes:     # the expression must give every instance its width
+        k_expr = c - c * num // den
+        k_expr = (k_expr + r // 2) // r * r
+        if k != k_expr:
+            raise DlcValueError(f"the width of {layer} cannot be rewritten: its call site makes layers of "
+                                f"different widths, and {c} -> {k} channels is not what `{new}` gives", expr.span,
+                                "prune this layer with another --sparsity, or write its width as a literal")
+    return new
 
 
 def rewrite_files(edits: dict[str, list[tuple[Span, list, Fraction]]]) -> dict[str, str]:
     """{file: new text} after replacing each width argument.  `edits` maps a
-    file to its call sites: (the conv call's span, [(layer, C, kept)], fraction)."""
+    file to its call sites: (the conv call's span, [(layer, C, kept)], fraction, round_to)."""
     from .frontend.parser import parse_file
     out = {}
     for file, sites in edits.items():
@@ -92,14 +100,14 @@ def rewrite_files(edits: dict[str, list[tuple[Span, list, Fraction]]]) -> dict[s
         tree = parse_file(file)
         starts = _line_starts(text)
         reps = []
-        for span, sizes, frac in sites:
+        for span, sizes, frac, round_to in sites:
             expr = width_argument(tree, span)
             if expr is None or expr.span.end_line is None:
                 raise DlcValueError(f"the width of {sizes[0][0]} cannot be found in its call", span,
                                     "write the conv's width as its second argument or channels=")
             a = _offset(starts, expr.span.line, expr.span.col)
             b = _offset(starts, expr.span.end_line, expr.span.end_col)
-            reps.append((a, b, new_width_text(expr, text[a:b], sizes, frac)))
+            reps.append((a, b, new_width_text(expr, text[a:b], sizes, frac, round_to)))
         for a, b, new in sorted(reps, reverse=True):
             text = text[:a] + new + text[b:]
         out[file] = text
