@@ -253,9 +253,13 @@ def viz(file, model, bind, mode, after, before_after, backend, output, opt):
               help="Write outputs to an .npz file.")
 @click.option("--expect-sha256", metavar="HEX",
               help="Run the .dlcpkg only if its sha256 is HEX (loading a package runs its native code).")
+@click.option("--allow-missing", multiple=True, metavar="PATTERN",
+              help="Parameters --weights may lack (initialised from --seed as the spec says).")
+@click.option("--allow-unused", multiple=True, metavar="PATTERN", help="Entries of --weights the model may lack.")
 @_opt_options
 @_guard
-def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output, expect_sha256, opt):
+def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output, expect_sha256,
+        allow_missing, allow_unused, opt):
     """Forward pass with given or seeded inputs and weights (a .dln spec or a
     compiled .dlcpkg package)."""
     import numpy as np
@@ -285,7 +289,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         if unknown:
             raise DlcError(f"the model has no input {', '.join(sorted(unknown))}",
                            hint="inputs: " + ", ".join(v.name for v in m.inputs))
-        w = load_weights(weights) if weights else None
+        w = _strict_weights(m, weights, seed, allow_missing, allow_unused) if weights else None
         outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
     from .reporting import print_outputs
     print_outputs(outs)
@@ -295,6 +299,18 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         buf = io.BytesIO()
         np.savez(buf, **outs)
         atomic_write(output, buf.getvalue())
+
+
+def _strict_weights(m, path, seed, allow_missing, allow_unused) -> dict:
+    """--weights loaded as load_state_dict(strict=True) does (one error lists every
+    missing, unused and mis-shaped entry); allowed-missing ones are the seed's."""
+    from .runtime.weights import check_state_dict, load_weights
+    fresh = m.init_weights(seed)
+    given = load_weights(path)
+    loaded, _missing = check_state_dict({k: (v.shape, v.dtype.name) for k, v in fresh.items()}, given,
+                                        source=f"the weights {path}", allow_missing=allow_missing,
+                                        allow_unused=allow_unused)
+    return {**fresh, **{k: given[k] for k in loaded}}
 
 
 def _read_inputs(items) -> dict:
@@ -379,17 +395,26 @@ def grad(file, model, bind, mode):
               help="torch backend: gradients from torch autograd (default) or dlc's symbolic backward.")
 @click.option("--nproc", type=POSITIVE, default=1, show_default=True,
               help="torch backend: DistributedDataParallel processes (gloo) on this machine.")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False),
+              help="Start from these weights (.safetensors, loaded strictly; default: the train section's).")
+@click.option("--allow-missing", multiple=True, metavar="PATTERN",
+              help="Parameters the weights file may lack (initialised as the spec says), e.g. \"fc.*\".")
+@click.option("--allow-unused", multiple=True, metavar="PATTERN",
+              help="Entries of the weights file the model may lack, e.g. \"head.*\".")
+@click.option("--freeze", multiple=True, metavar="PATTERN",
+              help="Keep these parameters fixed (repeatable; adds to the train section's freeze).")
 @_opt_options
 @_guard
 def train(file, model, data, data_path, backend, epochs, batch, lr, seed, out, resume, overwrite, drop_last, bind,
-          no_progress, grad_mode, nproc, opt):
+          no_progress, grad_mode, nproc, weights, allow_missing, allow_unused, freeze, opt):
     """Train as the spec's train section declares; flags override it."""
     from .trainer import train as run_training
     _check_train_binds(file, bind)
     res = run_training(file, model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                        out=out, resume=resume, bind=_parse_bind(bind), progress=not no_progress, lr=lr,
                        backend=backend, grad=grad_mode, nproc=nproc, overwrite=overwrite, drop_last=drop_last,
-                       opt=opt)
+                       opt=opt, weights=weights, allow_missing=allow_missing, allow_unused=allow_unused,
+                       freeze=freeze)
     if res.history and res.rank == 0:      # under torchrun every rank runs this; one reports
         last = res.history[-1]
         parts = [f"{k}={v:.4f}" for k, v in last.items() if k.startswith("val_")]

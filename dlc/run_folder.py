@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import DlcError
 
-RUN_FILES = ("metrics.jsonl", "epoch-*.safetensors", "best.safetensors", "rank*.safetensors")
+RUN_FILES = ("metrics.jsonl", "epoch-*.safetensors", "best.safetensors", "rank*.safetensors", "transfer.json")
 BEST = "best.safetensors"
 
 

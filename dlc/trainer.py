@@ -51,7 +51,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
           epochs: int | None = None, batch: int | None = None, seed: int | None = None, out: str | None = None,
           resume: bool = False, bind: dict | None = None, progress: bool = True, lr: float | None = None,
           max_steps: int | None = None, backend: str = "numpy", grad: str | None = None, nproc: int = 1,
-          overwrite: bool = False, drop_last: bool | None = None, opt=None) -> TrainResult:
+          overwrite: bool = False, drop_last: bool | None = None, opt=None, weights: str | None = None,
+          allow_missing=(), allow_unused=(), freeze=()) -> TrainResult:
     """Train the model of a `.dln` file as its `train` section declares.
 
     `backend` is any registered backend; `grad` picks where gradients come
@@ -61,6 +62,9 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     or `overwrite=True`; `resume=True` continues the run in it.  `opt` (a
     `compiler.passes.PipelineOptions`, default -O2) is the optimisation
     pipeline the training step and the validation graph go through.
+    `weights` (a .safetensors file, strict; `allow_missing`/`allow_unused`
+    patterns relax it) and `freeze` (parameter-name patterns) add to the
+    train section's transfer settings (`dlc.train_transfer`).
     """
     from .backends import get_backend
     from .frontend.modules import clear_cache
@@ -72,7 +76,8 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
                             None, "drop --grad (or use --backend torch for autograd)")
     job = dict(path=str(path), model=model, data=data, data_path=data_path, epochs=epochs, batch=batch, seed=seed,
                out=out, resume=resume, bind=dict(bind or {}), progress=progress, lr=lr, max_steps=max_steps,
-               backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last, opt=opt)
+               backend=backend, grad=grad, overwrite=overwrite, drop_last=drop_last, opt=opt, weights=weights,
+               allow_missing=tuple(allow_missing), allow_unused=tuple(allow_unused), freeze=tuple(freeze))
     _settings(job)                         # a bad train section fails here, before the folder is touched
     if out and os.environ.get("RANK", "0") == "0":    # one process prepares the folder (torchrun: rank 0)
         run_folder.prepare(Path(out), resume=resume, overwrite=overwrite)
@@ -94,6 +99,7 @@ class _Run:
     out_dir: Path | None
     spec: str
     rank: int = 0
+    record: dict | None = None    # transfer.json: what the weights came from (`train_transfer`)
 
     def feed(self, xb, yb) -> dict:
         out = {self.x_in.name: xb.astype(self.x_in.type.dtype.numpy_name)}
@@ -145,7 +151,9 @@ def _setup(job: dict, rank: int):
         x_in, progs = alternating_parts(job, s)
         eval_g = label = None
     else:
+        from .train_transfer import resolve_selection
         eval_g, label = _eval_graph(mod, name, s, bind)
+        resolve_selection(job, s, eval_g)
         x_in = eval_g.inputs[0]
     per_example = tuple(x_in.type.shape[1:])
     if any(not isinstance(d, int) for d in per_example):
@@ -186,8 +194,13 @@ def _step_plan(run: _Run, mod, eval_g, world: int):
     from .compiler.init import init_params
     from .frontend.blocks import elaborate_model
     job, s, name, bind = run.job, run.s, run.name, run.job["bind"]
+    from .train_transfer import initial_weights, write_record
     weights = init_params(eval_g, s.seed)
     start = _resume_point(run, weights) if job["resume"] else _Start()
+    if not job["resume"]:
+        weights, run.record = initial_weights(job, s, weights)
+        if run.writes:
+            write_record(run.out_dir, run.record, s)
     # autograd backends generate their module from the model's module graph
     module_graph = Model(job["path"], name, bind).module_graph() if job["grad"] == "autograd" else None
     plan = StepPlan(spec=s, model_graph=lambda: elaborate_model(mod, name, "train", bind),
@@ -306,7 +319,7 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[d
         for k, v in getattr(step, "parts", {}).items():
             parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v * len(xb)
         seen += len(xb)
-        bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", cur_lr), samples=len(xb))
+        bar.update(epoch, i + 1, loss=loss, lr=getattr(step, "lr", sched.first(cur_lr)), samples=len(xb))
         if _at_max(run.job, global_step):
             break
     if seen == 0:
@@ -314,7 +327,7 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[d
                             f"batch {s.batch} with drop_last", s.span, "lower the batch size or drop drop_last")
     if parts:
         return {k: v / seen for k, v in parts.items()}, global_step
-    return {"train_loss": losses / seen, "lr": float(cur_lr)}, global_step
+    return {"train_loss": losses / seen, "lr": sched.first(cur_lr)}, global_step
 
 
 def _check_finite(run: _Run, step, loss: float, epoch: int, i: int) -> None:
@@ -329,10 +342,8 @@ def _check_finite(run: _Run, step, loss: float, epoch: int, i: int) -> None:
 
 
 def _schedule(s, steps_per_epoch: int):
-    from .compiler.optim import make_optimizer
-    from .compiler.schedules import make_schedule
-    base_lr = float(make_optimizer(s.optimizer, **s.optimizer_args).hyper["lr"])
-    return make_schedule(s.schedule, base_lr, epochs=s.epochs, steps_per_epoch=steps_per_epoch, **s.schedule_args)
+    from .train_transfer import GroupSchedule
+    return GroupSchedule(s, steps_per_epoch)      # one lr per parameter group
 
 
 def _at_max(job: dict, global_step: int) -> bool:

@@ -77,7 +77,8 @@ class StepPlan:
 
 
 class TrainStep(Protocol):
-    def run(self, feed: dict, lr: float, step: int, seed: int) -> float: ...
+    # lr: a float, or one per parameter group (the optimizer's defaults first)
+    def run(self, feed: dict, lr: float | list[float], step: int, seed: int) -> float: ...
     def state(self) -> tuple[dict, dict]: ...          # (weights, optimizer state) as NumPy arrays
     def nonfinite_param(self) -> str | None: ...       # the first non-finite weight, if any
 
@@ -159,7 +160,10 @@ class GraphTrainStep:
     def run(self, feed: dict, lr: float, step: int, seed: int) -> float:
         inputs = dict(feed)
         inputs.update(self.opt_state)
-        inputs["lr"] = np.asarray(lr, dtype=self.scalar_dtype)
+        lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr]   # one per parameter group
+        inputs["lr"] = np.asarray(lrs[0], dtype=self.scalar_dtype)
+        for k, v in enumerate(lrs[1:], start=1):
+            inputs[f"lr_g{k}"] = np.asarray(v, dtype=self.scalar_dtype)
         inputs["step"] = np.asarray(step, dtype=self.scalar_dtype)
         outs, updates = self.exe.run(inputs, self.weights, seed)
         for k, v in outs.items():
@@ -180,9 +184,12 @@ class GraphTrainStep:
 def fresh_optimizer_state(plan: StepPlan, params) -> dict:
     """The optimizer's initial state arrays (zeros, or its declared fill) for `params`."""
     from ..compiler.optim import make_optimizer
-    opt = make_optimizer(plan.optimizer, **plan.optimizer_args)
-    return {f"{sname}.{p.name}": np.full(tuple(int(d) for d in stype.shape), fill, dtype=stype.dtype.numpy_name)
-            for p in params for sname, stype, fill in opt.state_specs(p.type)}
+    out = {}
+    for p in params:    # per parameter: its param group's optimizer arguments
+        opt = make_optimizer(plan.optimizer, **plan.spec.optimizer_args_for(p.name))
+        for sname, stype, fill in opt.state_specs(p.type):
+            out[f"{sname}.{p.name}"] = np.full(tuple(int(d) for d in stype.shape), fill, dtype=stype.dtype.numpy_name)
+    return out
 
 
 def first_nonfinite(arrays: dict) -> str | None:

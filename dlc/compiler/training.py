@@ -83,9 +83,13 @@ def build_train_step(model: Graph, settings: TrainSpec) -> TrainStep:
     from .optim import make_optimizer
     if settings.loss is None:
         raise DlcError("this train section has no single loss (it declares steps)", settings.span)
+    from .param_select import freeze_batchnorms
+    freeze_batchnorms(model, settings)
     g, loss, label = build_loss(model, settings.loss.graph("train"))
     b = Builder(g, settings.span)
-    params = g.trainable_params()
+    # frozen parameters are no inputs of the differentiation: the backward
+    # work that only fed their gradients is never built
+    params = [p for p in g.trainable_params() if not settings.is_frozen(p.name)]
     total = loss
     for p in params:
         if not p.name.endswith("weight") and p.kind != "param":
@@ -114,20 +118,26 @@ def build_train_step(model: Graph, settings: TrainSpec) -> TrainStep:
         coef = b.op("div", b.const(settings.clip_grad_norm, dt), b.op("add", norm, b.const(1e-6, dt)))
         coef = b.op("minimum", coef, b.const(1.0, dt))
         grads = [b.op("mul", gr, coef) for gr in grads]
-    opt = make_optimizer(settings.optimizer, **settings.optimizer_args)
     dt = params[0].type.dtype if params else DType.f32
     lr = g.add_input("lr", TensorType(dt, ()))
     step = g.add_input("step", TensorType(dt, ()))
+    # one learning-rate input per parameter group (`lr_g<k>`), each scheduled by the trainer
+    lrs = [lr] + [g.add_input(group_lr_name(k), TensorType(dt, ())) for k in range(1, len(settings.param_groups) + 1)]
+    opts = [make_optimizer(settings.optimizer, **settings.optimizer_args)]
+    opts += [make_optimizer(settings.optimizer, **{**settings.optimizer_args, **grp.args})
+             for grp in settings.param_groups]
     outs, names = [loss] + list(g.outputs), ["loss"] + list(g.output_names)
     state_names: dict[str, list[str]] = {}
     for p, gr in zip(params, grads):
         state = {}
         state_names[p.name] = []
+        k = settings.group_of.get(p.name, 0)
+        opt = opts[k]
         for sname, stype, _fill in opt.state_specs(p.type):
             full = f"{sname}.{p.name}"
             state[sname] = g.add_input(full, stype)
             state_names[p.name].append(full)
-        new_p, new_state = opt.update(b.at(p.param.span), p, gr, state, lr, step)
+        new_p, new_state = opt.update(b.at(p.param.span), p, gr, state, lrs[k], step)
         outs.append(new_p)
         names.append(f"param:{p.name}")
         for sname, v in new_state.items():
@@ -143,15 +153,20 @@ def build_train_step(model: Graph, settings: TrainSpec) -> TrainStep:
 def state_fill(settings: TrainSpec, params: list[Value]) -> dict[str, tuple]:
     """Initial optimizer state: name -> (shape, dtype, fill value)."""
     from .optim import make_optimizer
-    opt = make_optimizer(settings.optimizer, **settings.optimizer_args)
     out = {}
     for p in params:
+        opt = make_optimizer(settings.optimizer, **settings.optimizer_args_for(p.name))
         for sname, stype, fill in opt.state_specs(p.type):
             out[f"{sname}.{p.name}"] = (stype, fill)
     return out
 
 
-__all__ = ["TrainSpec", "TrainSettings", "LossSpec", "StepSpec", "TrainStep", "build_loss", "build_train_step",
+def group_lr_name(k: int) -> str:
+    """The step graph's learning-rate input of parameter group `k` (1-based; group 0 is `lr`)."""
+    return f"lr_g{k}"
+
+
+__all__ = ["group_lr_name", "TrainSpec", "TrainSettings", "LossSpec", "StepSpec", "TrainStep", "build_loss", "build_train_step",
            "build_alternating", "state_fill"]
 
 

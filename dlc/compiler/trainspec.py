@@ -66,6 +66,17 @@ class StepSpec:
 
 
 @dataclass
+class ParamGroup:
+    """One `{match = "features.*", lr = 1e-4, ...}` of `param_groups`: the
+    parameters whose names match `match` (fnmatch) take `args` over the
+    optimizer's own arguments, as a torch.optim param group does."""
+
+    match: str
+    args: dict
+    span: Span | None = None
+
+
+@dataclass
 class TrainSpec:
     """A `train` section (command-line flags may override the numbers).
 
@@ -99,6 +110,21 @@ class TrainSpec:
     metrics: list[str] = field(default_factory=list)
     steps: list[StepSpec] = field(default_factory=list)
     span: Span | None = None
+    # transfer learning (`compiler.param_select` resolves the patterns against a model)
+    weights: str | None = None             # initial weights (a path; relative ones resolved against the spec)
+    freeze: list[str] = field(default_factory=list)      # fnmatch patterns of parameters kept fixed
+    freeze_bn: bool = False                # batch norms whose parameters are all frozen run in eval mode
+    param_groups: list[ParamGroup] = field(default_factory=list)
+    frozen: set[str] = field(default_factory=set)        # resolved names (filled by `param_select.resolve`)
+    group_of: dict[str, int] = field(default_factory=dict)  # param name -> group index (1-based; absent: 0)
+
+    def is_frozen(self, name: str) -> bool:
+        return name in self.frozen
+
+    def optimizer_args_for(self, name: str) -> dict:
+        """The optimizer arguments of parameter `name`: its group's over the defaults."""
+        k = self.group_of.get(name, 0)
+        return {**self.optimizer_args, **self.param_groups[k - 1].args} if k else dict(self.optimizer_args)
 
 
-__all__ = ["LossSpec", "StepSpec", "TrainSpec"]
+__all__ = ["LossSpec", "ParamGroup", "StepSpec", "TrainSpec"]

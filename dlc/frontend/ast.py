@@ -34,6 +34,12 @@ class ListLit(Node):
 
 
 @dataclass
+class RecordLit(Node):
+    """`{name = expr, ...}` (a train section's param group): items are (name, expr, span)."""
+    items: list
+
+
+@dataclass
 class BinOp(Node):
     op: str
     left: Any

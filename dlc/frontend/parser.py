@@ -430,6 +430,10 @@ class ToAST(Transformer):
     def list_lit(self, meta, c):
         return A.ListLit(self._s(meta), [x for x in c if x is not None])
 
+    def record_lit(self, meta, c):
+        # `{match = "fc.*", lr = 1e-2}`: a train section's param group
+        return A.RecordLit(self._s(meta), [x for x in c if x is not None])
+
 
 def _unquote(tok: Token, file: str) -> str:
     try:

@@ -31,8 +31,9 @@ DATASETS = set(_DATASET_NAMES)
 AUGMENTS = {"random_crop": {"size": None, "padding": 0}, "hflip": {"p": 0.5}}
 INT_KEYS = {"epochs", "batch", "steps", "seed", "patience", "every"}
 FLOAT_KEYS = {"l1", "l2", "weight_decay", "clip_grad_norm", "clip_grad_value", "split", "val_split"}
-BOOL_KEYS = {"shuffle", "drop_last"}
-OTHER_KEYS = {"loss", "optimizer", "schedule", "metrics", "augment", "params", "early_stopping", "data"}
+BOOL_KEYS = {"shuffle", "drop_last", "freeze_bn"}
+OTHER_KEYS = {"loss", "optimizer", "schedule", "metrics", "augment", "params", "early_stopping", "data",
+              "weights", "freeze", "param_groups"}
 KEYS = INT_KEYS | FLOAT_KEYS | BOOL_KEYS | OTHER_KEYS
 
 
@@ -122,6 +123,9 @@ def _check_setting(key: str, e, names: set) -> None:
             if not isinstance(it, A.Name) and not (isinstance(it, A.Literal) and isinstance(it.value, str)):
                 raise DlcTypeError("params names models or parameter-name patterns", it.span,
                                    "e.g. `params = [Generator]` or `params = [\"fc.*\"]`")
+    elif key in ("weights", "freeze", "param_groups"):
+        from .train_transfer import check_transfer_setting
+        check_transfer_setting(key, e)
     elif key == "metrics":
         items = e.items if isinstance(e, A.ListLit) else [e]
         for it in items:
@@ -191,6 +195,9 @@ def train_settings(mod, t: A.TrainDef, bind: dict | None = None):
     for st in t.body:
         if isinstance(st, A.Assign) and st.targets[0].name in KEYS and st.targets[0].name != "loss":
             _setting(s, frame, st.targets[0].name, st.value)
+    if s.param_groups:
+        from .train_transfer import check_group_args
+        check_group_args(s)
     if loss_expr is not None:
         s.loss = loss_spec(mod, t.model, loss_expr, bind, bindings)
     if steps:
@@ -228,8 +235,11 @@ def _setting(s, frame, key: str, e) -> None:
         s.metrics = [str(it.value) for it in items]
     elif key in ("epochs", "batch", "seed"):
         setattr(s, key, int(frame.eval(e)))
-    elif key in ("shuffle", "drop_last"):
+    elif key in ("shuffle", "drop_last", "freeze_bn"):
         setattr(s, key, bool(frame.eval(e)))
+    elif key in ("weights", "freeze", "param_groups"):
+        from .train_transfer import transfer_setting
+        transfer_setting(s, frame, key, e)
     elif key in ("l1", "l2", "clip_grad_norm", "clip_grad_value"):
         setattr(s, key, float(frame.eval(e)))
     elif key == "weight_decay":

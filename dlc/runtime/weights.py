@@ -22,3 +22,55 @@ def load_weights(path) -> dict[str, np.ndarray]:
         raise DlcError(f"no such weights file: {path}") from None
     except Exception as e:  # safetensors raises its own error types
         raise DlcError(f"cannot read weights from {path}: {e}", hint="weights are .safetensors files") from None
+
+
+def _matches(name: str, patterns) -> bool:
+    from fnmatch import fnmatchcase
+    return any(fnmatchcase(name, p) for p in patterns)
+
+
+def check_state_dict(expected: dict[str, tuple[tuple, str]], given: dict, *, source: str = "the weights",
+                     allow_missing=(), allow_unused=()) -> tuple[list[str], list[str]]:
+    """Strict matching of `given` arrays against `expected` (name -> (shape,
+    dtype name)), as torch's ``load_state_dict(strict=True)``: names the
+    model has and `given` lacks, names `given` has and the model does not,
+    and entries of the wrong shape or dtype are one error listing them all.
+
+    `allow_missing` / `allow_unused` are fnmatch patterns (``"fc.*"``) that
+    excuse missing and unused names on purpose.  Returns (the names to load
+    from `given`, the missing names that the caller initialises)."""
+    missing = [n for n in expected if n not in given]
+    unused = [n for n in given if n not in expected]
+    wrong = []
+    for n, (shape, dtype) in expected.items():
+        if n in given:
+            a = given[n]
+            if tuple(a.shape) != tuple(shape) or np.dtype(a.dtype) != np.dtype(dtype):
+                wrong.append(f"{n}: {np.dtype(a.dtype).name}{list(a.shape)} in the file, "
+                             f"the model has {np.dtype(dtype).name}{list(shape)}")
+    bad_missing = [n for n in missing if not _matches(n, allow_missing)]
+    bad_unused = [n for n in unused if not _matches(n, allow_unused)]
+    if bad_missing or bad_unused or wrong:
+        parts = []
+        if bad_missing:
+            parts.append(f"missing ({len(bad_missing)}): {', '.join(bad_missing)}")
+        if bad_unused:
+            parts.append(f"unused ({len(bad_unused)}): {', '.join(bad_unused)}")
+        if wrong:
+            parts.append(f"wrong shape or dtype ({len(wrong)}): {'; '.join(wrong)}")
+        hints = []
+        if bad_missing:
+            hints.append(f"--allow-missing \"{_common_pattern(bad_missing)}\" initialises missing parameters "
+                         "as the spec says")
+        if bad_unused:
+            hints.append(f"--allow-unused \"{_common_pattern(bad_unused)}\" ignores entries the model lacks")
+        if wrong and not hints:
+            hints.append("the file was saved from a different model (or --bind sizes)")
+        raise DlcError(f"{source} do not match the model: " + "; ".join(parts), hint="; ".join(hints))
+    return [n for n in expected if n in given], missing
+
+
+def _common_pattern(names: list[str]) -> str:
+    """A pattern for the hint: the first name's top-level prefix, e.g. "fc.*"."""
+    head = names[0].split(".")[0]
+    return f"{head}.*" if all(n.startswith(head + ".") for n in names) else names[0]

@@ -93,7 +93,8 @@ class AutogradStep:
         self.train_graph = plan.model_graph()
         self.x_name = self.train_graph.inputs[0].name
         self.params = dict(self.module.named_parameters())
-        self.opt = make_torch_optimizer(plan.optimizer, list(self.params.values()), plan.optimizer_args)
+        self.opt, self.opt_order = _optimizer_with_groups(plan, self.params)
+        self.frozen_bn = _frozen_bn_modules(plan, self.module, self.train_graph)
         if plan.optimizer_state:
             self._load_optimizer_state(plan.optimizer_state)
 
@@ -111,8 +112,9 @@ class AutogradStep:
 
         from ...compiler.ops.norm import check_batch_statistics
         torch.manual_seed(seed)
-        for gr in self.opt.param_groups:
-            gr["lr"] = lr
+        lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(self.opt.param_groups)
+        for gr, v in zip(self.opt.param_groups, lrs):     # one lr per parameter group
+            gr["lr"] = v
         xb, yb = feed[self.x_name], feed.get("label")
         n = len(xb)
         chunk = -(-n // self.world)
@@ -122,6 +124,8 @@ class AutogradStep:
         check_batch_statistics(self.train_graph, inputs={self.x_name: xt})
         yt = torch.from_numpy(np.ascontiguousarray(yb[lo:hi])) if yb is not None else None
         self.module.train()
+        for m in self.frozen_bn:      # freeze_bn: running statistics used and left unchanged
+            m.eval()
         self.opt.zero_grad()
         loss = self._loss(self.net(xt), xt, yt)
         # DDP averages gradients over ranks; weight each rank's mean loss by its share so
@@ -149,7 +153,7 @@ class AutogradStep:
     def _load_optimizer_state(self, flat: dict) -> None:
         import torch
         sd = self.opt.state_dict()
-        index = {name: i for i, name in enumerate(self.params)}
+        index = {name: i for i, name in enumerate(self.opt_order)}
         state: dict = {}
         for k, v in flat.items():
             _, key, name = k.split(".", 2)
@@ -162,6 +166,43 @@ class AutogradStep:
             if not bool(torch.isfinite(p.detach()).all()):
                 return name
         return None
+
+
+def _optimizer_with_groups(plan, params: dict):
+    """torch.optim over the trainable parameters: frozen ones get
+    requires_grad False (autograd computes no gradient for them) and join no
+    group; each `param_groups` entry is a torch param group with its own
+    arguments, the rest form the first group with the optimizer's.  Returns
+    (the optimizer, parameter names in the optimizer's order)."""
+    spec = plan.spec
+    groups: list[list[str]] = [[] for _ in range(len(spec.param_groups) + 1)]
+    for name, p in params.items():
+        if spec.is_frozen(name):
+            p.requires_grad_(False)
+        else:
+            groups[spec.group_of.get(name, 0)].append(name)
+    if not spec.param_groups:
+        opt = make_torch_optimizer(plan.optimizer, [params[n] for n in groups[0]], plan.optimizer_args)
+        return opt, groups[0]
+    from ...compiler.optim import make_optimizer
+    torch_groups = []
+    for k, names in enumerate(groups):
+        extra = spec.param_groups[k - 1].args if k else {}
+        kw = dict(make_optimizer(plan.optimizer, **{**plan.optimizer_args, **extra}).hyper)
+        if "betas" in kw:
+            kw["betas"] = tuple(kw["betas"])
+        torch_groups.append({"params": [params[n] for n in names], **kw})
+    opt = make_torch_optimizer(plan.optimizer, torch_groups, plan.optimizer_args)
+    return opt, [n for names in groups for n in names]
+
+
+def _frozen_bn_modules(plan, module, train_graph) -> list:
+    """With freeze_bn: the submodules whose batch norms belong to frozen blocks."""
+    if not plan.spec.freeze_bn:
+        return []
+    from ...compiler.param_select import frozen_batchnorms
+    layers = set(frozen_batchnorms(train_graph, plan.spec))
+    return [m for name, m in module.named_modules() if name in layers]
 
 
 # data-parallel launch ---------------------------------------------------------------------
