@@ -196,7 +196,7 @@ def apply_masks(weights, masks: dict) -> None:
     """Zero the masked entries of `weights` in place, after an optimizer step.
 
     `weights` maps names to NumPy arrays (replaced by masked copies) or torch
-    tensors (multiplied in place, outside autograd): a training step's own
+    tensors (filled in place, outside autograd): a training step's own
     weight store, whichever backend runs it."""
     for name, m in masks.items():
         if name not in weights:
@@ -205,10 +205,10 @@ def apply_masks(weights, masks: dict) -> None:
         w = weights[name]
         if isinstance(w, np.ndarray):
             weights[name] = apply_mask(w, m)
-        else:                                   # a torch parameter
+        else:                                   # a torch parameter: fill, not multiply (-w * 0 is -0.0)
             import torch
             with torch.no_grad():
-                w.mul_(torch.from_numpy(m.astype(np.float32)).to(w.dtype))
+                w.masked_fill_(torch.from_numpy(~m), 0.0)
 
 
 class MaskedStep:
@@ -233,10 +233,11 @@ class MaskedStep:
         return getattr(self.step, name)
 
 
-def masks_for_job(job: dict) -> dict:
-    """The masks of the weights file a training run starts from (`weights`
-    in the trainer's job), or {}."""
-    path = job.get("weights")
+def masks_for_job(job: dict, settings=None) -> dict:
+    """The masks of the weights file a training run starts from (--weights,
+    or `weights =` in the train section `settings`), or {}."""
+    from .train_transfer import weights_path
+    path = weights_path(job, settings) if settings is not None else job.get("weights")
     return load_masks(path) if path else {}
 
 
