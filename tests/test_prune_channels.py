@@ -160,6 +160,10 @@ def test_a_tied_layer_named_explicitly_is_an_error(tmp_path):
     with pytest.raises(DlcError, match=r"cannot prune the channels of b1.conv2: .*tied .* by `add`") as e:
         prune_channels(m, _weights(m), 0.3, ["b1.conv2"])
     assert e.value.span is not None and e.value.span.line == 10          # the add, in the block
+    with pytest.raises(DlcError, match=r"cannot prune b1.conv1 alone: its .dln call also makes b2.conv1"):
+        prune_channels(m, _weights(m), 0.3, ["b1.conv1"])
+    _, _, _, report = prune_channels(m, _weights(m), 0.3, ["b1.conv1", "b2.conv1"])
+    assert sorted(report.layers) == ["b1.conv1", "b2.conv1"]
     with pytest.raises(DlcError, match="no convolution named nope"):
         prune_channels(m, _weights(m), 0.3, ["nope"])
     r = CliRunner().invoke(main, ["prune", str(spec), "-w", "x.safetensors", "--sparsity", "0.3",
@@ -186,3 +190,34 @@ def test_channel_pruning_checks_sparsity_and_weights(tmp_path):
         prune_channels(m, _weights(m), 1.0)
     with pytest.raises(DlcError, match="no entry for 'conv1.weight'"):
         prune_channels(m, dlc.load("specs/lenet5.dln").init_weights(0), 0.3)
+
+
+def test_kept_counts_round_to_multiples():
+    from fractions import Fraction
+
+    from dlc.prune_channels import kept_count
+    f = Fraction(3, 10)
+    assert [kept_count(c, f, 16) for c in (64, 128, 256, 512)] == [48, 96, 176, 352]
+    assert [kept_count(c, f) for c in (64, 128, 256, 512)] == [45, 90, 180, 359]
+    assert kept_count(16, f, 16) == 16 and kept_count(32, f, 16) == 16 and kept_count(2, Fraction(9, 10)) == 1
+
+
+def test_rounded_widths_in_a_block_are_rewritten_as_rounding_expressions(tmp_path):
+    spec = tmp_path / "tiny.dln"
+    spec.write_text(TINY_RESNET)
+    m = dlc.load(spec)
+    w = _weights(m)
+    texts, pruned, kept, report = prune_channels(m, w, 0.3, round_to=2)
+    out = tmp_path / "r.dln"
+    write_spec(str(spec), texts, out)
+    assert "conv2d(x, (planes - planes * 3 // 10 + 1) // 2 * 2, kernel=3" in out.read_text()
+    assert report.layers == {"b1.conv1": (8, 6), "b2.conv1": (12, 10)}
+    zeroed = dict(w)
+    for blk, c in (("b1", 8), ("b2", 12)):
+        zeroed[f"{blk}.conv2.weight"] = w[f"{blk}.conv2.weight"].copy()
+        zeroed[f"{blk}.conv2.weight"][:, _removed(kept[f"{blk}.conv1"], c)] = 0
+    _assert_same_on_kept_channels(m, w, zeroed, out, pruned)
+    # rounded to 4, both blocks keep 8: one literal width
+    texts, _, _, report = prune_channels(m, w, 0.3, round_to=4)
+    assert report.layers == {"b1.conv1": (8, 8), "b2.conv1": (12, 8)}
+    assert "conv2d(x, 8, kernel=3, stride=stride" in texts[str(spec)]
