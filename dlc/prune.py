@@ -235,9 +235,19 @@ class MaskedStep:
 
 def masks_for_job(job: dict, settings=None) -> dict:
     """The masks of the weights file a training run starts from (--weights,
-    or `weights =` in the train section `settings`), or {}."""
+    or `weights =` in the train section `settings`), or {}.  A resumed run
+    without either takes the file its first run recorded in transfer.json."""
+    from pathlib import Path
+
     from .train_transfer import weights_path
     path = weights_path(job, settings) if settings is not None else job.get("weights")
+    if not path and job.get("resume") and job.get("out"):
+        record = Path(job["out"]) / "transfer.json"
+        if record.exists():
+            path = json.loads(record.read_text()).get("weights")
+            if path and not Path(path).exists():
+                raise DlcValueError(f"the run in {job['out']} started from {path}, which is gone: its pruning "
+                                    "masks cannot be re-applied", None, "give the pruned weights with --weights")
     return load_masks(path) if path else {}
 
 

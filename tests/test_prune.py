@@ -167,3 +167,20 @@ def test_a_model_without_conv_or_dense_weights_is_an_error(tmp_path):
     m = dlc.load(spec)
     with pytest.raises(DlcError, match="no conv or dense weights"):
         prune_unstructured(m, {}, 0.5)
+
+
+def test_a_resumed_fine_tuning_run_keeps_the_masks(tmp_path, digits):
+    m, w = digits
+    pruned, masks, report = prune_unstructured(m, w, 0.5)
+    path = tmp_path / "p.safetensors"
+    save_pruned(path, pruned, masks, report)
+    out = str(tmp_path / "run")
+    dlc.train(DIGITS, data="digits", epochs=1, max_steps=3, out=out, weights=str(path), progress=False)
+    res = dlc.train(DIGITS, data="digits", epochs=2, max_steps=6, out=out, resume=True, progress=False)
+    assert res.epochs_run == 1
+    for n in WEIGHTS:
+        t = np.asarray(res.weights[n])
+        assert np.all(t[~masks[n]].view(np.uint32) == 0), n
+    path.unlink()
+    with pytest.raises(DlcError, match="which is gone"):
+        dlc.train(DIGITS, data="digits", epochs=3, max_steps=8, out=out, resume=True, progress=False)
