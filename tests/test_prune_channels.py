@@ -221,3 +221,17 @@ def test_rounded_widths_in_a_block_are_rewritten_as_rounding_expressions(tmp_pat
     texts, _, _, report = prune_channels(m, w, 0.3, round_to=4)
     assert report.layers == {"b1.conv1": (8, 8), "b2.conv1": (12, 8)}
     assert "conv2d(x, 8, kernel=3, stride=stride" in texts[str(spec)]
+
+
+def test_channel_groups_record_every_axis_the_channels_size():
+    g = dlc.load("specs/digits_cnn.dln")._elaborate("eval")
+    axes = {grp.layer: [(a.param, a.axis, a.block) for a in grp.axes] for grp in channel_groups(g)}
+    assert axes == {"conv1": [("conv1.weight", 0, 1), ("conv1.bias", 0, 1), ("conv2.weight", 1, 1)],
+                    "conv2": [("conv2.weight", 0, 1), ("conv2.bias", 0, 1), ("hidden.weight", 1, 4)]}
+    g = dlc.load("specs/resnet18.dln", bind={"size": 32})._elaborate("eval")
+    groups = {grp.layer: grp for grp in channel_groups(g)}
+    bn = {a.param for a in groups["layer2.0.conv1"].axes}
+    assert bn >= {"layer2.0.bn1.weight", "layer2.0.bn1.bias", "layer2.0.bn1.running_mean",
+                  "layer2.0.bn1.running_var", "layer2.0.conv2.weight"}
+    assert not groups["conv1"].prunable and groups["conv1"].blocked_span.line == 18      # the BasicBlock's add
+    assert sum(grp.prunable for grp in groups.values()) == 8
