@@ -9,8 +9,9 @@ parameters, parameter groups (the trainer calls these; the logic is here).
   parameter names (`compiler.param_select`).
 * `GroupSchedule`: the schedule applied to each group's own
   learning rate, as a torch.optim lr_scheduler does to every param group.
-* `write_record`: ``transfer.json`` in the run folder says what was loaded,
-  initialised, frozen and grouped.
+* `write_record`: ``transfer.json`` in the run folder (of a run with
+  weights, frozen parameters or groups) says what was loaded, initialised,
+  frozen and grouped.
 """
 from __future__ import annotations
 
@@ -43,12 +44,17 @@ def initial_weights(job: dict, s, fresh: dict) -> tuple[dict, dict]:
     return out, {"weights": str(path), "loaded": loaded, "initialised": initialised, "unused": unused}
 
 
+def check_job(job: dict, s) -> None:
+    """Transfer settings apply to a section with one loss; alternating steps
+    (a GAN) take none of them rather than silently ignoring them."""
+    if s.steps and (weights_path(job, s) or s.freeze or job.get("freeze") or s.param_groups or s.freeze_bn):
+        raise DlcValueError("weights, freeze and param_groups apply to a train section with one loss, "
+                            "not to alternating steps", s.span, "set params = [...] in each step instead")
+
+
 def resolve_selection(job: dict, s, eval_graph) -> None:
     """Fill `s.frozen` / `s.group_of` for the model's trainable parameters."""
     from .compiler.param_select import resolve
-    if (s.freeze or job.get("freeze") or s.param_groups) and s.steps:
-        raise DlcValueError("freeze and param_groups apply to a train section with one loss, not to steps",
-                            s.span, "set params = [...] in each step instead")
     resolve(s, [p.name for p in eval_graph.trainable_params()], tuple(job.get("freeze") or ()))
 
 
@@ -89,4 +95,4 @@ def write_record(out_dir: Path, record: dict, s) -> None:
     atomic_write(out_dir / "transfer.json", (json.dumps(full, indent=1) + "\n").encode())
 
 
-__all__ = ["weights_path", "initial_weights", "resolve_selection", "GroupSchedule", "write_record"]
+__all__ = ["check_job", "weights_path", "initial_weights", "resolve_selection", "GroupSchedule", "write_record"]

@@ -133,6 +133,8 @@ def _settings(job: dict):
             setattr(s, key, job[key])
     if job["lr"] is not None:
         s.optimizer_args["lr"] = job["lr"]
+    from .train_transfer import check_job
+    check_job(job, s)
     dname = job["data"] or s.dataset
     if dname is None:
         raise DlcValueError("no data set: name one in the train section (`train M on digits`) or with --data")
@@ -199,7 +201,7 @@ def _step_plan(run: _Run, mod, eval_g, world: int):
     start = _resume_point(run, weights) if job["resume"] else _Start()
     if not job["resume"]:
         weights, run.record = initial_weights(job, s, weights)
-        if run.writes:
+        if run.writes and (run.record["weights"] or s.frozen or s.param_groups):   # a plain run has nothing to add
             write_record(run.out_dir, run.record, s)
     # autograd backends generate their module from the model's module graph
     module_graph = Model(job["path"], name, bind).module_graph() if job["grad"] == "autograd" else None

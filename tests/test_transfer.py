@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import dlc
+from dlc.trainer import train
 from dlc.cli import main
 from dlc.errors import DlcError
 from dlc.runtime.weights import check_state_dict, load_weights, save_weights
@@ -125,7 +126,7 @@ def test_frozen_parameters_are_bitwise_unchanged(tmp_path, backend, grad):
     if backend == "tvm":
         pytest.importorskip("tvm")
     p = spec(tmp_path, extra='    freeze = ["body.weight"]')
-    res = dlc.trainer.train(p, backend=backend, grad=grad, out=str(tmp_path / "r"), progress=False,
+    res = train(p, backend=backend, grad=grad, out=str(tmp_path / "r"), progress=False,
                             freeze=("fc.bias",))
     init = dlc.load(p).init_weights(seed=0)
     for k in ("body.weight", "fc.bias"):
@@ -227,7 +228,7 @@ def test_freeze_bn_keeps_running_statistics(tmp_path, backend, grad):
     for flag in (False, True):
         p = tmp_path / f"bn{flag}.dln"
         p.write_text(BN.replace("FREEZE_BN", f"freeze_bn = {'true' if flag else 'false'}"))
-        out[flag] = dlc.trainer.train(p, backend=backend, grad=grad, progress=False, max_steps=3).weights
+        out[flag] = train(p, backend=backend, grad=grad, progress=False, max_steps=3).weights
     init = dlc.load(tmp_path / "bnTrue.dln").init_weights(seed=0)
     for k in ("features.bn.running_mean", "features.bn.running_var", "features.bn.num_batches_tracked"):
         np.testing.assert_array_equal(out[True][k], init[k])
@@ -235,3 +236,19 @@ def test_freeze_bn_keeps_running_statistics(tmp_path, backend, grad):
     np.testing.assert_array_equal(out[True]["features.bn.weight"], init["features.bn.weight"])
     # different normalisation (running vs batch statistics) -> a different head
     assert not np.allclose(out[True]["fc.weight"], out[False]["fc.weight"])
+
+
+def test_a_record_outside_param_groups_is_a_located_error(tmp_path):
+    p = tmp_path / "r.dln"
+    p.write_text("model M(x: f32[N, 4]) {\n    y = {a = 1}\n    return dense(x, 2)\n}\n")
+    r = cli("check", p)
+    assert r.exit_code != 0 and "r.dln:2:9" in r.output
+    assert "record is only a train section's param group" in r.output and "Traceback" not in r.output
+
+
+def test_alternating_steps_refuse_transfer_settings(tmp_path):
+    from pathlib import Path
+    gan = Path(__file__).resolve().parents[1] / "specs" / "gan.dln"
+    r = cli("train", gan, "--freeze", "Generator.*", "--out", tmp_path / "r", "--no-progress")
+    assert r.exit_code != 0 and "not to alternating steps" in r.output and "gan.dln:" in r.output
+    assert not (tmp_path / "r").exists()

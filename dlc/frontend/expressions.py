@@ -68,6 +68,9 @@ def eval_expr(frame, e):
         return attribute(frame, frame.eval(e.value), e)
     if isinstance(e, (A.Slice, A.Ellipsis_)):
         raise DlcTypeError("a slice is only allowed inside [ ]", e.span, "write x[a:b]")
+    if isinstance(e, A.RecordLit):
+        raise DlcTypeError("a { name = value } record is only a train section's param group", e.span,
+                           'write e.g. `param_groups = [{match = "fc.*", lr = 1e-2}]` in a train section')
     raise DlcTypeError(f"unsupported expression {type(e).__name__}", e.span, "see docs/language.md")
 
 

@@ -60,17 +60,17 @@ def check_state_dict(expected: dict[str, tuple[tuple, str]], given: dict, *, sou
             parts.append(f"wrong shape or dtype ({len(wrong)}): {'; '.join(wrong)}")
         hints = []
         if bad_missing:
-            hints.append(f"--allow-missing \"{_common_pattern(bad_missing)}\" initialises missing parameters "
-                         "as the spec says")
+            hints.append(f"{_flags('--allow-missing', bad_missing)} initialises missing parameters as the spec says")
         if bad_unused:
-            hints.append(f"--allow-unused \"{_common_pattern(bad_unused)}\" ignores entries the model lacks")
+            hints.append(f"{_flags('--allow-unused', bad_unused)} ignores entries the model lacks")
         if wrong and not hints:
             hints.append("the file was saved from a different model (or --bind sizes)")
         raise DlcError(f"{source} do not match the model: " + "; ".join(parts), hint="; ".join(hints))
     return [n for n in expected if n in given], missing
 
 
-def _common_pattern(names: list[str]) -> str:
-    """A pattern for the hint: the first name's top-level prefix, e.g. "fc.*"."""
-    head = names[0].split(".")[0]
-    return f"{head}.*" if all(n.startswith(head + ".") for n in names) else names[0]
+def _flags(flag: str, names: list[str]) -> str:
+    """The flags for the hint, one per top-level prefix: --allow-missing "fc.*" --allow-missing "head.*"."""
+    heads = list(dict.fromkeys(n.split(".")[0] for n in names))
+    pats = [f"{h}.*" if any(n.startswith(h + ".") for n in names) else h for h in heads[:4]]
+    return " ".join(f'{flag} "{p}"' for p in pats) + (" ..." if len(heads) > 4 else "")
