@@ -610,6 +610,33 @@ def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup,
                f"({res['repeat']} runs after {res['warmup']} warm-up)")
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--weights", "-w", required=True, type=click.Path(dir_okay=False), help="The trained .safetensors.")
+@click.option("--sparsity", required=True, type=float,
+              help="Fraction to remove, in [0, 1): of each layer's weights, or of each conv's channels.")
+@click.option("--structured", type=click.Choice(["channel"]),
+              help="channel: remove whole output channels and write a smaller .dln and its weights.")
+@click.option("--scope", type=click.Choice(["layer", "global"]), default="layer", show_default=True,
+              help="Unstructured: each layer loses --sparsity of its weights, or the model as a whole does.")
+@click.option("--layers", help="Channel pruning: only these convolutions (comma-separated layer names).")
+@click.option("--round-to", type=POSITIVE, default=1, show_default=True,
+              help="Channel pruning: round each pruned width to a multiple of this (8 suits SIMD kernels).")
+@click.option("--model", "-m")
+@click.option("--bind", "-b", multiple=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_path,
+              help="Unstructured: the pruned .safetensors. Channel: the new .dln (weights beside it).")
+@_guard
+def prune(file, weights, sparsity, structured, scope, layers, round_to, model, bind, output):
+    """Magnitude pruning: zero the smallest weights (masks kept for `dlc
+    train --weights`), or remove the weakest conv channels (--structured channel)."""
+    from .prune import prune_file
+    names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
+    for line in prune_file(file, weights, sparsity, output, structured=structured, scope=scope, layers=names,
+                           round_to=round_to, model=model, bind=_parse_bind(bind)):
+        click.echo(line)
+
+
 @main.group()
 def cache():
     """The compile cache and the folders packages are unpacked into."""

@@ -179,7 +179,8 @@ def _setup(job: dict, rank: int):
                                states if start.optimizer_state is None else start.optimizer_state)
         return run, step, None, start
     start, plan = _step_plan(run, mod, eval_g, job.get("world", 1))
-    step = b.train_step(plan)
+    from .prune import masked_step, masks_for_job
+    step = masked_step(b.train_step(plan), masks_for_job(job, s))    # pruned weights stay zero (dlc prune)
     from .compiler.passes import run_pipeline
     run_pipeline(eval_g, job.get("opt"), backend=job["backend"], dims=bind)
     return run, step, b.compile(eval_g, bind=bind), start
