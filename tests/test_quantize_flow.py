@@ -1,0 +1,158 @@
+"""Acceptance of the int8 flow (issue 12): mlp and digits_cnn trained on digits,
+quantized, evaluated, with the budget, the artifact and the CLI."""
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dlc
+from dlc.cli import main
+from dlc.errors import DlcError
+from dlc.quant_artifact import load_artifact, save_artifact, with_plan
+from dlc.quant_budget import BudgetError
+from dlc.runtime.weights import save_weights
+
+EPOCHS = {"mlp": 20, "digits_cnn": 12}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """specs/<name>.dln trained on digits with the torch backend (a few seconds each)."""
+    d = tmp_path_factory.mktemp("trained")
+    out = {}
+    for name, epochs in EPOCHS.items():
+        r = dlc.train(f"specs/{name}.dln", backend="torch", epochs=epochs, progress=False)
+        path = d / f"{name}.safetensors"
+        save_weights(path, r.weights)
+        out[name] = str(path)
+    return out
+
+
+def _ops(model) -> set:
+    g = model.optimized(model.symbolic_graph("eval"), "numpy")
+    return {n.op.name for n in g.walk()}
+
+
+@pytest.mark.parametrize("name", ["mlp", "digits_cnn"])
+def test_static_int8_per_channel_stays_within_half_a_point(trained, name):
+    res = dlc.quantize(f"specs/{name}.dln", trained[name], calib="train", method="minmax", progress=False)
+    assert res.fp32_accuracy > 0.9
+    assert res.fp32_accuracy - res.int8_accuracy <= 0.005
+    assert res.plan.per_channel and res.plan.float_layers == set()
+    layers = [r.layer for r in res.rows]
+    assert set(res.plan.ranges) == {f"{n}:{end}" for n in layers for end in ("in", "out")}
+    assert all(r.precision == "int8" for r in res.rows)
+    # the int8 model really runs integer ops, and its outputs differ from fp32 only by rounding
+    m = dlc.load(f"specs/{name}.dln")
+    q = with_plan(m, res.plan)
+    assert {"qdense"} <= _ops(q) and "qdense" not in _ops(m)
+    x = m.random_inputs(0, {"N": 16})
+    x = {k: np.abs(v) for k, v in x.items()}
+    f32, i8 = m.run(x, res.weights)["output"], q.run(x, res.weights)["output"]
+    assert not np.array_equal(f32, i8)
+    np.testing.assert_allclose(i8, f32, atol=0.1 * np.abs(f32).max())
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_other_calibration_methods_run_end_to_end(trained, method):
+    res = dlc.quantize("specs/digits_cnn.dln", trained["digits_cnn"], method=method, progress=False)
+    assert res.plan.method == method
+    minmax = dlc.quantize("specs/digits_cnn.dln", trained["digits_cnn"], evaluate=False, progress=False)
+    # a clipping method never widens a range beyond the observed extremes
+    for k, (lo, hi) in res.plan.ranges.items():
+        assert minmax.plan.ranges[k][0] - 1e-6 <= lo <= hi <= minmax.plan.ranges[k][1] + 1e-6
+    assert res.fp32_accuracy - res.int8_accuracy <= 2.0
+
+
+def _lossy(trained):
+    """A deliberately poor calibration (2 examples, per-tensor weights) so that int8 loses accuracy."""
+    return dict(calib="train", calib_size=2, per_channel=False, progress=False)
+
+
+def test_a_budget_tighter_than_the_int8_loss_returns_layers_to_fp32(trained):
+    spec, w = "specs/digits_cnn.dln", trained["digits_cnn"]
+    plain = dlc.quantize(spec, w, **_lossy(trained))
+    loss = (plain.fp32_accuracy - plain.int8_accuracy) * 100
+    assert loss > 0.5, "the lossy calibration should lose accuracy"
+    budget = loss / 2
+    try:
+        res = dlc.quantize(spec, w, budget=budget, **_lossy(trained))
+    except BudgetError as e:
+        assert "best reachable loss" in e.message
+        return
+    b = res.budget
+    assert len(b.float_layers) >= 1 and b.final.loss_pp <= budget + 1e-9
+    assert res.plan.float_layers == set(b.float_layers)
+    assert {r.layer for r in res.rows if r.precision == "fp32"} == set(b.float_layers)
+    assert set(b.sensitivity) == {r.layer for r in res.rows}
+    # layers went back in order of sensitivity
+    sens = [b.sensitivity[n] for n in b.float_layers]
+    assert sens == sorted(sens, reverse=True)
+    assert [s.what for s in b.steps[:2]] == ["fp32", "int8"]
+
+
+def test_cli_quantize_then_run_the_artifact(trained, tmp_path):
+    out = tmp_path / "mlp.int8.safetensors"
+    r = CliRunner().invoke(main, ["quantize", "specs/mlp.dln", "--weights", trained["mlp"], "--calib", "train",
+                                  "--method", "minmax", "--budget", "0.5%", "-o", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    for word in ("layers:", "hidden", "output", "int8", "held-out accuracy: fp32", str(out)):
+        assert word in r.output
+    weights, plan = load_artifact(out, "specs/mlp.dln", dlc.load("specs/mlp.dln").symbolic_graph())
+    assert plan is not None and plan.method == "minmax"
+    x = np.abs(np.random.default_rng(0).standard_normal((8, 64))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = CliRunner().invoke(main, ["run", "specs/mlp.dln", "--weights", str(out), "--input", f"x={tmp_path / 'x.npy'}",
+                                  "-o", str(tmp_path / "y.npz")])
+    assert r.exit_code == 0, r.output
+    got = np.load(tmp_path / "y.npz")["output"]
+    m = dlc.load("specs/mlp.dln")
+    np.testing.assert_array_equal(got, with_plan(m, plan).run({"x": x}, weights)["output"])
+    assert not np.array_equal(got, m.run({"x": x}, weights)["output"])
+
+
+def _fails_cleanly(r, *words):
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output
+    for w in words:
+        assert w in r.output, r.output
+
+
+def test_cli_bad_inputs_are_located_errors(trained, tmp_path):
+    cli = CliRunner()
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 5, 5), np.float32))
+    r = cli.invoke(main, ["quantize", "specs/digits_cnn.dln", "--weights", trained["digits_cnn"],
+                          "--calib", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "a.safetensors")])
+    _fails_cleanly(r, "specs/digits_cnn.dln:", "(3, 5, 5)")
+    assert not (tmp_path / "a.safetensors").exists()
+    r = cli.invoke(main, ["quantize", "specs/digits_cnn.dln", "--weights", trained["digits_cnn"], "--calib-size", "2",
+                          "--per-tensor", "--budget", "0%", "--max-float-layers", "0", "--no-progress",
+                          "-o", str(tmp_path / "b.safetensors")])
+    _fails_cleanly(r, "cannot meet the accuracy budget of 0 points", "best reachable loss", "budget steps")
+    assert not (tmp_path / "b.safetensors").exists()
+    r = cli.invoke(main, ["quantize", "specs/mlp.dln", "--weights", trained["digits_cnn"],
+                          "-o", str(tmp_path / "c.safetensors")])
+    _fails_cleanly(r, "does not hold MLP's parameters")
+    r = cli.invoke(main, ["quantize", "specs/mlp.dln", "--weights", trained["mlp"], "--budget", "half"])
+    _fails_cleanly(r, "--budget 'half' is not a number")
+
+
+def test_an_artifact_for_another_spec_is_refused(trained, tmp_path):
+    art = tmp_path / "mlp.int8.safetensors"
+    dlc.quantize("specs/mlp.dln", trained["mlp"], evaluate=False, progress=False).save(art)
+    edited = tmp_path / "mlp.dln"
+    shutil.copy("specs/mlp.dln", edited)
+    edited.write_text(edited.read_text().replace("128", "64"))
+    for cmd in (["run", str(edited), "--weights", str(art)], ["bench", str(edited), "--backend", "numpy",
+                                                                "--weights", str(art), "--repeat", "1"]):
+        r = CliRunner().invoke(main, cmd)
+        _fails_cleanly(r, "quantized for another spec", f"{edited}:")
+    # the same spec hash but other parameters (a file put together by hand)
+    plan = load_artifact(art, "specs/mlp.dln", dlc.load("specs/mlp.dln").symbolic_graph())[1]
+    from dlc.run_folder import spec_hash
+    w = dict(load_artifact(art, "specs/mlp.dln", dlc.load("specs/mlp.dln").symbolic_graph())[0])
+    w["hidden.weight"] = w["hidden.weight"][:, :32]
+    save_artifact(tmp_path / "odd.safetensors", w, plan, spec_sha256=spec_hash("specs/mlp.dln"), model="MLP")
+    with pytest.raises(DlcError, match=r"hidden.weight is \(128, 32\), the model's \(128, 64\)"):
+        load_artifact(tmp_path / "odd.safetensors", "specs/mlp.dln", dlc.load("specs/mlp.dln").symbolic_graph())
