@@ -8,16 +8,13 @@
                dlc.model         the model's name
                format            "dlc-quant", version "1"
 
-The plan's JSON: {"method": "minmax", "per_channel": true,
-"ranges": {"conv1:in": [lo, hi], ...}, "float_layers": ["output"]}.
+The plan's JSON is `QuantPlan.to_json()`: {"version": 1, "method": "minmax",
+"per_channel": true, "ranges": {"conv1:in": [lo, hi], ...}, "float_layers": ["output"]}.
 
 A plain weights file loads as before; an artifact also yields its plan, after
 checking that it was made for this spec and holds this model's parameters.
 """
 from __future__ import annotations
-
-import json
-import math
 
 import numpy as np
 
@@ -29,33 +26,20 @@ PLAN_KEY = "dlc.quant"
 SPEC_KEY = "dlc.spec_sha256"
 
 
-def plan_to_json(plan) -> str:
-    ranges = {k: [float(lo), float(hi)] for k, (lo, hi) in sorted(plan.ranges.items())}
-    return json.dumps({"method": plan.method, "per_channel": bool(plan.per_channel), "ranges": ranges,
-                       "float_layers": sorted(plan.float_layers)})
-
-
 def plan_from_json(text: str, where: str):
-    from .compiler.quant.plan import QuantPlan
+    from .compiler import passes  # noqa: F401  (first: compiler.quant imported alone is a circular import)
+    from .compiler.quant import QuantPlan
     try:
-        d = json.loads(text)
-        ranges = {str(k): (float(v[0]), float(v[1])) for k, v in d["ranges"].items()}
-        plan = QuantPlan(method=str(d["method"]), per_channel=bool(d["per_channel"]), ranges=ranges,
-                         float_layers={str(x) for x in d["float_layers"]})
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise DlcError(f"{where}: the quantization plan (metadata {PLAN_KEY}) is damaged: {e!r}",
+        return QuantPlan.from_json(text)
+    except DlcError as e:
+        raise DlcError(f"{where}: the quantization plan (metadata {PLAN_KEY}) is damaged: {e.message}",
                        hint="write the artifact again with dlc quantize") from None
-    bad = [k for k, (lo, hi) in ranges.items() if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi)]
-    if bad:
-        raise DlcError(f"{where}: the quantization plan has invalid ranges for {', '.join(bad[:3])}",
-                       hint="write the artifact again with dlc quantize")
-    return plan
 
 
 def save_artifact(path, weights: dict, plan, *, spec_sha256: str, model: str) -> None:
     """Write the float weights and the plan atomically (temporary name, fsync, rename)."""
     from .runtime.weights import save_weights
-    meta = {"format": FORMAT, "version": VERSION, PLAN_KEY: plan_to_json(plan), SPEC_KEY: spec_sha256,
+    meta = {"format": FORMAT, "version": VERSION, PLAN_KEY: plan.to_json(), SPEC_KEY: spec_sha256,
             "dlc.model": model}
     save_weights(path, {k: np.asarray(v) for k, v in weights.items()}, meta)
 

@@ -97,6 +97,8 @@ def quantize(model_or_path, weights, *, calib: str = "train", method: str = "min
     calibrate on that many examples of `calib` (default all).  `evaluate`:
     measure fp32/int8 accuracy on the held-out split even without a budget
     (when the model has a train section)."""
+    from .compiler import passes  # noqa: F401  (first: compiler.quant imported alone is a circular import)
+    from .compiler.quant import QuantPlan
     from .quant_data import held_out, load_split, train_section_dataset
     from .quant_observe import calibrate_observers
     from .run_folder import spec_hash
@@ -108,8 +110,9 @@ def quantize(model_or_path, weights, *, calib: str = "train", method: str = "min
     weights = _float_weights(model, weights)
     dataset, _ = train_section_dataset(model.path, model.name, model.bind)
     split = load_split(calib, g, dataset, data_path=data_path, limit=calib_size, seed=seed)
-    obs, sites = calibrate_observers(model, weights, split.x, progress=progress, seed=seed)
-    plan = _make_plan(method, per_channel, obs)
+    obs, site_weights, sites = calibrate_observers(model, weights, split.x, method, progress=progress)
+    plan = QuantPlan(method=method, per_channel=bool(per_channel),
+                     ranges={k: o.range() for k, o in obs.items()}, float_layers=set())
     layers = [s.name for s in sites]
     res_budget = None
     if budget_pp is not None or (evaluate and dataset is not None):
@@ -117,7 +120,7 @@ def quantize(model_or_path, weights, *, calib: str = "train", method: str = "min
         run = _Evaluator(model, weights, test, plan, backend, progress)
         res_budget = fit_budget(layers, run, budget_pp, max_float=max_float, span=g.span)
         plan = dataclasses.replace(plan, float_layers=set(res_budget.float_layers))
-    rows = _rows(sites, plan, obs, res_budget)
+    rows = _rows(sites, plan, site_weights, res_budget)
     return QuantResult(plan, rows, res_budget, model.name, model.path, spec_hash(model.path),
                        f"{split.name} ({len(split.x)} examples)", weights)
 
@@ -147,13 +150,6 @@ def _float_weights(model, weights) -> dict:
     return {k: np.asarray(v) for k, v in weights.items()}
 
 
-def _make_plan(method: str, per_channel: bool, obs: dict):
-    from .compiler.quant.plan import QuantPlan
-    from .quant_ranges import estimate_range
-    ranges = {k: estimate_range(o, method) for k, o in obs.items() if k.endswith((":in", ":out"))}
-    return QuantPlan(method=method, per_channel=bool(per_channel), ranges=ranges, float_layers=set())
-
-
 class _Evaluator:
     """`evaluate(float_layers)` for the budget: accuracy on the held-out split
     of the fp32 model (None) or of the plan with those layers kept in fp32."""
@@ -178,23 +174,18 @@ class _Evaluator:
         return correct / max(1, len(x))
 
 
-def _act_qparams(lo: float, hi: float) -> tuple[float, int]:
-    """The pinned per-tensor uint8 scale and zero point of a range."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = (hi - lo) / 255.0 if hi != lo else 1.0
-    return scale, int(np.clip(np.round(-lo / scale), 0, 255))
-
-
-def _rows(sites, plan, obs: dict, budget: BudgetResult | None) -> list[LayerRow]:
+def _rows(sites, plan, site_weights: dict, budget: BudgetResult | None) -> list[LayerRow]:
+    """The report's rows, with the scales the quantize pass will use (compiler.quant.scales)."""
+    from .compiler import passes  # noqa: F401  (first: compiler.quant imported alone is a circular import)
+    from .compiler.quant import activation_qparams, weight_scales
     rows = []
     for s in sites:
-        w = obs[f"{s.name}:weight"].weight
-        per_ch = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) if plan.per_channel else np.abs(w).max()[None]
-        scales = np.where(per_ch > 0, per_ch / 127.0, 1.0)
-        in_s, in_zp = _act_qparams(*plan.ranges[f"{s.name}:in"])
-        out_s, out_zp = _act_qparams(*plan.ranges[f"{s.name}:out"])
+        scales = np.atleast_1d(weight_scales(site_weights[s.name], plan.per_channel))
+        in_s, in_zp = activation_qparams(*plan.ranges[s.in_key])
+        out_s, out_zp = activation_qparams(*plan.ranges[s.out_key])
         sens = None if budget is None or not budget.sensitivity else budget.sensitivity.get(s.name)
-        rows.append(LayerRow(s.name, s.kind, s.span.line if s.span else None, in_s, in_zp, out_s, out_zp,
+        span = s.node.span
+        rows.append(LayerRow(s.name, s.kind, span.line if span else None, float(in_s), in_zp, float(out_s), out_zp,
                              (float(scales.min()), float(scales.max())), len(scales), sens,
                              "fp32" if s.name in plan.float_layers else "int8"))
     return rows
