@@ -566,7 +566,8 @@ def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup,
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo(f"{res['model']} [{res['backend']}{' ' + res['where'] if res.get('where') else ''}] "
+    click.echo(f"{res['model']} [{res['backend']}{' int8' if res.get('int8') else ''}"
+               f"{' ' + res['where'] if res.get('where') else ''}] "
                f"{res['dims']}: median {res['median_ms']:.3f} ms, min {res['min_ms']:.3f} ms "
                f"({res['repeat']} runs after {res['warmup']} warm-up)")
 

@@ -19,7 +19,7 @@ def layer_cells(r) -> list[str]:
 
 
 def step_cells(s) -> list[str]:
-    return [s.what, ", ".join(s.float_layers) if s.what != "fp32" else "all",
+    return [s.what, "all" if s.what == "fp32" else ", ".join(s.float_layers) or "-",
             f"{s.accuracy:.2%}", f"{s.loss_pp:+.2f}"]
 
 

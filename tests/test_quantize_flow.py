@@ -124,6 +124,18 @@ def test_cli_quantize_then_run_the_artifact(trained, tmp_path):
     m = dlc.load("specs/mlp.dln")
     np.testing.assert_array_equal(got, with_plan(m, plan).run({"x": x}, weights)["output"])
     assert not np.array_equal(got, m.run({"x": x}, weights)["output"])
+    # torch runs the int8 graph too (not the float module), bit for bit with the NumPy reference
+    r = CliRunner().invoke(main, ["run", "specs/mlp.dln", "--backend", "torch", "--weights", str(out),
+                                  "--input", f"x={tmp_path / 'x.npy'}", "-o", str(tmp_path / "t.npz")])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npz")["output"], got)
+    r = CliRunner().invoke(main, ["bench", "specs/mlp.dln", "--backend", "numpy", "--weights", str(out),
+                                  "--repeat", "2", "--warmup", "0"])
+    assert r.exit_code == 0 and "[numpy int8]" in r.output, r.output
+    r = CliRunner().invoke(main, ["compile", "specs/mlp.dln", "--target", "torch", "--weights", str(out),
+                                  "-o", str(tmp_path / "mlp_int8.py")])
+    assert r.exit_code == 0, r.output
+    assert "_int_mm" in (tmp_path / "mlp_int8.py").read_text()
 
 
 def _fails_cleanly(r, *words):
