@@ -41,7 +41,7 @@ _KERNEL_ERRORS = (ValueError, IndexError, TypeError, KeyError, FloatingPointErro
 
 def _kernel_failed(node: Node, e: Exception) -> DlcRuntimeError:
     return DlcRuntimeError(f"{node.op.name} failed: {e}", node.span,
-                           "the inputs do not match the shapes the model was compiled for")
+                           getattr(e, "hint", None) or "the inputs do not match the shapes the model was compiled for")
 
 
 def _concrete(v, env):

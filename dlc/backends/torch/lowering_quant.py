@@ -13,6 +13,8 @@ pinned) before im2col; the patches are gathered by `F.unfold` in float32,
 which holds the small integers exactly, then stored as int8 for the product.
 The bias add and the requantisation (int64 multiply, rounding add,
 arithmetic right shift, clamp) are integer tensor ops, not a simulation.
+The accumulator is int32 throughout and wraps on overflow, as the NumPy
+reference's does (a saturated bias_q can take it there).
 quantize_linear/dequantize_linear are float32 element-wise ops as ONNX
 defines them (torch.round rounds half to even).
 """
@@ -82,8 +84,8 @@ def _q_int8_matmul(xs, w, x_zp):
     """sum_k (x - x_zp) * w[n, k] for x = xs + 128 (xs int8 [M, K], w int8 [N, K]) as int32, with the
     int8 product in torch._int_mm and the zero point's share added exactly."""
     acc = torch._int_mm(xs, w.t())
-    wsum = w.to(torch.int32).sum(dim=1)
-    return acc + (128 - x_zp) * wsum
+    wsum = w.to(torch.int32).sum(dim=1, dtype=torch.int32)   # (torch sums int32 into int64 by default)
+    return acc + (128 - x_zp) * wsum                        # int32: wraps as the reference's accumulator
 ''',
     "_q_dense": '''\
 def _q_dense(x, w, bias, multiplier, shift, x_zp, y_zp, qmin, qmax, relu, dtype):

@@ -46,6 +46,14 @@ def weight_scale_ir(b: Builder, w: Value, per_channel: bool) -> Value:
     return b.op("where", zero, b.const(1.0), s)
 
 
+class FixedPointRangeError(ValueError):
+    """A requantisation multiplier that no shift in [1, 62] can represent (a kernel error: the
+    weights decide it, so it surfaces when they load, at the layer's `.dln` line)."""
+
+    hint = ("a weight channel is (nearly) all zeros or the scales are extreme: keep this layer in fp32 "
+            "(float_layers), or check the weights")
+
+
 def fixed_point_multipliers(m) -> tuple[np.ndarray, np.ndarray]:
     """(multiplier, shift) int32 arrays of real multipliers m >= 0 (float64); m == 0 gives (0, 31).
     Raises ValueError naming the channel when a shift falls outside [1, 62]."""
@@ -61,7 +69,7 @@ def fixed_point_multipliers(m) -> tuple[np.ndarray, np.ndarray]:
     bad = ((shift < 1) | (shift > 62)) & nonzero
     if np.any(bad):
         i = int(np.flatnonzero(np.ravel(bad))[0])
-        raise ValueError(f"the requantisation multiplier {np.ravel(m)[i]:.6g} (channel {i}) needs a shift of "
+        raise FixedPointRangeError(f"the requantisation multiplier {np.ravel(m)[i]:.6g} (channel {i}) needs a shift of "
                          f"{int(np.ravel(shift)[i])}, outside [1, 62]: a weight channel or a scale is "
                          "too small to requantise in fixed point")
     shift = np.where(nonzero, shift, 31)

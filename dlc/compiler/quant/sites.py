@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 from ..ir import Graph, Node, Value
 from ..ops.conv import conv_pads
-from ..passes._folding import WeightOnly
-from ..passes.rewrite import escaping, users
 from ..types import DType
 
 SITE_OPS = {"conv2d": "conv2d", "linear": "dense"}
@@ -74,7 +72,7 @@ def symmetric_padding(node: Node) -> tuple[int, int] | None:
     return pads[0][0], pads[1][0]
 
 
-def _eligible(n: Node, weights: WeightOnly) -> bool:
+def _eligible(n: Node, weights) -> bool:
     if n.op.name not in SITE_OPS or n.inputs[0].type.dtype != DType.f32:
         return False
     if n.inputs[1].type.dtype != DType.f32 or not weights(n.inputs[1]):
@@ -89,6 +87,9 @@ def _eligible(n: Node, weights: WeightOnly) -> bool:
 
 def quant_sites(g: Graph) -> list[Site]:
     """The quantizable layers of `g` in graph order, with the values to observe."""
+    # (imported here: the passes package imports this module while it loads)
+    from ..passes._folding import WeightOnly
+    from ..passes.rewrite import escaping, users
     weights = WeightOnly()
     uses = users(g)
     out_of_graph = escaping(g)

@@ -77,3 +77,26 @@ def test_torch_rejects_a_shift_outside_1_62():
     g.outputs, g.output_names = [m, s], ["m", "s"]
     with pytest.raises(ValueError, match=r"outside \[1, 62\]"):
         compile_function(g)({})
+
+
+@pytest.mark.parametrize("kind", ["qdense", "qconv2d"])
+def test_the_int32_accumulator_wraps_as_in_numpy(kind):
+    # a saturated bias_q (tiny scales) plus a positive sum overflows int32: both wrap the same way
+    g = Graph("q")
+    b = Builder(g)
+    xs, ws = ((3, 40), (5, 40)) if kind == "qdense" else ((1, 3, 4, 4), (5, 3, 3, 3))
+    x = g.add_input("x", TensorType(DType.u8, xs))
+    w = g.add_input("w", TensorType(DType.i8, ws))
+    vec = [g.add_input(n, TensorType(DType.i32, (5,))) for n in ("bias", "m", "s")]
+    attrs = {"padding": 1} if kind == "qconv2d" else {}
+    y = b.op(kind, x, w, *vec, x_zero_point=0, y_zero_point=128, **attrs)
+    g.outputs, g.output_names = [y], ["y"]
+    feed = {"x": np.full(xs, 255, np.uint8), "w": np.full(ws, 127, np.int8),
+            "bias": np.array([2**31 - 1, -2**31, 2**31 - 1000, 0, 5], np.int32),
+            "m": np.full(5, 1 << 30, np.int32), "s": np.full(5, 50, np.int32)}
+    want, _ = Interpreter(g).run(feed, {})
+    got, _ = compile_function(g)(*[torch.tensor(feed[v.name]) for v in g.inputs], {})
+    assert np.array_equal(got[0].numpy(), want["y"])
+    # channel 0 wrapped to a large negative accumulator: the output saturates low, channel 3 does not
+    first = want["y"].reshape(want["y"].shape[0], 5, -1)[0]
+    assert first[0].max() == 0 and first[3].min() >= 128
