@@ -27,7 +27,6 @@ SPEC_KEY = "dlc.spec_sha256"
 
 
 def plan_from_json(text: str, where: str):
-    from .compiler import passes  # noqa: F401  (first: compiler.quant imported alone is a circular import)
     from .compiler.quant import QuantPlan
     try:
         return QuantPlan.from_json(text)

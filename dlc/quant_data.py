@@ -30,6 +30,7 @@ class Split:
     name: str                      # where they came from, for messages and the report
     x: np.ndarray
     y: np.ndarray | None
+    task: str = "classification"   # or "regression": the budget's metric is accuracy
 
 
 def train_section_dataset(path: str, model: str, bind: dict):
@@ -92,7 +93,7 @@ def held_out(section_dataset: str | None, g, data_path=None) -> Split:
     ds = _load(section_dataset, data_path, per_example, g)
     x, y = ds.val
     return Split(f"{section_dataset}:val", _fit(x, per_example, section_dataset, x_in, g)
-                 .astype(x_in.type.dtype.numpy_name), y)
+                 .astype(x_in.type.dtype.numpy_name), y, ds.task)
 
 
 def _load(name: str, data_path, per_example, g):

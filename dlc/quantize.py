@@ -97,7 +97,6 @@ def quantize(model_or_path, weights, *, calib: str = "train", method: str = "min
     calibrate on that many examples of `calib` (default all).  `evaluate`:
     measure fp32/int8 accuracy on the held-out split even without a budget
     (when the model has a train section)."""
-    from .compiler import passes  # noqa: F401  (first: compiler.quant imported alone is a circular import)
     from .compiler.quant import QuantPlan
     from .quant_data import held_out, load_split, train_section_dataset
     from .quant_observe import calibrate_observers
@@ -117,9 +116,13 @@ def quantize(model_or_path, weights, *, calib: str = "train", method: str = "min
     res_budget = None
     if budget_pp is not None or (evaluate and dataset is not None):
         test = held_out(dataset, g, data_path)
-        run = _Evaluator(model, weights, test, plan, backend, progress)
-        res_budget = fit_budget(layers, run, budget_pp, max_float=max_float, span=g.span)
-        plan = dataclasses.replace(plan, float_layers=set(res_budget.float_layers))
+        if test.task == "classification":
+            run = _Evaluator(model, weights, test, plan, backend)
+            res_budget = fit_budget(layers, run, budget_pp, max_float=max_float, span=g.span)
+            plan = dataclasses.replace(plan, float_layers=set(res_budget.float_layers))
+        elif budget_pp is not None:
+            raise DlcValueError(f"the accuracy budget measures classification accuracy, and {model.name} is "
+                                f"trained on {dataset}, a regression task", g.span, "drop --budget")
     rows = _rows(sites, plan, site_weights, res_budget)
     return QuantResult(plan, rows, res_budget, model.name, model.path, spec_hash(model.path),
                        f"{split.name} ({len(split.x)} examples)", weights)
@@ -154,9 +157,9 @@ class _Evaluator:
     """`evaluate(float_layers)` for the budget: accuracy on the held-out split
     of the fp32 model (None) or of the plan with those layers kept in fp32."""
 
-    def __init__(self, model, weights, split, plan, backend: str, progress: bool):
+    def __init__(self, model, weights, split, plan, backend: str):
         self.model, self.weights, self.split, self.plan = model, weights, split, plan
-        self.backend, self.progress = backend, progress
+        self.backend = backend
 
     def __call__(self, float_layers) -> float:
         from .backends import get_backend
@@ -176,7 +179,6 @@ class _Evaluator:
 
 def _rows(sites, plan, site_weights: dict, budget: BudgetResult | None) -> list[LayerRow]:
     """The report's rows, with the scales the quantize pass will use (compiler.quant.scales)."""
-    from .compiler import passes  # noqa: F401  (first: compiler.quant imported alone is a circular import)
     from .compiler.quant import activation_qparams, weight_scales
     rows = []
     for s in sites:
