@@ -473,7 +473,6 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
     from .api import load
     from .backends.tvm.cache import compile_cached
     from .backends.tvm.package import example_input_specs, source_hash, write_package
-    from .runtime.weights import load_weights
     b = _parse_bind(bind)
     m = load(file, model, b, opt=opt)
     w = None
