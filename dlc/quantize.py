@@ -117,7 +117,7 @@ def quantize(model_or_path, weights, *, calib: str = "train", method: str = "min
     if budget_pp is not None or (evaluate and dataset is not None):
         test = held_out(dataset, g, data_path)
         if test.task == "classification":
-            run = _Evaluator(model, weights, test, plan, backend)
+            run = _Evaluator(model, weights, test, plan, backend, progress)
             res_budget = fit_budget(layers, run, budget_pp, max_float=max_float, span=g.span)
             plan = dataclasses.replace(plan, float_layers=set(res_budget.float_layers))
         elif budget_pp is not None:
@@ -157,23 +157,27 @@ class _Evaluator:
     """`evaluate(float_layers)` for the budget: accuracy on the held-out split
     of the fp32 model (None) or of the plan with those layers kept in fp32."""
 
-    def __init__(self, model, weights, split, plan, backend: str):
+    def __init__(self, model, weights, split, plan, backend: str, progress: bool):
         self.model, self.weights, self.split, self.plan = model, weights, split, plan
-        self.backend = backend
+        self.backend, self.progress = backend, progress
 
     def __call__(self, float_layers) -> float:
         from .backends import get_backend
         from .runtime.metrics import accuracy
         from .quant_artifact import with_plan
+        from .quant_observe import StepProgress
         plan = None if float_layers is None else dataclasses.replace(self.plan, float_layers=set(float_layers))
         m = with_plan(self.model, plan)
         exe = get_backend(self.backend).compile(m.optimized(m.symbolic_graph("eval"), self.backend))
         x, y = self.split.x, self.split.y
         name = m.graph.inputs[0].name
+        what = "fp32" if float_layers is None else "int8" + (f" ({len(float_layers)} fp32)" if float_layers else "")
         correct = 0.0
-        for i in range(0, len(x), 256):
-            outs, _ = exe.run({name: x[i:i + 256]}, self.weights)
-            correct += accuracy(next(iter(outs.values())), y[i:i + 256]) * len(x[i:i + 256])
+        with StepProgress(f"evaluating {what}", -(-len(x) // 256), enabled=self.progress) as bar:
+            for i in range(0, len(x), 256):
+                outs, _ = exe.run({name: x[i:i + 256]}, self.weights)
+                correct += accuracy(next(iter(outs.values())), y[i:i + 256]) * len(x[i:i + 256])
+                bar.advance(len(x[i:i + 256]))
         return correct / max(1, len(x))
 
 

@@ -171,8 +171,9 @@ def test_an_artifact_for_another_spec_is_refused(trained, tmp_path):
     edited = tmp_path / "mlp.dln"
     shutil.copy("specs/mlp.dln", edited)
     edited.write_text(edited.read_text().replace("128", "64"))
-    for cmd in (["run", str(edited), "--weights", str(art)], ["bench", str(edited), "--backend", "numpy",
-                                                                "--weights", str(art), "--repeat", "1"]):
+    for cmd in (["run", str(edited), "--weights", str(art)],
+                ["bench", str(edited), "--backend", "numpy", "--weights", str(art), "--repeat", "1"],
+                ["compile", str(edited), "--target", "torch", "--weights", str(art)]):
         r = CliRunner().invoke(main, cmd)
         _fails_cleanly(r, "quantized for another spec", f"{edited}:")
     # the same spec hash but other parameters (a file put together by hand)
