@@ -38,6 +38,8 @@ _LAZY = {
     "Model": ("api", "Model"),
     "train": ("trainer", "train"),    # dlc.train(path, **options) -> dlc.trainer.TrainResult
     "DlcError": ("errors", "DlcError"),
+    # dlc.quantize(path, weights, ...) -> dlc.quantize.QuantResult: the module is callable (see its end)
+    "quantize": ("quantize", None),
 }
 
 
@@ -45,7 +47,8 @@ def __getattr__(name: str):
     if name in _LAZY:
         from importlib import import_module
         module, attr = _LAZY[name]
-        value = getattr(import_module(f"{__name__}.{module}"), attr)
+        value = import_module(f"{__name__}.{module}")
+        value = value if attr is None else getattr(value, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -55,4 +58,4 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["load", "Model", "train", "DlcError", "__version__"]
+__all__ = ["load", "Model", "train", "quantize", "DlcError", "__version__"]

@@ -322,7 +322,8 @@ class Model:
             # one value per channel: the same located error on every backend
             from .compiler.ops.norm import check_batch_statistics
             check_batch_statistics(g, inputs=inputs)
-        module_graph = self.module_graph() if runner.uses_module_graph else None
+        # an int8 model runs its quantized graph: the module graph is the float model
+        module_graph = self.module_graph() if runner.uses_module_graph and self.opt.quant is None else None
         g = self.optimized(g, backend, bind=bind)
         return runner.run(g, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind,
                           module_graph=module_graph)

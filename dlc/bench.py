@@ -12,8 +12,9 @@ from .backends import get_backend
 
 
 def bench(file, *, model=None, backend="tvm", target="cpu", arch=None, target_opts=(), bind=None,
-          repeat=20, warmup=3, seed=0, rpc_addr=None, is_package=False, opt=None) -> dict:
-    """Median seconds of one forward pass after `warmup` calls.  Returns a JSON-able dict."""
+          repeat=20, warmup=3, seed=0, rpc_addr=None, is_package=False, opt=None, weights=None) -> dict:
+    """Median seconds of one forward pass after `warmup` calls.  Returns a JSON-able dict.
+    `weights`: a .safetensors path (a dlc quantize artifact benchmarks the int8 model)."""
     bind = dict(bind or {})
     repeat = max(1, int(repeat))
     res = {"file": str(file), "backend": "tvm" if is_package else backend, "repeat": repeat, "warmup": warmup}
@@ -26,8 +27,14 @@ def bench(file, *, model=None, backend="tvm", target="cpu", arch=None, target_op
         res["model"] = m.name
         res["opt_level"] = m.opt.level
         inputs = m.random_inputs(seed, bind)
-        weights = m.init_weights(seed)
-        module_graph = m.module_graph() if b.uses_module_graph else None
+        if weights:
+            from .quant_artifact import weights_for
+            m, weights = weights_for(m, weights)
+            res["int8"] = getattr(m.opt, "quant", None) is not None
+        else:
+            weights = m.init_weights(seed)
+        # an int8 model runs its quantized graph: the module graph is the float model
+        module_graph = m.module_graph() if b.uses_module_graph and m.opt.quant is None else None
         g = m.optimized(m.symbolic_graph("eval"), backend, target, bind)
         times, info = b.bench(g, inputs, weights, repeat=repeat, warmup=warmup, seed=seed,
                               module_graph=module_graph, target=target, arch=arch, target_opts=target_opts, rpc_addr=rpc_addr, bind=bind)

@@ -311,7 +311,13 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         if unknown:
             raise DlcError(f"the model has no input {', '.join(sorted(unknown))}",
                            hint="inputs: " + ", ".join(v.name for v in m.inputs))
-        w = _strict_weights(m, weights, seed, allow_missing, allow_unused) if weights else None
+        w = None
+        if weights:     # strict, as load_state_dict; a quantized artifact (dlc quantize) also turns int8 on
+            from .quant_artifact import is_artifact, weights_for
+            if is_artifact(weights):
+                m, w = weights_for(m, weights)
+            else:
+                w = _strict_weights(m, weights, seed, allow_missing, allow_unused)
         outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
     from .reporting import print_outputs
     print_outputs(outs)
@@ -515,7 +521,11 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
     if target == "torch":
         from .api import load
         from .backends.torch.modgen import generate_module
-        source = generate_module(load(file, model, _parse_bind(bind)))
+        m = load(file, model, _parse_bind(bind), opt=opt)
+        plan = _artifact_plan(m, weights)
+        # an int8 artifact: the module of the quantized graph (integer ops), else the model's module
+        source = generate_module(m.optimized(m.symbolic_graph("eval"), "torch", bind=_parse_bind(bind))
+                                 if plan else m)
         if output:
             from .runtime.atomic import atomic_write
             atomic_write(output, source.encode("utf-8"))
@@ -530,12 +540,15 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
     from .api import load
     from .backends.tvm.cache import compile_cached
     from .backends.tvm.package import example_input_specs, source_hash, write_package
-    from .runtime.weights import load_weights
     b = _parse_bind(bind)
     m = load(file, model, b, opt=opt)
+    w = None
+    if weights:     # a quantized artifact (dlc quantize) also turns int8 on
+        from .quant_artifact import weights_for
+        m, w = weights_for(m, weights)
     g = m.optimized(m.symbolic_graph("eval"), "tvm", target, b)
     cm, hit = compile_cached(g, target, arch=arch, options=opts, database=tuning_db, cache=not no_cache)
-    w = load_weights(weights) if weights else m.init_weights(seed)
+    w = w if w is not None else m.init_weights(seed)
     out = Path(output) if output else Path(Path(file).stem + ".dlcpkg")
     write_package(out, cm, w, source_hash=source_hash(file, b, m.name), spec_path=file, model_name=m.name,
                   target_name=canonical_name(target), example_inputs=example_input_specs(m._elaborate("eval")),
@@ -548,6 +561,17 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
                f"{time.perf_counter() - t0:.2f} s, cache {'hit' if hit else 'miss'}, {_human(size)}{note}")
     from .runtime.pkgfile import sha256_file
     click.echo(f"sha256 {sha256_file(out)} (pin it: dlc run {out} --expect-sha256 HEX)")
+
+
+def _artifact_plan(m, weights):
+    """The quantization plan of `--weights` when it is a dlc quantize artifact
+    (checked against the spec), else None."""
+    if not weights:
+        return None
+    from .quant_artifact import weights_for
+    q, _ = weights_for(m, weights)
+    m.opt = q.opt
+    return getattr(q.opt, "quant", None)
 
 
 def _human(n: int) -> str:
@@ -593,19 +617,23 @@ def targets(as_json):
 @click.option("--warmup", default=3, show_default=True, type=NON_NEGATIVE)
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--rpc", "rpc_addr", help="HOST:PORT of a TVM RPC server: run there.")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False),
+              help="A .safetensors file (a dlc quantize artifact benchmarks the int8 model).")
 @click.option("--json", "as_json", is_flag=True)
 @_opt_options
 @_guard
-def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, as_json, opt):
+def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, weights, as_json,
+          opt):
     """Median latency of one forward pass after warm-up (.dln or .dlcpkg)."""
     from .bench import bench as run_bench
     res = run_bench(file, model=model, backend=backend, target=target, arch=arch, target_opts=target_opts,
                         bind=_parse_bind(bind), repeat=repeat, warmup=warmup, seed=seed, rpc_addr=rpc_addr,
-                        is_package=_is_package(file), opt=opt)
+                        is_package=_is_package(file), opt=opt, weights=weights)
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo(f"{res['model']} [{res['backend']}{' ' + res['where'] if res.get('where') else ''}] "
+    click.echo(f"{res['model']} [{res['backend']}{' int8' if res.get('int8') else ''}"
+               f"{' ' + res['where'] if res.get('where') else ''}] "
                f"{res['dims']}: median {res['median_ms']:.3f} ms, min {res['min_ms']:.3f} ms "
                f"({res['repeat']} runs after {res['warmup']} warm-up)")
 
@@ -635,6 +663,52 @@ def prune(file, weights, sparsity, structured, scope, layers, round_to, model, b
     for line in prune_file(file, weights, sparsity, output, structured=structured, scope=scope, layers=names,
                            round_to=round_to, model=model, bind=_parse_bind(bind)):
         click.echo(line)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", help="Model to quantize (default: the last one in the file).")
+@click.option("--weights", "-w", required=True, type=click.Path(dir_okay=False),
+              help="The trained float weights (.safetensors).")
+@click.option("--calib", default="train", show_default=True,
+              help="Calibration data: train or val (the train section's data set), a data set name, or a .npz.")
+@click.option("--calib-size", type=POSITIVE, help="Calibrate on this many examples of --calib (default: all).")
+@click.option("--data-path", type=click.Path(dir_okay=False), help="The .npz file of an npz data set.")
+@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="How observed values become ranges.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight scales.")
+@click.option("--budget", metavar="POINTS%", help="Accuracy budget: the most the int8 model may lose on the "
+              "held-out split, in percentage points (0.5%); layers return to fp32 until it fits.")
+@click.option("--max-float-layers", type=NON_NEGATIVE, help="With --budget: at most this many layers in fp32 "
+              "(default: all but one).")
+@click.option("--backend", default="numpy", show_default=True, help="The backend the int8 model is evaluated on.")
+@click.option("--bind", "-b", multiple=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=_output_path,
+              help="The artifact (default: <spec stem>.int8.safetensors).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_opt_options
+@_guard
+def quantize(file, model, weights, calib, calib_size, data_path, method, per_channel, budget, max_float_layers,
+             backend, bind, output, no_progress, opt):
+    """Static int8 quantization: calibrate, check the accuracy budget, write
+    an artifact that run, bench and compile take as --weights."""
+    from rich.console import Console
+    from .api import load
+    from .quant_budget import BudgetError
+    from .quant_report import print_report, print_steps
+    from .quantize import quantize as run_quantize
+    m = load(file, model, _parse_bind(bind), opt=opt)
+    try:
+        res = run_quantize(m, weights, calib=calib, method=method, per_channel=per_channel, budget=budget,
+                           max_float=max_float_layers, calib_size=calib_size, backend=backend,
+                           data_path=data_path, progress=not no_progress)
+    except BudgetError as e:
+        print_steps(Console(), e.result)
+        raise
+    out = Path(output) if output else Path(Path(file).stem + ".int8.safetensors")
+    res.save(out)
+    print_report(res)
+    click.echo(f"{res.model} -> {out}")
 
 
 @main.group()
