@@ -15,6 +15,7 @@ class DType(Enum):
     f32 = ("f32", "float32", 4)
     f64 = ("f64", "float64", 8)
     i8 = ("i8", "int8", 1)
+    u8 = ("u8", "uint8", 1)      # quantized activations (compiler/ops/quant.py)
     i32 = ("i32", "int32", 4)
     i64 = ("i64", "int64", 8)
     bool = ("bool", "bool", 1)
@@ -30,7 +31,7 @@ class DType(Enum):
 
     @property
     def is_int(self) -> bool:
-        return self in (DType.i8, DType.i32, DType.i64)
+        return self in (DType.i8, DType.u8, DType.i32, DType.i64)
 
     @staticmethod
     def parse(name: str) -> "DType":

@@ -304,3 +304,40 @@ def _pad_has_vjp():
 @pytest.mark.parametrize("case", SECOND_ORDER_PAD, ids=[f"{c[0]}-{i}" for i, c in enumerate(SECOND_ORDER_PAD)])
 def test_second_order_through_pad(case):
     _second_order(*case)
+
+
+# ---- the quantized ops: not differentiable, with an error at the node's .dln line
+def _quant_nodes():
+    from dlc.errors import Span
+    g = Graph("q")
+    span = Span("q.dln", 3, 5)
+    b = Builder(g, span)
+    x = g.add_input("x", TensorType(DType.f32, (1, 2, 4, 4)))
+    s, zp = b.const(0.1), b.const(3, "uint8")
+    xq = b.op("quantize_linear", x, s, zp)
+    m, sh = b.op("requant_multiplier", s, b.const(0.02, shape=(3,)), b.const(0.5))
+    bq = b.op("cast", b.const(0.0, shape=(3,)), dtype="int32")
+    wq = b.op("cast", b.const(1.0, shape=(3, 2, 3, 3)), dtype="int8")
+    conv = b.op("qconv2d", xq, wq, bq, m, sh, x_zero_point=3)
+    dense = b.op("qdense", xq, b.op("cast", b.const(1.0, shape=(3, 4)), dtype="int8"), bq, m, sh)
+    out = b.op("dequantize_linear", conv, b.const(0.5), b.const(0, "uint8"))
+    nodes = {v.producer.op.name: v.producer for v in (xq, m, conv, dense, out)}
+    return g, nodes, out, span
+
+
+@pytest.mark.parametrize("op", ["quantize_linear", "dequantize_linear", "requant_multiplier", "qconv2d", "qdense"])
+def test_quantized_ops_refuse_autodiff(op):
+    from dlc.compiler.ops.quant import NotDifferentiable
+    g, nodes, _, span = _quant_nodes()
+    node = nodes[op]
+    with pytest.raises(NotDifferentiable) as e:
+        node.op.vjp(Builder(g), node, list(node.outputs))
+    assert e.value.message.startswith(f"{op} is not differentiable") and e.value.span == span
+
+
+def test_grad_through_a_quantized_graph_is_a_located_error():
+    from dlc.compiler.ops.quant import NotDifferentiable
+    g, _, out, span = _quant_nodes()
+    with pytest.raises(NotDifferentiable, match="not differentiable") as e:
+        grad(g, Builder(g).op("sum", out), [g.inputs[0]])
+    assert e.value.span == span

@@ -280,7 +280,7 @@ def _register(names, multi: bool = False):
 
 # the op families register themselves into LOWERING, in this order
 from . import lowering_elementwise, lowering_reduce, lowering_shape  # noqa: E402,F401,I001
-from . import lowering_nn, lowering_recurrent, lowering_loss  # noqa: E402,F401,I001
+from . import lowering_nn, lowering_recurrent, lowering_loss, lowering_quant  # noqa: E402,F401,I001
 
 
 # control -------------------------------------------------------------------------------
