@@ -178,6 +178,14 @@ def _inline_inputs(sch, names) -> None:
             continue
 
 
+def _output_block(sch):
+    """The requantisation block, and whether it writes channels last."""
+    try:
+        return sch.get_sblock("requant_nhwc"), True
+    except Exception:  # noqa: BLE001 - NCHW-blocked output
+        return sch.get_sblock("requant"), False
+
+
 def _schedule_pad(sch) -> None:
     blk = sch.get_sblock("x_nhwc_pad")
     b, i, j, k = sch.get_loops(blk)
@@ -200,7 +208,7 @@ def schedule_packed(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     jo, ji = sch.split(j, [None, rows])
     oo, oi = sch.split(o, [None, blocks])
     sch.reorder(b, i, jo, oo, rkh, rkw, rcb, ji, oi, lane, rci)
-    out = sch.get_sblock("requant")
+    out, channels_last = _output_block(sch)
     sch.reverse_compute_at(out, oo)
     sch.set_scope(acc, 0, "local")
     sch.parallel(sch.fuse(b, i, jo, oo))
@@ -208,7 +216,7 @@ def schedule_packed(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(ji)
     sch.unroll(oi)
-    _vectorize_epilogue(sch, out)
+    _vectorize_epilogue(sch, out, channels_last)
     if intrin is not None:
         _register_local_variants()
         sch.tensorize(lane, intrin)
@@ -219,14 +227,19 @@ def schedule_packed(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
-def _vectorize_epilogue(sch, out) -> None:
+def _vectorize_epilogue(sch, out, channels_last: bool) -> None:
     """The requantisation of a tile: channels (the lanes, contiguous in the
     accumulator registers) innermost and vectorized, the tile's rows unrolled;
     the int64 arithmetic is then 2 x 8-lane vector ops per 16 outputs and only
     the byte stores to NCHW are scalar."""
-    # below the tile's parallel loop: the (o, lane, j) loops of extent > 1,
-    # in that order (reverse_compute_at emits no unit loops)
+    # below the tile's parallel loop: the loops of extent > 1 (reverse_compute_at
+    # emits no unit loops): (o, lane, j) for NCHW, (j, o, lane) for channels last
     inner = sch.get_loops(out)[1:]
+    if channels_last:
+        for loop in inner[:-1]:
+            sch.unroll(loop)
+        sch.vectorize(inner[-1])
+        return
     lane = inner[-2]
     sch.reorder(*inner[:-2], inner[-1], lane)
     for loop in inner[:-2] + [inner[-1]]:
@@ -274,7 +287,7 @@ def schedule_cuda(func: tirx.PrimFunc, threads: int = 128) -> tirx.PrimFunc:
     bx, tx = sch.split(fused, [None, _divisor(_extent(sch, fused), threads)])
     sch.bind(bx, "blockIdx.x")
     sch.bind(tx, "threadIdx.x")
-    out = sch.get_sblock("requant")
+    out, _ = _output_block(sch)
     sch.reverse_compute_at(out, tx)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, rkh)

@@ -112,7 +112,8 @@ def needs_convert_layout(mod: tvm.IRModule) -> bool:
 
 
 def _front_passes(target: tvm.target.Target, mod: tvm.IRModule | None = None) -> list:
-    passes = []
+    from .int8_pass import Int8Kernels
+    passes = [Int8Kernels(target)]   # qconv2d / qdense: the target's int8 kernels (int8_pass.py)
     if _is_cpu(target):
         if mod is None or needs_convert_layout(mod):
             passes.append(relax.transform.ConvertLayout(CONV_LAYOUTS))
