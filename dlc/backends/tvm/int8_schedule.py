@@ -212,18 +212,18 @@ def schedule_packed(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     sch.reverse_compute_at(out, oo)
     sch.set_scope(acc, 0, "local")
     sch.parallel(sch.fuse(b, i, jo, oo))
-    init = sch.decompose_reduction(acc, rkh)
-    sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(ji)
     sch.unroll(oi)
     _vectorize_epilogue(sch, out, channels_last)
-    if intrin is not None:
-        _register_local_variants()
-        sch.tensorize(lane, intrin)
-    else:
+    if intrin is None:   # before decompose_reduction: TVM vectorizes only whole reductions
         sch.reorder(rci, lane)
         sch.unroll(rci)
         sch.vectorize(lane)
+    init = sch.decompose_reduction(acc, rkh)
+    sch.vectorize(sch.get_loops(init)[-1])
+    if intrin is not None:
+        _register_local_variants()
+        sch.tensorize(lane, intrin)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
@@ -263,11 +263,11 @@ def schedule_grouped(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     sch.reverse_compute_at(out, oo)
     sch.set_scope(acc, 0, "local")
     sch.parallel(sch.fuse(b, i, jo, oo))
-    init = sch.decompose_reduction(acc, rkh)
-    sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(ji)
     if vec > 1:
-        sch.vectorize(oi)
+        sch.vectorize(oi)   # before decompose_reduction: TVM vectorizes only whole reductions
+    init = sch.decompose_reduction(acc, rkh)
+    sch.vectorize(sch.get_loops(init)[-1])
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
