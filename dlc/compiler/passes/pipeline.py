@@ -21,10 +21,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ...errors import DlcError, Span
 from ..ir import Graph, Node
+
+if TYPE_CHECKING:
+    from ..quant.plan import QuantPlan
 
 LEVELS = (0, 1, 2, 3)
 DEFAULT_LEVEL = 2
@@ -52,6 +55,7 @@ class PassContext:
     stats: dict = field(default_factory=dict)
     node: Node | None = None
     current: str = ""
+    quant: "QuantPlan | None" = None     # PipelineOptions.quant: the quantize/lower_int8 passes read it
 
     def count(self, what: str, n: int = 1) -> None:
         key = f"{self.current}.{what}" if self.current else what
@@ -65,16 +69,21 @@ class PassDef:
     level: int
     summary: str
     modes: tuple[str, ...] = ("eval", "train")
+    # a pass gated by an option runs when that PipelineOptions field is set, at any level, never otherwise
+    option: str | None = None
+    # passes that must run (earlier, in pipeline order) whenever this one does
+    requires: tuple[str, ...] = ()
 
 
 PASSES: dict[str, PassDef] = {}
 
 
-def register_pass(name: str, *, level: int, summary: str, modes=("eval", "train")):
+def register_pass(name: str, *, level: int, summary: str, modes=("eval", "train"), option: str | None = None,
+                  requires: tuple[str, ...] = ()):
     def deco(fn):
         if name in PASSES:
             raise RuntimeError(f"pass {name} registered twice")
-        PASSES[name] = PassDef(name, fn, level, summary, tuple(modes))
+        PASSES[name] = PassDef(name, fn, level, summary, tuple(modes), option, tuple(requires))
         return fn
     return deco
 
@@ -94,8 +103,14 @@ class PipelineOptions:
     level: int = DEFAULT_LEVEL
     passes: tuple[str, ...] | None = None      # exactly these (pipeline order)
     disable: tuple[str, ...] = ()
+    # int8 quantization (compiler/quant/plan.py): runs fold_batchnorm, quantize and lower_int8 in eval
+    quant: "QuantPlan | None" = None
 
     def __post_init__(self):
+        if self.quant is not None:
+            from ..quant.plan import QuantPlan
+            if not isinstance(self.quant, QuantPlan):
+                raise DlcError(f"PipelineOptions.quant must be a QuantPlan, got {type(self.quant).__name__}")
         if self.level not in LEVELS:
             raise DlcError(f"unknown optimisation level -O{self.level}", hint="use -O0, -O1, -O2 or -O3")
         for name in tuple(self.passes or ()) + tuple(self.disable):
@@ -111,10 +126,16 @@ def check_pass_name(name: str) -> None:
 def selected_passes(opts: PipelineOptions, mode: str) -> list[PassDef]:
     from . import PIPELINE
     if opts.passes is not None:
-        chosen = [n for n in PIPELINE if n in opts.passes]
+        chosen = {n for n in PIPELINE if n in opts.passes}
     else:
-        chosen = [n for n in PIPELINE if PASSES[n].level <= opts.level]
-    return [PASSES[n] for n in chosen if n not in opts.disable and mode in PASSES[n].modes]
+        chosen = {n for n in PIPELINE if PASSES[n].level <= opts.level}
+    # option-gated passes follow their option alone, and bring the passes they require
+    chosen = {n for n in chosen if PASSES[n].option is None}
+    chosen |= {n for n in PIPELINE if PASSES[n].option is not None
+               and getattr(opts, PASSES[n].option, None) is not None and mode in PASSES[n].modes}
+    for n in list(chosen):
+        chosen |= set(PASSES[n].requires)
+    return [PASSES[n] for n in PIPELINE if n in chosen and n not in opts.disable and mode in PASSES[n].modes]
 
 
 def _verify_by_default() -> bool:
@@ -132,7 +153,7 @@ def run_pipeline(g: Graph, opts: PipelineOptions | None = None, *, backend: str 
     from ..verify import VerifyError, verify as verify_ir
     opts = opts or PipelineOptions()
     verify = _verify_by_default() if verify is None else verify
-    ctx = PassContext(backend=backend, target=target, level=opts.level, dims=dict(dims or {}))
+    ctx = PassContext(backend=backend, target=target, level=opts.level, dims=dict(dims or {}), quant=opts.quant)
     records = []
     if stop_after is not None:
         check_pass_name(stop_after)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....compiler.ops.conv import ntuple
+from ....compiler.quant.scales import fixed_point_multipliers, real_multiplier
 from .conv import conv2d as _float_conv2d
 from .dtypes import np_dtype
 
@@ -62,28 +63,9 @@ def dequantize_linear(q, scale, zero_point=None, *, axis=None):
 def requant_multiplier(s_x, s_w, s_y):
     """(multiplier, shift), int32 each, of m = s_x * s_w / s_y = f * 2^e (f in [0.5, 1)):
     multiplier = round_half_even(f * 2^31) (2^31 becomes 2^30 with e + 1), shift = 31 - e.
-
-    m is computed in float64 from the float32 scales: the product of two
-    float32 values is exact in float64, so only the division rounds."""
-    m = (np.asarray(s_x, np.float32).astype(np.float64) * np.asarray(s_w, np.float32).astype(np.float64)
-         / np.asarray(s_y, np.float32).astype(np.float64))
-    if not np.all(np.isfinite(m)) or np.any(m < 0):
-        raise ValueError(f"the requantisation multiplier s_x * s_w / s_y must be finite and >= 0, got {m}")
-    f, e = np.frexp(m)
-    mult = np.rint(np.ldexp(f, 31))
-    top = mult == float(1 << 31)
-    mult = np.where(top, mult / 2, mult)
-    e = np.where(top, e + 1, e)
-    shift = 31 - e
-    bad = (shift < 1) | (shift > 62)
-    nonzero = m != 0
-    if np.any(bad & nonzero):
-        i = np.flatnonzero(np.ravel(bad & nonzero))[0]
-        raise ValueError(f"the requantisation multiplier {np.ravel(m)[i]:.6g} (channel {i}) needs a shift of "
-                         f"{int(np.ravel(shift)[i])}, outside [1, 62]: a weight channel or a scale is "
-                         "too small to requantise in fixed point")
-    shift = np.where(nonzero, shift, 31)           # m == 0: multiplier 0, any valid shift
-    return mult.astype(np.int32), shift.astype(np.int32)
+    m is computed in float64 from the float32 scales (the product is exact, only the division
+    rounds); the math is the compiler's (`compiler.quant.scales`), shared with the passes."""
+    return fixed_point_multipliers(real_multiplier(s_x, s_w, s_y))
 
 
 def requantize(acc, multiplier, shift, *, y_zero_point: int, out_dtype, relu: bool, axis: int):
