@@ -20,6 +20,7 @@ from . import int8_compute as K
 from .lowering import lowers, out_dtype
 
 INT8_ATTR = "dlc.int8"
+OPAQUE = 8   # relax's OpPatternKind.kOpaque: FuseOps fuses nothing with the kernel
 
 
 def _q_params(node) -> dict:
@@ -75,9 +76,17 @@ def _quantize(low, node, args, env):
 
 @lowers("dequantize_linear")
 def _dequantize(low, node, args, env):
+    """A kernel of its own (opaque to FuseOps): fused with a following add (a
+    residual connection), LLVM would contract ``(q - zp) * scale + y`` into one
+    FMA (TVM compiles with fp-contract=fast), which rounds once where the
+    reference rounds twice, and the next quantize_linear could then round a
+    value to the other integer."""
     rank = len(node.inputs[0].type.shape)
-    return low.bb.emit_te(K.dequantize_linear, args[0], args[1], args[2] if len(args) > 2 else None,
-                          axis=_axis(node, rank), primfunc_name_hint="dequantize_linear")
+    y = low.bb.emit_te(K.dequantize_linear, args[0], args[1], args[2] if len(args) > 2 else None,
+                       axis=_axis(node, rank), primfunc_name_hint="dequantize_linear")
+    gv = low.bb.lookup_binding(y).args[0]
+    low.bb.update_func(gv, low.bb.get()[gv].with_attr("op_pattern", OPAQUE))
+    return y
 
 
 @lowers("requant_multiplier")

@@ -30,8 +30,7 @@ from tvm.relax import PyExprMutator, expr_functor
 from . import int8_compute as K
 from . import int8_schedule as S
 from .int8_lowering import INT8_ATTR
-
-_OPAQUE = 8   # relax's OpPatternKind.kOpaque: FuseOps never fuses the kernel
+from .int8_lowering import OPAQUE as _OPAQUE
 
 
 def _dims(sinfo) -> list:
@@ -66,14 +65,16 @@ class _Rewriter(PyExprMutator):
         return super().visit_call_(call)
 
     # -- helpers ----------------------------------------------------------
-    def _kernel(self, fn, args, kw, name: str, schedule):
-        """Emit a TE kernel, schedule it now, mark it opaque."""
+    def _kernel(self, fn, args, kw, name: str, schedule, emit: bool = True):
+        """A call of a TE kernel, scheduled now and marked opaque; emitted unless
+        `emit` is false (the last expression of a rewrite is returned as a call:
+        the mutator binds it to the original variable, which may be an output)."""
         bb = self.builder_
-        var = bb.emit_te(fn, *args, **kw, primfunc_name_hint=name)
-        gv = bb.lookup_binding(var).args[0]
+        call = bb.call_te(fn, *args, **kw, primfunc_name_hint=name)
+        gv = call.args[0]
         func = schedule(bb.get()[gv])
         bb.update_func(gv, func.with_attr("op_pattern", _OPAQUE))
-        return var
+        return bb.emit(call) if emit else call
 
     def _schedule(self, func):
         return S.schedule_cuda(func) if self.cuda else S.schedule_packed(func, self.target)
@@ -102,9 +103,9 @@ class _Rewriter(PyExprMutator):
                           dict(kw, pads=info["pads"], stride=info["stride"], dilation=info["dilation"],
                                n_out=co, signed_act=self.signed), "qconv2d_int8", self._schedule)
         n, ob, lanes, oh, ow = _dims(y5.ty)
-        y = self.builder_.emit(relax.op.reshape(y5, [n, ob * lanes, oh, ow]))
+        y = relax.op.reshape(y5, [n, ob * lanes, oh, ow])
         if _static_int(ob) * _static_int(lanes) != co:
-            y = self.builder_.emit(relax.op.strided_slice(y, axes=[1], begin=[0], end=[co]))
+            y = relax.op.strided_slice(self.builder_.emit(y), axes=[1], begin=[0], end=[co])
         return y
 
     def _dense(self, info, args):
@@ -124,7 +125,7 @@ class _Rewriter(PyExprMutator):
         y = bb.emit(relax.op.reshape(y5, [m, ob * lanes]))
         if _static_int(ob) * _static_int(lanes) != nout:
             y = bb.emit(relax.op.strided_slice(y, axes=[1], begin=[0], end=[nout]))
-        return bb.emit(relax.op.reshape(y, [*xs[:-1], nout]))
+        return relax.op.reshape(y, [*xs[:-1], nout])
 
     def _grouped(self, info, args):
         x, w, bias, mult, shift = args
@@ -135,7 +136,7 @@ class _Rewriter(PyExprMutator):
         kw = {k: info[k] for k in ("x_zp", "y_zp", "out_dtype", "relu", "groups", "pads", "stride",
                                    "dilation")}
         return self._kernel(K.grouped_conv, [x, wt, be, mult, shift], kw, "qconv2d_grouped_int8",
-                            lambda f: S.schedule_grouped(f, self.target))
+                            lambda f: S.schedule_grouped(f, self.target), emit=False)
 
 
 @tvm.transform.module_pass(opt_level=0, name="DlcInt8Kernels")
