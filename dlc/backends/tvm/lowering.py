@@ -32,11 +32,7 @@ from .relaxgen import NeedsConcrete, Unsupported, storage_dtype  # noqa: F401 - 
 LOWERING: dict = {}
 
 # ops with no TVM lowering, and why (a test crosses every op with every backend)
-UNSUPPORTED: dict[str, str] = {
-    # the int8 ops (compiler/ops/quant.py) until their TVM lowering lands (dlc/backends/tvm/int8*.py)
-    **dict.fromkeys(("quantize_linear", "dequantize_linear", "requant_multiplier", "qconv2d", "qdense"),
-                    "the int8 ops have no TVM lowering yet: run a quantized model on numpy or torch"),
-}
+UNSUPPORTED: dict[str, str] = {}
 
 
 def lowers(*names):
@@ -140,3 +136,4 @@ def _random(low, node, args, env):
 from .lowering_elementwise import erf_f32, fast_sigmoid, round_bf16, softmax  # noqa: E402,F401
 from .lowering_reduce import bessel_factor  # noqa: E402,F401
 from . import lowering_shape, lowering_nn, lowering_loss, lowering_seq, lowering_pool_indices  # noqa: E402,F401,I001
+from . import int8_lowering  # noqa: E402,F401 - quantize/dequantize/qconv2d/qdense

@@ -6,6 +6,9 @@ database=None)` (everything before code generation, to inspect the scheduled
 TIR), `prepare(mod, target)` (the module MetaSchedule should tune),
 `run_transform_params(vm, weights)` and `as_target(target)`.
 
+For every target, `Int8Kernels` (int8_pass.py) first gives the int8 ops
+qconv2d / qdense the target's packed kernels (vpdpbusd, sdot, dp4a).
+
 For ``llvm`` targets:
 
 1. convolutions go to NHWC/HWIO (conv1d to NWC/WIO) with `ConvertLayout`,
@@ -112,7 +115,8 @@ def needs_convert_layout(mod: tvm.IRModule) -> bool:
 
 
 def _front_passes(target: tvm.target.Target, mod: tvm.IRModule | None = None) -> list:
-    passes = []
+    from .int8_pass import Int8Kernels
+    passes = [Int8Kernels(target)]   # qconv2d / qdense: the target's int8 kernels (int8_pass.py)
     if _is_cpu(target):
         if mod is None or needs_convert_layout(mod):
             passes.append(relax.transform.ConvertLayout(CONV_LAYOUTS))
