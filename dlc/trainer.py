@@ -194,7 +194,7 @@ def _dataset(job: dict, s, dname: str, inputs, eval_g, label, rank: int):
     for v in inputs:
         if any(not isinstance(d, int) for d in v.type.shape[1:]):
             raise DlcValueError(f"the model input {v.type} must have known sizes except the batch", s.span)
-    options = {**(s.data_args if dname == s.dataset else {}), **job["data_options"]}
+    options = {**(s.data_args if dname == s.dataset else {}), **(job.get("data_options") or {})}
     path = job["data_path"] or (s.data_path if dname == s.dataset else None)
     classes = None
     if label is not None and label.type.dtype.is_int and s.loss is not None and len(s.loss.output_names) == 1:
