@@ -90,7 +90,7 @@ def _instance(g: Graph, call: BlockCall, pos, readers, escaping) -> Instance | s
     for n in nodes:
         for v in _reads(n):
             if v.kind in ("param", "buffer") and v.id not in own:
-                return f"it reads {v.name}, a parameter outside its scope"
+                return f"it reads {v.name} - a parameter outside its scope"
             if v.id not in defined and v.id not in own and v.id not in seen:
                 seen.add(v.id)
                 inputs.append(v)
@@ -139,12 +139,13 @@ def _rel(name: str, prefix: str) -> str:
 
 
 @contextmanager
-def relative_names(g: Graph, prefix: str, values: list[Value], nodes: list[Node], input_names: dict):
+def relative_names(g: Graph, prefix: str, values: list[Value], nodes: list[Node], input_names: dict,
+                   results: list[Value] = ()):
     """Parameter names and node scopes (nested bodies included) relative to
     `prefix` while a sub-graph is generated; the inputs named as the block
-    declares them, the other `values` (its results) unnamed.  Everything is
+    declares them, its `results` unnamed.  Everything is
     restored afterwards."""
-    saved_v = [(v, v.name, v.param.name if v.param is not None else None) for v in values]
+    saved_v = [(v, v.name, v.param.name if v.param is not None else None) for v in list(values) + list(results)]
     saved_n = []
     for n in nodes:
         saved_n.append((n, n.scope))
@@ -158,8 +159,8 @@ def relative_names(g: Graph, prefix: str, values: list[Value], nodes: list[Node]
                     v.param.name = v.name
             elif v.id in input_names:
                 v.name = input_names[v.id]
-            else:   # a result: its name is the caller's variable, which differs between instances
-                v.name = ""
+        for v in results:   # its name is the caller's variable, which differs between instances
+            v.name = ""
         for n, sc in saved_n:
             n.scope = _rel(sc, prefix)
         yield

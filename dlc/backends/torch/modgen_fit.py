@@ -24,10 +24,13 @@ from __future__ import annotations
 import ast
 import difflib
 import io
+import keyword
+import re
 import tokenize
 from dataclasses import dataclass, field
 
-from .funcgen import sanitize
+from .funcgen import _BUILTINS, sanitize
+from .modgen_names import _RESERVED_GLOBALS
 
 # keyword defaults of the torch constructors modgen_layers writes (it omits a
 # keyword at its default): instances that differ only in writing one still align
@@ -93,6 +96,12 @@ def _key(code: str) -> str:
             and isinstance(call.args[0], ast.Constant):
         return f"{ast.unparse(call.func.value)}[{call.args[0].value!r}]"
     return code
+
+
+def _dotted(key: str) -> str:
+    """``self.block[1]['x']`` as ``block.1.x`` (for comments)."""
+    key = key[len("self."):] if key.startswith("self.") else key
+    return re.sub(r"\[['\"]?([^]'\"]+)['\"]?\]", r".\1", key).lstrip(".")
 
 
 def _top(key: str) -> str:
@@ -183,7 +192,7 @@ def _fit_value(vals: list, params: list[str], args: list[dict], text: str) -> st
                     return f"{p} // {k}"
     if const:
         return text
-    raise FitError(f"sizes {sorted(set(vals))} that no parameter explains")
+    raise FitError(f"sizes {' '.join(str(v) for v in sorted(set(vals)))} that no parameter explains")
 
 
 def _fit_line(codes: list[str], params: list[str], args: list[dict]) -> str:
@@ -254,7 +263,7 @@ def fit_class(name: str, bodies: list[Body], cparams: list[str], dims: list[str]
             continue
         top = _top(k)
         if not top.isidentifier() or any(all(present[o]) for o in keys if _top(o) == top):
-            raise FitError(f"only some instances build {k}")
+            raise FitError(f"only some instances build {_dotted(k)}")
         pattern = present[k]
         flag = next((f for f, v in flags.items() if v == pattern), None)
         if flag is None:
@@ -280,7 +289,9 @@ def fit_class(name: str, bodies: list[Body], cparams: list[str], dims: list[str]
         init.append(("    " if guard else "") + code + (f"  {comment}" if comment else ""))
     if guard is not None:
         init += ["else:", f"    self.{guard[1]} = None"]
-    forward = _merge_forwards(bodies, flags, flag_of)
+    forward, stmt = _merge_forwards(bodies, flags, flag_of, args, {_top(k) for k in keys})
+    if stmt is not None:
+        init.append(stmt)
     used = _names_in("\n".join(init))
     sig = ([d for d in dims if d in used and d in params] + [p for p in cparams if p in params]
            + list(flags))
@@ -312,19 +323,39 @@ def _defaults(sig: list[str], defaults: dict, flags: dict) -> dict:
     return out
 
 
-def _merge_forwards(bodies: list[Body], flags: dict, flag_of: dict) -> str:
-    """One forward for every instance: identical, or two kinds merged under the flag's ``if``."""
-    kinds: dict[tuple, str] = {}
-    for i, b in enumerate(bodies):
-        key = tuple(v[i] for v in flags.values())
-        if kinds.setdefault(key, b.forward) != b.forward:
+def _switch(bodies: list[Body], flags: dict, flag_of: dict, args: list[dict], taken: set):
+    """What tells the kinds of instance apart in forward: (condition, the kind
+    of each instance, a statement __init__ needs), from the optional part's
+    flag or else a bool compile-time parameter (``if self.act:``)."""
+    if flags:
+        (flag,) = flags
+        attr = next(t for t, f in flag_of.items() if f == flag)
+        return f"self.{attr} is not None", [v for v in flags[flag]], None
+    forwards = [b.forward for b in bodies]
+    for p in args[0]:
+        if p in taken or not all(isinstance(a.get(p), bool) for a in args):
+            continue
+        seen: dict[bool, str] = {}
+        if all(seen.setdefault(a[p], f) == f for a, f in zip(args, forwards)) and len(seen) == 2:
+            return f"self.{p}", [a[p] for a in args], f"self.{p} = {p}"
+    raise FitError("instances have different forward code and no flag tells them apart")
+
+
+def _merge_forwards(bodies: list[Body], flags: dict, flag_of: dict, args: list[dict],
+                    taken: set) -> tuple[str, str | None]:
+    """One forward for every instance: identical, or two kinds merged line by
+    line under an ``if``; and the statement __init__ needs for it, if any."""
+    if len({b.forward for b in bodies}) == 1:
+        return bodies[0].forward, None
+    cond, kind, stmt = _switch(bodies, flags, flag_of, args, taken)
+    kinds: dict[bool, str] = {}
+    for k, b in zip(kind, bodies):
+        if kinds.setdefault(k, b.forward) != b.forward:
             raise FitError("instances of one kind have different forward code")
-    if len(kinds) == 1:
-        return next(iter(kinds.values()))
-    (flag,) = flags
-    attr = next(t for t, f in flag_of.items() if f == flag)
-    with_ = kinds[(True,)].rstrip("\n").split("\n")
-    without = kinds[(False,)].rstrip("\n").split("\n")
+    if len(kinds) != 2:
+        return next(iter(kinds.values())), stmt
+    with_ = kinds[True].rstrip("\n").split("\n")
+    without = kinds[False].rstrip("\n").split("\n")
     if with_[0] != without[0]:
         raise FitError("the two kinds of instance take different arguments")
     out = [with_[0]]
@@ -337,22 +368,28 @@ def _merge_forwards(bodies: list[Body], flags: dict, flag_of: dict) -> str:
         for ln in a + b:
             if not ln.startswith("    ") or ln.startswith("     "):
                 raise FitError("the two kinds of instance differ inside a loop")
-        out.append(f"    if self.{attr} is not None:")
-        out += ["    " + ln for ln in a] or ["        pass"]
-        if b:
-            out.append("    else:")
+        if a:
+            out.append(f"    if {cond}:")
+            out += ["    " + ln for ln in a]
+            if b:
+                out.append("    else:")
+                out += ["    " + ln for ln in b]
+        else:
+            out.append(f"    if not ({cond}):" if " " in cond else f"    if not {cond}:")
             out += ["    " + ln for ln in b]
     src = "\n".join(out) + "\n"
     try:
         ast.parse(src)
     except SyntaxError:
         raise FitError("the merged forward does not parse") from None
-    return src
+    return src, stmt
 
 
 def class_name(block: str, taken: set) -> str:
     """A class name for block `block` not in `taken` (which it joins)."""
     base = sanitize(block, "Block")
+    if keyword.iskeyword(base) or keyword.issoftkeyword(base) or base in _BUILTINS or base in _RESERVED_GLOBALS:
+        base += "_"
     name, i = base, 2
     while name in taken:
         name = f"{base}{i}"

@@ -41,6 +41,7 @@ class _ForwardGen(_Gen):
         self.bound_names = {sanitize(v.name) for sub in _graphs(graph) for n in sub.nodes
                             for v in n.outputs if v.name}
         self.block: dict[str, str] = {}     # indent -> the block scope last commented there
+        self.group_comments = True          # `# layer1.0` where the scope changes (the flat module)
         # batch norms written with F.batch_norm count their batches themselves
         # (`if self.training: ...num_batches_tracked.add_(1)`), not with the IR's add
         self.counters: dict[str, str] = {}
@@ -121,7 +122,7 @@ class _ForwardGen(_Gen):
             if id(node) in self.skip:
                 continue
             plan = self.anchor.get(id(node))
-            if plan is None or not plan.block:
+            if self.group_comments and (plan is None or not plan.block):
                 self._comment_block(node, out, indent)
             else:
                 self.block[indent] = None

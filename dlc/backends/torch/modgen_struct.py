@@ -30,7 +30,7 @@ import keyword
 from dataclasses import dataclass, field
 
 from ...compiler.ir import Graph, Layer
-from .funcgen import _comment_text
+from .funcgen import _BUILTINS, _comment_text
 from .modgen_blocks import Instance, find_instances, layers_of, relative_names, sub_graph, within
 from .modgen_fit import Body, ClassDef, FitError, class_name, fit_class
 from .modgen_forward import _ForwardGen
@@ -149,9 +149,8 @@ def _generate_body(g: Graph, name: str, prefix: str, nodes, inputs, outputs, par
                    children: list[Instance], done: dict) -> _Gen:
     """One class body: the graph part `nodes` with `children` called as modules."""
     kids = _plan_children(children, done)
-    values = list(params) + list(inputs) + (list(outputs) if prefix else [])
-    all_nodes = list(nodes)
-    with relative_names(g, prefix, values, all_nodes, input_names):
+    values = list(params) + list(inputs)
+    with relative_names(g, prefix, values, list(nodes), input_names, list(outputs) if prefix else []):
         sub = sub_graph(g, name, prefix, nodes, inputs, outputs, params,
                         layers_of(g, prefix, [c.scope for c in kids]))
         fakes = []
@@ -180,6 +179,7 @@ def _generate_body(g: Graph, name: str, prefix: str, nodes, inputs, outputs, par
         dims = {k: v for k, v in g.dims.items() if isinstance(v, int)}
         fwd = _ForwardGen(sub, name, paths, plans, param_src, {r.name for r in sub.layers}
                           | {f.name for f in fakes}, dims)
+        fwd.group_comments = False      # a class is its scope; its sub-scopes show in `self.a.b`
         forward = fwd.generate_forward(free=False)
     uses_scope = paths.indexed_root or any(f"{SCOPE_CLASS}()" in ln for ln in init)
     return _Gen(init, forward, SCOPE_CLASS if paths.indexed_root else "nn.Module", uses_scope,
@@ -196,10 +196,12 @@ def _height(inst: Instance) -> int:
     return 1 + max((_height(c) for c in inst.children), default=0)
 
 
-def _plain_args(inst: Instance) -> tuple[dict, list[str], list[str], dict]:
-    """The instance's constructor arguments: (values by name, compile-time names, size names, defaults)."""
+def _plain_args(inst: Instance, taken: frozenset = frozenset()) -> tuple[dict, list[str], list[str], dict]:
+    """The instance's constructor arguments: (values by name, compile-time names, size names, defaults);
+    none named like a global of the generated file (`taken`: the class names)."""
     ok = {n for n, v in inst.call.args if v is not None and not type(v).__name__ == "BlockRef"}
-    bad = lambda n: keyword.iskeyword(n) or n in _RESERVED_GLOBALS or n == "self" or n.startswith("_")  # noqa: E731
+    bad = lambda n: keyword.iskeyword(n) or n in _RESERVED_GLOBALS or n in taken or n == "self" \
+        or n.startswith("_") or n in _BUILTINS  # noqa: E731
     cp = [n for n, _ in inst.call.args if n in ok and not bad(n)]
     dims = [n for n, _ in inst.call.dims if n not in cp and not bad(n)]
     vals = {n: v for n, v in inst.call.args if n in cp}
@@ -248,7 +250,7 @@ def structure(g: Graph, model_cls: str) -> tuple[Structured, _Gen]:
             out.notes.append(f"block {block} is written out flat: {e}")
             continue
         for k, i in enumerate(insts):
-            done[i.scope] = _Done(cls.ctor(k, _plain_args(i)[0]), block)
+            done[i.scope] = _Done(cls.ctor(k, _plain_args(i, frozenset(taken))[0]), block)
     for scope, why in flat.items():
         out.notes.append(f"{scope} is written out flat: {why}")
     top = _generate_body(g, model_cls, "", g.nodes, g.inputs, g.outputs, g.params, {}, roots, done)
@@ -260,7 +262,7 @@ def _fit_block(g: Graph, block: str, insts: list[Instance], done: dict, taken: s
     bodies, gens = [], []
     cparams, dims, defaults = [], [], {}
     for i in insts:
-        vals, cp, dm, df = _plain_args(i)
+        vals, cp, dm, df = _plain_args(i, frozenset(taken))
         cparams = cparams or cp
         dims = dims or dm
         defaults.update(df)
