@@ -32,7 +32,7 @@ class Instance:
     inputs: list[Value]                # the values it reads from outside (the forward's arguments)
     outputs: list[Value]               # its results others read (what forward returns)
     params: list[Value]                # the parameters and buffers under its scope, in graph order
-    children: list["Instance"] = field(default_factory=list)
+    children: list[Instance] = field(default_factory=list)
 
     @property
     def scope(self) -> str:

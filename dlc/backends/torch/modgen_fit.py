@@ -100,12 +100,12 @@ def _key(code: str) -> str:
 
 def _dotted(key: str) -> str:
     """``self.block[1]['x']`` as ``block.1.x`` (for comments)."""
-    key = key[len("self."):] if key.startswith("self.") else key
+    key = key.removeprefix("self.")
     return re.sub(r"\[['\"]?([^]'\"]+)['\"]?\]", r".\1", key).lstrip(".")
 
 
 def _top(key: str) -> str:
-    rest = key[len("self."):] if key.startswith("self.") else key
+    rest = key.removeprefix("self.")
     for i, c in enumerate(rest):
         if c in ".[":
             return rest[:i]
@@ -281,7 +281,7 @@ def fit_class(name: str, bodies: list[Body], cparams: list[str], dims: list[str]
         comment = parsed[have[0]][k][1]
         flag = flag_of.get(_top(k)) if not all(present[k]) else None
         if guard is not None and flag != guard[0]:
-            init += [f"else:", f"    self.{guard[1]} = None"]
+            init += ["else:", f"    self.{guard[1]} = None"]
             guard = None
         if flag is not None and guard is None:
             init.append(f"if {flag}:")

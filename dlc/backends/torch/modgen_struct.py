@@ -28,10 +28,18 @@ from __future__ import annotations
 
 import keyword
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-from ...compiler.ir import Graph, Layer
+from ...compiler.ir import BlockRef, Graph, Layer
 from .funcgen import _BUILTINS, _comment_text
-from .modgen_blocks import Instance, find_instances, layers_of, relative_names, sub_graph, within
+from .modgen_blocks import (
+    Instance,
+    find_instances,
+    layers_of,
+    relative_names,
+    sub_graph,
+    within,
+)
 from .modgen_fit import Body, ClassDef, FitError, class_name, fit_class
 from .modgen_forward import _ForwardGen
 from .modgen_init import _init_statements, _owned_layers
@@ -95,7 +103,7 @@ def _chain(children: list[Instance], nodes: list, inputs: list, outputs: list, p
         return False
     if children[0].inputs[0] is not inputs[0] or len(inputs) != 1 or outputs != children[-1].outputs:
         return False
-    return all(b.inputs[0] is a.outputs[0] for a, b in zip(children, children[1:]))
+    return all(b.inputs[0] is a.outputs[0] for a, b in pairwise(children))
 
 
 def _module_lists(children: list[Instance], sub: Graph, prefix: str) -> list[tuple[str, list[Instance]]]:
@@ -199,9 +207,9 @@ def _height(inst: Instance) -> int:
 def _plain_args(inst: Instance, taken: frozenset = frozenset()) -> tuple[dict, list[str], list[str], dict]:
     """The instance's constructor arguments: (values by name, compile-time names, size names, defaults);
     none named like a global of the generated file (`taken`: the class names)."""
-    ok = {n for n, v in inst.call.args if v is not None and not type(v).__name__ == "BlockRef"}
+    ok = {n for n, v in inst.call.args if v is not None and not isinstance(v, BlockRef)}
     bad = lambda n: keyword.iskeyword(n) or n in _RESERVED_GLOBALS or n in taken or n == "self" \
-        or n.startswith("_") or n in _BUILTINS  # noqa: E731
+        or n.startswith("_") or n in _BUILTINS
     cp = [n for n, _ in inst.call.args if n in ok and not bad(n)]
     dims = [n for n, _ in inst.call.dims if n not in cp and not bad(n)]
     vals = {n: v for n, v in inst.call.args if n in cp}

@@ -19,10 +19,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_modgen import _cases, _liven, _model, _random_outputs, _sizes  # noqa: E402
+from test_modgen import _cases, _liven, _model, _random_outputs, _sizes
 
-import dlc  # noqa: E402
-from dlc.backends.torch import generate_module, load_module  # noqa: E402
+import dlc
+from dlc.backends.torch import generate_module, load_module
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")]
 
@@ -113,7 +113,7 @@ def test_resnet18_reads_like_torchvision():
     assert "nn.Conv2d(C, planes, 3, stride=stride, padding=1, bias=False)" in init
     assert "if downsample:" in init and "self.downsample = None" in init
     assert "self.layer2 = nn.Sequential(BasicBlock(64, 128, 2, downsample=True), BasicBlock(128, 128, 1))" in src
-    assert re.search(r"^\s+x = self\.layer4\(x\)  # specs/resnet18\.dln:21$", src, re.M)
+    assert re.search(r"^\s+x = self\.layer4\(x\)  # specs/resnet18\.dln:21$", src, re.MULTILINE)
     net = load_module(m)
     assert isinstance(net.layer1, torch.nn.Sequential) and type(net.layer1[0]).__name__ == "BasicBlock"
     assert net.layer1[0].downsample is None and net.layer2[0].downsample is not None
