@@ -68,6 +68,8 @@ MODELS = {
     "lenet5": ("specs/lenet5.dln", "LeNet5", "ce", {}),
     "resnet18": ("specs/resnet18.dln", "ResNet18", "ce", {"size": 224}),
     "transformer_encoder_layer": ("specs/transformer_encoder_layer.dln", "TransformerEncoderLayer", "mse", {"T": 128}),
+    # no hand-written peer: --versus flat only (a stack of encoder block classes)
+    "vit_b16_l4": ("specs/vit_b16.dln", None, "ce", {"layers": 4}),
 }
 
 
@@ -228,7 +230,7 @@ def bench_model(name: str, modgen, args, device, sync) -> dict:
     import dlc
     from bench.reference import torch_models
     spec, cls_name, kind, binds = MODELS[name]
-    cls = getattr(torch_models, cls_name)
+    cls = getattr(torch_models, cls_name) if cls_name else None
     row = {"model": name, "spec": spec, "loss": kind}
 
     # one generated module per batch size: the generated code may bake the
@@ -312,6 +314,8 @@ def main() -> None:
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         ap.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    if args.versus == "hand":
+        names = [n for n in names if MODELS[n][1] is not None]
 
     import torch
     device = torch.device(args.device)

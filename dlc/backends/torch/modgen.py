@@ -71,6 +71,19 @@ def module_graph_of(model) -> Graph:
 
 def _generate(model, structured: bool = True) -> tuple[str, str]:
     """The generated file's source and its class's name."""
+    src, cls = _generate_source(model, structured)
+    return _short_paths(src), cls
+
+
+def _short_paths(src: str) -> str:
+    """`.dln` paths under the working directory in comments as relative paths
+    (an imported file's spans carry its absolute path)."""
+    import os
+    cwd = os.getcwd().rstrip("/") + "/"
+    return re.sub(r"(?<=[#@] )" + re.escape(cwd), "", src) if len(cwd) > 1 else src
+
+
+def _generate_source(model, structured: bool) -> tuple[str, str]:
     g = module_graph_of(model)
     cls = module_class_name(g.name)
     if structured and g.blocks:

@@ -248,7 +248,7 @@ def structure(g: Graph, model_cls: str) -> tuple[Structured, _Gen]:
         seqs = [_sequential(i, done) for i in insts]
         if all(s is not None for s in seqs):
             for i, s in zip(insts, seqs):
-                done[i.scope] = _Done(s, f"{block}, a loop of blocks")
+                done[i.scope] = _Done(s, f"{block} - a for loop of blocks")
             continue
         try:
             cls = _fit_block(g, block, insts, done, taken, out)
