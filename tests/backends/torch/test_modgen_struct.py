@@ -246,3 +246,16 @@ def test_every_zoo_module_is_ruff_clean(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", *files],
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compile_flat_writes_one_class(tmp_path):
+    out = tmp_path / "flat.py"
+    r = subprocess.run([sys.executable, "-m", "dlc", "compile", "specs/resnet18.dln", "--target", "torch", "--flat",
+                        "-o", str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    classes = _classes(out.read_text())
+    assert "BasicBlock" not in classes and "ResNet18" in classes
+    assert "self.layer1[0].conv1(x)" in out.read_text()
+    bad = subprocess.run([sys.executable, "-m", "dlc", "compile", "specs/mlp.dln", "--target", "cpu", "--script"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode != 0 and "--script and --flat are options of --target torch" in bad.stdout + bad.stderr
