@@ -57,7 +57,7 @@ class _Done:
 
 
 @dataclass
-class _Gen:
+class _BodySource:
     """The generated body of one class (model or block instance)."""
 
     init: list[str]
@@ -154,7 +154,7 @@ def _call_plan(rec: Layer, ctor: str, nodes: list, inputs: list, outputs: list, 
 
 
 def _generate_body(g: Graph, name: str, prefix: str, nodes, inputs, outputs, params, input_names: dict,
-                   children: list[Instance], done: dict) -> _Gen:
+                   children: list[Instance], done: dict) -> _BodySource:
     """One class body: the graph part `nodes` with `children` called as modules."""
     kids = _plan_children(children, done)
     values = list(params) + list(inputs)
@@ -190,7 +190,7 @@ def _generate_body(g: Graph, name: str, prefix: str, nodes, inputs, outputs, par
         fwd.group_comments = False      # a class is its scope; its sub-scopes show in `self.a.b`
         forward = fwd.generate_forward(free=False)
     uses_scope = paths.indexed_root or any(f"{SCOPE_CLASS}()" in ln for ln in init)
-    return _Gen(init, forward, SCOPE_CLASS if paths.indexed_root else "nn.Module", uses_scope,
+    return _BodySource(init, forward, SCOPE_CLASS if paths.indexed_root else "nn.Module", uses_scope,
                 paths.training_child, any(p.needs_mha for p in plans))
 
 
@@ -234,7 +234,7 @@ def _sequential(inst: Instance, done: dict) -> str | None:
     return f"nn.Sequential({', '.join(done[c.scope].ctor for c in kids)})"
 
 
-def structure(g: Graph, model_cls: str) -> tuple[Structured, _Gen]:
+def structure(g: Graph, model_cls: str) -> tuple[Structured, _BodySource]:
     """The block classes of `g` and the model class's own body."""
     roots, flat = find_instances(g)
     out = Structured()
