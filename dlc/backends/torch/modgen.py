@@ -4,7 +4,10 @@
     net = load_module(dlc.load("specs/resnet18.dln"))       # an instance of the generated class
     net.load_state_dict(weights, strict=True)                # dlc's names, no renaming
 
-The generated file holds one `nn.Module` subclass named after the model.  Its
+The generated file holds one `nn.Module` class per `.dln` block and one for
+the model (`modgen_struct`: the blocks from the IR's `Graph.blocks`, loops of
+blocks as nn.Sequential / nn.ModuleList; `structured=False` writes every
+block inline in the model's forward, the flat module described below).  Its
 parameters and buffers carry dlc's hierarchical names, so `state_dict()` keys
 are dlc's parameter names (`layer1.0.conv1.weight`, `bn1.num_batches_tracked`):
 
