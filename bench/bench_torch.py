@@ -29,6 +29,11 @@ Fast calls get more pairs (until a cell has run `--min-cell-seconds`);
 expensive cells (a pair over `--cell-seconds` / repeat) get fewer, never
 fewer than 3.  `--quick`: 3 pairs after one warm-up pair, no minimum time.
 
+`--versus flat` measures the structured generated module (one class per
+.dln block, the default of `dlc compile --target torch`) against the flat
+one (`structured=False`: every block inline in one forward) instead of the
+hand-written module; the ratio is then structured / flat, the same cells.
+
 The ratio is generated / hand-written; the target is <= 1.05.  The load
 average before and after the run goes into the JSON: other processes on a
 small machine widen the spread (see ratio_iqr) more than they move the
@@ -63,6 +68,8 @@ MODELS = {
     "lenet5": ("specs/lenet5.dln", "LeNet5", "ce", {}),
     "resnet18": ("specs/resnet18.dln", "ResNet18", "ce", {"size": 224}),
     "transformer_encoder_layer": ("specs/transformer_encoder_layer.dln", "TransformerEncoderLayer", "mse", {"T": 128}),
+    # no hand-written peer: --versus flat only (a stack of encoder block classes)
+    "vit_b16_l4": ("specs/vit_b16.dln", None, "ce", {"layers": 4}),
 }
 
 
@@ -223,7 +230,7 @@ def bench_model(name: str, modgen, args, device, sync) -> dict:
     import dlc
     from bench.reference import torch_models
     spec, cls_name, kind, binds = MODELS[name]
-    cls = getattr(torch_models, cls_name)
+    cls = getattr(torch_models, cls_name) if cls_name else None
     row = {"model": name, "spec": spec, "loss": kind}
 
     # one generated module per batch size: the generated code may bake the
@@ -240,7 +247,12 @@ def bench_model(name: str, modgen, args, device, sync) -> dict:
     row["generated_lines"] = len(source.splitlines())
 
     def fresh(which, b):
-        m = modgen.load_module(gens[b]) if which == "gen" else cls()
+        if which == "gen":
+            m = modgen.load_module(gens[b])
+        elif args.versus == "flat":
+            m = modgen.load_module(gens[b], structured=False)
+        else:
+            m = cls()
         return load_weights(m, weights, device)
 
     # correctness, at a small batch
@@ -265,6 +277,17 @@ def bench_model(name: str, modgen, args, device, sync) -> dict:
     return row
 
 
+def cpu_model() -> str:
+    """The CPU's model name (what `lscpu | grep 'Model name'` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=21)
@@ -277,14 +300,22 @@ def main() -> None:
                     help="fast calls get more pairs, until a cell has run this long")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(ROOT / "bench/results/torch_backend.json"))
+    ap.add_argument("--versus", choices=("hand", "flat"), default="hand",
+                    help="the peer: the hand-written module, or dlc's flat generated module")
+    ap.add_argument("--out", default=None,
+                    help="default bench/results/torch_backend.json (torch_structured.json with --versus flat)")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = str(ROOT / "bench/results" / ("torch_structured.json" if args.versus == "flat"
+                                                 else "torch_backend.json"))
     if args.quick:
         args.repeat, args.warmup, args.min_cell_seconds = 3, 1, 0.0
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         ap.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    if args.versus == "hand":
+        names = [n for n in names if MODELS[n][1] is not None]
 
     import torch
     device = torch.device(args.device)
@@ -301,7 +332,8 @@ def main() -> None:
     rows = [bench_model(n, modgen, args, device, sync) for n in names]
     load_after = os.getloadavg()
 
-    print(f"{'model':<27}{'cell':<16}{'gen ms':>10}{'hand ms':>10}{'ratio':>8}{'IQR':>14}{'pairs':>7}  check")
+    peer = "flat ms" if args.versus == "flat" else "hand ms"
+    print(f"{'model':<27}{'cell':<16}{'gen ms':>10}{peer:>10}{'ratio':>8}{'IQR':>14}{'pairs':>7}  check")
     worst = 0.0
     for r in rows:
         c = r["check"]
@@ -313,9 +345,10 @@ def main() -> None:
             print(f"{r['model'] if i == 0 else '':<27}{cell:<16}{t['gen_ms']:>10.2f}{t['hand_ms']:>10.2f}"
                   f"{t['ratio']:>8.3f}{'':>2}{t['ratio_iqr'][0]:>5.2f}-{t['ratio_iqr'][1]:<5.2f}{t['pairs']:>7}  {ctext if i == 0 else ''}{flag}")
     print(f"worst ratio {worst:.3f} (target <= {TARGET}; * marks cells above it); "
-          f"torch threads {torch.get_num_threads()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+          f"torch threads {torch.get_num_threads()}, {cpu_model()}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
 
-    result = {"machine": platform.processor() or platform.machine(), "device": str(device),
+    result = {"machine": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+              "versus": args.versus, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
               "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,

@@ -513,25 +513,19 @@ def tune(file, target, model, budget, bind, tuning_db, trials_per_task, no_progr
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="TVM: package these weights (default: initialised from --seed).")
 @click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--script", is_flag=True, help="torch: check that the module compiles with torch.jit.script.")
+@click.option("--flat", is_flag=True, help="torch: one class, every block written inline in its forward.")
 @_opt_options
 @_guard
-def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no_cache, weights, seed, opt):
+def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no_cache, weights, seed, script,
+             flat, opt):
     """Generate code for a target: `--target torch` writes a PyTorch nn.Module;
     a TVM target (cpu, cuda, aarch64, ...) writes a .dlcpkg package."""
     if target == "torch":
-        from .api import load
-        from .backends.torch.modgen import generate_module
-        m = load(file, model, _parse_bind(bind), opt=opt)
-        plan = _artifact_plan(m, weights)
-        # an int8 artifact: the module of the quantized graph (integer ops), else the model's module
-        source = generate_module(m.optimized(m.symbolic_graph("eval"), "torch", bind=_parse_bind(bind))
-                                 if plan else m)
-        if output:
-            from .runtime.atomic import atomic_write
-            atomic_write(output, source.encode("utf-8"))
-        else:
-            click.echo(source, nl=False)
+        _compile_torch(file, model, bind, output, script, flat, weights, opt)
         return
+    if script or flat:
+        raise click.UsageError("--script and --flat are options of --target torch")
     import time
     from .backends.tvm.target import canonical_name, parse_options, resolve_target, short
     t0 = time.perf_counter()
@@ -572,6 +566,36 @@ def _artifact_plan(m, weights):
     q, _ = weights_for(m, weights)
     m.opt = q.opt
     return getattr(q.opt, "quant", None)
+
+
+def _compile_torch(file, model, bind, output, script: bool, flat: bool, weights=None, opt=None) -> None:
+    """`--target torch`: the module's source to `output` (or stdout); with
+    `script`, then whether torch.jit.script takes it (exit status 1 if not).
+    An int8 artifact as `weights` gives the module of the quantized graph
+    (integer ops, written flat: the passes have rewritten the blocks' layers)."""
+    from .api import load
+    from .backends.torch.modgen import generate_module, module_class_name
+    m = load(file, model, _parse_bind(bind), opt=opt)
+    plan = _artifact_plan(m, weights)
+    if plan:
+        source = generate_module(m.optimized(m.symbolic_graph("eval"), "torch", bind=_parse_bind(bind)),
+                                 structured=False)
+    else:
+        source = generate_module(m, structured=not flat)
+    cls = module_class_name(m.name)
+    if output:
+        from .runtime.atomic import atomic_write
+        atomic_write(output, source.encode("utf-8"))
+    else:
+        click.echo(source, nl=False)
+    if script:
+        from .backends.torch.modgen_script import script_check
+        why = script_check(source, cls)
+        if why is None:
+            click.echo(f"{cls}: torch.jit.script compiles it", err=True)
+        else:
+            click.echo(f"{cls}: torch.jit.script cannot compile it:\n{why}", err=True)
+            sys.exit(1)
 
 
 def _human(n: int) -> str:

@@ -84,6 +84,42 @@ class Layer:
     outputs: list["Value"] = field(default_factory=list)
 
 
+@dataclass
+class BlockCall:
+    """One application of a `.dln` block, as the frontend elaborated it: what
+    code generation needs to write the block back as a class (the torch
+    backend's one `nn.Module` class per block) without reading the frontend.
+
+    `scope` is the instance's hierarchical name (`layer1.0`): the prefix of its
+    nodes' scopes and of its parameters' names; `block` is the definition's
+    name (`BasicBlock`); `args` are the compile-time arguments it was applied
+    with, in the definition's order (defaults filled in), and `defaults` the
+    names of those that took their default; `dims` are the sizes the block's
+    declared input types bound (`C` of `x: f32[N, C, H, W]`), in binding
+    order, for those that are plain integers; `span` is the application's
+    place in the `.dln` file; `inputs` are its tensor arguments as
+    (declared name, value of the graph it was applied in), a tuple argument
+    flattened as name.0, name.1....  Compile-time values are plain Python data (ints, floats,
+    bools, strings, tuples of them); anything else (a block passed as an
+    argument) is recorded as its name in a `BlockRef`.
+    """
+
+    scope: str
+    block: str
+    args: tuple[tuple[str, Any], ...] = ()
+    defaults: frozenset = frozenset()
+    dims: tuple[tuple[str, int], ...] = ()
+    span: Span | None = None
+    inputs: tuple[tuple[str, "Value"], ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block passed as a compile-time argument (`ResLayer(BasicBlock, ...)`)."""
+
+    name: str
+
+
 class Value:
     """An SSA value.  `kind` is input, param, buffer or node (a node result)."""
 
@@ -156,6 +192,9 @@ class Graph:
     # the model's layer instances in call order (filled by the frontend); a
     # layer applied in a loop body appears once per application
     layers: list[Layer] = field(default_factory=list)
+    # the block applications in call order, outermost first (filled by the
+    # frontend; `BlockCall`); a block applied inside a scan body appears once
+    blocks: list[BlockCall] = field(default_factory=list)
 
     # building ------------------------------------------------------------
     def add_input(self, name: str, type: TensorType) -> Value:
@@ -261,5 +300,5 @@ def free_values(g: Graph) -> list[Value]:
     return out
 
 
-__all__ = ["Graph", "Layer", "Node", "Value", "ParamInfo", "Init", "Dim", "check_types",
+__all__ = ["BlockCall", "BlockRef", "Graph", "Layer", "Node", "Value", "ParamInfo", "Init", "Dim", "check_types",
            "defined_values", "free_values"]

@@ -47,7 +47,8 @@ def bind_cparams(frame, block: BlockValue, args: list, kwargs: dict, span: Span)
             if not ok:
                 raise DlcTypeError(f"{block.name}: '{p.name}' must be {p.type}, got {describe(v)}", span,
                                    f"signature: {signature(block)}")
-    return PartialBlock(block, bound)
+    return PartialBlock(block, bound, frozenset(p.name for p in params if p.name not in names[:len(args)]
+                                                and p.name not in kwargs))
 
 
 def signature(block: BlockValue) -> str:
@@ -82,6 +83,7 @@ def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
         if p.type is not None:
             unify(sub, p.type, a, p.name, span)
         sub.env[p.name] = a
+    _record_call(frame, pb, sub, inst, span, args)
     frame.ctx.stack.append(block.name)
     try:
         sub.run(d.body)
@@ -97,6 +99,43 @@ def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
     if d.returns is not None:
         unify(sub, d.returns, result, "the result", d.returns.span, what=f"{block.name} returns")
     return result
+
+
+def _record_call(frame, pb: PartialBlock, sub, inst: str, span: Span, targs: list) -> None:
+    """Note the application in the IR (`Graph.blocks`): code generation writes
+    blocks back as classes from this record, never from the frontend."""
+    from ..compiler.ir import BlockCall, BlockRef
+
+    def plain(v):
+        if isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, (tuple, list)):
+            items = tuple(plain(x) for x in v)
+            return items if all(x is not None for x in items) else None
+        if isinstance(v, (BlockValue, PartialBlock)):
+            return BlockRef(v.name)
+        return None      # a symbolic size or anything else code cannot restate
+
+    d = pb.block.defn
+    dims = []
+    for p in d.params:
+        for de in getattr(p.type, "dims", None) or ():
+            if isinstance(de, A.Name) and de.id not in pb.cargs and de.id not in dict(dims) \
+                    and isinstance(sub.env.get(de.id), int) and not isinstance(sub.env.get(de.id), bool):
+                dims.append((de.id, sub.env[de.id]))
+    args = tuple((p.name, plain(pb.cargs[p.name])) for p in d.cparams)
+    inputs = []
+
+    def tensors(name, v):
+        if is_tensor(v):
+            inputs.append((name, v))
+        elif isinstance(v, (tuple, list)):
+            for i, x in enumerate(v):
+                tensors(f"{name}.{i}", x)
+    for p, a in zip(d.params, targs):
+        tensors(p.name, a)
+    frame.ctx.root.blocks.append(BlockCall(inst, pb.block.name, args, pb.defaulted, tuple(dims), span,
+                                           tuple(inputs)))
 
 
 def unify(frame, texpr, value, pname: str, span: Span, what: str | None = None):

@@ -48,6 +48,7 @@ class PartialBlock:
 
     block: BlockValue
     cargs: dict[str, Any]
+    defaulted: frozenset = frozenset()    # the cargs that took their declared default
 
     @property
     def name(self) -> str:

@@ -4,7 +4,10 @@
     net = load_module(dlc.load("specs/resnet18.dln"))       # an instance of the generated class
     net.load_state_dict(weights, strict=True)                # dlc's names, no renaming
 
-The generated file holds one `nn.Module` subclass named after the model.  Its
+The generated file holds one `nn.Module` class per `.dln` block and one for
+the model (`modgen_struct`: the blocks from the IR's `Graph.blocks`, loops of
+blocks as nn.Sequential / nn.ModuleList; `structured=False` writes every
+block inline in the model's forward, the flat module described below).  Its
 parameters and buffers carry dlc's hierarchical names, so `state_dict()` keys
 are dlc's parameter names (`layer1.0.conv1.weight`, `bn1.num_batches_tracked`):
 
@@ -41,11 +44,14 @@ from itertools import count
 
 from ...compiler.ir import Graph
 from ...errors import DlcError
+from .funcgen import _comment_text
+from .modgen_fit import FitError
 from .modgen_forward import _ForwardGen
 from .modgen_init import _init_statements, _owned_layers
 from .modgen_layers import _plan_layers
 from .modgen_names import MHA_CLASS, SCOPE_CLASS, _Paths, module_class_name  # noqa: F401 - re-exported
 from .modgen_source import _class_source, _file_source
+from .modgen_struct import structure
 
 __all__ = ["generate_module", "load_module", "module_class_name", "module_graph_of"]
 
@@ -66,13 +72,47 @@ def module_graph_of(model) -> Graph:
 
 
 
-def _generate(model) -> tuple[str, str]:
+def _generate(model, structured: bool = True) -> tuple[str, str]:
     """The generated file's source and its class's name."""
+    src, cls = _generate_source(model, structured)
+    return _short_paths(src), cls
+
+
+def _short_paths(src: str) -> str:
+    """`.dln` paths under the working directory in comments as relative paths
+    (an imported file's spans carry its absolute path)."""
+    import os
+    cwd = os.getcwd().rstrip("/") + "/"
+    return re.sub(r"(?<=[#@] )" + re.escape(cwd), "", src) if len(cwd) > 1 else src
+
+
+def _generate_source(model, structured: bool) -> tuple[str, str]:
     g = module_graph_of(model)
     cls = module_class_name(g.name)
+    if structured and g.blocks:
+        try:
+            return _generate_structured(g, cls), cls
+        except (FitError, ValueError) as e:
+            # the flat module is always expressible: it is the fallback for the whole model
+            return _generate_flat(g, cls, [f"written out flat: {e}"]), cls
+    return _generate_flat(g, cls, []), cls
+
+
+def _generate_structured(g: Graph, cls: str) -> str:
+    """One class per block (`modgen_struct`), then the model's class."""
+    st, top = structure(g, cls)
+    notes = [f"# {_comment_text(n, 200)}" for n in st.notes]
+    cls_src = _class_source(g, cls, top.base, notes + top.init, top.forward)
+    return _file_source(g, "\n\n\n".join(c.rstrip("\n") for c in st.classes + [cls_src]) + "\n",
+                        st.uses_scope or top.uses_scope, st.training_child or top.training_child, st.mha or top.mha)
+
+
+def _generate_flat(g: Graph, cls: str, notes: list[str]) -> str:
+    """The model as one class, every block inlined."""
     paths = _Paths()
     plans, owner = _owned_layers(g, _plan_layers(g))
     init, param_src = _init_statements(g, paths, owner)
+    init = [f"# {_comment_text(n, 200)}" for n in notes] + init
 
     # dimensions no input reveals fall back to the model's example sizes
     dims = {k: v for k, v in g.dims.items() if isinstance(v, int)}
@@ -85,27 +125,28 @@ def _generate(model) -> tuple[str, str]:
     uses_scope = paths.indexed_root or any(f"{SCOPE_CLASS}()" in ln for ln in init)
     base = SCOPE_CLASS if paths.indexed_root else "nn.Module"
     cls_src = _class_source(g, cls, base, init, forward)
-    src = _file_source(g, cls_src, uses_scope, paths.training_child, any(p.needs_mha for p in plans))
-    return src, cls
+    return _file_source(g, cls_src, uses_scope, paths.training_child, any(p.needs_mha for p in plans))
 
 
-def generate_module(model) -> str:
+def generate_module(model, structured: bool = True) -> str:
     """Python source of a self-contained module defining the model's `nn.Module`.
 
-    `model` is a `Graph` (with its layer table) or a `dlc.Model`."""
-    return _generate(model)[0]
+    `model` is a `Graph` (with its layer table) or a `dlc.Model`.  `structured`:
+    one class per `.dln` block (`modgen_struct`); False writes every block
+    inline in the model's forward (the flat module)."""
+    return _generate(model, structured)[0]
 
 
 _loaded = count()
 
 
-def load_module(model, dtype: str | None = None):
+def load_module(model, dtype: str | None = None, structured: bool = True):
     """Execute the generated source in a fresh namespace; returns a new instance.
 
     `dtype="float64"` runs the float model in double precision (as `Model.run`
     does): the float32 constants the code creates become float64 and the
     parameters are converted."""
-    src, cls = _generate(model)
+    src, cls = _generate(model, structured)
     if dtype not in (None, "float32", "f32"):
         if dtype not in ("float64", "f64"):
             raise DlcError(f"unsupported dtype {dtype!r} for the torch backend", hint="float32 or float64")

@@ -41,6 +41,7 @@ class _ForwardGen(_Gen):
         self.bound_names = {sanitize(v.name) for sub in _graphs(graph) for n in sub.nodes
                             for v in n.outputs if v.name}
         self.block: dict[str, str] = {}     # indent -> the block scope last commented there
+        self.group_comments = True          # `# layer1.0` where the scope changes (the flat module)
         # batch norms written with F.batch_norm count their batches themselves
         # (`if self.training: ...num_batches_tracked.add_(1)`), not with the IR's add
         self.counters: dict[str, str] = {}
@@ -92,7 +93,9 @@ class _ForwardGen(_Gen):
             out.append(f"{indent}# {_comment_text(grp)}")
 
     # the method ----------------------------------------------------------------
-    def generate_forward(self) -> str:
+    def generate_forward(self, free: bool = True) -> str:
+        """The method's source; `free`: with `del` after each intermediate's last use
+        (the flat module's memory behaviour; a block class's locals die on return)."""
         g = self.graph
         args = [self.define(v, "input") for v in g.inputs]
         for p in g.params:
@@ -111,21 +114,25 @@ class _ForwardGen(_Gen):
         sig = ", ".join(["self"] + args)
         lines = [f"def forward({sig}):"]
         lines += ["    " + ln if ln else "" for ln in "\n".join(body).split("\n")]
-        return free_dead(_tidy("\n".join(lines) + "\n"))
+        src = _tidy("\n".join(lines) + "\n")
+        return free_dead(src) if free else src
 
     def _emit_nodes(self, g, out: list, indent: str) -> None:
         for node in g.nodes:
             if id(node) in self.skip:
                 continue
-            self._comment_block(node, out, indent)
             plan = self.anchor.get(id(node))
+            if self.group_comments and (plan is None or not plan.block):
+                self._comment_block(node, out, indent)
+            else:
+                self.block[indent] = None
             if id(node) in self.attention:
                 y = self.define(node.outputs[0], "attention")
                 out.append(indent + attention_source(self, self.attention[id(node)], y) + _location(node))
             elif plan is not None:
                 mod = self.paths.expr(plan.name)
                 stmts = plan.call(self, mod)
-                stmts[0] += _location(node)
+                stmts[-1 if plan.block else 0] += _span_location(plan.record.span) if plan.block else _location(node)
                 out += [indent + s for s in stmts]
                 for n in plan.nodes:
                     self.inplace.made(n)
@@ -174,6 +181,10 @@ class _ForwardGen(_Gen):
         for o, src in zip(node.outputs[1:], (rm, rv)):
             self.names[o.id] = self.name_of(src) if src is not None else "None"
         return lines
+
+
+def _span_location(span) -> str:
+    return "" if span is None else f"  # {_comment_text(span.file)}:{int(span.line)}"
 
 
 def _calls_self(expr) -> bool:

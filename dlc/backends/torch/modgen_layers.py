@@ -22,6 +22,7 @@ class _Layer:
     call: object                       # call(gen, module_expr) -> source lines (list[str])
     outputs: list = field(default_factory=list)   # values the call defines
     needs_mha: bool = False
+    block: bool = False                # a call of a block instance (modgen_struct): located at the call
 
     @property
     def name(self) -> str:
