@@ -27,7 +27,8 @@ def bench(file, *, model=None, backend="tvm", target="cpu", arch=None, target_op
         res["opt_level"] = m.opt.level
         inputs = m.random_inputs(seed, bind)
         weights = m.init_weights(seed)
-        module_graph = m.module_graph() if b.uses_module_graph else None
+        # --precision times the autocast graph itself (the module graph knows no precision)
+        module_graph = m.module_graph() if b.uses_module_graph and m.opt.precision == "fp32" else None
         g = m.optimized(m.symbolic_graph("eval"), backend, target, bind)
         times, info = b.bench(g, inputs, weights, repeat=repeat, warmup=warmup, seed=seed,
                               module_graph=module_graph, target=target, arch=arch, target_opts=target_opts, rpc_addr=rpc_addr, bind=bind)

@@ -26,6 +26,7 @@ ORDER = [
     "dce",                # dead code
     "fold_batchnorm",     # eval batch norm into the preceding conv/dense
     "fold_affine",        # a per-channel scale/shift into the next conv, where exact
+    "autocast",           # --precision bf16|fp16: low-precision convs/matmuls, fp32 statistics
     "layout",             # NCHW -> NHWC where the target wants it
     "attention",          # QK^T, scale, mask, softmax, .V -> one attention op
     "fuse_optimizer",     # one fused update per parameter

@@ -27,6 +27,7 @@ from ...errors import DlcError, Span
 from ..ir import Graph, Node
 
 LEVELS = (0, 1, 2, 3)
+PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_LEVEL = 2
 
 
@@ -52,6 +53,7 @@ class PassContext:
     stats: dict = field(default_factory=dict)
     node: Node | None = None
     current: str = ""
+    precision: str = "fp32"          # PipelineOptions.precision: what `autocast` narrows to
 
     def count(self, what: str, n: int = 1) -> None:
         key = f"{self.current}.{what}" if self.current else what
@@ -65,16 +67,18 @@ class PassDef:
     level: int
     summary: str
     modes: tuple[str, ...] = ("eval", "train")
+    # an option-driven pass (autocast, quantize): runs exactly when when(opts) holds, at any level
+    when: Callable[["PipelineOptions"], bool] | None = None
 
 
 PASSES: dict[str, PassDef] = {}
 
 
-def register_pass(name: str, *, level: int, summary: str, modes=("eval", "train")):
+def register_pass(name: str, *, level: int, summary: str, modes=("eval", "train"), when=None):
     def deco(fn):
         if name in PASSES:
             raise RuntimeError(f"pass {name} registered twice")
-        PASSES[name] = PassDef(name, fn, level, summary, tuple(modes))
+        PASSES[name] = PassDef(name, fn, level, summary, tuple(modes), when)
         return fn
     return deco
 
@@ -94,10 +98,13 @@ class PipelineOptions:
     level: int = DEFAULT_LEVEL
     passes: tuple[str, ...] | None = None      # exactly these (pipeline order)
     disable: tuple[str, ...] = ()
+    precision: str = "fp32"                    # --precision: fp32, bf16 or fp16 (the autocast pass)
 
     def __post_init__(self):
         if self.level not in LEVELS:
             raise DlcError(f"unknown optimisation level -O{self.level}", hint="use -O0, -O1, -O2 or -O3")
+        if self.precision not in PRECISIONS:
+            raise DlcError(f"unknown precision '{self.precision}'", hint="use --precision fp32, bf16 or fp16")
         for name in tuple(self.passes or ()) + tuple(self.disable):
             check_pass_name(name)
 
@@ -114,6 +121,7 @@ def selected_passes(opts: PipelineOptions, mode: str) -> list[PassDef]:
         chosen = [n for n in PIPELINE if n in opts.passes]
     else:
         chosen = [n for n in PIPELINE if PASSES[n].level <= opts.level]
+    chosen = [n for n in PIPELINE if (PASSES[n].when(opts) if PASSES[n].when is not None else n in chosen)]
     return [PASSES[n] for n in chosen if n not in opts.disable and mode in PASSES[n].modes]
 
 
@@ -132,7 +140,8 @@ def run_pipeline(g: Graph, opts: PipelineOptions | None = None, *, backend: str 
     from ..verify import VerifyError, verify as verify_ir
     opts = opts or PipelineOptions()
     verify = _verify_by_default() if verify is None else verify
-    ctx = PassContext(backend=backend, target=target, level=opts.level, dims=dict(dims or {}))
+    ctx = PassContext(backend=backend, target=target, level=opts.level, dims=dict(dims or {}),
+                      precision=opts.precision)
     records = []
     if stop_after is not None:
         check_pass_name(stop_after)
