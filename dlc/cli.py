@@ -110,18 +110,21 @@ def _opt_options(fn):
                   help="Optimisation level: -O0 none, -O1 simplify, -O2 fold and fuse, -O3 everything.")
     @click.option("--passes", "passes", metavar="P1,P2", help="Run exactly these passes (pipeline order).")
     @click.option("--disable-pass", "disable", multiple=True, metavar="PASS", help="Skip this pass (repeatable).")
+    @click.option("--precision", "precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+                  show_default=True, help="Mixed precision: convs/matmuls in bf16 or fp16, statistics in fp32 "
+                  "(the autocast pass; docs/precision.md).")
     @wraps(fn)
-    def inner(*args, opt_level, passes, disable, **kwargs):
+    def inner(*args, opt_level, passes, disable, precision, **kwargs):
         # under _guard: an unknown pass name is reported like any DlcError
-        return _guard(lambda: fn(*args, opt=_pipeline_options(opt_level, passes, disable), **kwargs))()
+        return _guard(lambda: fn(*args, opt=_pipeline_options(opt_level, passes, disable, precision), **kwargs))()
     return inner
 
 
-def _pipeline_options(level, passes, disable):
+def _pipeline_options(level, passes, disable, precision="fp32"):
     from .compiler.passes import PipelineOptions
     names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     dis = tuple(d.strip() for item in disable for d in item.split(",") if d.strip())
-    return PipelineOptions(level=level, passes=names, disable=dis)
+    return PipelineOptions(level=level, passes=names, disable=dis, precision=precision)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
