@@ -60,7 +60,8 @@ def op_policy(name: str) -> str:
     return "follow"
 
 
-@register_pass("autocast", level=0, when=lambda opts: opts.precision != "fp32",
+# level 1: selected from -O1 on like every pass (a no-op in fp32); `when` runs it at -O0 too
+@register_pass("autocast", level=1, when=lambda opts: opts.precision != "fp32",
                summary="mixed precision (--precision bf16|fp16): torch.autocast's op policy")
 def autocast(g: Graph, ctx: PassContext) -> None:
     low = PRECISIONS[ctx.precision]

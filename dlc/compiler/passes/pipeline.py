@@ -67,7 +67,7 @@ class PassDef:
     level: int
     summary: str
     modes: tuple[str, ...] = ("eval", "train")
-    # an option-driven pass (autocast, quantize): runs exactly when when(opts) holds, at any level
+    # an option-driven pass (autocast): also runs, at any level, whenever when(opts) holds
     when: Callable[["PipelineOptions"], bool] | None = None
 
 
@@ -121,7 +121,7 @@ def selected_passes(opts: PipelineOptions, mode: str) -> list[PassDef]:
         chosen = [n for n in PIPELINE if n in opts.passes]
     else:
         chosen = [n for n in PIPELINE if PASSES[n].level <= opts.level]
-    chosen = [n for n in PIPELINE if (PASSES[n].when(opts) if PASSES[n].when is not None else n in chosen)]
+    chosen = [n for n in PIPELINE if n in chosen or (PASSES[n].when is not None and PASSES[n].when(opts))]
     return [PASSES[n] for n in chosen if n not in opts.disable and mode in PASSES[n].modes]
 
 
