@@ -53,6 +53,10 @@ class GradScaler:
             self.growth_tracker = 0
 
 
+# the scaler a training run starts with (tests swap it for a short growth interval)
+new_scaler = GradScaler
+
+
 class _ScaledExecutable:
     """The compiled step graph with the scale fed in and the overflow read out."""
 
@@ -108,6 +112,6 @@ def train_step(backend, plan, precision: str, scaler: GradScaler | None = None) 
     state = plan.optimizer_state if plan.optimizer_state is not None else fresh_optimizer_state(plan, prog.params)
     exe = backend.compile(prog.graph, bind=plan.bind)
     if precision == "fp16" and scaler is None:
-        scaler = GradScaler()
+        scaler = new_scaler()
     return MixedPrecisionStep(exe, prog.graph, plan.weights, state, precision,
                               scaler if precision == "fp16" else None)
