@@ -37,6 +37,7 @@ def _f32(v: Value | None) -> Value | None:
 
 def lower_widened(low, fn, node: Node, args: list, env: dict) -> list:
     from tvm import relax
+
     from .lowering_elementwise import round_bf16
     shadow = Node(node.op, [_f32(v) for v in node.inputs], node.attrs, node.span, node.scope, node.body)
     shadow.outputs = [Value(v.type.with_dtype(DType.f32) if v.type.dtype in _LOW else v.type, "", "node",

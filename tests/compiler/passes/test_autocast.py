@@ -65,7 +65,7 @@ def test_resnet18_eval_convs_low_batchnorm_fp32_outputs_fp32(precision):
 
 def test_train_step_backward_low_master_weights_and_loss_fp32():
     m = dlc.load("specs/digits_cnn.dln").optimize(level=0, precision="bf16")
-    g, first_backward = m.grad_graph("train")
+    g, _ = m.grad_graph("train")
     g = m.optimized(g, "numpy")
     _check_policy(g, DType.bf16)
     backward_convs = [n for n in g.nodes if n.op.name in ("conv2d", "conv_transpose2d")
