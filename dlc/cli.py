@@ -268,6 +268,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         raise DlcError(f"--expect-sha256 pins a compiled .dlcpkg package; {file} is a spec",
                        hint="drop --expect-sha256, or run the package: dlc run model.dlcpkg --expect-sha256 HEX")
     if _is_package(file):
+        _precision_fixed(opt, f"{file} is compiled", "compile it with --precision instead")
         from .runtime.package import load as load_package
         pkg = load_package(file, device, expect_sha256)
         if weights:
@@ -329,6 +330,12 @@ def _check_train_binds(file, bind) -> None:
         if k not in known:
             raise DlcError(f"--bind {k}: no model in {file} has a dimension or constant named '{k}'",
                            hint="names: " + (", ".join(sorted(known)) or "none"))
+
+
+def _precision_fixed(opt, why: str, hint: str) -> None:
+    """--precision where it cannot take effect: an error, not an fp32 run."""
+    if opt is not None and opt.precision != "fp32":
+        raise DlcError(f"--precision {opt.precision} cannot apply here: {why}", hint=hint)
 
 
 def _is_package(file) -> bool:
@@ -452,6 +459,8 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
     """Generate code for a target: `--target torch` writes a PyTorch nn.Module;
     a TVM target (cpu, cuda, aarch64, ...) writes a .dlcpkg package."""
     if target == "torch":
+        _precision_fixed(opt, "--target torch writes the fp32 nn.Module",
+                         "wrap its forward in torch.autocast, or run: dlc run --backend torch --precision ...")
         from .api import load
         from .backends.torch.modgen import generate_module
         source = generate_module(load(file, model, _parse_bind(bind)))
@@ -538,6 +547,8 @@ def targets(as_json):
 def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, as_json, opt):
     """Median latency of one forward pass after warm-up (.dln or .dlcpkg)."""
     from .bench import bench as run_bench
+    if _is_package(file):
+        _precision_fixed(opt, f"{file} is compiled", "compile it with --precision instead")
     res = run_bench(file, model=model, backend=backend, target=target, arch=arch, target_opts=target_opts,
                         bind=_parse_bind(bind), repeat=repeat, warmup=warmup, seed=seed, rpc_addr=rpc_addr,
                         is_package=_is_package(file), opt=opt)

@@ -142,3 +142,14 @@ def test_digits_cnn_bf16_and_fp16_reach_fp32_accuracy_within_half_a_point(tmp_pa
     acc = {p: _accuracy("specs/digits_cnn.dln", p, "torch", None, tmp_path) for p in ("fp32", "bf16", "fp16")}
     assert acc["fp32"] > 0.97
     assert abs(acc["bf16"] - acc["fp32"]) <= 0.005 and abs(acc["fp16"] - acc["fp32"]) <= 0.005, acc
+
+
+def test_precision_where_it_cannot_apply_is_a_clear_error(tmp_path):
+    from dlc.cli import main
+    r = CliRunner().invoke(main, ["compile", "specs/mlp.dln", "--target", "torch", "--precision", "fp16"])
+    assert r.exit_code != 0 and "--precision fp16 cannot apply here: --target torch" in r.output
+    assert "Traceback" not in r.output
+    pkg = tmp_path / "mlp.dlcpkg"
+    pkg.write_bytes(b"not read: the option is refused first")
+    r = CliRunner().invoke(main, ["run", str(pkg), "--precision", "bf16"])
+    assert r.exit_code != 0 and "is compiled" in r.output and "Traceback" not in r.output
