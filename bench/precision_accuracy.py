@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlc.compiler.passes import PipelineOptions  # noqa: E402
-from dlc.trainer import train  # noqa: E402
+from dlc.compiler.passes import PipelineOptions
+from dlc.trainer import train
 
 
 def main(spec: str, backend: str, epochs: int | None = None) -> None:

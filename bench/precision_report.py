@@ -42,32 +42,32 @@ def main():
     text = "\n".join([
         "# Mixed precision: measured figures",
         "",
-        f"CPU: {data['cpu']} (`lscpu`: AMD EPYC, 2 vCPUs, flags include avx512_bf16 and avx512_vnni), "
+        (f"CPU: {data['cpu']} (`lscpu`: AMD EPYC, 2 vCPUs, flags include avx512_bf16 and avx512_vnni), "
         f"{data['cores']} cores, TVM_NUM_THREADS={data['cores']}. Run {data['date']} UTC on a machine shared by "
         f"eight engineers: load average {data['loadavg_before'][0]:.1f} at the start, "
         f"{data.get('loadavg_after', data['loadavg_before'])[0]:.1f} at the end (2 cores), so every absolute time "
-        "is inflated many times over and even same-process ratios carry noise of tens of percent.",
+        "is inflated many times over and even same-process ratios carry noise of tens of percent."),
         "",
         "## TVM cpu inference, bf16 against fp32",
         "",
-        "`python bench/bench_precision.py --precisions bf16 --repeat 6` (each row: fp32 and bf16 compiled at -O2 in "
-        "one process, medians of 6 calls after warm-up, blocks in 3 rounds; ratio > 1: bf16 faster).",
+        ("`python bench/bench_precision.py --precisions bf16 --repeat 6` (each row: fp32 and bf16 compiled at -O2 in "
+        "one process, medians of 6 calls after warm-up, blocks in 3 rounds; ratio > 1: bf16 faster)."),
         "",
         *speed_table(data),
         "",
-        "dlc's TVM bf16 is an emulation (each bf16 node is its fp32 twin rounded once, `dlc/backends/tvm/lowp.py`): "
+        ("dlc's TVM bf16 is an emulation (each bf16 node is its fp32 twin rounded once, `dlc/backends/tvm/lowp.py`): "
         "the kernels compute in fp32 and do not use `vdpbf16ps`, so no speedup is expected and the issue's "
         "target (>= 1.3x on resnet50 and bert_base at batch 32) is NOT met. A likely (unverified) reading: on "
         "the CNNs the extra rounding is cheap next to the convolutions, while bert_base's many elementwise, "
         "softmax and layer-norm boundaries each add a rounding or cast kernel. Rows absent from the table were "
-        "not run (see docs/precision.md).",
+        "not run (see docs/precision.md)."),
         "",
         "## Training accuracy on digits (held-out split, 360 images)",
         "",
-        "`python bench/precision_accuracy.py specs/<model>.dln <backend>` (recorded in "
+        ("`python bench/precision_accuracy.py specs/<model>.dln <backend>` (recorded in "
         "`bench/results/precision_accuracy_<model>.jsonl`): "
         "`dlc.trainer.train(spec, backend=B, grad='symbolic', opt=PipelineOptions(precision=P))` with the train "
-        "section's settings (mlp: 20 epochs on numpy; digits_cnn: 30 epochs on torch), seed 0.",
+        "section's settings (mlp: 20 epochs on numpy; digits_cnn: 30 epochs on torch), seed 0."),
         "",
         *accuracy_table(),
         "",
