@@ -92,10 +92,14 @@ class Interpreter:
         return attrs
 
     def run_node(self, node: Node, env: dict):
-        if is_low(node):       # bf16/fp16: the fp32 kernel on widened operands, one rounding
-            return narrow(node, self._run_node(node, {**env, **{v.id: a for v, a in zip(
-                node.inputs, widen([env[v.id] if v is not None else None for v in node.inputs])) if v is not None}}))
-        return self._run_node(node, env)
+        if not is_low(node):
+            return self._run_node(node, env)
+        # bf16/fp16 (--precision): the fp32 kernel on the operands widened to fp32, its results rounded once
+        wide = dict(env)
+        for v in node.inputs:
+            if v is not None:
+                wide[v.id] = widen([env[v.id]])[0]
+        return narrow(node, self._run_node(node, wide))
 
     def _run_node(self, node: Node, env: dict):
         args = [env[v.id] if v is not None else None for v in node.inputs]
