@@ -78,7 +78,7 @@ class Model:
         return g
 
     # optimisation ----------------------------------------------------------
-    def optimize(self, level: int = 2, passes=None, disable=()) -> "Model":
+    def optimize(self, level: int = 2, passes=None, disable=(), precision: str = "fp32") -> "Model":
         """This model with another optimisation pipeline (`-O<level>`,
         `--passes`, `--disable-pass`); every run, gradient, compile and bench
         of the returned model goes through it.  An unknown pass name is a
@@ -93,7 +93,7 @@ class Model:
         from .compiler.passes import PipelineOptions
         m = copy.copy(self)
         m.opt = PipelineOptions(level=level, passes=None if passes is None else tuple(passes),
-                                disable=tuple(disable))
+                                disable=tuple(disable), precision=precision)
         m.pass_records = []
         return m
 
@@ -322,8 +322,8 @@ class Model:
             # one value per channel: the same located error on every backend
             from .compiler.ops.norm import check_batch_statistics
             check_batch_statistics(g, inputs=inputs)
-        # an int8 model runs its quantized graph: the module graph is the float model
-        module_graph = self.module_graph() if runner.uses_module_graph and self.opt.quant is None else None
+        # an int8 or --precision model runs its own graph: the module graph is the fp32 float model
+        module_graph = self.module_graph() if runner.uses_module_graph and self.opt.quant is None and self.opt.precision == "fp32" else None
         g = self.optimized(g, backend, bind=bind)
         return runner.run(g, inputs, weights, seed=seed, mode=mode, dtype=dtype, bind=bind,
                           module_graph=module_graph)

@@ -33,8 +33,8 @@ def bench(file, *, model=None, backend="tvm", target="cpu", arch=None, target_op
             res["int8"] = getattr(m.opt, "quant", None) is not None
         else:
             weights = m.init_weights(seed)
-        # an int8 model runs its quantized graph: the module graph is the float model
-        module_graph = m.module_graph() if b.uses_module_graph and m.opt.quant is None else None
+        # an int8 or --precision model runs its own graph: the module graph is the fp32 float model
+        module_graph = m.module_graph() if b.uses_module_graph and m.opt.quant is None and m.opt.precision == "fp32" else None
         g = m.optimized(m.symbolic_graph("eval"), backend, target, bind)
         times, info = b.bench(g, inputs, weights, repeat=repeat, warmup=warmup, seed=seed,
                               module_graph=module_graph, target=target, arch=arch, target_opts=target_opts, rpc_addr=rpc_addr, bind=bind)

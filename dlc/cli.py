@@ -133,18 +133,21 @@ def _opt_options(fn):
                   help="Optimisation level: -O0 none, -O1 simplify, -O2 fold and fuse, -O3 everything.")
     @click.option("--passes", "passes", metavar="P1,P2", help="Run exactly these passes (pipeline order).")
     @click.option("--disable-pass", "disable", multiple=True, metavar="PASS", help="Skip this pass (repeatable).")
+    @click.option("--precision", "precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+                  show_default=True, help="Mixed precision: convs/matmuls in bf16 or fp16, statistics in fp32 "
+                  "(the autocast pass; docs/precision.md).")
     @wraps(fn)
-    def inner(*args, opt_level, passes, disable, **kwargs):
+    def inner(*args, opt_level, passes, disable, precision, **kwargs):
         # under _guard: an unknown pass name is reported like any DlcError
-        return _guard(lambda: fn(*args, opt=_pipeline_options(opt_level, passes, disable), **kwargs))()
+        return _guard(lambda: fn(*args, opt=_pipeline_options(opt_level, passes, disable, precision), **kwargs))()
     return inner
 
 
-def _pipeline_options(level, passes, disable):
+def _pipeline_options(level, passes, disable, precision="fp32"):
     from .compiler.passes import PipelineOptions
     names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     dis = tuple(d.strip() for item in disable for d in item.split(",") if d.strip())
-    return PipelineOptions(level=level, passes=names, disable=dis)
+    return PipelineOptions(level=level, passes=names, disable=dis, precision=precision)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -291,6 +294,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
         raise DlcError(f"--expect-sha256 pins a compiled .dlcpkg package; {file} is a spec",
                        hint="drop --expect-sha256, or run the package: dlc run model.dlcpkg --expect-sha256 HEX")
     if _is_package(file):
+        _precision_fixed(opt, f"{file} is compiled", "compile it with --precision instead")
         from .runtime.package import load as load_package
         pkg = load_package(file, device, expect_sha256)
         if weights:
@@ -383,6 +387,12 @@ def _check_train_binds(file, bind) -> None:
         if k not in known:
             raise DlcError(f"--bind {k}: no model in {file} has a dimension or constant named '{k}'",
                            hint="names: " + (", ".join(sorted(known)) or "none"))
+
+
+def _precision_fixed(opt, why: str, hint: str) -> None:
+    """--precision where it cannot take effect: an error, not an fp32 run."""
+    if opt is not None and opt.precision != "fp32":
+        raise DlcError(f"--precision {opt.precision} cannot apply here: {why}", hint=hint)
 
 
 def _is_package(file) -> bool:
@@ -522,6 +532,8 @@ def compile_(file, target, model, bind, output, arch, target_opts, tuning_db, no
     """Generate code for a target: `--target torch` writes a PyTorch nn.Module;
     a TVM target (cpu, cuda, aarch64, ...) writes a .dlcpkg package."""
     if target == "torch":
+        _precision_fixed(opt, "--target torch writes the fp32 nn.Module",
+                         "wrap its forward in torch.autocast, or run: dlc run --backend torch --precision ...")
         _compile_torch(file, model, bind, output, script, flat, weights, opt)
         return
     if script or flat:
@@ -650,6 +662,8 @@ def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup,
           opt):
     """Median latency of one forward pass after warm-up (.dln or .dlcpkg)."""
     from .bench import bench as run_bench
+    if _is_package(file):
+        _precision_fixed(opt, f"{file} is compiled", "compile it with --precision instead")
     res = run_bench(file, model=model, backend=backend, target=target, arch=arch, target_opts=target_opts,
                         bind=_parse_bind(bind), repeat=repeat, warmup=warmup, seed=seed, rpc_addr=rpc_addr,
                         is_package=_is_package(file), opt=opt, weights=weights)

@@ -72,7 +72,9 @@ def train(path, *, model: str | None = None, data: str | None = None, data_path:
     from .frontend.modules import clear_cache
     clear_cache()     # train the spec as it is on disk now, the text its checkpoints' hash is taken from
     b = get_backend(backend)
-    grad = grad or b.grads[0]
+    precision = getattr(opt, "precision", "fp32")
+    # --precision trains dlc's symbolic step graph (through the autocast pass)
+    grad = grad or ("symbolic" if precision != "fp32" and "symbolic" in b.grads else b.grads[0])
     if grad not in b.grads:
         raise DlcValueError(f"the {backend} backend trains with {' or '.join(b.grads)} gradients, not {grad}",
                             None, "drop --grad (or use --backend torch for autograd)")
@@ -179,8 +181,14 @@ def _setup(job: dict, rank: int):
                                states if start.optimizer_state is None else start.optimizer_state)
         return run, step, None, start
     start, plan = _step_plan(run, mod, eval_g, job.get("world", 1))
+    precision = getattr(job.get("opt"), "precision", "fp32")
+    if precision != "fp32":
+        from .mixed_precision import train_step
+        step = train_step(b, plan, precision)
+    else:
+        step = b.train_step(plan)
     from .prune import masked_step, masks_for_job
-    step = masked_step(b.train_step(plan), masks_for_job(job, s))    # pruned weights stay zero (dlc prune)
+    step = masked_step(step, masks_for_job(job, s))    # pruned weights stay zero (dlc prune)
     from .compiler.passes import run_pipeline
     run_pipeline(eval_g, job.get("opt"), backend=job["backend"], dims=bind)
     return run, step, b.compile(eval_g, bind=bind), start
@@ -358,7 +366,8 @@ def _epoch(run: _Run, step, sched, epoch: int, global_step: int, bar) -> tuple[d
                             f"batch {s.batch} with drop_last", s.span, "lower the batch size or drop drop_last")
     if parts:
         return {k: v / seen for k, v in parts.items()}, global_step
-    return {"train_loss": losses / seen, "lr": sched.first(cur_lr)}, global_step
+    extra = step.epoch_metrics() if hasattr(step, "epoch_metrics") else {}    # --precision: loss scale, skips
+    return {"train_loss": losses / seen, "lr": sched.first(cur_lr), **extra}, global_step
 
 
 def _check_finite(run: _Run, step, loss: float, epoch: int, i: int) -> None:

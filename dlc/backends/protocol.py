@@ -57,6 +57,7 @@ class StepPlan:
     world: int = 1
     opt: Any = None                        # compiler.passes.PipelineOptions (None: the default, -O2)
     backend: str = "numpy"                 # the backend the step graph is optimised for
+    loss_scaling: bool = False             # fp16: dynamic loss scaling in the step graph (dlc.mixed_precision)
 
     @property
     def optimizer(self) -> str:
@@ -71,7 +72,7 @@ class StepPlan:
         loss, backward and optimizer update as one graph."""
         from ..compiler.passes import run_pipeline
         from ..compiler.training import build_train_step
-        prog = build_train_step(self.model_graph(), self.spec)
+        prog = build_train_step(self.model_graph(), self.spec, loss_scaling=self.loss_scaling)
         run_pipeline(prog.graph, self.opt, backend=self.backend, dims=self.bind)
         return prog
 

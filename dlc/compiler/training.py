@@ -76,10 +76,12 @@ def build_loss(model: Graph, loss: Graph) -> tuple[Graph, Value, Value | None]:
     return model, value, label
 
 
-def build_train_step(model: Graph, settings: TrainSpec) -> TrainStep:
+def build_train_step(model: Graph, settings: TrainSpec, loss_scaling: bool = False) -> TrainStep:
     """The training step of `model` (its graph in train mode, extended in
     place) under `settings`: loss, penalties, gradients, clipping and the
-    optimizer update."""
+    optimizer update.  `loss_scaling`: dynamic loss scaling for fp16
+    (`compiler.loss_scale`: a `loss_scale` input, a skipped non-finite step)."""
+    from . import loss_scale as ls
     from .optim import make_optimizer
     if settings.loss is None:
         raise DlcError("this train section has no single loss (it declares steps)", settings.span)
@@ -100,9 +102,12 @@ def build_train_step(model: Graph, settings: TrainSpec) -> TrainStep:
         if settings.l1 and p.name.endswith("weight"):
             pen = b.op("sum", b.op("abs", p), axis=None, keepdims=False)
             total = b.op("add", total, b.op("mul", pen, b.const(settings.l1, p.type.dtype)))
-    grads = grad(g, total, params, settings.span)
+    scale = ls.scale_input(g) if loss_scaling else None
+    grads = grad(g, total if scale is None else b.op("mul", total, scale), params, settings.span)
     grads = [gr if gr is not None else b.op("full", shape=p.type.shape, value=0.0, dtype=p.type.dtype.numpy_name)
              for gr, p in zip(grads, params)]
+    if scale is not None:
+        grads, nonfinite = ls.unscale(b, grads, scale)
     if settings.clip_grad_value is not None:
         c = settings.clip_grad_value
         grads = [b.op("maximum", b.op("minimum", gr, b.const(c, gr.type.dtype)), b.const(-c, gr.type.dtype))
@@ -143,6 +148,8 @@ def build_train_step(model: Graph, settings: TrainSpec) -> TrainStep:
         for sname, v in new_state.items():
             outs.append(v)
             names.append(f"state:{sname}.{p.name}")
+    if scale is not None:
+        ls.skip_if_nonfinite(g, b, nonfinite, outs, names)
     g.outputs, g.output_names = outs, names
     # VJP rules build cotangents for every operand; drop those nothing uses
     # (e.g. the gradient with respect to the input images)

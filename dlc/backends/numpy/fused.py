@@ -50,7 +50,8 @@ def run_fused(interp, node: Node, env: dict, dead_after) -> tuple:
         fn = UFUNCS.get(n.op.name)
         args = [None if v is None else benv[v.id] for v in n.inputs]   # (a conv without bias: None)
         out_t = n.outputs[0].type
-        if fn is not None and _same_float(args, np.dtype(out_t.dtype.numpy_name)):
+        # (bf16/fp16 steps go through the interpreter, which rounds each result once)
+        if fn is not None and out_t.dtype.itemsize > 2 and _same_float(args, np.dtype(out_t.dtype.numpy_name)):
             shape = np.broadcast_shapes(*(a.shape for a in args))
             target = next((v.id for v in n.inputs if v is not None and v.id in fresh and v.id in dead[i]
                            and benv[v.id].shape == shape), None)

@@ -29,6 +29,7 @@ from ...errors import DlcRuntimeError
 from .fused import run_fused
 from .kernels import KERNELS
 from .kernels.dtypes import as_arrays
+from .lowp import is_low, narrow, widen
 
 
 _UNQUIET = {name: fn.unquiet for name, fn in KERNELS.items() if hasattr(fn, "unquiet")}
@@ -91,6 +92,16 @@ class Interpreter:
         return attrs
 
     def run_node(self, node: Node, env: dict):
+        if not is_low(node):
+            return self._run_node(node, env)
+        # bf16/fp16 (--precision): the fp32 kernel on the operands widened to fp32, its results rounded once
+        wide = dict(env)
+        for v in node.inputs:
+            if v is not None:
+                wide[v.id] = widen([env[v.id]])[0]
+        return narrow(node, self._run_node(node, wide))
+
+    def _run_node(self, node: Node, env: dict):
         args = [env[v.id] if v is not None else None for v in node.inputs]
         attrs = self._attrs(node)
         if node.op.name == "scan":
@@ -120,7 +131,8 @@ class Interpreter:
             steps = []
             for n in g.nodes:
                 name = n.op.name
-                plain = name in _UNQUIET and n.body is None and name not in _SEEDED | _CONSTANT | {"batch_norm"}
+                plain = name in _UNQUIET and n.body is None and name not in _SEEDED | _CONSTANT | {"batch_norm"} \
+                    and not is_low(n)
                 steps.append((_UNQUIET[name], tuple(None if v is None else v.id for v in n.inputs),
                               self._attrs(n)) if plain else None)
             cached = self._steps[key] = (g, steps)

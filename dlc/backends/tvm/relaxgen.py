@@ -192,6 +192,7 @@ class Lowerer:
     # lowering -----------------------------------------------------------------
     def lower_nodes(self, g: Graph, env: dict):
         from .lowering import LOWERING
+        from .lowp import is_low, lower_widened
         for node in g.nodes:
             self.node = node
             fn = LOWERING.get(node.op.name)
@@ -203,7 +204,10 @@ class Lowerer:
                 raise Unsupported(f"the TVM backend cannot compile '{node.op.name}': {why}", node.span,
                                   "run this model with --backend numpy or torch")
             args = [env[v.id] if v is not None else None for v in node.inputs]
-            outs = fn(self, node, args, env)
+            if is_low(node):     # --precision: the node's fp32 twin, its results rounded once
+                outs = lower_widened(self, fn, node, args, env)
+            else:
+                outs = fn(self, node, args, env)
             if not isinstance(outs, (list, tuple)):
                 outs = [outs]
             if len(outs) != len(node.outputs):

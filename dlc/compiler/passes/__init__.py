@@ -28,6 +28,7 @@ ORDER = [
     "fold_affine",        # a per-channel scale/shift into the next conv, where exact
     "quantize",           # with a QuantPlan: quantize/dequantize around conv2d/dense (compiler/quant)
     "lower_int8",         # with a QuantPlan: dequantize -> conv/dense -> quantize as qconv2d/qdense
+    "autocast",           # --precision bf16|fp16: low-precision convs/matmuls, fp32 statistics
     "layout",             # NCHW -> NHWC where the target wants it
     "attention",          # QK^T, scale, mask, softmax, .V -> one attention op
     "fuse_optimizer",     # one fused update per parameter

@@ -80,7 +80,7 @@ def _match(g: Graph, n: Node, uses, out_of_graph) -> _Match | None:
     return _Match(n, dq_x, dq_w, relu, q)
 
 
-@register_pass("lower_int8", level=1, modes=("eval",), option="quant", requires=("quantize",),
+@register_pass("lower_int8", level=1, modes=("eval",), when=lambda opts: opts.quant is not None, requires=("quantize",),
                summary="rewrite dequantize -> conv2d/dense [-> relu] -> quantize into qconv2d/qdense")
 def lower_int8(g: Graph, ctx: PassContext) -> None:
     for n in [n for n in g.nodes if n.op.name in _LAYERS]:

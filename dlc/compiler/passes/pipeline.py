@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..quant.plan import QuantPlan
 
 LEVELS = (0, 1, 2, 3)
+PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_LEVEL = 2
 
 
@@ -56,6 +57,7 @@ class PassContext:
     node: Node | None = None
     current: str = ""
     quant: "QuantPlan | None" = None     # PipelineOptions.quant: the quantize/lower_int8 passes read it
+    precision: str = "fp32"          # PipelineOptions.precision: what `autocast` narrows to
 
     def count(self, what: str, n: int = 1) -> None:
         key = f"{self.current}.{what}" if self.current else what
@@ -69,8 +71,8 @@ class PassDef:
     level: int
     summary: str
     modes: tuple[str, ...] = ("eval", "train")
-    # a pass gated by an option runs when that PipelineOptions field is set, at any level, never otherwise
-    option: str | None = None
+    # an option-driven pass (quantize, autocast) runs, at any level, exactly when when(opts) holds
+    when: Callable[["PipelineOptions"], bool] | None = None
     # passes that must run (earlier, in pipeline order) whenever this one does
     requires: tuple[str, ...] = ()
 
@@ -78,12 +80,12 @@ class PassDef:
 PASSES: dict[str, PassDef] = {}
 
 
-def register_pass(name: str, *, level: int, summary: str, modes=("eval", "train"), option: str | None = None,
+def register_pass(name: str, *, level: int, summary: str, modes=("eval", "train"), when=None,
                   requires: tuple[str, ...] = ()):
     def deco(fn):
         if name in PASSES:
             raise RuntimeError(f"pass {name} registered twice")
-        PASSES[name] = PassDef(name, fn, level, summary, tuple(modes), option, tuple(requires))
+        PASSES[name] = PassDef(name, fn, level, summary, tuple(modes), when, tuple(requires))
         return fn
     return deco
 
@@ -105,6 +107,7 @@ class PipelineOptions:
     disable: tuple[str, ...] = ()
     # int8 quantization (compiler/quant/plan.py): runs fold_batchnorm, quantize and lower_int8 in eval
     quant: "QuantPlan | None" = None
+    precision: str = "fp32"                    # --precision: fp32, bf16 or fp16 (the autocast pass)
 
     def __post_init__(self):
         if self.quant is not None:
@@ -113,6 +116,8 @@ class PipelineOptions:
                 raise DlcError(f"PipelineOptions.quant must be a QuantPlan, got {type(self.quant).__name__}")
         if self.level not in LEVELS:
             raise DlcError(f"unknown optimisation level -O{self.level}", hint="use -O0, -O1, -O2 or -O3")
+        if self.precision not in PRECISIONS:
+            raise DlcError(f"unknown precision '{self.precision}'", hint="use --precision fp32, bf16 or fp16")
         for name in tuple(self.passes or ()) + tuple(self.disable):
             check_pass_name(name)
 
@@ -129,10 +134,10 @@ def selected_passes(opts: PipelineOptions, mode: str) -> list[PassDef]:
         chosen = {n for n in PIPELINE if n in opts.passes}
     else:
         chosen = {n for n in PIPELINE if PASSES[n].level <= opts.level}
-    # option-gated passes follow their option alone, and bring the passes they require
-    chosen = {n for n in chosen if PASSES[n].option is None}
-    chosen |= {n for n in PIPELINE if PASSES[n].option is not None
-               and getattr(opts, PASSES[n].option, None) is not None and mode in PASSES[n].modes}
+    # option-driven passes follow their option alone, and bring the passes they require
+    chosen = {n for n in chosen if PASSES[n].when is None}
+    chosen |= {n for n in PIPELINE if PASSES[n].when is not None and PASSES[n].when(opts)
+               and mode in PASSES[n].modes}
     for n in list(chosen):
         chosen |= set(PASSES[n].requires)
     return [PASSES[n] for n in PIPELINE if n in chosen and n not in opts.disable and mode in PASSES[n].modes]
@@ -153,7 +158,8 @@ def run_pipeline(g: Graph, opts: PipelineOptions | None = None, *, backend: str 
     from ..verify import VerifyError, verify as verify_ir
     opts = opts or PipelineOptions()
     verify = _verify_by_default() if verify is None else verify
-    ctx = PassContext(backend=backend, target=target, level=opts.level, dims=dict(dims or {}), quant=opts.quant)
+    ctx = PassContext(backend=backend, target=target, level=opts.level, dims=dict(dims or {}), quant=opts.quant,
+                      precision=opts.precision)
     records = []
     if stop_after is not None:
         check_pass_name(stop_after)

@@ -31,7 +31,7 @@ from .pipeline import PassContext, register_pass
 from .rewrite import replace_uses
 
 
-@register_pass("quantize", level=1, modes=("eval",), option="quant", requires=("fold_batchnorm",),
+@register_pass("quantize", level=1, modes=("eval",), when=lambda opts: opts.quant is not None, requires=("fold_batchnorm",),
                summary="insert quantize/dequantize pairs around conv2d/dense layers from a QuantPlan")
 def quantize(g: Graph, ctx: PassContext) -> None:
     plan = ctx.quant
