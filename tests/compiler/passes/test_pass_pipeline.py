@@ -24,8 +24,8 @@ def test_levels_select_nested_sets_and_O0_selects_nothing():
     sets = [{p.name for p in selected_passes(PipelineOptions(level=lv), "eval")} for lv in range(4)]
     assert sets[0] == set()
     assert sets[0] <= sets[1] <= sets[2] <= sets[3]
-    # every pass but those an option turns on (quantize/lower_int8 with PipelineOptions.quant)
-    assert sets[3] == {n for n in PIPELINE if "eval" in PASSES[n].modes and PASSES[n].option is None}
+    # every pass but those an option turns on (quantize/lower_int8 with a QuantPlan, autocast with a precision)
+    assert sets[3] == {n for n in PIPELINE if "eval" in PASSES[n].modes and PASSES[n].when is None}
 
 
 def test_passes_and_disable_pass():
