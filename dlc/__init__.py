@@ -38,6 +38,7 @@ _LAZY = {
     "Model": ("api", "Model"),
     "train": ("trainer", "train"),    # dlc.train(path, **options) -> dlc.trainer.TrainResult
     "DlcError": ("errors", "DlcError"),
+    "verify": ("verify_core", "verify"),  # dlc.verify(model, ...) -> dlc.verify_core.VerifyReport
 }
 
 
@@ -55,4 +56,4 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["load", "Model", "train", "DlcError", "__version__"]
+__all__ = ["load", "Model", "train", "verify", "DlcError", "__version__"]

@@ -574,5 +574,10 @@ def cache_clear():
         sys.exit(1)
 
 
+from .verify_cli import verify_command  # noqa: E402  (it uses _guard and _parse_bind above)
+
+main.add_command(verify_command)
+
+
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ from .errors import DlcNameError
 
 
 def one_step(model, backend: str, inputs: dict, weights: dict, label, bind: dict, seed: int) -> dict:
-    """{"loss": loss, "<param>": updated weight, ...} after one step of the train
+    """{"loss": loss, "update:<param>": new weight - old weight, ...} after one step of the train
     section's optimizer (at its declared learning rate) from `weights`, on
     `backend` with `model.opt`'s pipeline: the step graph every `dlc train`
     step runs (`Backend.train_step`)."""
@@ -33,4 +33,6 @@ def one_step(model, backend: str, inputs: dict, weights: dict, label, bind: dict
     loss = step.run(feed, float(s.optimizer_args.get("lr", 1e-3)), 1, seed)
     new_weights, _ = step.state()
     trainable = {p.name for p in elaborate_model(mod, model.name, "train", b_all).trainable_params()}
-    return {"loss": np.asarray(loss), **{k: np.asarray(v) for k, v in new_weights.items() if k in trainable}}
+    # the update, not the new weight: an error in it would vanish against the weight's own scale
+    return {"loss": np.asarray(loss), **{f"update:{k}": np.asarray(v, dtype=np.float64) - np.asarray(weights[k])
+                                         for k, v in new_weights.items() if k in trainable}}
