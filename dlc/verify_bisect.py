@@ -90,7 +90,10 @@ def bisect_failure(model, row: Row, inputs: dict, weights: dict, bind: dict, see
         d = Divergence(row.backend, row.level, node.op.name, str(node.span) if node.span else "?",
                        caret(node), err_abs, err_rel, rtol, atol, level)
         if repro_dir is not None:
-            d.repro, d.repro_inputs = write_repro(g, node, ref, inputs, weights, row, Path(repro_dir))
+            try:
+                d.repro, d.repro_inputs = write_repro(g, node, ref, inputs, weights, row, Path(repro_dir))
+            except DlcError as e:
+                d.repro_note = e.message
         return d
     return None
 
@@ -119,21 +122,44 @@ def _literal(key: str, v) -> str:
     return str(v)
 
 
-def repro_text(node, names: list[str], row: Row) -> str:
-    from .compiler.ops import OPS
+# registry attribute -> the keyword of its hand-written `.dln` builtin, where they differ
+_ALIASES = {"kernel_size": "kernel", "is_causal": "causal", "output_size": "size", "attn_mask": "mask"}
+_OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "eq": "==", "ne": "!=", "lt": "<", "le": "<=",
+              "gt": ">", "ge": ">=", "logical_and": "and", "logical_or": "or"}
+
+
+def _call(node, names: list[str]) -> str:
+    """The `.dln` expression computing `node` from operands called `names`."""
+    import inspect
+    from .frontend.builtins import BUILTINS
     op = node.op
-    if op.name not in OPS or op.name in ("fused", "scan") or node.body is not None:
-        raise DlcError(f"no single-op reproducer for a {op.name} node")
-    params = ", ".join(f"{n}: {v.type}" for n, v in zip(names, node.inputs) if v is not None)
-    outs = ", ".join(str(v.type) for v in node.outputs)
-    rtype = outs if len(node.outputs) == 1 else f"({outs})"
+    if op.name in _OPERATORS:
+        return f"{names[0]} {_OPERATORS[op.name]} {names[1]}"
+    if op.name in ("neg", "logical_not"):
+        return f"-{names[0]}" if op.name == "neg" else f"not {names[0]}"
+    b = BUILTINS.get(op.name)
+    if b is None or b.kind != "op" or node.body is not None:
+        raise DlcError(f"no single-op reproducer for a {op.name} node (it is written as a layer or made by a pass)",
+                       node.span, "bisect the failing backend by hand with `dlc ir` and `dlc run`")
+    keywords = set(inspect.signature(b.fn).parameters)
     args = ["none" if v is None else nm for nm, v in zip(names, node.inputs)]
-    args += [f"{k}={_literal(k, v)}" for k, v in node.attrs.items()]
+    for k, v in node.attrs.items():
+        key = k if k in keywords else _ALIASES.get(k)
+        if key in keywords:
+            args.append(f"{key}={_literal(k, v)}")
+        elif v != op.attrs.get(k):
+            raise DlcError(f"no single-op reproducer for {op.name} with {k}={v!r} (the .dln builtin has no "
+                           f"such keyword)", node.span)
+    return f"{op.name}({', '.join(args)})"
+
+
+def repro_text(node, names: list[str], row: Row) -> str:
+    params = ", ".join(f"{n}: {v.type}" for n, v in zip(names, node.inputs) if v is not None)
     results = ", ".join(f"y{j}" for j in range(len(node.outputs)))
-    return (f"# dlc verify reproducer: {op.name} at {node.span}, {row.backend} -O{row.level} ({row.what})\n"
+    return (f"# dlc verify reproducer: {node.op.name} at {node.span}, {row.backend} -O{row.level} ({row.what})\n"
             f"# its operands are the model's inputs; their values are in the .npz beside this file\n"
-            f"model Repro({params}) -> {rtype} {{\n"
-            f"    {results} = {op.name}({', '.join(args)})\n"
+            f"model Repro({params}) {{\n"
+            f"    {results} = {_call(node, names)}\n"
             f"    return {results}\n"
             f"}}\n")
 

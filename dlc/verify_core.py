@@ -74,6 +74,7 @@ class Divergence:
     graph_level: int               # the -O level of the graph bisected
     repro: str | None = None       # the reproducer .dln
     repro_inputs: str | None = None
+    repro_note: str | None = None  # why no reproducer was written
 
 
 @dataclass
@@ -112,6 +113,8 @@ class VerifyReport:
             out.append(d.source)
             if d.repro:
                 out.append(f"reproducer: {d.repro} (inputs {d.repro_inputs}); run `dlc verify {d.repro}`")
+            elif d.repro_note:
+                out.append(f"no reproducer: {d.repro_note}")
         out.append("OK" if self.ok else f"FAILED: {len(self.failures)} of {len(self.rows)} runs")
         return "\n".join(out)
 
