@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import random
 
+from random_graphs_more import step_more
+
 # op -> {attr: values drawn}
 GENERATED: dict[str, dict] = {}
 
@@ -33,20 +35,6 @@ EXCLUDED = {
     "adaptive_max_pool2d_indices": "internal: made by the VJP of adaptive_max_pool2d",
     "dropout": "random: the backends draw different streams (by design), nothing to compare",
     "uniform": "random: as dropout", "randn": "random: as dropout",
-    # not generated yet (the generator does not cover them; see docs/verify.md)
-    "rnn": "not generated yet", "lstm": "not generated yet", "gru": "not generated yet",
-    "conv_transpose2d": "not generated yet", "conv1d": "not generated yet",
-    "embedding": "not generated yet", "one_hot": "not generated yet", "gather": "not generated yet",
-    "index_select": "not generated yet", "arange": "not generated yet", "full": "not generated yet",
-    "sinusoidal_positions": "not generated yet", "local_response_norm": "not generated yet",
-    "prelu": "not generated yet", "group_norm": "not generated yet", "expand": "not generated yet",
-    "cast": "not generated yet", "binary_cross_entropy_with_logits": "not generated yet",
-    "binary_cross_entropy": "not generated yet", "nll_loss": "not generated yet", "kl_div": "not generated yet",
-    "cross_entropy": "not generated yet", "scaled_dot_product_attention": "not generated yet",
-    "avg_pool1d": "not generated yet", "max_pool1d": "not generated yet",
-    "adaptive_avg_pool1d": "not generated yet", "std": "not generated yet", "var": "not generated yet",
-    "strided_slice": "not generated yet", "split": "not generated yet", "pad": "not generated yet",
-    "logical_not": "not generated yet", "logical_and": "not generated yet", "logical_or": "not generated yet",
 }
 
 UNARY = ["abs", "cos", "erf", "neg", "relu", "relu6", "selu", "sigmoid", "silu", "sin", "square", "tanh",
@@ -82,9 +70,36 @@ GENERATED.update(POOL2D)
 GENERATED.update(LOSSES)
 
 
+# the ops of tests/fuzz/random_graphs_more.py, with the attribute values they draw
+EXTRA_ATTRS = {
+    "std": {"correction": [0, 1], "keepdims": [False, True]}, "var": {"correction": [0, 1], "keepdims": [False, True]},
+    "split": {"axis": [1, 2]}, "pad": {"mode": ["constant", "reflect", "replicate"]}, "strided_slice": {},
+    "logical_and": {}, "logical_or": {}, "logical_not": {}, "cast": {"dtype": ["int64", "float16"]},
+    "cross_entropy": {"reduction": ["mean", "sum", "none"], "label_smoothing": [0.0, 0.1]},
+    "nll_loss": {"reduction": ["mean", "sum", "none"]}, "binary_cross_entropy": {"reduction": ["mean", "none"]},
+    "binary_cross_entropy_with_logits": {"reduction": ["mean", "none"]},
+    "kl_div": {"reduction": ["mean", "sum", "none"], "log_target": [False, True]},
+    "scaled_dot_product_attention": {"is_causal": [False, True]},
+    "avg_pool1d": {"kernel_size": [2, 3], "padding": [0, 1]}, "max_pool1d": {"kernel_size": [2, 3], "dilation": [1, 2]},
+    "adaptive_avg_pool1d": {"output_size": [1, 3]}, "conv1d": {"stride": [1, 2], "padding": [0, 1]},
+    "conv_transpose2d": {"stride": [1, 2], "padding": [0, 1]}, "group_norm": {"num_groups": [1, 2]},
+    "prelu": {}, "local_response_norm": {"size": [2, 3]}, "expand": {},
+    "embedding": {}, "one_hot": {}, "gather": {}, "index_select": {}, "arange": {}, "full": {},
+    "sinusoidal_positions": {},
+    "lstm": {"bidirectional": [False, True]}, "gru": {"bidirectional": [False, True]},
+    "rnn": {"nonlinearity": ["tanh", "relu"]},
+}
+
+GENERATED.update(EXTRA_ATTRS)
+
+
 class _Gen:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, prefix: str = ""):
         self.rng = random.Random(seed)
+        self.prefix = prefix
+        self.ints: list[tuple[str, tuple]] = []       # integer inputs (class targets, indices)
+        self.weights: list[tuple[str, tuple]] = []    # float inputs without a batch dimension
+        self.outputs_extra: list[str] = []
         self.inputs: list[tuple[str, tuple]] = []
         self.pool: list[tuple[str, tuple]] = []      # float values: (name, shape), shape[0] is the batch
         self.lines: list[str] = []
@@ -93,7 +108,7 @@ class _Gen:
 
     def name(self, p: str = "t") -> str:
         self.n += 1
-        return f"{p}{self.n}"
+        return f"{self.prefix}{p}{self.n}"
 
     def new_input(self, shape: tuple) -> str:
         nm = self.name("x")
@@ -142,7 +157,10 @@ def _same_shape_pair(g: _Gen, inputs_only=False):
 def _step(g: _Gen) -> None:
     kind = g.rng.choice(["unary", "positive", "act", "binary", "input_only", "compare", "reduce", "softmax",
                          "matmul", "linear", "shape", "tri", "pool", "adaptive", "conv", "norm", "loss", "arg",
-                         "divpow", "exp"])
+                         "divpow", "exp"] + ["more"] * 16)
+    if kind == "more":
+        step_more(g)
+        return
     x, s = g.pick()
     if kind == "unary":
         op = g.rng.choice(UNARY)
@@ -300,18 +318,34 @@ def _spatial(g: _Gen, kind: str, x: str, s: tuple) -> None:
         g.emit(f"batch_norm({x})" if op == "batch_norm" else f"layernorm({x}, dims=2)", s)
 
 
-def random_spec(seed: int, steps: int = 8) -> tuple[str, set]:
-    """(the `.dln` text of a random model, the (op, attr, value) triples it uses)."""
-    g = _Gen(seed)
-    g.outputs_extra, g.weights = [], []
+def _part(seed: int, steps: int, prefix: str):
+    g = _Gen(seed, prefix)
     g.new_input(("N", 3, 5, 5))
     g.new_input(("N", 3, 5, 5))
     g.new_input(("N", 4))
     for _ in range(steps):
         _step(g)
-    produced = [n for n, _ in g.pool if n.startswith("t")]
+    produced = [n for n, _ in g.pool if n[len(prefix):].startswith("t")]
     outs = (produced[-2:] if produced else [g.pool[-1][0]]) + g.outputs_extra
-    params = ", ".join(f"{n}: f32[{', '.join(map(str, s))}]" for n, s in g.inputs + g.weights)
-    text = f"# random graph, seed {seed}\nmodel Random{seed}({params}) {{\n    example N = 2\n" + \
-        "\n".join(g.lines) + f"\n    return {', '.join(outs)}\n}}\n"
-    return text, g.used
+    params = [f"{n}: f32[{', '.join(map(str, s))}]" for n, s in g.inputs + g.weights]
+    params += [f"{n}: i64[{', '.join(map(str, s))}]" for n, s in g.ints]
+    return params, g.lines, outs, g.used
+
+
+def random_spec(seed: int | list, steps: int = 8) -> tuple[str, set]:
+    """(the `.dln` text of a random model, the (op, attr, value) triples it uses).
+    A list of seeds gives one model holding those graphs side by side (their
+    own inputs and outputs): one compile for many graphs."""
+    seeds = seed if isinstance(seed, list) else [seed]
+    params, lines, outs, used = [], [], [], set()
+    for sd in seeds:
+        p, ln, o, u = _part(sd, steps, f"g{sd}_" if len(seeds) > 1 else "")
+        params += p
+        lines += ln
+        outs += o
+        used |= u
+    name = "_".join(map(str, seeds)) if len(seeds) <= 3 else f"{seeds[0]}_to_{seeds[-1]}"
+    text = (f"# random graph(s), seed(s) {', '.join(map(str, seeds))}: tests/fuzz/random_graphs.py\n"
+            f"model Random{name}({', '.join(params)}) {{\n    example N = 2\n" + "\n".join(lines)
+            + f"\n    return {', '.join(outs)}\n}}\n")
+    return text, used
