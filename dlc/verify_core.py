@@ -135,8 +135,9 @@ def compare(ref: dict, got: dict, dtype: str, what: str) -> tuple[float, float, 
             rel = err
         else:
             a64, b64 = a.astype(np.float64), b.astype(np.float64)
-            if not np.array_equal(np.isfinite(a64), np.isfinite(b64)):
-                err = rel = float("inf")
+            if not np.array_equal(np.isfinite(a64), np.isfinite(b64)) or \
+                    not np.array_equal(a64[~np.isfinite(a64)], b64[~np.isfinite(a64)], equal_nan=True):
+                err, rel, ok = float("inf"), float("inf"), False
             else:
                 fin = np.isfinite(a64)
                 diff = np.abs(a64[fin] - b64[fin])
