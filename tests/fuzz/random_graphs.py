@@ -20,6 +20,7 @@ value is drawn over the fixed seeds.
 from __future__ import annotations
 
 import random
+import zlib
 
 from random_graphs_more import step_more
 
@@ -117,10 +118,13 @@ ATTR_NOT_VARIED = {
 class _Gen:
     def __init__(self, seed: int, prefix: str = ""):
         self.rng = random.Random(seed)
+        self.seed = seed
         self.prefix = prefix
         self.ints: list[tuple[str, tuple]] = []       # integer inputs (class targets, indices)
         self.weights: list[tuple[str, tuple]] = []    # float inputs without a batch dimension
         self.outputs_extra: list[str] = []
+        self.cursors: dict = {}
+        self.pending: set = set()
         self.inputs: list[tuple[str, tuple]] = []
         self.pool: list[tuple[str, tuple]] = []      # float values: (name, shape), shape[0] is the batch
         self.lines: list[str] = []
@@ -138,22 +142,35 @@ class _Gen:
         return nm
 
     def use(self, op, attr=None, value=None):
-        self.used.add((op, None, None))
+        """Record an op (and an attribute value) for the step under way: it counts
+        as generated only if the step writes a line (`_part`)."""
+        self.pending.add((op, None, None))
         if attr is not None:
-            self.used.add((op, attr, value))
+            self.pending.add((op, attr, value))
 
     def pick(self, pred=lambda s: True, inputs_only=False):
         cands = [(n, s) for n, s in (self.inputs if inputs_only else self.pool) if pred(s)]
         return self.rng.choice(cands) if cands else None
 
     def emit(self, expr: str, shape: tuple) -> str:
+        """Bind `expr`; a value of rank >= 2 joins the pool (every op there wants a batch and a
+        feature axis), a rank-1 one (the batch alone) becomes a model output."""
         nm = self.name()
         self.lines.append(f"    {nm} = {expr}")
-        self.pool.append((nm, shape))
+        (self.pool if len(shape) >= 2 else self.outputs_extra).append((nm, shape) if len(shape) >= 2 else nm)
         return nm
 
+    def cyc(self, key, values):
+        """The values in turn from a random start: a graph draws each before repeating one."""
+        # an op list starts where the seed says (consecutive seeds, consecutive ops); an
+        # attribute's values at random (a seed-based start would tie them to the op's)
+        start = self.rng.randrange(len(values)) if isinstance(key, tuple) else self.seed + zlib.crc32(key.encode())
+        i = self.cursors.setdefault(key, start)
+        self.cursors[key] = i + 1
+        return list(values)[i % len(values)]
+
     def choice(self, op, attr, values):
-        v = self.rng.choice(values)
+        v = self.cyc((op, attr), values)
         self.use(op, attr, v)
         return v
 
@@ -176,7 +193,7 @@ def _same_shape_pair(g: _Gen, inputs_only=False):
 
 
 def _step(g: _Gen) -> None:
-    kind = g.rng.choice(["unary", "positive", "act", "binary", "input_only", "compare", "reduce", "softmax",
+    kind = g.rng.choice(["unary", "positive", "act", "act", "binary", "input_only", "compare", "reduce", "reduce", "softmax",
                          "matmul", "linear", "shape", "tri", "pool", "adaptive", "conv", "norm", "loss", "arg",
                          "divpow", "exp"] + ["more"] * 10)
     if kind == "more":
@@ -184,23 +201,23 @@ def _step(g: _Gen) -> None:
         return
     x, s = g.pick()
     if kind == "unary":
-        op = g.rng.choice(UNARY)
+        op = g.cyc("UNARY", UNARY)
         g.use(op)
         g.emit(f"-{x}" if op == "neg" else f"{op}({x})", s)
     elif kind == "positive":
-        op = g.rng.choice(POSITIVE_ONLY)
+        op = g.cyc("POSITIVE_ONLY", POSITIVE_ONLY)
         g.use(op), g.use("sigmoid"), g.use("add")
         g.emit(f"{op}(sigmoid({x}) + 0.5)", s)
     elif kind == "exp":
         g.use("exp"), g.use("tanh")
         g.emit(f"exp(tanh({x}))", s)
     elif kind == "act":
-        op = g.rng.choice(sorted(ACT_ATTRS))
+        op = g.cyc("sorted(ACT_ATTRS)", sorted(ACT_ATTRS))
         kws = ", ".join(f"{a}={_lit(g.choice(op, a, vs))}" for a, vs in ACT_ATTRS[op].items())
         g.emit(f"{op}({x}, {kws})", s)
     elif kind == "binary":
         (a, sa), (b, _) = _same_shape_pair(g)
-        op = g.rng.choice(sorted(BINARY))
+        op = g.cyc("sorted(BINARY)", sorted(BINARY))
         g.use(op)
         g.emit(f"{a} {BINARY[op]} {b}" if BINARY[op] else f"{op}({a}, {b})", sa)
     elif kind == "divpow":
@@ -210,17 +227,17 @@ def _step(g: _Gen) -> None:
         g.emit(f"{a} / (sigmoid({b}) + 0.5)" if op == "div" else f"pow(sigmoid({a}) + 0.5, tanh({b}))", sa)
     elif kind == "input_only":
         xi = g.pick(inputs_only=True)
-        op = g.rng.choice(INPUT_ONLY_UNARY)
+        op = g.cyc("INPUT_ONLY_UNARY", INPUT_ONLY_UNARY)
         g.use(op)
         g.emit(f"{op}({xi[0]})", xi[1])
     elif kind == "compare":
         (a, sa), (b, _) = _same_shape_pair(g, inputs_only=True)
-        op = g.rng.choice(sorted(COMPARE))
+        op = g.cyc("sorted(COMPARE)", sorted(COMPARE))
         g.use(op), g.use("where")
         same = [n for n, sh in g.pool if sh == sa]
         g.emit(f"where({a} {COMPARE[op]} {b}, {g.rng.choice(same)}, {g.rng.choice(same)})", sa)
     elif kind == "reduce":
-        op = g.rng.choice(REDUCE)
+        op = g.cyc("REDUCE", REDUCE)
         ax = g.choice(op, "axis", REDUCE_ATTRS["axis"])
         keep = g.choice(op, "keepdims", REDUCE_ATTRS["keepdims"])
         src = f"tanh({x})" if op == "prod" else x
@@ -289,7 +306,7 @@ def _step(g: _Gen) -> None:
         _spatial(g, kind, *xi)
     elif kind == "loss":
         (a, sa), (b, _) = _same_shape_pair(g)
-        op = g.rng.choice(sorted(LOSSES))
+        op = g.cyc("sorted(LOSSES)", sorted(LOSSES))
         kws = ", ".join(f"{at}={_lit(g.choice(op, at, vs))}" for at, vs in LOSSES[op].items())
         g.lines.append(f"    {g.name()} = {op}({a}, {b}, {kws})")
         g.outputs_extra.append(g.lines[-1].split("=")[0].strip())
@@ -298,7 +315,7 @@ def _step(g: _Gen) -> None:
 def _spatial(g: _Gen, kind: str, x: str, s: tuple) -> None:
     n, c, h, w = s
     if kind == "pool":
-        op = g.rng.choice(sorted(POOL2D))
+        op = g.cyc("sorted(POOL2D)", sorted(POOL2D))
         a = {k: g.choice(op, k, vs) for k, vs in POOL2D[op].items()}
         k, st, p = a["kernel_size"], a["stride"] or a["kernel_size"], a["padding"]
         d = a.get("dilation", 1)
@@ -344,8 +361,13 @@ def _part(seed: int, steps: int, prefix: str):
     g.new_input(("N", 3, 5, 5))
     g.new_input(("N", 3, 5, 5))
     g.new_input(("N", 4))
+    g.new_input(("N", 4, 6, 6))
+    g.new_input(("N", 4, 8))
     for _ in range(steps):
+        before, g.pending = len(g.lines), set()
         _step(g)
+        if len(g.lines) > before:
+            g.used |= g.pending
     produced = [n for n, _ in g.pool if n[len(prefix):].startswith("t")]
     outs = (produced[-2:] if produced else [g.pool[-1][0]]) + g.outputs_extra
     params = [f"{n}: f32[{', '.join(map(str, s))}]" for n, s in g.inputs + g.weights]

@@ -34,7 +34,7 @@ def _int_input(g, shape: tuple) -> str:
 
 def _k_stdvar(g):
     x, s = g.pick(lambda s: len(s) >= 2)
-    op = g.rng.choice(["std", "var"])
+    op = g.cyc('["std", "var"]', ["std", "var"])
     ax = g.rng.randrange(1, len(s))
     keep, corr = g.choice(op, "keepdims", [False, True]), g.choice(op, "correction", [0, 1])
     shape = tuple(1 if i == ax else d for i, d in enumerate(s)) if keep else s[:ax] + s[ax + 1:]
@@ -71,7 +71,7 @@ def _k_logical(g):
     a, s = g.pick(inputs_only=True)
     same = [n for n, sh in g.inputs if sh == s]
     b, c, d = (g.rng.choice(same) for _ in range(3))
-    op = g.rng.choice(["logical_and", "logical_or", "logical_not"])
+    op = g.cyc('["logical_and", "logical_or", "logical_not"]', ["logical_and", "logical_or", "logical_not"])
     g.use(op), g.use("gt"), g.use("lt"), g.use("where")
     cond = {"logical_and": f"({a} > {b}) and ({c} < {d})", "logical_or": f"({a} > {b}) or ({c} < {d})",
             "logical_not": f"not ({a} > {b})"}[op]
@@ -89,7 +89,7 @@ def _k_cast(g):
 def _k_classloss(g):
     x, s = g.pick(lambda s: len(s) == 2)
     t = _int_input(g, ("N",))
-    op = g.rng.choice(["cross_entropy", "nll_loss"])
+    op = g.cyc('["cross_entropy", "nll_loss"]', ["cross_entropy", "nll_loss"])
     red = g.choice(op, "reduction", ["mean", "sum", "none"])
     if op == "cross_entropy":
         ls = g.choice(op, "label_smoothing", [0.0, 0.1])
@@ -101,8 +101,8 @@ def _k_classloss(g):
 
 def _k_probloss(g):
     x, s = g.pick(lambda s: len(s) == 2)
-    y = g.rng.choice([n for n, sh in g.pool if sh == s])
-    op = g.rng.choice(["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"])
+    y = g.cyc('[n for n, sh in g.pool if sh == s]', [n for n, sh in g.pool if sh == s])
+    op = g.cyc('["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]', ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"])
     g.use("sigmoid")
     if op == "kl_div":
         red, lt = g.choice(op, "reduction", ["mean", "sum", "none"]), g.choice(op, "log_target", [False, True])
@@ -124,7 +124,7 @@ def _k_attention(g):
 
 def _k_pool1d(g):
     x, (n, ch, L) = _rank(g, 3)
-    op = g.rng.choice(["avg_pool1d", "max_pool1d", "adaptive_avg_pool1d"])
+    op = g.cyc('["avg_pool1d", "max_pool1d", "adaptive_avg_pool1d"]', ["avg_pool1d", "max_pool1d", "adaptive_avg_pool1d"])
     if op == "adaptive_avg_pool1d":
         o = g.choice(op, "output_size", [1, 3])
         g.emit(f"adaptive_avg_pool1d({x}, {o})", (n, ch, o))
@@ -157,7 +157,7 @@ def _k_conv_t(g):
 
 def _k_norm4d(g):
     x, s = _rank(g, 4)
-    op = g.rng.choice(["group_norm", "prelu", "local_response_norm"])
+    op = g.cyc('["group_norm", "prelu", "local_response_norm"]', ["group_norm", "prelu", "local_response_norm"])
     if op == "group_norm":
         ng = g.choice(op, "num_groups", [1, 2])
         if s[1] % ng:
@@ -179,7 +179,7 @@ def _k_expand(g):
 
 
 def _k_index(g):
-    op = g.rng.choice(["embedding", "one_hot", "gather", "index_select"])
+    op = g.cyc('["embedding", "one_hot", "gather", "index_select"]', ["embedding", "one_hot", "gather", "index_select"])
     g.use(op)
     if op in ("embedding", "one_hot"):
         e = _int_input(g, ("N", 3))
@@ -197,7 +197,7 @@ def _k_index(g):
 
 def _k_constant(g):
     x, s = _rank(g, 3)
-    op = g.rng.choice(["arange", "full", "sinusoidal_positions"])
+    op = g.cyc('["arange", "full", "sinusoidal_positions"]', ["arange", "full", "sinusoidal_positions"])
     g.use(op), g.use("add")
     const = {"arange": f"cast(arange({s[2]}), f32)", "full": f"full([{s[2]}], 0.5)",
              "sinusoidal_positions": f"sinusoidal_positions({s[1]}, {s[2]})"}[op]
@@ -208,7 +208,7 @@ def _k_constant(g):
 
 def _k_recurrent(g):
     x, (n, L, d) = _rank(g, 3)
-    op = g.rng.choice(["lstm", "gru", "rnn"])
+    op = g.cyc('["lstm", "gru", "rnn"]', ["lstm", "gru", "rnn"])
     hidden = g.rng.randint(2, 4)
     if op == "rnn":
         nl = g.choice(op, "nonlinearity", ["tanh", "relu"])
@@ -229,4 +229,4 @@ def step_more(g) -> None:
         g.new_input(("N", 4, 6))
     if not any(len(s) == 4 for _, s in g.pool):
         g.new_input(("N", 2, 6, 6))
-    KINDS[g.rng.choice(sorted(KINDS))](g)
+    KINDS[g.cyc("kinds", sorted(KINDS))](g)
