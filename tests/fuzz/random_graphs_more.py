@@ -33,9 +33,13 @@ def _int_input(g, shape: tuple) -> str:
 
 
 def _k_stdvar(g):
-    x, s = g.pick(lambda s: len(s) >= 2)
+    # an axis of at least 2 entries: with correction 1 a single entry gives 0/0
+    c = g.pick(lambda s: any(isinstance(d, int) and d >= 2 for d in s[1:]))
+    if c is None:
+        return
+    x, s = c
     op = g.cyc('["std", "var"]', ["std", "var"])
-    ax = g.rng.randrange(1, len(s))
+    ax = g.rng.choice([i for i in range(1, len(s)) if s[i] >= 2])
     keep, corr = g.choice(op, "keepdims", [False, True]), g.choice(op, "correction", [0, 1])
     shape = tuple(1 if i == ax else d for i, d in enumerate(s)) if keep else s[:ax] + s[ax + 1:]
     g.emit(f"{op}({x}, axis={ax}, keepdims={_lit(keep)}, correction={corr})", shape)
