@@ -50,20 +50,23 @@ def _graph(model, level: int, backend: str, env: dict):
     return g
 
 
-def _run_all(model, level, backend, env, inputs, weights, seed, f64):
+def _run_all(model, level, backend, run_on, env, inputs, weights, seed, f64: bool):
+    """Every node's value of the -O`level` graph prepared for `backend`, run on `run_on`
+    (float64 inputs and weights with `f64`)."""
     from .backends import get_backend
     g = _graph(model, level, backend, env)
     nodes = _expose_all(g)
     feed, w = (as_f64(inputs), as_f64(weights)) if f64 else (inputs, weights)
-    outs, _ = get_backend("numpy" if f64 else backend).compile(g, bind=env).run(feed, w, seed)
+    outs, _ = get_backend(run_on).compile(g, bind=env).run(feed, w, seed)
     return g, nodes, outs
 
 
 def first_divergence(model, backend: str, level: int, dtype: str, inputs: dict, weights: dict, env: dict,
                      seed: int):
     """(graph, node index, (max abs, max rel), reference values) of the first diverging node, or None."""
-    g, nodes, ref = _run_all(model, level, backend, env, inputs, weights, seed, True)
-    _, _, got = _run_all(model, level, backend, env, inputs, weights, seed, False)
+    # the same graph on the NumPy reference in float64, and on the backend in the dtype verify ran it
+    g, nodes, ref = _run_all(model, level, backend, "numpy", env, inputs, weights, seed, True)
+    _, _, got = _run_all(model, level, backend, backend, env, inputs, weights, seed, dtype == "float64")
     for i, n in enumerate(nodes):
         keys = [f"n{i}.{j}" for j in range(len(n.outputs))]
         err_abs, err_rel, _, ok = compare({k: ref[k] for k in keys}, got, dtype, "forward")
@@ -74,7 +77,10 @@ def first_divergence(model, backend: str, level: int, dtype: str, inputs: dict, 
 
 def bisect_failure(model, row: Row, inputs: dict, weights: dict, bind: dict, seed: int,
                    repro_dir: str | None) -> Divergence | None:
-    """Bisect the failing `row`'s backend: at -O0 first, then at the row's level."""
+    """Bisect the failing `row`'s backend: at -O0 first, then at the row's level.  A row
+    that failed with an error (a pass or a compile that raised) has its message, not a node."""
+    if row.error is not None:
+        return None
     env = {**{k: v for k, v in model._elaborate("eval", bind).dims.items() if v is not None}, **bind}
     levels = [0] if row.level == 0 else [0, row.level]
     for level in levels:

@@ -102,3 +102,13 @@ def test_tvm_k1_matmul_with_bias(tmp_path):
     p.write_text("model K1(x: f32[6, 1], w: f32[1, 4], b: f32[4]) {\n    y = x @ w + b\n    return y\n}\n")
     rep = dlc.verify(dlc.load(p), backends=("tvm",), levels=(0,))
     assert rep.ok, rep.render()
+
+
+def test_fold_affine_with_a_vector_constant_before_a_conv(tmp_path):
+    """Found by the random graphs: fold_affine tried the swapped order of
+    `x + full([8], 0.5)` (the vector as the data) and indexed its missing axis 1."""
+    p = tmp_path / "fa.dln"
+    p.write_text("model FA(x: f32[N, 4, 8]) {\n    example N = 2\n    t = x + full([8], 0.5)\n"
+                 "    y = conv1d(t, 3, kernel=3, stride=2)\n    return y\n}\n")
+    rep = dlc.verify(dlc.load(p), backends=("numpy",), levels=(2,))
+    assert rep.ok, rep.render()
