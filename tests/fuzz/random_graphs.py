@@ -344,7 +344,7 @@ def _spatial(g: _Gen, kind: str, x: str, s: tuple) -> None:
             groups = 1
         k = 3
         eff = dil * (k - 1) + 1
-        if eff > h + 2 * pad:
+        if eff > min(h, w) + 2 * pad:
             return
         co = groups * g.rng.randint(1, 3)
         oh, ow = (h + 2 * pad - eff) // stride + 1, (w + 2 * pad - eff) // stride + 1
