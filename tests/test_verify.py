@@ -112,3 +112,14 @@ def test_fold_affine_with_a_vector_constant_before_a_conv(tmp_path):
                  "    y = conv1d(t, 3, kernel=3, stride=2)\n    return y\n}\n")
     rep = dlc.verify(dlc.load(p), backends=("numpy",), levels=(2,))
     assert rep.ok, rep.render()
+
+
+def test_random_inputs_respect_one_hot_classes(tmp_path):
+    """Found by the random graphs (graphs 290-299): random integer inputs ignored
+    one_hot's class count, and one_hot failed on index 6 of 5 classes."""
+    p = tmp_path / "oh.dln"
+    p.write_text("model OH(i: i64[N, 3], e: i64[N, 3]) {\n    example N = 64\n    a = one_hot(i, 5)\n"
+                 "    b = embedding(e, 7, 3)\n    return a, b\n}\n")
+    m = dlc.load(p)
+    assert m.random_inputs(0)["i"].max() < 5
+    assert dlc.verify(m, backends=("numpy",), levels=(0,)).ok
