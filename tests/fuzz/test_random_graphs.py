@@ -22,7 +22,11 @@ from random_graphs import ATTR_NOT_VARIED, EXCLUDED, GENERATED, random_spec  # n
 
 PER_MODEL = 10
 # mismatches the generator finds that are not fixed: seed -> reason (docs/verify.md lists them)
-KNOWN: dict[int, str] = {}
+KNOWN: dict[int, str] = {
+    390: "NumPy reference, float64 mode: -O2 conv_transpose2d weight gradient 1.5e-8 off -O0 (docs/verify.md, "
+         "mismatch 5: fold_constants makes a float32 `full` the data operand of a conv2d, and NumPy kernels "
+         "compute in the data operand's dtype)",
+}
 
 
 def _verify(tmp_path, first: int, backends, levels, train: bool):
