@@ -228,8 +228,17 @@ def verify(model, *, backends=BACKENDS, levels=(0, 2, 3), train: bool = False, s
                                             lambda: one_step(lm, b, feed, w, label, bind, seed)))
     if bisect and not report.ok:
         from .verify_bisect import bisect_failure
-        report.divergence = bisect_failure(model, report.failures[0], inputs, weights, bind, seed, repro_dir)
+        report.divergence = bisect_failure(model, _to_bisect(report.failures), inputs, weights, bind, seed,
+                                           repro_dir)
     return report
+
+
+def _to_bisect(failures: list[Row]) -> Row:
+    """The failing row to bisect: a forward numeric mismatch, a kernel backend's
+    before NumPy's (a NumPy float64 row that fails points to a pass, which
+    bisection cannot localise); else the first failure."""
+    fwd = [r for r in failures if r.what == "forward" and r.error is None]
+    return next((r for r in fwd if r.backend != "numpy"), fwd[0] if fwd else failures[0])
 
 
 def _model_dtype(model) -> str:
