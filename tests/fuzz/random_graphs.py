@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import zlib
 
-from random_graphs_more import step_more
+from random_graphs_more import _lit, step_more
 
 # op -> {attr: values drawn}
 GENERATED: dict[str, dict] = {}
@@ -173,16 +173,6 @@ class _Gen:
         v = self.cyc((op, attr), values)
         self.use(op, attr, v)
         return v
-
-
-def _lit(v) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    return repr(v)
 
 
 def _same_shape_pair(g: _Gen, inputs_only=False):
