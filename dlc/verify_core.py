@@ -256,5 +256,8 @@ def _row(backend: str, level: int, what: str, dtype: str, ref: dict, run) -> Row
     except DlcError as e:
         row.passed, row.error = False, e.message
         return row
+    except Exception as e:  # noqa: BLE001 - a backend that crashes is a finding, reported in its row
+        row.passed, row.error = False, f"internal error: {type(e).__name__}: {e}".splitlines()[0]
+        return row
     row.max_abs, row.max_rel, row.worst, row.passed = compare(ref, got, dtype, what)
     return row

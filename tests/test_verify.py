@@ -123,3 +123,14 @@ def test_random_inputs_respect_one_hot_classes(tmp_path):
     m = dlc.load(p)
     assert m.random_inputs(0)["i"].max() < 5
     assert dlc.verify(m, backends=("numpy",), levels=(0,)).ok
+
+
+def test_torch_group_norm_of_an_expanded_tensor(tmp_path):
+    """Found by the random graphs (graphs 1000-1009): torch.native_group_norm
+    raised on a non-contiguous (expanded) input."""
+    p = tmp_path / "gn.dln"
+    p.write_text("model GN(x: f32[N, 4, 6, 6]) {\n    example N = 2\n"
+                 "    t = expand(sum(x, axis=1, keepdims=true), -1, 4, 6, 6)\n    y = group_norm(t, 2)\n"
+                 "    return y\n}\n")
+    rep = dlc.verify(dlc.load(p), backends=("torch",), levels=(0,))
+    assert rep.ok, rep.render()
