@@ -22,10 +22,14 @@ from random_graphs import ATTR_NOT_VARIED, EXCLUDED, GENERATED, random_spec  # n
 
 PER_MODEL = 10
 # mismatches the generator finds that are not fixed: seed -> reason (docs/verify.md lists them)
+_NUMPY_F64_CONV = ("NumPy reference, float64 mode: -O2 conv_transpose2d weight gradient ~1e-8 off -O0 (docs/verify.md, "
+                   "mismatch 5: fold_constants makes a float32 `full` the data operand of a conv2d, and NumPy "
+                   "kernels compute in the data operand's dtype)")
 KNOWN: dict[int, str] = {
-    390: "NumPy reference, float64 mode: -O2 conv_transpose2d weight gradient 1.5e-8 off -O0 (docs/verify.md, "
-         "mismatch 5: fold_constants makes a float32 `full` the data operand of a conv2d, and NumPy kernels "
-         "compute in the data operand's dtype)",
+    390: _NUMPY_F64_CONV,
+    1360: _NUMPY_F64_CONV,
+    1376: "checker limit (docs/verify.md): sum(layernorm(x)) is 0 in exact arithmetic; float32 gives 1.3e-6, "
+          "above atol 1e-6, and the output's own scale (~1e-15) cannot absorb it",
 }
 
 
