@@ -40,6 +40,7 @@ _LAZY = {
     "DlcError": ("errors", "DlcError"),
     # dlc.quantize(path, weights, ...) -> dlc.quantize.QuantResult: the module is callable (see its end)
     "quantize": ("quantize", None),
+    "verify": ("verify_core", "verify"),  # dlc.verify(model, ...) -> dlc.verify_core.VerifyReport
 }
 
 
@@ -58,4 +59,4 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["load", "Model", "train", "quantize", "DlcError", "__version__"]
+__all__ = ["load", "Model", "train", "quantize", "verify", "DlcError", "__version__"]

@@ -749,6 +749,30 @@ def quantize(file, model, weights, calib, calib_size, data_path, method, per_cha
     click.echo(f"{res.model} -> {out}")
 
 
+@main.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", help="The model (default: the last one in the file).")
+@click.option("--backends", default="numpy,torch,tvm", show_default=True, help="Backends to check.")
+@click.option("-O", "levels", default="0,2,3", show_default=True, help="Optimisation levels to check, e.g. 0,2,3.")
+@click.option("--train", is_flag=True, help="Also the loss gradients and one optimizer step of the train section.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random weights and inputs.")
+@click.option("--bind", "-b", multiple=True, help="Size a dimension: N=8.")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="A .safetensors file (default: from --seed).")
+@click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False),
+              help="A .npz of the inputs (default: FILE's stem .npz if present, else random from --seed).")
+@click.option("--repro-dir", default="dlc-verify-repro", show_default=True,
+              help="Where a mismatch's reproducer (repro.dln, repro.npz) is written.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@_guard
+def verify_command(file, model, bind, **options):
+    """Check every backend at every -O level against the float64 NumPy
+    reference at -O0 (same weights and inputs).  On a mismatch, name the first
+    diverging IR node at its .dln line and write a reproducer; exit status 1."""
+    from .verify_cli import run_verify
+    if not run_verify(file, model, _parse_bind(bind), **options):
+        sys.exit(1)
+
+
 @main.group()
 def cache():
     """The compile cache and the folders packages are unpacked into."""

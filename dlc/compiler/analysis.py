@@ -91,7 +91,7 @@ def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
 def index_bound(g: Graph, v) -> int:
     """Largest safe value for random integers fed to input `v`: the smallest
     table anything indexes with it (embedding rows, the gathered axis, the
-    classes of a class-index loss); 2 when nothing bounds it."""
+    classes of a class-index loss or of one_hot); 2 when nothing bounds it."""
     from .ops.registry import CLASS_INDEX_TARGET
     bound = None
     for n in g.walk():
@@ -102,6 +102,8 @@ def index_bound(g: Graph, v) -> int:
             size = n.inputs[0].type.shape[n.attrs["axis"]]
         elif CLASS_INDEX_TARGET in n.op.groups and len(n.inputs) > 1:
             size = n.inputs[0].type.shape[1]
+        elif n.op.name == "one_hot" and n.attrs.get("num_classes", -1) > 0:
+            size = n.attrs["num_classes"]
         if size is not None:
             bound = size if bound is None else min(bound, size)
     return int(bound) if isinstance(bound, int) else 2

@@ -70,7 +70,9 @@ def _layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
     "_group_norm": """\
 def _group_norm(x, groups, weight=None, bias=None, eps=1e-5):
     \"\"\"F.group_norm(x, groups, weight, bias, eps), through its kernel (torch.native_group_norm), which
-    also returns 1/sqrt(var + eps) per slice; where that shows an overflow, recomputed exactly.\"\"\"
+    also returns 1/sqrt(var + eps) per slice; where that shows an overflow, recomputed exactly.
+    The kernel needs a contiguous input (an expanded one is not).\"\"\"
+    x = x.contiguous()
     n, c = x.shape[0], x.shape[1]
     y, _, rstd = torch.native_group_norm(x, weight, bias, n, c, x[0, 0].numel(), groups, eps)
     if x.numel() == 0 or not _overflowed(rstd):

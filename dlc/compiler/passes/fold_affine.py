@@ -115,8 +115,8 @@ def _before_conv(g, node, data, c, uses, weights) -> bool:
     shift = node.op.name != "mul"
     if shift and (conv.op.name not in CONVS or not pads_are_zero(conv)):
         return False        # a zero-padded border would see t where the original saw 0: not exact
-    if not weights(conv.inputs[1]):
-        return False
+    if not weights(conv.inputs[1]) or data.type.rank < 2:
+        return False        # (the swapped order of x + t names t `data`: t may be a vector)
     n = _per_channel(node, data, c, data.type.shape[1], weights)
     if n is None:
         return False

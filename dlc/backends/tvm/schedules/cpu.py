@@ -69,6 +69,11 @@ class Injective(_CPURule):
             return None
         if not all(b.is_injective() for b in infos):
             return None
+        if any(sch.get(b.block_rv).init is not None for b in infos):
+            # a reduction of extent 1 (x[m, 1] @ w[1, n]) reads as injective; inlining
+            # its epilogue then adds a fused bias in the init and again in the update
+            # (found by `dlc verify` on a random graph): leave it to Fallback
+            return None
         infos = dl.base.try_inline_contiguous_spatial(sch, infos)
         lanes = vector_lanes(target)
         for info in infos:
