@@ -33,12 +33,12 @@ def header_lines(report: dict) -> list[str]:
     mc = report["machine"]
     cpu, v = mc["cpu"], mc["versions"]
     lines = [f"{report.get('model', 'op suite')} ({report.get('file', report.get('suite'))}), {mc['date']}",
-             f"CPU {cpu['model']}, {cpu['cores']} logical cores, ISA {' '.join(cpu['isa']) or '-'}; "
-             f"GPU {', '.join(mc['gpu']) or 'none'}",
+             (f"CPU {cpu['model']}, {cpu['cores']} logical cores, ISA {' '.join(cpu['isa']) or '-'}; "
+              f"GPU {', '.join(mc['gpu']) or 'none'}"),
              "versions " + ", ".join(f"{k} {v[k]}" for k in v),
-             f"threads {report['threads']['threads']}, repeat {report['repeat']}, warmup {report['warmup']}, "
-             f"load average {_fmt(mc['loadavg_start'][0]) if mc['loadavg_start'] else '-'} at start, "
-             f"{_fmt(report['loadavg_end'][0]) if report.get('loadavg_end') else '-'} at end"]
+             (f"threads {report['threads']['threads']}, repeat {report['repeat']}, warmup {report['warmup']}, "
+              f"load average {_fmt(mc['loadavg_start'][0]) if mc['loadavg_start'] else '-'} at start, "
+              f"{_fmt(report['loadavg_end'][0]) if report.get('loadavg_end') else '-'} at end")]
     if report["kind"] == "ops":
         lines.append(f"peak: sgemm {report['peak']['n']}^3 through NumPy's BLAS, "
                      f"{report['peak']['gflop_per_s']:.4g} GFLOP/s")

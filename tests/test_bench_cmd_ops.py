@@ -17,7 +17,7 @@ def test_every_suite_entry_builds_with_its_output_shape(suite_op):
 
 
 def test_conv_flops_count_two_per_mac():
-    name, shape, ins, out, _, flops = bo._conv(64, 128, 56, 3, 2)
+    *_, out, _body, flops = bo._conv(64, 128, 56, 3, 2)
     assert out == (1, 128, 28, 28) and flops == 2 * 128 * 28 * 28 * 64 * 9
     dw = bo._conv(144, 144, 56, 3, 1, 144)
     assert dw[0] == "conv2d depthwise" and dw[5] == 2 * 144 * 56 * 56 * 9
