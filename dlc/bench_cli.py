@@ -20,6 +20,7 @@ def wants_compare(backends, baselines, batches, train, threads, fmt, out) -> boo
 def compare_command(file, *, model, backends, baselines, batches, train, threads, fmt, out, ops, suite, bind,
                     repeat, warmup, seed, opt, target) -> int:
     from .bench_baselines import BASELINES
+    from .bench_train import TRAIN_BASELINES
     from .bench_compare import BACKENDS, bench_compare, parse_batches, parse_names
     if ops:
         from .bench_ops import bench_ops
@@ -30,7 +31,8 @@ def compare_command(file, *, model, backends, baselines, batches, train, threads
         if file is None:
             raise click.UsageError("Missing argument 'FILE' (a .dln model to compare; or --ops).")
         report = bench_compare(file, model=model, backends=parse_names(backends, BACKENDS, "backend", BACKENDS),
-                               baselines=parse_names(baselines, BASELINES, "baseline", BASELINES),
+                               baselines=parse_names(baselines, BASELINES, "baseline",
+                                                     TRAIN_BASELINES if train else BASELINES),
                                batches=parse_batches(batches), train=train, threads=threads, repeat=repeat,
                                warmup=warmup, seed=seed, bind=bind, opt=opt, target=target)
     if out:

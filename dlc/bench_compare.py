@@ -54,9 +54,6 @@ def bench_compare(file, *, model=None, backends=BACKENDS, baselines=BASELINES, b
     """Check, then time, every backend and baseline at every batch size."""
     from .api import load
     from .backends import get_backend
-    if train:
-        raise DlcError("dlc bench --train is not implemented yet: it times forward passes only",
-                       hint="time training with bench/bench_train.py (dlc backends) or bench/bench_torch.py")
     for b in backends:
         if b not in BACKENDS:
             raise DlcError(f"unknown backend '{b}'", hint=f"choose from {', '.join(BACKENDS)}")
@@ -68,9 +65,18 @@ def bench_compare(file, *, model=None, backends=BACKENDS, baselines=BASELINES, b
     report = {"schema": SCHEMA, "kind": "models", "file": str(file), "model": m.name, "opt_level": m.opt.level,
               "target": target, "machine": machine_record(), "threads": pinned, "repeat": int(repeat),
               "warmup": int(warmup), "seed": seed, "batches": list(batches), "tolerances": dict(TOLERANCES),
-              "reference": "NumPy interpreter, float64, -O0", "peak_memory_method": PEAK_METHOD, "rows": []}
+              "reference": "NumPy interpreter, float64, -O0", "peak_memory_method": PEAK_METHOD,
+              "mode": "train" if train else "eval", "rows": []}
+    if train:
+        from .bench_train import STEP_TOLERANCE
+        report["reference"] += " (training: dlc's symbolic step)"
+        report["tolerances"]["train_step_weights"] = STEP_TOLERANCE
     for batch in batches:
         bind_b = _batch_bind(m, bind, batch)
+        if train:
+            report["rows"] += _train_rows(m, backends, baselines, batch, bind_b, pinned["threads"], repeat, warmup,
+                                          seed)
+            continue
         inputs = m.random_inputs(seed, bind_b)
         weights = lively_weights(m.init_weights(seed), seed)
         ref = reference_outputs(m, inputs, weights, bind_b)
@@ -106,7 +112,7 @@ def _batch_bind(m, bind, batch: int) -> dict:
 
 
 def _row(name, kind, batch) -> dict:
-    return {"name": name, "kind": kind, "batch": batch, "status": "ok", "reason": None, "check": None,
+    return {"name": name, "kind": kind, "mode": "eval", "batch": batch, "status": "ok", "reason": None, "check": None,
             "median_ms": None, "q1_ms": None, "q3_ms": None, "iqr_ms": None, "min_ms": None, "noisy": False,
             "throughput_per_s": None, "peak_mem_bytes": None, "ratio_to_torch_eager": None, "where": None}
 
@@ -156,6 +162,38 @@ def _timed(row, times, batch, peak, where) -> dict:
     row.update(throughput_per_s=batch / (s["median_ms"] / 1e3) if s["median_ms"] > 0 else None,
                peak_mem_bytes=peak, where=where, times_ms=[float(t * 1e3) for t in times])
     return row
+
+
+def _train_rows(m, backends, baselines, batch, bind_b, threads, repeat, warmup, seed) -> list[dict]:
+    from .bench_train import backend_step_call, baseline_step_call, check_step, reference_step, train_setup
+    setup = train_setup(m, bind_b, seed)
+    weights = lively_weights(m.init_weights(seed), seed)
+    ref = reference_step(m, setup, weights, bind_b, seed)
+    args = [setup["inputs"][v.name] for v in m._elaborate("eval", bind_b).inputs]
+    rows = []
+    for kind, names in (("backend", backends), ("baseline", baselines)):
+        for name in names:
+            row = {**_row(name, kind, batch), "mode": "train"}
+            try:
+                if kind == "backend":
+                    loss, new_w, call = backend_step_call(m, name, setup, weights, bind_b, seed)
+                else:
+                    loss, new_w, call = baseline_step_call(name, m, setup, weights, args)
+            except BaselineUnavailable as e:
+                rows.append({**row, "status": "unavailable", "reason": str(e)})
+                continue
+            except DlcError as e:
+                rows.append({**row, "status": "error", "reason": f"{type(e).__name__}: {e}"})
+                continue
+            row["check"] = check_step(loss, new_w, ref)
+            if not row["check"]["ok"]:
+                rows.append({**row, "status": "wrong", "reason": row["check"]["why"]})
+                continue
+            _settle()
+            with PeakRSS() as mem:
+                times = time_calls(call, repeat, warmup)
+            rows.append(_timed(row, times, batch, mem.peak_bytes, f"{threads} threads"))
+    return rows
 
 
 def _ratios(rows: list[dict]) -> None:

@@ -524,7 +524,7 @@ def targets(as_json):
 @click.option("--backends", help="Compare: check then time these backends (numpy,torch,tvm).")
 @click.option("--baselines", help="Compare against torch-eager,torch-compile,onnxruntime ('' for none).")
 @click.option("--batch", "batches", help="Batch sizes to compare, e.g. 1,32 (binds N).")
-@click.option("--train", is_flag=True, help="Time training steps (not implemented yet: an error says so).")
+@click.option("--train", is_flag=True, help="Time training steps (forward, loss, backward, update).")
 @click.option("--threads", type=POSITIVE, help="Pin every runtime's thread count (default: cores).")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), help="Compare report format.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the report here too.")

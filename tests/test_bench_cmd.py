@@ -139,11 +139,6 @@ def test_torch_compile_unavailable_is_reported_not_crashed(monkeypatch, keep_env
     assert rows["torch-eager"]["status"] == "ok"
 
 
-def test_train_says_it_is_not_implemented(keep_env):
-    r = bench("specs/mlp.dln", "--train")
-    assert r.exit_code == 1 and "--train is not implemented" in r.output
-
-
 def test_the_single_backend_form_still_works():
     r = bench("specs/mlp.dln", "--backend", "numpy", "--repeat", "2", "--warmup", "0")
     assert r.exit_code == 0 and "median" in r.output and "MLP [numpy" in r.output
