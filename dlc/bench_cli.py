@@ -20,8 +20,8 @@ def wants_compare(backends, baselines, batches, train, threads, fmt, out) -> boo
 def compare_command(file, *, model, backends, baselines, batches, train, threads, fmt, out, ops, suite, bind,
                     repeat, warmup, seed, opt, target) -> int:
     from .bench_baselines import BASELINES
-    from .bench_train import TRAIN_BASELINES
     from .bench_compare import BACKENDS, bench_compare, parse_batches, parse_names
+    from .bench_train import TRAIN_BASELINES
     if ops:
         from .bench_ops import bench_ops
         report = bench_ops(suite=suite, runtimes=parse_names(backends, ("torch", "tvm"), "op-suite backend",

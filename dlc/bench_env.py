@@ -100,8 +100,34 @@ def pin_threads(threads: int | None) -> dict:
         threadpool_limits(t)
         how["numpy_blas"] = "threadpoolctl"
     except ImportError:
-        how["numpy_blas"] = "environment variables (threadpoolctl not installed: only effective before NumPy loads)"
+        how["numpy_blas"] = _pin_openblas(t)
     return how
+
+
+_OPENBLAS_SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_",
+                     "scipy_openblas_set_num_threads")
+
+
+def _pin_openblas(t: int) -> str:
+    """Without threadpoolctl: call the set_num_threads of every OpenBLAS the
+    process has loaded (NumPy's wheel bundles one), found in /proc/self/maps."""
+    import ctypes
+    try:
+        libs = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+                if "openblas" in line.lower() and line.split()[-1].startswith("/")}
+    except OSError:
+        libs = set()
+    done = []
+    for path in sorted(libs):
+        lib = ctypes.CDLL(path)
+        for sym in _OPENBLAS_SETTERS:
+            if hasattr(lib, sym):
+                getattr(lib, sym)(ctypes.c_int(t))
+                done.append(f"{Path(path).name}:{sym}")
+                break
+    if done:
+        return "ctypes " + ", ".join(done)
+    return "environment variables only (threadpoolctl not installed, no OpenBLAS found: effective only before NumPy loads)"
 
 
 # --------------------------------------------------------------------------- timing

@@ -42,6 +42,8 @@ def test_a_small_suite_is_checked_and_timed_on_torch_and_tvm(monkeypatch):
     rep = bo.bench_ops(suite="resnet", runtimes=("torch", "tvm"), threads=1, repeat=3, warmup=1)
     torch.set_num_threads(n)
     assert rep["kind"] == "ops" and rep["ok"] and rep["peak"]["n"] == 128 and rep["peak"]["gflop_per_s"] > 0
+    assert rep["peak"]["gflop_per_s"] == max(rep["peak_start"]["gflop_per_s"], rep["peak_end"]["gflop_per_s"])
+    assert rep["peak"]["gflop_per_s"] >= rep["peak"]["median_gflop_per_s"]
     assert [(r["op"], r["runtime"]) for r in rep["rows"]] == [("conv2d 3x3", "torch"), ("conv2d 3x3", "tvm"),
                                                               ("matmul", "torch"), ("matmul", "tvm")]
     for r in rep["rows"]:
