@@ -25,7 +25,7 @@ TRAIN_MODELS = ("MLP", "LeNet5", "ResNet18")
 
 def grid(reports: list[dict]) -> list[dict]:
     """One cell per (model, mode, batch, runtime): its status, or 'not measured'."""
-    got = {(r["model"], "eval", row["batch"], row["name"]): row["status"]
+    got = {(r["model"], row.get("mode", "eval"), row["batch"], row["name"]): row["status"]
            for r in reports if r["kind"] == "models" for row in r["rows"]}
     cells = []
     for model in REFERENCES:
@@ -34,20 +34,21 @@ def grid(reports: list[dict]) -> list[dict]:
                 cells.append({"model": model, "mode": "eval", "batch": batch, "runtime": rt,
                               "status": got.get((model, "eval", batch, rt), "not measured")})
     for model in TRAIN_MODELS:
-        for batch in (1, 32):
+        for batch in (2, 32) if model == "ResNet18" else (1, 32):   # batch norm trains on 2 or more
             for rt in RUNTIMES:
                 cells.append({"model": model, "mode": "train", "batch": batch, "runtime": rt,
-                              "status": "not measured (dlc bench --train is not implemented)"})
+                              "status": got.get((model, "train", batch, rt), "not measured")})
     return cells
 
 
 def markdown(reports: list[dict], cells: list[dict]) -> str:
     out = ["# dlc bench report", "",
-           "Produced by `python bench/bench_report.py` from the `dlc bench ... -o` JSON files in "
+           ("Produced by `python bench/bench_report.py` from the `dlc bench ... -o` JSON files in "
            "`bench/results/bench_cmd/` (commands in `bench/results/bench_cmd/COMMANDS`). "
-           "Method: docs/benchmarking.md. The machine is shared: the load average is in each header.", ""]
+           "Method: docs/benchmarking.md. The machine is shared: the load average is in each header."), ""]
     for r in reports:
-        out += [f"## {r.get('model') or 'op suite ' + r.get('suite', '')}", "", render(r, "md")]
+        title = f"{r['model']} ({r.get('mode', 'eval')})" if r["kind"] == "models" else f"op suite {r['suite']}"
+        out += [f"## {title}", "", render(r, "md")]
     measured = [c for c in cells if c["status"] == "ok"]
     missing = [c for c in cells if c["status"] != "ok"]
     out += ["## Coverage of the issue's grid", "",
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench/results/bench_report"))
     args = ap.parse_args()
     reports = [json.loads(p.read_text()) for p in sorted(Path(args.dir).glob("*.json"))]
-    reports.sort(key=lambda r: (r["kind"] != "models", r.get("model", "")))
+    reports.sort(key=lambda r: (r["kind"] != "models", r.get("mode", ""), r.get("model", r.get("suite", ""))))
     cells = grid(reports)
     atomic_write(args.out + ".json", (json.dumps({"reports": reports, "grid": cells}, indent=2) + "\n").encode())
     atomic_write(args.out + ".md", markdown(reports, cells).encode())
