@@ -36,8 +36,9 @@ def grid(reports: list[dict]) -> list[dict]:
     for model in TRAIN_MODELS:
         for batch in (2, 32) if model == "ResNet18" else (1, 32):   # batch norm trains on 2 or more
             for rt in RUNTIMES:
+                na = "n/a: onnxruntime runs inference only" if rt == "onnxruntime" else "not measured"
                 cells.append({"model": model, "mode": "train", "batch": batch, "runtime": rt,
-                              "status": got.get((model, "train", batch, rt), "not measured")})
+                              "status": got.get((model, "train", batch, rt), na)})
     return cells
 
 

@@ -4,10 +4,10 @@ backward, the optimizer's update) per call, checked then timed.
 The reference is dlc's symbolic training step on the NumPy interpreter at
 -O0 in float64 (weights, inputs and optimizer state cast).  One step from the
 shared starting weights is compared: the loss (float32 tolerance) and every
-updated weight (scaled error max|w - w_ref| / max|w_ref| within
-`STEP_TOLERANCE`: an Adam step moves a weight by about lr * sign(grad), so a
-gradient within rounding of zero may flip; 1e-3 of the weight's scale allows
-that and still catches a wrong kernel).  Backends run their own training step
+updated weight (each element within `STEP_TOLERANCE` of the weight's scale,
+max|w_ref|, except at most 0.1% of its elements: Adam's first step moves a
+weight by about lr * sign(grad), so a gradient within rounding of zero may
+move it the other way by 2 lr; a wrong kernel moves far more elements).  Backends run their own training step
 (`Backend.train_step`, dlc's symbolic backward); baselines run the reference
 module in train mode with the spec's loss and the matching `torch.optim`
 optimizer (losses: cross_entropy, mse_loss; optimizers: sgd, adam, adamw).
@@ -21,6 +21,7 @@ from .bench_check import compare, tolerance
 from .errors import DlcError, DlcValueError
 
 STEP_TOLERANCE = 1e-3
+OUTLIER_SHARE = 1e-3   # of a weight's elements: near-zero gradients whose first Adam step may flip sign
 TRAIN_BASELINES = ("torch-eager", "torch-compile")   # the default with --train: onnxruntime does not train
 _LOSSES = {"cross_entropy": "cross_entropy", "mse_loss": "mse_loss"}
 
@@ -70,20 +71,31 @@ def reference_step(m, setup, weights, bind_b, seed) -> tuple[float, dict]:
 
 
 def check_step(loss: float, new_weights: dict, ref: tuple[float, dict]) -> dict:
-    """The loss within float32 tolerance and every updated weight within STEP_TOLERANCE."""
+    """The loss within float32 tolerance; each updated weight within
+    STEP_TOLERANCE of its scale except at most OUTLIER_SHARE of its elements
+    (the near-zero gradients whose Adam step may flip sign: a wrong kernel
+    moves far more elements than that)."""
     ref_loss, ref_w = ref
     chk = compare([np.float32(loss)], [np.float64(ref_loss)])
     if not chk["ok"]:
         return {**chk, "why": f"loss {loss:.6g}, reference {ref_loss:.6g}: {chk['why']}"}
+    worst, outliers = 0.0, 0
     for k, r in ref_w.items():
-        if k not in new_weights or r.dtype.kind != "f":
+        if k not in new_weights or r.dtype.kind != "f" or not r.size:
             continue
         w = np.asarray(new_weights[k], dtype=np.float64)
-        err = float(np.abs(w - r).max() / max(float(np.abs(r).max()), 1e-30))
-        if not np.isfinite(err) or err > STEP_TOLERANCE:
-            return {"ok": False, "error": err, "tolerance": STEP_TOLERANCE, "dtype": "float32",
-                    "why": f"updated weight '{k}': scaled error {err:.3g} > {STEP_TOLERANCE:g}"}
-    return {**chk, "step_tolerance": STEP_TOLERANCE, "loss_tolerance": tolerance("float32")}
+        scale = max(float(np.abs(r).max()), 1e-30)
+        err = np.abs(w - r) / scale
+        bad = int(np.count_nonzero(~(err <= STEP_TOLERANCE)))   # NaN counts as bad
+        allowed = max(1, int(OUTLIER_SHARE * r.size))
+        if bad > allowed:
+            return {"ok": False, "error": float(np.nanmax(err)), "tolerance": STEP_TOLERANCE, "dtype": "float32",
+                    "why": f"updated weight '{k}': {bad} of {r.size} elements off by more than {STEP_TOLERANCE:g} "
+                           f"of its scale (worst {float(np.nanmax(err)):.3g}; {allowed} allowed)"}
+        outliers += bad
+        worst = max(worst, float(np.sort(err.ravel())[-bad - 1]) if bad < r.size else 0.0)
+    return {**chk, "step_tolerance": STEP_TOLERANCE, "loss_tolerance": tolerance("float32"),
+            "weights_error": worst, "weight_outliers": outliers}
 
 
 def backend_step_call(m, b, setup, weights, bind_b, seed):
