@@ -4,10 +4,12 @@ backward, the optimizer's update) per call, checked then timed.
 The reference is dlc's symbolic training step on the NumPy interpreter at
 -O0 in float64 (weights, inputs and optimizer state cast).  One step from the
 shared starting weights is compared: the loss (float32 tolerance) and every
-updated weight (each element within `STEP_TOLERANCE` of the weight's scale,
-max|w_ref|, except at most 0.1% of its elements: Adam's first step moves a
-weight by about lr * sign(grad), so a gradient within rounding of zero may
-move it the other way by 2 lr; a wrong kernel moves far more elements).  Backends run their own training step
+updated weight and Adam's first moment (the gradient times 1 - beta1) within
+`STEP_TOLERANCE` of their scale (max|ref|).  Adam's first step moves a
+weight by about lr * sign(grad): where the reference gradient is within the
+moment's tolerance of zero its sign is not determined by the check, and such
+a weight may move the other way; those elements are counted, not failed (the
+gradient itself is checked through the moment).  Backends run their own training step
 (`Backend.train_step`, dlc's symbolic backward); baselines run the reference
 module in train mode with the spec's loss and the matching `torch.optim`
 optimizer (losses: cross_entropy, mse_loss; optimizers: sgd, adam, adamw).
@@ -20,8 +22,10 @@ from .bench_baselines import BaselineUnavailable, reference_module, torch_compil
 from .bench_check import compare, tolerance
 from .errors import DlcError, DlcValueError
 
-STEP_TOLERANCE = 1e-3
-OUTLIER_SHARE = 1e-3   # of a weight's elements: near-zero gradients whose first Adam step may flip sign
+# float32 against float64 after one step: 2.3e-3 of conv1.weight's scale for torch-eager itself on ResNet-18
+# (batch norm over 2 examples, SGD lr 0.1, bench/results/bench_cmd); 1e-2 leaves a margin.  A wrong forward
+# kernel is caught by the loss (float32 tolerance), a wrong backward by the weights and Adam's moments.
+STEP_TOLERANCE = 1e-2
 TRAIN_BASELINES = ("torch-eager", "torch-compile")   # the default with --train: onnxruntime does not train
 _LOSSES = {"cross_entropy": "cross_entropy", "mse_loss": "mse_loss"}
 
@@ -67,35 +71,39 @@ def reference_step(m, setup, weights, bind_b, seed) -> tuple[float, dict]:
     step.scalar_dtype = "float64"
     feed = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in setup["feed"].items()}
     loss = step.run(feed, setup["lr"], 1, seed)
-    return loss, {k: np.asarray(v) for k, v in step.weights.items()}
+    return loss, {k: np.asarray(v) for k, v in {**step.weights, **step.opt_state}.items()}
 
 
 def check_step(loss: float, new_weights: dict, ref: tuple[float, dict]) -> dict:
-    """The loss within float32 tolerance; each updated weight within
-    STEP_TOLERANCE of its scale except at most OUTLIER_SHARE of its elements
-    (the near-zero gradients whose Adam step may flip sign: a wrong kernel
-    moves far more elements than that)."""
+    """The loss within float32 tolerance; every updated weight, and Adam's
+    first moment (the gradient, scaled), within STEP_TOLERANCE of its scale.
+    An Adam weight may differ where the reference gradient is within that
+    tolerance of zero: the check does not determine its sign, hence the
+    step's direction (`undetermined_elements` counts them)."""
     ref_loss, ref_w = ref
     chk = compare([np.float32(loss)], [np.float64(ref_loss)])
     if not chk["ok"]:
         return {**chk, "why": f"loss {loss:.6g}, reference {ref_loss:.6g}: {chk['why']}"}
-    worst, outliers = 0.0, 0
+    worst, undetermined = 0.0, 0
     for k, r in ref_w.items():
         if k not in new_weights or r.dtype.kind != "f" or not r.size:
             continue
-        w = np.asarray(new_weights[k], dtype=np.float64)
-        scale = max(float(np.abs(r).max()), 1e-30)
-        err = np.abs(w - r) / scale
-        bad = int(np.count_nonzero(~(err <= STEP_TOLERANCE)))   # NaN counts as bad
-        allowed = max(1, int(OUTLIER_SHARE * r.size))
-        if bad > allowed:
-            return {"ok": False, "error": float(np.nanmax(err)), "tolerance": STEP_TOLERANCE, "dtype": "float32",
-                    "why": f"updated weight '{k}': {bad} of {r.size} elements off by more than {STEP_TOLERANCE:g} "
-                           f"of its scale (worst {float(np.nanmax(err)):.3g}; {allowed} allowed)"}
-        outliers += bad
-        worst = max(worst, float(np.sort(err.ravel())[-bad - 1]) if bad < r.size else 0.0)
+        err = np.abs(np.asarray(new_weights[k], dtype=np.float64) - r) / max(float(np.abs(r).max()), 1e-30)
+        bad = ~(err <= STEP_TOLERANCE)                     # NaN counts as bad
+        free = np.zeros_like(bad)
+        moment = ref_w.get(f"exp_avg.{k}")
+        if moment is not None and not k.startswith("exp_avg"):
+            # the moment is checked to STEP_TOLERANCE of its scale: within that of zero its sign is not determined
+            free = np.abs(moment) <= STEP_TOLERANCE * max(float(np.abs(moment).max()), 1e-30)
+            undetermined += int(np.count_nonzero(bad & free))
+            bad &= ~free
+        if bad.any():
+            return {"ok": False, "error": float(np.nanmax(np.where(bad, err, 0))), "tolerance": STEP_TOLERANCE,
+                    "dtype": "float32", "why": f"after one step, '{k}': {int(bad.sum())} of {r.size} elements off "
+                                               f"by more than {STEP_TOLERANCE:g} of its scale"}
+        worst = max(worst, float(np.nanmax(np.where(free, 0, err))))
     return {**chk, "step_tolerance": STEP_TOLERANCE, "loss_tolerance": tolerance("float32"),
-            "weights_error": worst, "weight_outliers": outliers}
+            "step_error": worst, "undetermined_elements": undetermined}
 
 
 def backend_step_call(m, b, setup, weights, bind_b, seed):
@@ -107,7 +115,7 @@ def backend_step_call(m, b, setup, weights, bind_b, seed):
     def call():
         counter["step"] += 1
         step.run(setup["feed"], setup["lr"], counter["step"], seed)
-    return loss, dict(step.weights), call
+    return loss, {**step.weights, **getattr(step, "opt_state", {})}, call
 
 
 def baseline_step_call(name, m, setup, weights, args):
@@ -146,6 +154,10 @@ def baseline_step_call(name, m, setup, weights, args):
     except Exception as e:   # inductor failures (compiler errors) surface at the first call
         raise BaselineUnavailable(f"{name} failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     new = {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+    for k, p in module.named_parameters():      # torch.optim's state under dlc's names ("exp_avg.<param>")
+        for sname, v in optimizer.state.get(p, {}).items():
+            if isinstance(v, torch.Tensor) and v.shape == p.shape:
+                new[f"{sname}.{k}"] = v.detach().numpy().copy()
     return loss, new, call
 
 
