@@ -22,10 +22,11 @@ from .bench_baselines import BaselineUnavailable, reference_module, torch_compil
 from .bench_check import compare, tolerance
 from .errors import DlcError, DlcValueError
 
-# float32 against float64 after one step: 2.3e-3 of conv1.weight's scale for torch-eager itself on ResNet-18
-# (batch norm over 2 examples, SGD lr 0.1, bench/results/bench_cmd); 1e-2 leaves a margin.  A wrong forward
-# kernel is caught by the loss (float32 tolerance), a wrong backward by the weights and Adam's moments.
-STEP_TOLERANCE = 1e-2
+# float32 against float64 after one step on ResNet-18 (batch norm over 2 examples, SGD lr 0.1): 1.2e-2 of a
+# weight's scale for numpy, torch and torch-eager alike (they agree with each other to 3 digits), 1.3e-2 for
+# torch-compile; 5e-2 leaves a margin.  A wrong forward kernel is caught by the loss (float32 tolerance), a
+# wrong backward by the weights and Adam's moments.
+STEP_TOLERANCE = 5e-2
 TRAIN_BASELINES = ("torch-eager", "torch-compile")   # the default with --train: onnxruntime does not train
 _LOSSES = {"cross_entropy": "cross_entropy", "mse_loss": "mse_loss"}
 
