@@ -22,11 +22,13 @@ from .bench_baselines import BaselineUnavailable, reference_module, torch_compil
 from .bench_check import compare, tolerance
 from .errors import DlcError, DlcValueError
 
-# float32 against float64 after one step on ResNet-18 (batch norm over 2 examples, SGD lr 0.1): 1.2e-2 of a
-# weight's scale for numpy, torch and torch-eager alike (they agree with each other to 3 digits), 1.3e-2 for
-# torch-compile; 5e-2 leaves a margin.  A wrong forward kernel is caught by the loss (float32 tolerance), a
-# wrong backward by the weights and Adam's moments.
-STEP_TOLERANCE = 5e-2
+# A wrong forward kernel is caught by the loss (float32 tolerance), a wrong backward by the weights and the
+# optimizer's moments.  KINK_SHARE: the elements allowed past the tolerance, where float32 and float64 fall on
+# the two sides of a kink (a ReLU at 0, a max-pool near-tie): on ResNet-18 at batch 2, 4 of the 294,912
+# gradients of layer3.0.conv1.weight differ from float64 by 7% of the largest, identically for numpy, torch
+# and torch-eager; a wrong kernel moves far more than 0.1% of the elements.
+STEP_TOLERANCE = 1e-2
+KINK_SHARE = 1e-3
 TRAIN_BASELINES = ("torch-eager", "torch-compile")   # the default with --train: onnxruntime does not train
 _LOSSES = {"cross_entropy": "cross_entropy", "mse_loss": "mse_loss"}
 
@@ -80,7 +82,8 @@ def check_step(loss: float, new_weights: dict, ref: tuple[float, dict]) -> dict:
     first moment (the gradient, scaled), within STEP_TOLERANCE of its scale.
     An Adam weight may differ where the reference gradient is within that
     tolerance of zero: the check does not determine its sign, hence the
-    step's direction (`undetermined_elements` counts them)."""
+    step's direction; and up to KINK_SHARE of a tensor's elements may differ
+    (kinks: ReLU at 0, max-pool near-ties).  `undetermined_elements` counts both."""
     ref_loss, ref_w = ref
     chk = compare([np.float32(loss)], [np.float64(ref_loss)])
     if not chk["ok"]:
@@ -98,10 +101,16 @@ def check_step(loss: float, new_weights: dict, ref: tuple[float, dict]) -> dict:
             free = np.abs(moment) <= STEP_TOLERANCE * max(float(np.abs(moment).max()), 1e-30)
             undetermined += int(np.count_nonzero(bad & free))
             bad &= ~free
+        kinks = int(bad.sum())
+        if kinks <= max(1, int(KINK_SHARE * r.size)):
+            undetermined += kinks
+            free |= bad
+            bad[:] = False
         if bad.any():
             return {"ok": False, "error": float(np.nanmax(np.where(bad, err, 0))), "tolerance": STEP_TOLERANCE,
                     "dtype": "float32", "why": f"after one step, '{k}': {int(bad.sum())} of {r.size} elements off "
-                                               f"by more than {STEP_TOLERANCE:g} of its scale"}
+                                               f"by more than {STEP_TOLERANCE:g} of its scale (at most "
+                                               f"{max(1, int(KINK_SHARE * r.size))} allowed)"}
         worst = max(worst, float(np.nanmax(np.where(free, 0, err))))
     return {**chk, "step_tolerance": STEP_TOLERANCE, "loss_tolerance": tolerance("float32"),
             "step_error": worst, "undetermined_elements": undetermined}
