@@ -642,9 +642,19 @@ def targets(as_json):
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option("--model", "-m")
-@click.option("--backend", default="tvm", show_default=True, help="numpy, torch or tvm.")
+@click.option("--backend", default="tvm", show_default=True, help="numpy, torch or tvm (one backend, no check).")
+@click.option("--backends", help="Compare: check then time these backends (numpy,torch,tvm).")
+@click.option("--baselines", help="Compare against torch-eager,torch-compile,onnxruntime ('' for none).")
+@click.option("--batch", "batches", help="Batch sizes to compare, e.g. 1,32 (binds N).")
+@click.option("--train", is_flag=True, help="Time training steps (forward, loss, backward, update).")
+@click.option("--threads", type=POSITIVE, help="Pin every runtime's thread count (default: cores).")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), help="Compare report format.")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the report here too.")
+@click.option("--ops", is_flag=True, help="Time kernels on the zoo's layer shapes (GFLOP/s, share of peak).")
+@click.option("--suite", type=click.Choice(["resnet", "bert", "mobilenet", "all"]), default="resnet",
+              show_default=True, help="With --ops: which layer shapes.")
 @click.option("--target", "-t", default="cpu", show_default=True, help="TVM target for a .dln (with --rpc: the device's).")
 @click.option("--arch", help="CUDA architecture.")
 @click.option("--target-opt", "target_opts", multiple=True, help="TVM target option KEY=VALUE.")
@@ -658,9 +668,22 @@ def targets(as_json):
 @click.option("--json", "as_json", is_flag=True)
 @_opt_options
 @_guard
-def bench(file, model, backend, target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, weights, as_json,
-          opt):
-    """Median latency of one forward pass after warm-up (.dln or .dlcpkg)."""
+def bench(file, model, backend, backends, baselines, batches, train, threads, fmt, out, ops, suite, target, arch,
+          target_opts, bind, repeat, warmup, seed, rpc_addr, weights, as_json, opt):
+    """Check then time backends against PyTorch/onnxruntime baselines (--backends/--baselines/--batch/--ops),
+    or the median latency of one backend's forward pass (.dln or .dlcpkg)."""
+    from .bench_cli import compare_command, wants_compare
+    if ops or wants_compare(backends, baselines, batches, train, threads, fmt, out):
+        if weights:
+            raise click.UsageError("--weights (an int8 artifact) is timed by the one-backend form: "
+                                   "dlc bench FILE --backend B --weights W")
+        code = compare_command(file, model=model, backends=backends, baselines=baselines, batches=batches,
+                               train=train, threads=threads, fmt=fmt or ("json" if as_json else "table"), out=out,
+                               ops=ops, suite=suite, bind=_parse_bind(bind), repeat=repeat, warmup=warmup,
+                               seed=seed, opt=opt, target=target)
+        sys.exit(code)
+    if file is None:
+        raise click.UsageError("Missing argument 'FILE' (a .dln or .dlcpkg; or --ops).")
     from .bench import bench as run_bench
     if _is_package(file):
         _precision_fixed(opt, f"{file} is compiled", "compile it with --precision instead")
