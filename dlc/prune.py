@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import DlcValueError
+from .runtime.weights import read_metadata
 
 PRUNE_KEY = "dlc.prune"
 MASK_PREFIX = "dlc.mask."
@@ -153,17 +154,6 @@ def mask_metadata(masks: dict, report: PruneReport) -> dict[str, str]:
 def save_pruned(path, weights: dict, masks: dict, report: PruneReport) -> None:
     from .runtime.weights import save_weights
     save_weights(path, weights, mask_metadata(masks, report))
-
-
-def read_metadata(path) -> dict[str, str]:
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return dict(f.metadata() or {})
-    except FileNotFoundError:
-        raise DlcValueError(f"no such weights file: {path}") from None
-    except Exception as e:  # safetensors raises its own error types
-        raise DlcValueError(f"cannot read weights from {path}: {e}", hint="weights are .safetensors files") from None
 
 
 def load_masks(path, weights: dict | None = None) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DlcError
+from .runtime.weights import read_metadata
 
 FORMAT = "dlc-quant"
 VERSION = "1"
@@ -41,19 +42,6 @@ def save_artifact(path, weights: dict, plan, *, spec_sha256: str, model: str) ->
     meta = {"format": FORMAT, "version": VERSION, PLAN_KEY: plan.to_json(), SPEC_KEY: spec_sha256,
             "dlc.model": model}
     save_weights(path, {k: np.asarray(v) for k, v in weights.items()}, meta)
-
-
-def read_metadata(path) -> dict:
-    """The safetensors metadata of `path` ({} for none); a located error for a
-    file that is not safetensors."""
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return dict(f.metadata() or {})
-    except FileNotFoundError:
-        raise DlcError(f"no such weights file: {path}") from None
-    except Exception as e:  # safetensors raises its own error types
-        raise DlcError(f"cannot read weights from {path}: {e}", hint="weights are .safetensors files") from None
 
 
 def is_artifact(path) -> bool:

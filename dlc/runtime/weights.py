@@ -14,6 +14,19 @@ def save_weights(path, weights: dict[str, np.ndarray], metadata: dict[str, str] 
     atomic_write(path, data)
 
 
+def read_metadata(path) -> dict[str, str]:
+    """The safetensors metadata of `path` ({} for none); a clear error for a
+    missing file or one that is not safetensors."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {})
+    except FileNotFoundError:
+        raise DlcError(f"no such weights file: {path}") from None
+    except Exception as e:  # safetensors raises its own error types
+        raise DlcError(f"cannot read weights from {path}: {e}", hint="weights are .safetensors files") from None
+
+
 def load_weights(path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
     try:
