@@ -38,8 +38,7 @@ _LAZY = {
     "Model": ("api", "Model"),
     "train": ("trainer", "train"),    # dlc.train(path, **options) -> dlc.trainer.TrainResult
     "DlcError": ("errors", "DlcError"),
-    # dlc.quantize(path, weights, ...) -> dlc.quantize.QuantResult: the module is callable (see its end)
-    "quantize": ("quantize", None),
+    "quantize": ("quant_flow", "quantize"),  # dlc.quantize(path, weights, ...) -> dlc.quant_flow.QuantResult
     "verify": ("verify_core", "verify"),  # dlc.verify(model, ...) -> dlc.verify_core.VerifyReport
 }
 
@@ -49,7 +48,7 @@ def __getattr__(name: str):
         from importlib import import_module
         module, attr = _LAZY[name]
         value = import_module(f"{__name__}.{module}")
-        value = value if attr is None else getattr(value, attr)
+        value = getattr(value, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

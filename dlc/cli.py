@@ -757,7 +757,7 @@ def quantize(file, model, weights, calib, calib_size, data_path, method, per_cha
     from .api import load
     from .quant_budget import BudgetError
     from .quant_report import print_report, print_steps
-    from .quantize import quantize as run_quantize
+    from .quant_flow import quantize as run_quantize
     m = load(file, model, _parse_bind(bind), opt=opt)
     try:
         res = run_quantize(m, weights, calib=calib, method=method, per_channel=per_channel, budget=budget,

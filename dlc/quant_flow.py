@@ -195,17 +195,3 @@ def _rows(sites, plan, site_weights: dict, budget: BudgetResult | None) -> list[
                              (float(scales.min()), float(scales.max())), len(scales), sens,
                              "fp32" if s.name in plan.float_layers else "int8"))
     return rows
-
-
-class _CallableModule(type(dataclasses)):
-    """`dlc.quantize(...)` calls `quantize`: importing this submodule makes
-    `dlc.quantize` the module (Python sets the package attribute), so the
-    module itself is made callable rather than shadowed by the function."""
-
-    def __call__(self, *args, **kwargs) -> QuantResult:
-        return quantize(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
