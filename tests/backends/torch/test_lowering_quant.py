@@ -12,29 +12,11 @@ from dlc.backends.torch.funcgen import compile_function  # noqa: E402
 from dlc.compiler.builder import Builder  # noqa: E402
 from dlc.compiler.ir import Graph  # noqa: E402
 from dlc.compiler.types import DType, TensorType  # noqa: E402
+from quant_graphs import int8_layer_graph as _layer_graph  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 
-def _layer_graph(kind: str, x_shape, w_shape, attrs, x_zp=37, y_zp=90, relu=False, out_dtype="uint8"):
-    """float x, w, bias -> quantize, int8 weights, bias_q, multiplier/shift (IR ops) -> the int8 layer."""
-    g = Graph("q")
-    b = Builder(g)
-    x = g.add_input("x", TensorType(DType.f32, x_shape))
-    w = g.add_input("w", TensorType(DType.f32, w_shape))
-    bias = g.add_input("bias", TensorType(DType.f32, (w_shape[0],)))
-    sx, sy = b.const(0.031), b.const(0.047)
-    xq = b.op("quantize_linear", x, sx, b.const(x_zp, "uint8"))
-    sw = b.op("div", b.op("max", b.op("abs", w), axis=tuple(range(1, len(w_shape)))), b.const(127.0))
-    wq = b.op("quantize_linear", w, sw, None, axis=0, dtype="int8")
-    bq = b.op("quantize_linear", bias, b.op("mul", sx, sw), None, axis=0, dtype="int32")
-    m, s = b.op("requant_multiplier", sx, sw, sy)
-    y = b.op(kind, xq, wq, bq, m, s, x_zero_point=x_zp, y_zero_point=y_zp, relu=relu, out_dtype=out_dtype,
-             **attrs)
-    zp_dt = "uint8" if out_dtype == "uint8" else "int8"
-    yd = b.op("dequantize_linear", y, sy, b.const(y_zp, zp_dt))
-    g.outputs, g.output_names = [y, yd, wq, bq, m, s], ["y", "yd", "wq", "bq", "m", "s"]
-    return g
 
 
 def _check(g, seed=0):
