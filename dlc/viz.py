@@ -15,7 +15,6 @@ the text itself, which needs no graphviz at all.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -297,11 +296,7 @@ def write_picture(dot_text: str, path) -> None:
     from .runtime.atomic import atomic_open
     fmt = output_format(path)
     data = dot_text.encode("utf-8") if fmt is None else render(dot_text, fmt)
-    umask = os.umask(0)
-    os.umask(umask)
-    with atomic_open(path) as f:
-        # a picture is for sharing: the umask's usual mode, not the temporary file's private 0600
-        os.fchmod(f.fileno(), 0o666 & ~umask)
+    with atomic_open(path) as f:     # the umask's usual mode, as every file dlc writes for the user
         f.write(data)
 
 

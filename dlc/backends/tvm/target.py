@@ -130,7 +130,7 @@ def host_target_dict() -> dict:
         from ...runtime.atomic import atomic_write
         known = known if isinstance(known, dict) else {}
         known[fp] = t
-        atomic_write(path, json.dumps(known, indent=1).encode())
+        atomic_write(path, json.dumps(known, indent=1).encode(), private=True)   # a cache
     except OSError:
         pass
     return t
