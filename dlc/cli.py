@@ -406,6 +406,25 @@ def _is_package(file) -> bool:
         return False
 
 
+@main.command("init")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", help="Model (default: the last one in the file).")
+@click.option("--bind", "-b", multiple=True, help="Set a constant the parameters' shapes depend on: width=64.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="The seed, as dlc run/train --seed.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=_output_path,
+              help="The .safetensors file (default: <spec stem>.safetensors).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@_guard
+def init_(file, model, bind, seed, output, overwrite):
+    """Save the model's initial weights (as the spec's init= draws them from
+    --seed) to a .safetensors file that run/train/compile --weights load."""
+    from .init_cli import default_output, init_weights_file
+    r = init_weights_file(file, output or default_output(file), model=model, bind=_parse_bind(bind), seed=seed,
+                          overwrite=overwrite)
+    click.echo(f"{r['model']} -> {r['out']}: {r['tensors']} tensors, {r['params']:,} parameters, "
+               f"{r['buffers']:,} buffer values, {_human(r['bytes'])} (seed {r['seed']})")
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m")
