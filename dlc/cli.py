@@ -178,22 +178,24 @@ def check(files, model):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "-m", help="Model to describe (default: the last one in the file).")
 @click.option("--bind", "-b", multiple=True, help="Size a dimension or override a constant: N=8.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (as --format json).")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table",
+              show_default=True, help="table: rich on a wide terminal, plain full columns otherwise.")
 @click.option("--memory", is_flag=True, help="Also the peak activation memory and kernel count, -O0 and after -O.")
 @_opt_options
 @_guard
-def info(file, model, bind, as_json, memory, opt):
+def info(file, model, bind, as_json, fmt, memory, opt):
     """Layer table: names, ops, shapes, parameters and MACs."""
     from .api import load
     m = load(file, model, _parse_bind(bind), opt=opt)
     data = m.info(memory=memory)
-    if as_json:
+    if as_json or fmt == "json":
         click.echo(json.dumps(data))
         return
-    from .reporting import print_info, print_memory
-    print_info(data)
-    if memory:
-        print_memory(data["memory"])
+    from .reporting import info_tables, memory_table
+    from .tables import render, stdout_width
+    tables = info_tables(data, raw=fmt == "csv") + ([memory_table(data["memory"])] if memory else [])
+    click.echo(render(tables, fmt, stdout_width()), nl=False)
 
 
 @main.command()
@@ -282,10 +284,12 @@ def viz(file, model, bind, mode, after, before_after, backend, output, opt):
 @click.option("--allow-missing", multiple=True, metavar="PATTERN",
               help="Parameters --weights may lack (initialised from --seed as the spec says).")
 @click.option("--allow-unused", multiple=True, metavar="PATTERN", help="Entries of --weights the model may lack.")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table",
+              show_default=True, help="How the outputs' statistics are printed (json: full precision).")
 @_opt_options
 @_guard
 def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, output, expect_sha256,
-        allow_missing, allow_unused, opt):
+        allow_missing, allow_unused, fmt, opt):
     """Forward pass with given or seeded inputs and weights (a .dln spec or a
     compiled .dlcpkg package)."""
     import numpy as np
@@ -324,7 +328,7 @@ def run(file, model, backend, inputs, weights, bind, seed, mode, dtype, device, 
                 w = _strict_weights(m, weights, seed, allow_missing, allow_unused)
         outs = m.run(arrays, w, backend=backend, bind=_parse_bind(bind), seed=seed, mode=mode, dtype=dtype)
     from .reporting import print_outputs
-    print_outputs(outs)
+    print_outputs(outs, fmt)
     if output:
         from .runtime.atomic import atomic_write
         import io

@@ -1,4 +1,4 @@
-"""Terminal output for the CLI (rich tables)."""
+"""Terminal output for the CLI: tables (in `dlc.tables`' formats) and pass records."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,56 +10,84 @@ def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def print_info(data: dict) -> None:
-    console = Console()
-    t = Table(title=f"{data['model']}  ({data['file']})", title_justify="left")
-    t.add_column("layer")
-    t.add_column("op")
-    t.add_column("output")
-    t.add_column("params", justify="right")
-    t.add_column("MACs", justify="right")
-    t.add_column("line", justify="right")
-    for r in data["layers"]:
-        t.add_row(r["name"], r["kind"], r["shape"], _fmt(r["params"]) if r["params"] else "-",
-                  _fmt(r["macs"]) if r["macs"] else "-", str(r["line"] or ""))
-    console.print(t)
+def _emit(tables, fmt: str) -> None:
+    import click
+    from .tables import render, stdout_width
+    click.echo(render(tables, fmt, stdout_width()), nl=False)
+
+
+def info_tables(data: dict, raw: bool = False) -> list:
+    """`dlc info`'s layer table, with the totals as notes; `raw`: plain
+    integers (no thousands separators, 0 not "-"), for CSV."""
+    from .tables import TextTable
+    def count(n):
+        return str(n) if raw else _fmt(n) if n else "-"
+    rows = [[r["name"], r["kind"], r["shape"], count(r["params"]), count(r["macs"]), str(r["line"] or "")]
+            for r in data["layers"]]
     dims = ", ".join(f"{k}={v}" for k, v in data["dims"].items())
-    console.print(f"trainable params: {_fmt(data['params'])}   buffers: {_fmt(data['buffers'])}")
-    console.print(f"MACs: {_fmt(data['macs'])} ({data['macs'] / 1e9:.4g} G)" + (f" at {dims}" if dims else ""))
+    notes = [f"trainable params: {_fmt(data['params'])}   buffers: {_fmt(data['buffers'])}",
+             f"MACs: {_fmt(data['macs'])} ({data['macs'] / 1e9:.4g} G)" + (f" at {dims}" if dims else "")]
+    return [TextTable(f"{data['model']}  ({data['file']})", ["layer", "op", "output", "params", "MACs", "line"],
+                      rows, right={"params", "MACs", "line"}, notes=notes)]
 
 
-def print_memory(mem: dict) -> None:
+def print_info(data: dict, fmt: str = "table") -> None:
+    _emit(info_tables(data), fmt)
+
+
+def memory_table(mem: dict):
     """`dlc info --memory`: the memory plan and kernel count, -O0 against the pipeline."""
     from .runtime.memory import human_bytes
+    from .tables import TextTable
     before, after = mem["before"], mem["after"]
     label = f"-O{mem['level']}" if mem.get("passes") is None else "--passes " + ",".join(mem["passes"])
-    t = Table(title="memory plan (activations; inputs and weights not counted)", title_justify="left")
-    for col in ("", "-O0", label):
-        t.add_column(col, justify="left" if not col else "right")
     rows = [("kernels", "kernels", str), ("naive (every intermediate kept)", "naive_bytes", human_bytes),
             ("planned peak (reused buffers)", "planned_bytes", human_bytes),
             ("buffers", "buffers", str), ("live peak (lower bound)", "live_peak_bytes", human_bytes),
             ("NumPy interpreter peak (with kernel scratch)", "interpreter_peak_bytes", human_bytes)]
-    for name, key, fmt in rows:
-        t.add_row(name, fmt(before[key]), fmt(after[key]))
-    Console().print(t)
-    Console().print(f"planned peak is {after['saving']:.0%} below the naive total at {label}")
+    return TextTable("memory plan (activations; inputs and weights not counted)", ["", "-O0", label],
+                     [[name, fmt(before[key]), fmt(after[key])] for name, key, fmt in rows], right={"-O0", label},
+                     notes=[f"planned peak is {after['saving']:.0%} below the naive total at {label}"])
 
 
-def print_outputs(outs: dict) -> None:
-    console = Console()
-    t = Table(title="outputs", title_justify="left")
-    for c in ("name", "shape", "dtype", "mean", "std", "min", "max", "finite"):
-        t.add_column(c)
+def print_memory(mem: dict, fmt: str = "table") -> None:
+    _emit([memory_table(mem)], fmt)
+
+
+def output_stats(outs: dict) -> list[dict]:
+    """Per output: name, shape, dtype and (None for an empty batch) mean, std,
+    min, max as float64, and whether every value is finite."""
+    stats = []
     for k, v in outs.items():
         a = np.asarray(v)
+        row = {"name": k, "shape": list(a.shape), "dtype": str(a.dtype)}
         if not a.size:   # an empty batch: no statistics to show, not zeros
-            t.add_row(k, str(tuple(a.shape)), str(a.dtype), "-", "-", "-", "-", "yes")
+            stats.append({**row, "mean": None, "std": None, "min": None, "max": None, "finite": True})
             continue
         f = a.astype(np.float64)
-        t.add_row(k, str(tuple(a.shape)), str(a.dtype), f"{f.mean():.6g}", f"{f.std():.6g}", f"{f.min():.6g}",
-                  f"{f.max():.6g}", "yes" if np.isfinite(f).all() else "NO")
-    console.print(t)
+        stats.append({**row, "mean": float(f.mean()), "std": float(f.std()), "min": float(f.min()),
+                      "max": float(f.max()), "finite": bool(np.isfinite(f).all())})
+    return stats
+
+
+def outputs_table(stats: list[dict], raw: bool = False):
+    """`dlc run`'s outputs; `raw`: every digit of the float64 statistics (for CSV)."""
+    from .tables import TextTable
+    def num(x):
+        return ("" if raw else "-") if x is None else repr(x) if raw else f"{x:.6g}"
+    rows = [[s["name"], str(tuple(s["shape"])), s["dtype"], num(s["mean"]), num(s["std"]), num(s["min"]),
+             num(s["max"]), "yes" if s["finite"] else "NO"] for s in stats]
+    return TextTable("outputs", ["name", "shape", "dtype", "mean", "std", "min", "max", "finite"], rows,
+                     right={"mean", "std", "min", "max"})
+
+
+def print_outputs(outs: dict, fmt: str = "table") -> None:
+    if fmt == "json":
+        import click
+        import json
+        click.echo(json.dumps({"outputs": output_stats(outs)}))
+        return
+    _emit([outputs_table(output_stats(outs), raw=fmt == "csv")], fmt)
 
 
 def print_pass_records(records, stats: dict | None = None) -> None:
