@@ -19,6 +19,11 @@ import click
 from .errors import DlcError
 
 
+def _debug() -> bool:
+    from .debugging import debug_enabled
+    return debug_enabled()
+
+
 def _guard(fn):
     @wraps(fn)
     def inner(*args, **kwargs):
@@ -26,12 +31,15 @@ def _guard(fn):
             return fn(*args, **kwargs)
         except DlcError as e:
             click.echo(e.render(), err=True)
+            from .debugging import underlying_report
+            if _debug() and (full := underlying_report(e)):
+                click.echo(full, err=True)       # the backend's whole message, as the hint promises
             sys.exit(1)
         except RecursionError:
             click.echo("error: the spec nests too deeply to compile", err=True)
             sys.exit(1)
         except OSError as e:  # a missing, unreadable, read-only or full path: the user's to fix, not a bug
-            if os.environ.get("DLC_DEBUG"):
+            if _debug():
                 raise
             where = f"{e.filename}: " if e.filename else ""
             click.echo(f"error: {where}{e.strerror or e}\n"
@@ -40,7 +48,7 @@ def _guard(fn):
         except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as e:  # a bug in dlc, reported without a traceback
-            if os.environ.get("DLC_DEBUG"):
+            if _debug():
                 raise
             click.echo(f"internal error: {type(e).__name__}: {e}\n"
                        "hint: this is a bug in dlc; rerun with DLC_DEBUG=1 for a traceback", err=True)

@@ -169,7 +169,8 @@ def _load_library(pf: PackageFile, tvm):
         try:
             return tvm.runtime.load_module(str(lib_path))
         except Exception as e:  # noqa: BLE001 - TVM's loader raises various types
-            raise DlcError(f"cannot load the library of {pf.path}: {str(e).strip().splitlines()[-1]}") from None
+            raise DlcError(f"cannot load the library of {pf.path}: {str(e).strip().splitlines()[-1]}",
+                           hint="run with DLC_DEBUG=1 for TVM's full message") from e
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
