@@ -832,24 +832,35 @@ def cache():
     """The compile cache and the folders packages are unpacked into."""
 
 
-@cache.command("clear")
+@cache.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table",
+              show_default=True)
 @_guard
-def cache_clear():
-    """Delete the TVM compile cache and the package extraction folders left by
-    killed processes (tuning databases are kept)."""
+def cache_list(fmt):
+    """What dlc keeps on disk: compile cache entries, tuning databases, decoded
+    image caches, and its folders under the temp dir (stale ones marked)."""
+    from .cache_cli import cache_rows, list_report
+    click.echo(list_report(cache_rows(), fmt), nl=False)
+
+
+@cache.command("clear")
+@click.option("--data", is_flag=True, help="Also the decoded image caches of image_folder data sets.")
+@_guard
+def cache_clear(data):
+    """Delete the TVM compile cache and the package extraction and scratch
+    folders left by killed processes (tuning databases are kept)."""
     from .backends.tvm.cache import cache_dir, clear_cache
-    from .runtime.pkgfile import folder_bytes, stale_extractions
-    import shutil
+    from .cache_cli import clear_data_caches, remove_folders
+    from .runtime.pkgfile import stale_extractions
     n, size = clear_cache()
     click.echo(f"removed {n} compile cache entries ({_human(size)}) from {cache_dir()}")
-    gone, kept = [], []
-    for d in stale_extractions(legacy=True):
-        b = folder_bytes(d)
-        shutil.rmtree(d, ignore_errors=True)
-        (kept if d.exists() else gone).append((d, b))
+    gone, kept = remove_folders(stale_extractions(legacy=True))
     click.echo(f"removed {len(gone)} package extraction folders ({_human(sum(b for _, b in gone))})"
                + "".join(f"\n  {d}" for d, _ in gone))
-    for d, _ in kept:
+    if data:
+        n, size = clear_data_caches()
+        click.echo(f"removed {n} decoded image caches ({_human(size)})")
+    for d in kept:
         click.echo(f"error: could not remove {d}", err=True)
     if kept:
         sys.exit(1)

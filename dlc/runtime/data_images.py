@@ -94,7 +94,7 @@ def load_pixels(root, *, channels: int, size: tuple[int, int], cache_dir=None, p
     if not (npy.is_file() and meta.is_file()):
         _decode_all(files, mode, size, npy, root, progress)
         atomic_write(meta, json.dumps({"root": str(root), "classes": classes, "n": len(files), "mode": mode,
-                                       "size": list(size), "resample": RESAMPLE}).encode())
+                                       "size": list(size), "resample": RESAMPLE}).encode(), private=True)
     pixels = np.load(npy, mmap_mode="r")
     if pixels.shape != (len(files), len(mode), size[0], size[1]):
         raise DlcError(f"the image cache {npy} does not match {root}", hint=f"delete {npy} and run again")

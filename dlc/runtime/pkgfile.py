@@ -46,6 +46,9 @@ WEIGHTS = "weights.safetensors"
 MAX_MANIFEST_BYTES = 1 << 20
 SAFETENSORS_HEADER_BYTES = 1 << 16          # plus 1 KiB per parameter: names, dtypes, shapes, offsets
 EXTRACT_PREFIX = "dlc-lib-"
+# dlc's other folders under the temp dir, named dlc-<kind>-<uid>-<pid>-*: a package being
+# written, an uncached compile's library, a tuning candidate's build
+SCRATCH_KINDS = ("build", "tvm", "ms")
 STALE_AFTER_S = 60                          # a dead process's folder this old is removed at load
 
 # what a damaged zip raises: bad CRC, broken deflate stream, truncated data,
@@ -228,6 +231,14 @@ def private_dir() -> Path:
     return d
 
 
+def scratch_dir(kind: str) -> Path:
+    """A fresh folder under the temp dir for dlc's own work (`kind` one of
+    SCRATCH_KINDS), named after this user and process so that, if the process
+    is killed before removing it, `stale_extractions` finds it."""
+    assert kind in SCRATCH_KINDS, kind
+    return Path(tempfile.mkdtemp(prefix=f"dlc-{kind}-{_uid()}-{os.getpid()}-"))
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -250,10 +261,10 @@ def _ours(p: Path) -> bool:
 
 
 def stale_extractions(min_age_s: float = 0.0, legacy: bool = False) -> list[Path]:
-    """Extraction folders of this user whose process has exited (and, with
-    `legacy`, the `dlc-pkg-<uid>` folder of older dlc versions)."""
+    """Extraction and scratch folders of this user whose process has exited
+    (and, with `legacy`, the `dlc-pkg-<uid>` folder of older dlc versions)."""
     root = Path(tempfile.gettempdir())
-    prefix = f"{EXTRACT_PREFIX}{_uid()}-"
+    prefixes = tuple(f"{p}{_uid()}-" for p in (EXTRACT_PREFIX, *(f"dlc-{k}-" for k in SCRATCH_KINDS)))
     out = []
     try:
         entries = list(os.scandir(root))
@@ -262,7 +273,8 @@ def stale_extractions(min_age_s: float = 0.0, legacy: bool = False) -> list[Path
     now = time.time()
     for e in entries:
         p = Path(e.path)
-        if e.name.startswith(prefix):
+        prefix = next((x for x in prefixes if e.name.startswith(x)), None)
+        if prefix is not None:
             pid = e.name[len(prefix):].split("-", 1)[0]
             if not pid.isdigit() or _alive(int(pid)) or not _ours(p):
                 continue

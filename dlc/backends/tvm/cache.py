@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import DlcError
-from ...runtime.pkgfile import sha256_file
+from ...runtime.pkgfile import scratch_dir, sha256_file
 
 SCHEDULE_VERSION = 1
 ENTRY = "entry.json"
@@ -245,21 +245,23 @@ def compile_cached(graph, target, *, bind: dict | None = None, database=None, ca
     t0 = time.perf_counter()
     compiled = compile_graph(graph, target_dict, bind=bind, database=db, lift_params=lift_params)
     from .package import export_library
-    parent = root / key[:2] if cache else Path(tempfile.gettempdir())
-    try:
-        if cache:
+    tmp = None
+    if cache:
+        try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)     # private: its libraries get loaded
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=parent))
-    except OSError:
-        cache = False
-        tmp = Path(tempfile.mkdtemp(prefix="dlc-tvm-"))
+            (root / key[:2]).mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=root / key[:2]))
+        except OSError:
+            cache = False
+    if tmp is None:     # uncached: a scratch folder that the next package load removes if this process dies
+        tmp = scratch_dir("tvm")
     if not cache:
         import atexit
         atexit.register(shutil.rmtree, tmp, True)
     lib_info = export_library(compiled.executable, target_dict, tmp)
     seconds = time.perf_counter() - t0
-    entry = {"key": key, "signature": compiled.signature, "target": target_dict, "library": lib_info,
+    entry = {"key": key, "model": graph.name, "signature": compiled.signature, "target": target_dict,
+             "library": lib_info,
              "database": str(database) if database is not None else None,
              "compile_seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     entry["checksum"] = _entry_checksum(entry)       # lib_info carries the library's sha256

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 from ...errors import DlcError
 from ...runtime.atomic import atomic_open
 from ...runtime.package import FORMAT_VERSION, MANIFEST, WEIGHTS, read_manifest  # noqa: F401 - re-exported
-from ...runtime.pkgfile import sha256_file
+from ...runtime.pkgfile import scratch_dir, sha256_file
 from .target import cross_compiler_for, library_arch, library_device
 
 __all__ = ["write_package", "read_manifest", "export_library", "source_hash", "example_input_specs"]
@@ -129,7 +128,7 @@ def write_package(path, compiled, weights: dict, *, source_hash: str, spec_path,
     if missing:
         raise DlcError(f"the weights have no entry for '{missing[0]}'"
                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    work = Path(tempfile.mkdtemp(prefix="dlc-pkg-"))
+    work = scratch_dir("build")     # named after this process: removed by the next load if it is killed
     try:
         lib_path = getattr(compiled, "lib_path", None)
         if lib_path is not None:

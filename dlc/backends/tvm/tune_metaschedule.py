@@ -8,10 +8,10 @@ import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from ...runtime.pkgfile import scratch_dir
 from .tune_db import RECORD_FILE, WORKLOAD_FILE
 
 
@@ -69,7 +69,7 @@ def _make_builder():
                 try:
                     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(bi.mod)
                     rt = tvm_build(mod, target=bi.target)
-                    path = os.path.join(tempfile.mkdtemp(prefix="dlc-ms-"), "tvm_tmp_mod." + tar.output_format)
+                    path = os.path.join(scratch_dir("ms"), "tvm_tmp_mod." + tar.output_format)
                     rt.export_library(path, fcompile=tar)
                     out.append(BuilderResult(path, None))
                 except Exception as e:  # noqa: BLE001 - a bad candidate is a failed trial
