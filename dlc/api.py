@@ -165,6 +165,22 @@ class Model:
                 "before": summary(before, dims, workspace_bytes),
                 "after": summary(after, dims, workspace_bytes)}
 
+    # Jupyter: the summary table and the graph (dlc/notebook.py) -----------------
+    def _repr_html_(self) -> str:
+        from .notebook import repr_html
+        return repr_html(self)
+
+    def _repr_svg_(self) -> str | None:
+        from .notebook import repr_svg
+        return repr_svg(self)
+
+    def _repr_markdown_(self) -> str:
+        from .notebook import repr_markdown
+        return repr_markdown(self)
+
+    def __repr__(self) -> str:
+        return f"<dlc.Model {self.name} from {self.path}>"
+
     def symbolic_graph(self, mode: str = "eval"):
         """The graph in `mode` with its symbolic dimensions kept (no example sizes)."""
         from .frontend.blocks import elaborate_model
