@@ -202,7 +202,8 @@ def info(file, model, bind, as_json, fmt, memory, opt):
         return
     from .reporting import info_tables, memory_table
     from .tables import render, stdout_width
-    tables = info_tables(data, raw=fmt == "csv") + ([memory_table(data["memory"])] if memory else [])
+    raw = fmt == "csv"      # CSV: plain integers, for spreadsheets and scripts
+    tables = info_tables(data, raw=raw) + ([memory_table(data["memory"], raw=raw)] if memory else [])
     click.echo(render(tables, fmt, stdout_width()), nl=False)
 
 

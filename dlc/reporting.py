@@ -35,10 +35,12 @@ def print_info(data: dict, fmt: str = "table") -> None:
     _emit(info_tables(data), fmt)
 
 
-def memory_table(mem: dict):
-    """`dlc info --memory`: the memory plan and kernel count, -O0 against the pipeline."""
-    from .runtime.memory import human_bytes
+def memory_table(mem: dict, raw: bool = False):
+    """`dlc info --memory`: the memory plan and kernel count, -O0 against the
+    pipeline; `raw`: bytes as plain integers (for CSV)."""
+    from .runtime.memory import human_bytes as human
     from .tables import TextTable
+    human_bytes = str if raw else human
     before, after = mem["before"], mem["after"]
     label = f"-O{mem['level']}" if mem.get("passes") is None else "--passes " + ",".join(mem["passes"])
     rows = [("kernels", "kernels", str), ("naive (every intermediate kept)", "naive_bytes", human_bytes),

@@ -82,3 +82,13 @@ def test_empty_output_statistics_are_dashes_not_zeros():
     assert stats[0]["mean"] is None and stats[0]["finite"] is True
     text = render([outputs_table(stats)], "table", None)
     assert "(0, 3)" in text and " 0 " not in text.splitlines()[-1]
+
+
+def test_info_memory_csv_has_plain_byte_counts():
+    out = _cli("info", "specs/mlp.dln", "--memory", "--format", "csv")
+    layers, memory = out.split("\n\n")
+    rows = {r[0]: r[1:] for r in csv.reader(io.StringIO(memory))}
+    data = dlc.load("specs/mlp.dln").info(memory=True)["memory"]
+    assert rows["planned peak (reused buffers)"] == [str(data["before"]["planned_bytes"]),
+                                                     str(data["after"]["planned_bytes"])]
+    assert rows["kernels"] == [str(data["before"]["kernels"]), str(data["after"]["kernels"])]
