@@ -236,7 +236,17 @@ def scratch_dir(kind: str) -> Path:
     SCRATCH_KINDS), named after this user and process so that, if the process
     is killed before removing it, `stale_extractions` finds it."""
     assert kind in SCRATCH_KINDS, kind
+    global _swept
+    if not _swept:      # once per process: what killed processes left (a load sweeps too)
+        _swept = True
+        try:
+            remove_stale_extractions(min_age_s=STALE_AFTER_S)
+        except OSError:
+            pass
     return Path(tempfile.mkdtemp(prefix=f"dlc-{kind}-{_uid()}-{os.getpid()}-"))
+
+
+_swept = False
 
 
 def _alive(pid: int) -> bool:

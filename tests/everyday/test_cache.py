@@ -148,3 +148,20 @@ def test_writing_a_package_leaves_no_folder_behind(dirs, monkeypatch):
         package.write_package(dirs.tmp.parent / "n.dlcpkg", compiled, {"w": np.zeros(2, np.float32)},
                               source_hash="h", spec_path="m.dln", model_name="M")
     assert list(dirs.tmp.iterdir()) == []
+
+
+def test_the_first_scratch_folder_of_a_process_sweeps_old_stale_ones(dirs, monkeypatch):
+    import dlc.runtime.pkgfile as pkgfile
+    monkeypatch.setattr(pkgfile, "_swept", False)
+    dead = _dead_pid()
+    old, young = dirs.tmp / f"dlc-build-{dirs.uid}-{dead}-old", dirs.tmp / f"dlc-ms-{dirs.uid}-{dead}-new"
+    for d in (old, young):
+        d.mkdir()
+    long_ago = os.stat(old).st_mtime - 3600
+    os.utime(old, (long_ago, long_ago))
+    made = scratch_dir("tvm")
+    assert not old.exists()                      # a killed compile's folder, an hour old
+    assert young.exists() and made.exists()      # under a minute old: kept (the grace period of a load)
+    os.utime(young, (long_ago, long_ago))
+    scratch_dir("tvm")
+    assert young.exists()                        # swept once per process, not at every folder
