@@ -112,7 +112,13 @@ def torch_compile_unavailable() -> str | None:
     return None
 
 
-def make_baseline(name: str, model_name: str, weights: dict, args: list[np.ndarray], threads: int) -> Baseline:
+# --precision: the torch baselines run under torch.autocast, PyTorch's own mixed precision (convolutions and
+# matmuls in the low dtype, reductions and norms in float32), the counterpart of dlc's autocast pass
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def make_baseline(name: str, model_name: str, weights: dict, args: list[np.ndarray], threads: int,
+                  precision: str = "fp32") -> Baseline:
     """A ready-to-time baseline; BaselineUnavailable when it cannot run here."""
     if name not in BASELINES:
         raise DlcError(f"unknown baseline '{name}'", hint=f"choose from {', '.join(BASELINES)}")
@@ -123,15 +129,19 @@ def make_baseline(name: str, model_name: str, weights: dict, args: list[np.ndarr
     module = reference_module(model_name, weights)
     targs = [torch.from_numpy(np.ascontiguousarray(a)) for a in args]
     if name == "onnxruntime":
+        if precision != "fp32":
+            raise BaselineUnavailable(f"onnxruntime runs the float32 export here: no {precision} baseline "
+                                      "(its CPU provider has no bf16/fp16 kernels for these models)")
         return _onnxruntime(module, targs, threads)
     if name == "torch-compile":
         why = torch_compile_unavailable()
         if why:
             raise BaselineUnavailable(why)
         module = torch.compile(module)
+    low = getattr(torch, AUTOCAST_DTYPES[precision]) if precision != "fp32" else None
 
     def call():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=low, enabled=low is not None):
             return module(*targs)
 
     def outputs():
@@ -139,7 +149,8 @@ def make_baseline(name: str, model_name: str, weights: dict, args: list[np.ndarr
             out = call()
         except Exception as e:   # inductor failures (compiler errors) surface at the first call
             raise BaselineUnavailable(f"{name} failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-        return [o.detach().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+        return [o.detach().float().numpy() if o.is_floating_point() else o.detach().numpy()
+                for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
     return Baseline(name, call, outputs, f"torch.set_num_threads({torch.get_num_threads()})")
 

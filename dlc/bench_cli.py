@@ -18,7 +18,7 @@ def wants_compare(backends, baselines, batches, train, threads, fmt, out) -> boo
 
 
 def compare_command(file, *, model, backends, baselines, batches, train, threads, fmt, out, ops, suite, bind,
-                    repeat, warmup, seed, opt, target) -> int:
+                    repeat, warmup, seed, opt, target, plot=None) -> int:
     from .bench_baselines import BASELINES
     from .bench_compare import BACKENDS, bench_compare, parse_batches, parse_names
     from .bench_train import TRAIN_BASELINES
@@ -39,6 +39,10 @@ def compare_command(file, *, model, backends, baselines, batches, train, threads
         out_fmt = fmt if fmt != "table" or Path(out).suffix not in _SUFFIX_FORMAT else _SUFFIX_FORMAT[Path(out).suffix]
         from .runtime.atomic import atomic_write
         atomic_write(out, render(report, out_fmt if out_fmt in FORMATS else "json").encode())
+    if plot:
+        from .bench_plot import render_png
+        from .runtime.atomic import atomic_write
+        atomic_write(plot, render_png(report))
     click.echo(render(report, fmt), nl=False)
     bad = [r for r in report["rows"] if r["status"] != "ok"]
     for r in bad:

@@ -142,3 +142,28 @@ def test_torch_compile_unavailable_is_reported_not_crashed(monkeypatch, keep_env
 def test_the_single_backend_form_still_works():
     r = bench("specs/mlp.dln", "--backend", "numpy", "--repeat", "2", "--warmup", "0")
     assert r.exit_code == 0 and "median" in r.output and "MLP [numpy" in r.output
+
+
+def test_precision_bf16_checks_at_the_bf16_tolerance_and_runs_baselines_under_autocast(tmp_path):
+    """--precision bf16: dlc's autocast pass against torch.autocast, both held
+    to bfloat16's tolerance; onnxruntime (float32 only) says why it is not run."""
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["bench", "specs/mlp.dln", "--backends", "numpy,torch", "--baselines",
+                                  "torch-eager,onnxruntime", "--precision", "bf16", "--batch", "4", "--repeat",
+                                  "2", "--warmup", "1", "--threads", "1", "-o", str(out)])
+    assert "Traceback" not in r.output, r.output
+    rep = json.loads(out.read_text())
+    assert rep["precision"] == "bf16" and "precision bf16" in r.stdout
+    rows = {row["name"]: row for row in rep["rows"]}
+    for name in ("numpy", "torch", "torch-eager"):
+        chk = rows[name]["check"]
+        assert rows[name]["status"] == "ok" and chk["dtype"] == "bfloat16" and chk["tolerance"] == 5e-2, rows[name]
+        assert chk["error"] > 1e-4        # past float32's tolerance: the matmuls really ran in bfloat16
+    assert rows["onnxruntime"]["status"] == "unavailable" and "no bf16 baseline" in rows["onnxruntime"]["reason"]
+    assert r.exit_code == 1               # a requested baseline that cannot run is reported as such
+
+
+def test_train_with_a_precision_is_refused_clearly():
+    r = CliRunner().invoke(main, ["bench", "specs/mlp.dln", "--train", "--precision", "fp16", "--batch", "2"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "--train with --precision fp16 is not benchmarked yet" in r.output
