@@ -20,7 +20,8 @@ from .bench_check import TOLERANCES, compare, reference_outputs
 from .bench_env import PeakRSS, machine_record, pin_threads, summarize, time_calls
 from .errors import DlcError
 
-BACKENDS = ("numpy", "torch", "tvm")
+BACKENDS = ("numpy", "torch", "tvm")                # the default
+KNOWN_BACKENDS = (*BACKENDS, "tvm-cuda")            # tvm-cuda: on a machine with an NVIDIA GPU
 SCHEMA = "dlc-bench/1"
 PEAK_METHOD = ("RSS (/proc/self/statm) sampled every 1 ms during the timed block, minus the RSS at its start")
 _SETTLE_S = 0.3   # between blocks: spinning worker threads of the previous runtime go idle
@@ -50,13 +51,15 @@ def parse_batches(text: str | None) -> list[int]:
 
 
 def bench_compare(file, *, model=None, backends=BACKENDS, baselines=BASELINES, batches=(1,), train=False,
-                  threads=None, repeat=20, warmup=3, seed=0, bind=None, opt=None, target="cpu") -> dict:
-    """Check, then time, every backend and baseline at every batch size."""
+                  threads=None, repeat=20, warmup=3, seed=0, bind=None, opt=None, target="cpu",
+                  device="cpu") -> dict:
+    """Check, then time, every backend and baseline at every batch size (the
+    baselines on `device`: "cuda" puts the torch modules on the GPU)."""
     from .api import load
     from .backends import get_backend
     for b in backends:
-        if b not in BACKENDS:
-            raise DlcError(f"unknown backend '{b}'", hint=f"choose from {', '.join(BACKENDS)}")
+        if b not in KNOWN_BACKENDS:
+            raise DlcError(f"unknown backend '{b}'", hint=f"choose from {', '.join(KNOWN_BACKENDS)}")
         get_backend(b)   # a one-line error for a backend whose package is missing
     m = load(file, model, bind, opt=opt)
     precision = m.opt.precision
@@ -67,7 +70,7 @@ def bench_compare(file, *, model=None, backends=BACKENDS, baselines=BASELINES, b
         reference_class(m.name)   # a model without reference modules fails before anything runs
     pinned = pin_threads(threads)
     report = {"schema": SCHEMA, "kind": "models", "file": str(file), "model": m.name, "opt_level": m.opt.level,
-              "precision": precision, "target": target, "machine": machine_record(), "threads": pinned,
+              "precision": precision, "baseline_device": device, "target": target, "machine": machine_record(), "threads": pinned,
               "repeat": int(repeat),
               "warmup": int(warmup), "seed": seed, "batches": list(batches), "tolerances": dict(TOLERANCES),
               "reference": "NumPy interpreter, float64, -O0", "peak_memory_method": PEAK_METHOD,
@@ -89,7 +92,8 @@ def bench_compare(file, *, model=None, backends=BACKENDS, baselines=BASELINES, b
             report["rows"].append(_backend_row(m, b, batch, bind_b, inputs, weights, ref, repeat, warmup, seed, target))
         args = [inputs[v.name] for v in m._elaborate("eval", bind_b).inputs]
         for name in baselines:
-            report["rows"].append(_baseline_row(m, name, batch, args, weights, ref, pinned["threads"], repeat, warmup))
+            report["rows"].append(_baseline_row(m, name, batch, args, weights, ref, pinned["threads"], repeat, warmup,
+                                                device))
     _ratios(report["rows"])
     report["warnings"] = [f"{r['name']} at batch {r['batch']}: IQR {r['iqr_ms']:.3g} ms is over 10% of the median "
                           f"{r['median_ms']:.3g} ms (machine load {_load(report)})"
@@ -146,10 +150,10 @@ def _backend_row(m, b, batch, bind_b, inputs, weights, ref, repeat, warmup, seed
     return _timed(row, times, batch, mem.peak_bytes, info.get("where"))
 
 
-def _baseline_row(m, name, batch, args, weights, ref, threads, repeat, warmup) -> dict:
+def _baseline_row(m, name, batch, args, weights, ref, threads, repeat, warmup, device="cpu") -> dict:
     row = _row(name, "baseline", batch)
     try:
-        bl = make_baseline(name, m.name, weights, args, threads, m.opt.precision)
+        bl = make_baseline(name, m.name, weights, args, threads, m.opt.precision, device)
         row["check"] = compare(bl.outputs(), ref, m.opt.precision)
     except BaselineUnavailable as e:
         return {**row, "status": "unavailable", "reason": str(e)}

@@ -654,6 +654,8 @@ def targets(as_json):
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the report here too.")
 @click.option("--plot", type=click.Path(dir_okay=False), callback=_output_path,
               help="Draw the report as a bar chart (.png; needs Pillow).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the torch baselines run (cuda: with --backends tvm-cuda on a GPU machine).")
 @click.option("--ops", is_flag=True, help="Time kernels on the zoo's layer shapes (GFLOP/s, share of peak).")
 @click.option("--suite", type=click.Choice(["resnet", "bert", "mobilenet", "all"]), default="resnet",
               show_default=True, help="With --ops: which layer shapes.")
@@ -670,8 +672,8 @@ def targets(as_json):
 @click.option("--json", "as_json", is_flag=True)
 @_opt_options
 @_guard
-def bench(file, model, backend, backends, baselines, batches, train, threads, fmt, out, plot, ops, suite, target,
-          arch, target_opts, bind, repeat, warmup, seed, rpc_addr, weights, as_json, opt):
+def bench(file, model, backend, backends, baselines, batches, train, threads, fmt, out, plot, device, ops, suite,
+          target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, weights, as_json, opt):
     """Check then time backends against PyTorch/onnxruntime baselines (--backends/--baselines/--batch/--ops),
     or the median latency of one backend's forward pass (.dln or .dlcpkg)."""
     from .bench_cli import compare_command, wants_compare
@@ -682,7 +684,7 @@ def bench(file, model, backend, backends, baselines, batches, train, threads, fm
         code = compare_command(file, model=model, backends=backends, baselines=baselines, batches=batches,
                                train=train, threads=threads, fmt=fmt or ("json" if as_json else "table"), out=out,
                                ops=ops, suite=suite, bind=_parse_bind(bind), repeat=repeat, warmup=warmup,
-                               seed=seed, opt=opt, target=target, plot=plot)
+                               seed=seed, opt=opt, target=target, plot=plot, device=device)
         sys.exit(code)
     if file is None:
         raise click.UsageError("Missing argument 'FILE' (a .dln or .dlcpkg; or --ops).")
