@@ -30,10 +30,9 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 
+# the committed dlc bench report (docs/benchmarking.md): about an hour on one core
 bench: setup
-	$(BIN)/python bench/bench_numpy.py
-	$(BIN)/python bench/bench_tvm_kernels.py
-	$(BIN)/python bench/bench_tvm.py
+	bash bench/run_bench_report.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from dlc.bench_baselines import BASELINES, REFERENCES  # noqa: E402
 from dlc.bench_format import render  # noqa: E402
+from dlc.bench_plot import render_png  # noqa: E402
 from dlc.runtime.atomic import atomic_write  # noqa: E402
 
 RUNTIMES = ("numpy", "torch", "tvm", *BASELINES)
@@ -49,7 +50,10 @@ def markdown(reports: list[dict], cells: list[dict]) -> str:
            "Method: docs/benchmarking.md. The machine is shared: the load average is in each header."), ""]
     for r in reports:
         title = f"{r['model']} ({r.get('mode', 'eval')})" if r["kind"] == "models" else f"op suite {r['suite']}"
-        out += [f"## {title}", "", render(r, "md")]
+        out += [f"## {title}", ""]
+        if r.get("source"):
+            out += [f"![{title}]({r['source'][:-5]}.png)", "", f"From `{r['source']}`.", ""]
+        out += [render(r, "md")]
     measured = [c for c in cells if c["status"] == "ok"]
     missing = [c for c in cells if c["status"] != "ok"]
     out += ["## Coverage of the issue's grid", "",
@@ -68,7 +72,12 @@ def main() -> None:
     ap.add_argument("--dir", default=str(ROOT / "bench/results/bench_cmd"))
     ap.add_argument("--out", default=str(ROOT / "bench/results/bench_report"))
     args = ap.parse_args()
-    reports = [json.loads(p.read_text()) for p in sorted(Path(args.dir).glob("*.json"))]
+    reports = []
+    for p in sorted(Path(args.dir).glob("*.json")):
+        r = json.loads(p.read_text())
+        r["source"] = f"{Path(args.dir).name}/{p.name}"
+        atomic_write(p.with_suffix(".png"), render_png(r))     # the chart beside each run's JSON
+        reports.append(r)
     reports.sort(key=lambda r: (r["kind"] != "models", r.get("mode", ""), r.get("model", r.get("suite", ""))))
     cells = grid(reports)
     atomic_write(args.out + ".json", (json.dumps({"reports": reports, "grid": cells}, indent=2) + "\n").encode())

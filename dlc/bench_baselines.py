@@ -29,7 +29,8 @@ from .errors import DlcError
 
 BASELINES = ("torch-eager", "torch-compile", "onnxruntime")
 # dlc model name -> class in bench/reference/torch_models.py (same parameter names as the spec)
-REFERENCES = {"MLP": "MLP", "LeNet5": "LeNet5", "ResNet18": "ResNet18", "MobileNetV2": "MobileNetV2",
+REFERENCES = {"MLP": "MLP", "LeNet5": "LeNet5", "ResNet18": "ResNet18", "ResNet50": "ResNet50",
+              "MobileNetV2": "MobileNetV2",
               "BertClassifier": "BertClassifier", "GPT2": "GPT2",
               "TransformerEncoderLayer": "TransformerEncoderLayer"}
 _REF_FILE = Path(__file__).resolve().parents[1] / "bench" / "reference" / "torch_models.py"
@@ -112,8 +113,14 @@ def torch_compile_unavailable() -> str | None:
     return None
 
 
-def make_baseline(name: str, model_name: str, weights: dict, args: list[np.ndarray], threads: int) -> Baseline:
-    """A ready-to-time baseline; BaselineUnavailable when it cannot run here."""
+# --precision: the torch baselines run under torch.autocast, PyTorch's own mixed precision (convolutions and
+# matmuls in the low dtype, reductions and norms in float32), the counterpart of dlc's autocast pass
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def make_baseline(name: str, model_name: str, weights: dict, args: list[np.ndarray], threads: int,
+                  precision: str = "fp32", device: str = "cpu") -> Baseline:
+    """A ready-to-time baseline on `device` ("cpu" or "cuda"); BaselineUnavailable when it cannot run here."""
     if name not in BASELINES:
         raise DlcError(f"unknown baseline '{name}'", hint=f"choose from {', '.join(BASELINES)}")
     try:
@@ -122,26 +129,42 @@ def make_baseline(name: str, model_name: str, weights: dict, args: list[np.ndarr
         raise BaselineUnavailable("torch is not installed") from None
     module = reference_module(model_name, weights)
     targs = [torch.from_numpy(np.ascontiguousarray(a)) for a in args]
+    if device == "cuda":
+        if name == "onnxruntime":
+            raise BaselineUnavailable("the onnxruntime baseline runs on the CPU provider only")
+        if not torch.cuda.is_available():
+            raise BaselineUnavailable(f"torch {torch.__version__} sees no CUDA device (a CPU-only build, or no GPU): "
+                                      "install a CUDA build of torch to compare on the GPU")
+        module, targs = module.to("cuda"), [t.to("cuda") for t in targs]
     if name == "onnxruntime":
+        if precision != "fp32":
+            raise BaselineUnavailable(f"onnxruntime runs the float32 export here: no {precision} baseline "
+                                      "(its CPU provider has no bf16/fp16 kernels for these models)")
         return _onnxruntime(module, targs, threads)
     if name == "torch-compile":
         why = torch_compile_unavailable()
         if why:
             raise BaselineUnavailable(why)
         module = torch.compile(module)
+    low = getattr(torch, AUTOCAST_DTYPES[precision]) if precision != "fp32" else None
 
     def call():
-        with torch.inference_mode():
-            return module(*targs)
+        with torch.inference_mode(), torch.autocast(device, dtype=low, enabled=low is not None):
+            out = module(*targs)
+        if device == "cuda":     # a GPU call is asynchronous: time it to its end
+            torch.cuda.synchronize()
+        return out
 
     def outputs():
         try:
             out = call()
         except Exception as e:   # inductor failures (compiler errors) surface at the first call
             raise BaselineUnavailable(f"{name} failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-        return [o.detach().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+        return [o.detach().cpu().float().numpy() if o.is_floating_point() else o.detach().cpu().numpy()
+                for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
-    return Baseline(name, call, outputs, f"torch.set_num_threads({torch.get_num_threads()})")
+    where = "cuda" if device == "cuda" else f"torch.set_num_threads({torch.get_num_threads()})"
+    return Baseline(name, call, outputs, where)
 
 
 def _onnxruntime(module, targs, threads: int) -> Baseline:

@@ -26,8 +26,14 @@ def tolerance(dtype) -> float:
     return TOLERANCES.get(np.dtype(dtype).name if not isinstance(dtype, str) else dtype, TOLERANCES["float32"])
 
 
-def compare(outs: list, ref: list[np.ndarray]) -> dict:
-    """{"ok", "error", "tolerance", "dtype", "why"}: the worst output's scaled error."""
+# --precision: the dtype whose tolerance a float output is held to (its storage dtype stays float32)
+PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def compare(outs: list, ref: list[np.ndarray], precision: str = "fp32") -> dict:
+    """{"ok", "error", "tolerance", "dtype", "why"}: the worst output's scaled
+    error.  With `precision` bf16/fp16 a float output is held to that dtype's
+    tolerance: its convolutions and matmuls ran in it."""
     if len(outs) != len(ref):
         return {"ok": False, "error": None, "tolerance": None, "dtype": None,
                 "why": f"{len(outs)} outputs, the reference has {len(ref)}"}
@@ -37,14 +43,15 @@ def compare(outs: list, ref: list[np.ndarray]) -> dict:
         if o.shape != r.shape:
             return {"ok": False, "error": None, "tolerance": None, "dtype": str(o.dtype),
                     "why": f"output {i} has shape {o.shape}, the reference {r.shape}"}
-        tol = tolerance("float32" if o.dtype.kind != "f" else o.dtype)
+        dt = "float32" if o.dtype.kind != "f" else PRECISION_DTYPES.get(precision, o.dtype)
+        tol = tolerance(dt)
         if not np.isfinite(o.astype(np.float64)).all():
             return {"ok": False, "error": float("inf"), "tolerance": tol, "dtype": str(o.dtype),
                     "why": f"output {i} has NaN or Inf"}
         scale = float(np.abs(r).max()) if r.size else 0.0
         err = float(np.abs(o.astype(np.float64) - r).max() / max(scale, 1e-30)) if r.size else 0.0
         if worst["tolerance"] is None or err / tol > worst["error"] / worst["tolerance"]:
-            worst.update(error=err, tolerance=tol, dtype=str(o.dtype))
+            worst.update(error=err, tolerance=tol, dtype=str(np.dtype(dt)) if dt != "bfloat16" else dt)
         if err > tol:
-            worst.update(ok=False, why=f"output {i}: scaled error {err:.3g} > {o.dtype} tolerance {tol:g}")
+            worst.update(ok=False, why=f"output {i}: scaled error {err:.3g} > {dt} tolerance {tol:g}")
     return worst

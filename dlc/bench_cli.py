@@ -18,9 +18,9 @@ def wants_compare(backends, baselines, batches, train, threads, fmt, out) -> boo
 
 
 def compare_command(file, *, model, backends, baselines, batches, train, threads, fmt, out, ops, suite, bind,
-                    repeat, warmup, seed, opt, target) -> int:
+                    repeat, warmup, seed, opt, target, plot=None, device="cpu") -> int:
     from .bench_baselines import BASELINES
-    from .bench_compare import BACKENDS, bench_compare, parse_batches, parse_names
+    from .bench_compare import BACKENDS, KNOWN_BACKENDS, bench_compare, parse_batches, parse_names
     from .bench_train import TRAIN_BASELINES
     if ops:
         from .bench_ops import bench_ops
@@ -30,15 +30,19 @@ def compare_command(file, *, model, backends, baselines, batches, train, threads
     else:
         if file is None:
             raise click.UsageError("Missing argument 'FILE' (a .dln model to compare; or --ops).")
-        report = bench_compare(file, model=model, backends=parse_names(backends, BACKENDS, "backend", BACKENDS),
+        report = bench_compare(file, model=model, backends=parse_names(backends, KNOWN_BACKENDS, "backend", BACKENDS),
                                baselines=parse_names(baselines, BASELINES, "baseline",
                                                      TRAIN_BASELINES if train else BASELINES),
                                batches=parse_batches(batches), train=train, threads=threads, repeat=repeat,
-                               warmup=warmup, seed=seed, bind=bind, opt=opt, target=target)
+                               warmup=warmup, seed=seed, bind=bind, opt=opt, target=target, device=device)
     if out:
         out_fmt = fmt if fmt != "table" or Path(out).suffix not in _SUFFIX_FORMAT else _SUFFIX_FORMAT[Path(out).suffix]
         from .runtime.atomic import atomic_write
         atomic_write(out, render(report, out_fmt if out_fmt in FORMATS else "json").encode())
+    if plot:
+        from .bench_plot import render_png
+        from .runtime.atomic import atomic_write
+        atomic_write(plot, render_png(report))
     click.echo(render(report, fmt), nl=False)
     bad = [r for r in report["rows"] if r["status"] != "ok"]
     for r in bad:

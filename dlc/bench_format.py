@@ -44,6 +44,9 @@ def header_lines(report: dict) -> list[str]:
         lines.append(f"peak: sgemm n={pk['n']} through NumPy's BLAS, fastest call {pk['gflop_per_s']:.4g} GFLOP/s "
                      f"(median {p0['median_gflop_per_s']:.4g} at the start, {p1['median_gflop_per_s']:.4g} at the end)")
     else:
+        if report.get("precision", "fp32") != "fp32":
+            lines.append(f"precision {report['precision']}: dlc's autocast pass, the torch baselines under "
+                         "torch.autocast; float outputs held to that dtype's tolerance")
         lines.append(f"check: against {report['reference']}; tolerances {report['tolerances']}; "
                      f"peak memory: {report['peak_memory_method']}")
     return lines

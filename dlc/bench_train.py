@@ -25,9 +25,14 @@ from .errors import DlcError, DlcValueError
 # A wrong forward kernel is caught by the loss (float32 tolerance), a wrong backward by the weights and the
 # optimizer's moments.  KINK_SHARE: the elements allowed past the tolerance, where float32 and float64 fall on
 # the two sides of a kink (a ReLU at 0, a max-pool near-tie); a wrong kernel moves far more than 0.1% of them.
-# (ResNet-18 at batch 2 exceeds it for every float32 runtime alike: docs/benchmarking.md.)
+# Deep nets with batch norm amplify a flipped kink: ResNet-18 at batch 2 puts 0.16% of a layer3 gradient past
+# the tolerance in EVERY float32 runtime, torch-eager included.  So the allowance is calibrated per model: the
+# same -O0 NumPy step run in float32 (the reference's algorithm, only rounded to float32) measures how many
+# elements honest float32 arithmetic moves, and each runtime may move NOISE_FACTOR times that share (never
+# less than KINK_SHARE).  A wrong kernel still moves a large share of a tensor (tests/test_bench_cmd_train.py).
 STEP_TOLERANCE = 1e-2
 KINK_SHARE = 1e-3
+NOISE_FACTOR = 3.0
 TRAIN_BASELINES = ("torch-eager", "torch-compile")   # the default with --train: onnxruntime does not train
 _LOSSES = {"cross_entropy": "cross_entropy", "mse_loss": "mse_loss"}
 
@@ -65,53 +70,79 @@ def dlc_step(m, backend: str, setup: dict, weights: dict, bind_b: dict, seed: in
     return get_backend(backend).train_step(plan)
 
 
-def reference_step(m, setup, weights, bind_b, seed) -> tuple[float, dict]:
-    """Loss and updated weights of one float64 -O0 NumPy step."""
+def reference_step(m, setup, weights, bind_b, seed) -> tuple[float, dict, float]:
+    """Loss and updated weights of one float64 -O0 NumPy step, and the kink
+    share allowed (NOISE_FACTOR times the largest
+    share of a tensor's elements that the same step in float32 moves past
+    STEP_TOLERANCE, at least KINK_SHARE)."""
+    loss, new = _numpy_step(m, setup, weights, bind_b, seed, "float64")
+    loss32, new32 = _numpy_step(m, setup, weights, bind_b, seed, "float32")
+    return loss, new, max(KINK_SHARE, NOISE_FACTOR * _off_share(new32, new))
+
+
+def _numpy_step(m, setup, weights, bind_b, seed, dtype: str) -> tuple[float, dict]:
     from .compiler.passes import PipelineOptions
-    step = dlc_step(m, "numpy", setup, weights, bind_b, seed, opt=PipelineOptions(level=0), dtype="float64")
-    step.opt_state = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in step.opt_state.items()}
-    step.scalar_dtype = "float64"
-    feed = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in setup["feed"].items()}
+    step = dlc_step(m, "numpy", setup, weights, bind_b, seed, opt=PipelineOptions(level=0), dtype=dtype)
+    step.opt_state = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in step.opt_state.items()}
+    step.scalar_dtype = dtype
+    feed = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in setup["feed"].items()}
     loss = step.run(feed, setup["lr"], 1, seed)
     return loss, {k: np.asarray(v) for k, v in {**step.weights, **step.opt_state}.items()}
 
 
-def check_step(loss: float, new_weights: dict, ref: tuple[float, dict]) -> dict:
+def _off(k: str, x, ref_w: dict):
+    """(relative error, elements past STEP_TOLERANCE, elements whose Adam step
+    direction the check does not determine) of updated tensor `k`."""
+    r = ref_w[k]
+    err = np.abs(np.asarray(x, dtype=np.float64) - r) / max(float(np.abs(r).max()), 1e-30)
+    bad = ~(err <= STEP_TOLERANCE)                     # NaN counts as bad
+    free = np.zeros_like(bad)
+    moment = ref_w.get(f"exp_avg.{k}")
+    if moment is not None and not k.startswith("exp_avg"):
+        # the moment is checked to STEP_TOLERANCE of its scale: within that of zero its sign is not determined
+        free = np.abs(moment) <= STEP_TOLERANCE * max(float(np.abs(moment).max()), 1e-30)
+    return err, bad & ~free, bad & free
+
+
+def _checked(ref_w: dict, new_weights: dict):
+    for k, r in ref_w.items():
+        if k in new_weights and r.dtype.kind == "f" and r.size:
+            yield k, r
+
+
+def _off_share(new_weights: dict, ref_w: dict) -> float:
+    """The largest share of a tensor's elements past the tolerance (direction-free ones aside).  A tensor with
+    one such element is left out: one element is always allowed, and in a 256-wide bias it would be 0.4%."""
+    counts = ((int(_off(k, new_weights[k], ref_w)[1].sum()), r.size) for k, r in _checked(ref_w, new_weights))
+    return max((bad / size for bad, size in counts if bad > 1), default=0.0)
+
+
+def check_step(loss: float, new_weights: dict, ref: tuple) -> dict:
     """The loss within float32 tolerance; every updated weight, and Adam's
     first moment (the gradient, scaled), within STEP_TOLERANCE of its scale.
     An Adam weight may differ where the reference gradient is within that
     tolerance of zero: the check does not determine its sign, hence the
-    step's direction; and up to KINK_SHARE of a tensor's elements may differ
-    (kinks: ReLU at 0, max-pool near-ties).  `undetermined_elements` counts both."""
-    ref_loss, ref_w = ref
+    step's direction; and up to the kink share of a tensor's elements may
+    differ (kinks: ReLU at 0, max-pool near-ties: `reference_step`).
+    `undetermined_elements` counts both."""
+    ref_loss, ref_w = ref[0], ref[1]
+    share = ref[2] if len(ref) > 2 else KINK_SHARE
     chk = compare([np.float32(loss)], [np.float64(ref_loss)])
     if not chk["ok"]:
         return {**chk, "why": f"loss {loss:.6g}, reference {ref_loss:.6g}: {chk['why']}"}
     worst, undetermined = 0.0, 0
-    for k, r in ref_w.items():
-        if k not in new_weights or r.dtype.kind != "f" or not r.size:
-            continue
-        err = np.abs(np.asarray(new_weights[k], dtype=np.float64) - r) / max(float(np.abs(r).max()), 1e-30)
-        bad = ~(err <= STEP_TOLERANCE)                     # NaN counts as bad
-        free = np.zeros_like(bad)
-        moment = ref_w.get(f"exp_avg.{k}")
-        if moment is not None and not k.startswith("exp_avg"):
-            # the moment is checked to STEP_TOLERANCE of its scale: within that of zero its sign is not determined
-            free = np.abs(moment) <= STEP_TOLERANCE * max(float(np.abs(moment).max()), 1e-30)
-            undetermined += int(np.count_nonzero(bad & free))
-            bad &= ~free
-        kinks = int(bad.sum())
-        if kinks <= max(1, int(KINK_SHARE * r.size)):
-            undetermined += kinks
-            free |= bad
-            bad[:] = False
-        if bad.any():
+    for k, r in _checked(ref_w, new_weights):
+        err, bad, free = _off(k, new_weights[k], ref_w)
+        undetermined += int(free.sum())
+        allowed = max(1, int(share * r.size))
+        if int(bad.sum()) > allowed:
             return {"ok": False, "error": float(np.nanmax(np.where(bad, err, 0))), "tolerance": STEP_TOLERANCE,
-                    "dtype": "float32", "why": f"after one step, '{k}': {int(bad.sum())} of {r.size} elements off "
-                                               f"by more than {STEP_TOLERANCE:g} of its scale (at most "
-                                               f"{max(1, int(KINK_SHARE * r.size))} allowed)"}
-        worst = max(worst, float(np.nanmax(np.where(free, 0, err))))
-    return {**chk, "step_tolerance": STEP_TOLERANCE, "loss_tolerance": tolerance("float32"),
+                    "dtype": "float32", "kink_share": share,
+                    "why": f"after one step, '{k}': {int(bad.sum())} of {r.size} elements off by more than "
+                           f"{STEP_TOLERANCE:g} of its scale (at most {allowed} allowed)"}
+        undetermined += int(bad.sum())
+        worst = max(worst, float(np.nanmax(np.where(free | bad, 0, err))))
+    return {**chk, "step_tolerance": STEP_TOLERANCE, "loss_tolerance": tolerance("float32"), "kink_share": share,
             "step_error": worst, "undetermined_elements": undetermined}
 
 

@@ -684,6 +684,10 @@ def targets(as_json):
 @click.option("--threads", type=POSITIVE, help="Pin every runtime's thread count (default: cores).")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), help="Compare report format.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the report here too.")
+@click.option("--plot", type=click.Path(dir_okay=False), callback=_output_path,
+              help="Draw the report as a bar chart (.png; needs Pillow).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the torch baselines run (cuda: with --backends tvm-cuda on a GPU machine).")
 @click.option("--ops", is_flag=True, help="Time kernels on the zoo's layer shapes (GFLOP/s, share of peak).")
 @click.option("--suite", type=click.Choice(["resnet", "bert", "mobilenet", "all"]), default="resnet",
               show_default=True, help="With --ops: which layer shapes.")
@@ -700,19 +704,19 @@ def targets(as_json):
 @click.option("--json", "as_json", is_flag=True)
 @_opt_options
 @_guard
-def bench(file, model, backend, backends, baselines, batches, train, threads, fmt, out, ops, suite, target, arch,
-          target_opts, bind, repeat, warmup, seed, rpc_addr, weights, as_json, opt):
+def bench(file, model, backend, backends, baselines, batches, train, threads, fmt, out, plot, device, ops, suite,
+          target, arch, target_opts, bind, repeat, warmup, seed, rpc_addr, weights, as_json, opt):
     """Check then time backends against PyTorch/onnxruntime baselines (--backends/--baselines/--batch/--ops),
     or the median latency of one backend's forward pass (.dln or .dlcpkg)."""
     from .bench_cli import compare_command, wants_compare
-    if ops or wants_compare(backends, baselines, batches, train, threads, fmt, out):
+    if ops or wants_compare(backends, baselines, batches, train, threads, fmt, out or plot):
         if weights:
             raise click.UsageError("--weights (an int8 artifact) is timed by the one-backend form: "
                                    "dlc bench FILE --backend B --weights W")
         code = compare_command(file, model=model, backends=backends, baselines=baselines, batches=batches,
                                train=train, threads=threads, fmt=fmt or ("json" if as_json else "table"), out=out,
                                ops=ops, suite=suite, bind=_parse_bind(bind), repeat=repeat, warmup=warmup,
-                               seed=seed, opt=opt, target=target)
+                               seed=seed, opt=opt, target=target, plot=plot, device=device)
         sys.exit(code)
     if file is None:
         raise click.UsageError("Missing argument 'FILE' (a .dln or .dlcpkg; or --ops).")
@@ -809,6 +813,9 @@ def quantize(file, model, weights, calib, calib_size, data_path, method, per_cha
 @click.option("--model", "-m", help="The model (default: the last one in the file).")
 @click.option("--backends", default="numpy,torch,tvm", show_default=True, help="Backends to check.")
 @click.option("-O", "levels", default="0,2,3", show_default=True, help="Optimisation levels to check, e.g. 0,2,3.")
+@click.option("--precision", "precisions", default="fp32", show_default=True,
+              help="Precisions to check, e.g. fp32,bf16,fp16 (bf16/fp16: the autocast pass, held to that dtype's "
+                   "tolerance).")
 @click.option("--train", is_flag=True, help="Also the loss gradients and one optimizer step of the train section.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random weights and inputs.")
 @click.option("--bind", "-b", multiple=True, help="Size a dimension: N=8.")

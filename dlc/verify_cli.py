@@ -31,7 +31,7 @@ def _inputs(file: str, given: str | None) -> tuple[dict | None, str | None]:
 
 
 def run_verify(file, model, bind: dict, *, backends, levels, train, seed, weights, inputs_file, repro_dir,
-               as_json) -> bool:
+               as_json, precisions="fp32") -> bool:
     """`dlc verify` (the click command is in cli.py): print the report; True when every run passed."""
     from .api import load
     from .runtime.weights import load_weights
@@ -41,7 +41,8 @@ def run_verify(file, model, bind: dict, *, backends, levels, train, seed, weight
     inputs, from_file = _inputs(file, inputs_file)
     w = load_weights(weights) if weights else None
     report = verify(m, backends=names, levels=_int_list(levels, "-O"), train=train, seed=seed,
-                    bind=bind, weights=w, inputs=inputs, repro_dir=repro_dir)
+                    bind=bind, weights=w, inputs=inputs, repro_dir=repro_dir,
+                    precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()))
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:

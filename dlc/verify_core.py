@@ -29,11 +29,19 @@ from .errors import DlcError, DlcValueError
 # so its bound is 10x wider.  float64 runs (the NumPy backend at -O1..3) must
 # match the reference as the pass tests require (1e-10).  Integer and bool
 # outputs must be equal.
+#   --precision bf16/fp16 (the autocast pass: convs and matmuls in the low dtype, with float32 accumulation and
+# statistics): their operands round to 2^-9 (bf16) and 2^-11 (fp16) relative, so an output within 5e-2 (bf16)
+# or 1e-2 (fp16) of its scale, and a gradient within twice that, is that rounding through a deep net, as
+# `dlc bench` holds them (bench_check.TOLERANCES); a wrong kernel is off by its own scale.
 TOLERANCES = {
     "float32": {"forward": (1e-4, 1e-6), "grad": (1e-3, 1e-6)},
     "float64": {"forward": (1e-10, 1e-12), "grad": (1e-10, 1e-12)},
+    "bfloat16": {"forward": (5e-2, 1e-3), "grad": (1e-1, 1e-3)},
+    "float16": {"forward": (1e-2, 1e-4), "grad": (2e-2, 1e-4)},
 }
-BACKENDS = ("numpy", "torch", "tvm")
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+BACKENDS = ("numpy", "torch", "tvm")                # the default
+KNOWN_BACKENDS = (*BACKENDS, "tvm-cuda")            # tvm-cuda: on a machine with an NVIDIA GPU
 
 
 def tolerance(dtype: str, what: str) -> tuple[float, float]:
@@ -187,16 +195,20 @@ def _label(m, bind: dict, seed: int):
 
 def verify(model, *, backends=BACKENDS, levels=(0, 2, 3), train: bool = False, seed: int = 0,
            bind: dict | None = None, weights: dict | None = None, inputs: dict | None = None,
-           bisect: bool = True, repro_dir: str | None = None) -> VerifyReport:
-    """Check `model` (a `dlc.Model`) on `backends` x `levels` against the float64
-    NumPy reference at -O0; with `train`, also the loss gradients and one
-    optimizer step.  On a failure with `bisect`, `report.divergence` names the
-    first diverging node and (with `repro_dir`) a reproducer is written there."""
+           bisect: bool = True, repro_dir: str | None = None, precisions=("fp32",)) -> VerifyReport:
+    """Check `model` (a `dlc.Model`) on `backends` x `levels` x `precisions`
+    against the float64 NumPy reference at -O0; with `train`, also the loss
+    gradients and one optimizer step.  On a failure with `bisect`,
+    `report.divergence` names the first diverging node and (with `repro_dir`)
+    a reproducer is written there."""
     from .backends import get_backend
     for b in backends:
-        if b not in BACKENDS:
-            raise DlcValueError(f"unknown backend '{b}'", None, f"choose from {', '.join(BACKENDS)}")
+        if b not in KNOWN_BACKENDS:
+            raise DlcValueError(f"unknown backend '{b}'", None, f"choose from {', '.join(KNOWN_BACKENDS)}")
         get_backend(b).check_available()
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise DlcValueError(f"unknown precision '{p}'", None, f"choose from {', '.join(PRECISIONS)}")
     bind = dict(bind or {})
     inputs = dict(inputs) if inputs else model.random_inputs(seed, bind)
     weights = dict(weights) if weights is not None else model.init_weights(seed)
@@ -212,25 +224,34 @@ def verify(model, *, backends=BACKENDS, levels=(0, 2, 3), train: bool = False, s
         ref_step = one_step(ref_model, "numpy", as_f64(inputs), as_f64(weights), label, bind, seed)
     for b in backends:
         for level in levels:
-            lm = model.optimize(level=level)
-            # the NumPy backend at -O>0 runs in float64 too: it checks the passes to the pass tests' bound
-            f64 = b == "numpy"
-            dt = "float64" if f64 else _model_dtype(model)
-            feed, w = (as_f64(inputs), as_f64(weights)) if f64 else (inputs, weights)
-            report.rows.append(_row(b, level, "forward", dt, ref,
-                                    lambda: lm.run(feed, w, backend=b, bind=bind, seed=seed,
-                                                   dtype="float64" if f64 else None)))
-            if train:
-                report.rows.append(_row(b, level, "grad", dt, ref_grad,
-                                        lambda: lm.grad(feed, w, label=label, seed=seed, bind=bind, backend=b)))
-                if ref_step is not None:
-                    report.rows.append(_row(b, level, "step", dt, ref_step,
-                                            lambda: one_step(lm, b, feed, w, label, bind, seed)))
+            for p in precisions:
+                _check_level(report, model.optimize(level=level, precision=p), b, level, PRECISIONS[p], train,
+                             (inputs, weights, label, bind, seed), (ref, ref_grad, ref_step))
     if bisect and not report.ok:
         from .verify_bisect import bisect_failure
         report.divergence = bisect_failure(model, _to_bisect(report.failures), inputs, weights, bind, seed,
                                            repro_dir)
     return report
+
+
+def _check_level(report, lm, b: str, level: int, low: str | None, train: bool, data, refs) -> None:
+    """The rows of one backend at one level and precision (`low`: the autocast dtype, or None for fp32)."""
+    inputs, weights, label, bind, seed = data
+    ref, ref_grad, ref_step = refs
+    # the NumPy backend at -O>0 in fp32 runs in float64 too: it checks the passes to the pass tests' bound
+    f64 = b == "numpy" and low is None
+    dt = "float64" if f64 else (low or _model_dtype(lm))
+    feed, w = (as_f64(inputs), as_f64(weights)) if f64 else (inputs, weights)
+    report.rows.append(_row(b, level, "forward", dt, ref,
+                            lambda: lm.run(feed, w, backend=b, bind=bind, seed=seed,
+                                           dtype="float64" if f64 else None)))
+    if train:
+        report.rows.append(_row(b, level, "grad", dt, ref_grad,
+                                lambda: lm.grad(feed, w, label=label, seed=seed, bind=bind, backend=b)))
+        if ref_step is not None:
+            from .verify_step import one_step
+            report.rows.append(_row(b, level, "step", dt, ref_step,
+                                    lambda: one_step(lm, b, feed, w, label, bind, seed)))
 
 
 def _to_bisect(failures: list[Row]) -> Row:

@@ -142,3 +142,62 @@ def test_torch_compile_unavailable_is_reported_not_crashed(monkeypatch, keep_env
 def test_the_single_backend_form_still_works():
     r = bench("specs/mlp.dln", "--backend", "numpy", "--repeat", "2", "--warmup", "0")
     assert r.exit_code == 0 and "median" in r.output and "MLP [numpy" in r.output
+
+
+def test_precision_bf16_checks_at_the_bf16_tolerance_and_runs_baselines_under_autocast(tmp_path):
+    """--precision bf16: dlc's autocast pass against torch.autocast, both held
+    to bfloat16's tolerance; onnxruntime (float32 only) says why it is not run."""
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["bench", "specs/mlp.dln", "--backends", "numpy,torch", "--baselines",
+                                  "torch-eager,onnxruntime", "--precision", "bf16", "--batch", "4", "--repeat",
+                                  "2", "--warmup", "1", "--threads", "1", "-o", str(out)])
+    assert "Traceback" not in r.output, r.output
+    rep = json.loads(out.read_text())
+    assert rep["precision"] == "bf16" and "precision bf16" in r.stdout
+    rows = {row["name"]: row for row in rep["rows"]}
+    for name in ("numpy", "torch", "torch-eager"):
+        chk = rows[name]["check"]
+        assert rows[name]["status"] == "ok" and chk["dtype"] == "bfloat16" and chk["tolerance"] == 5e-2, rows[name]
+        assert chk["error"] > 1e-4        # past float32's tolerance: the matmuls really ran in bfloat16
+    assert rows["onnxruntime"]["status"] == "unavailable" and "no bf16 baseline" in rows["onnxruntime"]["reason"]
+    assert r.exit_code == 1               # a requested baseline that cannot run is reported as such
+
+
+def test_train_with_a_precision_is_refused_clearly():
+    r = CliRunner().invoke(main, ["bench", "specs/mlp.dln", "--train", "--precision", "fp16", "--batch", "2"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "--train with --precision fp16 is not benchmarked yet" in r.output
+
+
+def test_the_resnet50_reference_takes_the_spec_weights_and_agrees():
+    """bench/reference's ResNet50 (gpu_check.sh's baseline): torchvision's names
+    (strict load of dlc's weights) and the same outputs as the reference."""
+    import numpy as np
+    import dlc
+    from dlc.bench_baselines import lively_weights, make_baseline
+    from dlc.bench_check import compare, reference_outputs
+    m = dlc.load("specs/resnet50.dln", bind={"size": 64})
+    weights = lively_weights(m.init_weights(0), 0)
+    inputs = m.random_inputs(0, {"N": 1})
+    bl = make_baseline("torch-eager", "ResNet50", weights, [inputs["image"]], threads=1)
+    chk = compare(bl.outputs(), reference_outputs(m, inputs, weights, {"N": 1}))
+    assert chk["ok"] and 0 < chk["error"] < 1e-4, chk
+    assert np.asarray(bl.outputs()[0]).shape == (1, 1000)
+
+
+def test_without_a_gpu_tvm_cuda_and_cuda_baselines_say_why():
+    """tvm-cuda and --device cuda on a machine without a GPU (or with CPU-only
+    torch): a one-line reason, never a traceback (bench/gpu_check.sh's path)."""
+    import torch
+    import tvm
+    if tvm.cuda(0).exist or torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = CliRunner().invoke(main, ["verify", "specs/mlp.dln", "--backends", "numpy,tvm-cuda"])
+    assert r.exit_code == 1 and "needs an NVIDIA GPU" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["bench", "specs/mlp.dln", "--backends", "numpy", "--baselines",
+                                  "torch-eager,onnxruntime", "--device", "cuda", "--repeat", "2", "--format", "json"])
+    rep = json.loads(r.stdout)
+    rows = {row["name"]: row for row in rep["rows"]}
+    assert rows["numpy"]["status"] == "ok" and rep["baseline_device"] == "cuda"
+    assert rows["torch-eager"]["status"] == "unavailable" and "sees no CUDA device" in rows["torch-eager"]["reason"]
+    assert "CPU provider only" in rows["onnxruntime"]["reason"]

@@ -66,3 +66,25 @@ def test_a_model_without_train_section_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(main, ["bench", str(spec), "--train", "--backends", "numpy", "--baselines", ""])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "has no train section" in r.output
+
+
+def test_the_kink_allowance_is_the_float32_reference_noise_times_three():
+    """An element share past the step tolerance that the float32 reference
+    itself shows is allowed (NOISE_FACTOR times it); more is wrong."""
+    import numpy as np
+    from dlc.bench_train import KINK_SHARE, NOISE_FACTOR, _off_share, check_step
+    rng = np.random.default_rng(0)
+    ref = {"w": rng.standard_normal(10_000), "b": rng.standard_normal(256)}
+
+    def moved(n_w, n_b=0):
+        new = {k: v.copy() for k, v in ref.items()}
+        new["w"][:n_w] += 1.0       # past 1% of the scale (max|w| is about 4)
+        new["b"][:n_b] += 1.0
+        return new
+    assert _off_share(moved(50, 1), ref) == pytest.approx(50 / 10_000)    # one element of b is ignored
+    share = max(KINK_SHARE, NOISE_FACTOR * _off_share(moved(50), ref))
+    assert share == pytest.approx(0.015)
+    assert check_step(0.5, moved(140), (0.5, ref, share))["ok"]
+    bad = check_step(0.5, moved(160), (0.5, ref, share))
+    assert not bad["ok"] and "160 of 10000 elements" in bad["why"] and "at most 150 allowed" in bad["why"]
+    assert not check_step(0.5, moved(140), (0.5, ref))["ok"]        # without calibration: KINK_SHARE (10 of 10000)

@@ -134,3 +134,21 @@ def test_torch_group_norm_of_an_expanded_tensor(tmp_path):
                  "    return y\n}\n")
     rep = dlc.verify(dlc.load(p), backends=("torch",), levels=(0,))
     assert rep.ok, rep.render()
+
+
+def test_precision_rows_run_in_the_low_dtype_at_its_tolerance():
+    """--precision bf16,fp16: each backend and level once per precision, held
+    to that dtype's tolerance, and the error shows the matmuls ran in it."""
+    rep = dlc.verify(dlc.load(LENET), backends=("numpy", "torch"), levels=(2,), precisions=("fp32", "bf16", "fp16"))
+    assert rep.ok, rep.render()
+    rows = {(r.backend, r.dtype): r for r in rep.rows}
+    assert set(rows) == {(b, d) for b in ("numpy", "torch") for d in ("float32" if b == "torch" else "float64",
+                                                                     "bfloat16", "float16")}
+    for b in ("numpy", "torch"):
+        bf, fp = rows[(b, "bfloat16")], rows[(b, "float16")]
+        assert (bf.rtol, bf.atol) == TOLERANCES["bfloat16"]["forward"]
+        assert 1e-4 < bf.max_rel < 5e-2 and fp.max_rel < bf.max_rel   # bf16 rounds coarser than fp16
+    r = CliRunner().invoke(main, ["verify", MLP, "--backends", "numpy", "-O", "2", "--precision", "fp32,bf16"])
+    assert r.exit_code == 0 and "bfloat16" in r.output, r.output
+    r = CliRunner().invoke(main, ["verify", MLP, "--precision", "fp8"])
+    assert r.exit_code == 1 and "unknown precision 'fp8'" in r.output and "Traceback" not in r.output

@@ -19,6 +19,8 @@ REGISTRY = {
     "torch": ("dlc.backends.torch.backend", "generated PyTorch code (needs torch: pip install 'dlc[torch]')"),
     "tvm": ("dlc.backends.tvm.backend",
             "TVM-compiled kernels for the host CPU (needs apache-tvm: pip install 'dlc[tvm]')"),
+    "tvm-cuda": ("dlc.backends.tvm.cuda_backend",
+                 "TVM-compiled kernels on the NVIDIA GPU (needs apache-tvm and a CUDA device)"),
 }
 AVAILABLE = {name: summary for name, (_, summary) in REGISTRY.items()}
 
