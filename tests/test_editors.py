@@ -144,3 +144,23 @@ def test_pygments_entry_point_dln():
     assert eps.get("dln") == "dlc.editors.pygments_lexer:DlnLexer", "reinstall dlc: pip install -e ."
     assert type(get_lexer_by_name("dln")).__name__ == "DlnLexer"
     assert type(get_lexer_for_filename("model.dln")).__name__ == "DlnLexer"
+
+
+def _dln_blocks():
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = page.read_text()
+        for m in re.finditer(r"^```dln\n(.*?)^```", text, re.S | re.M):
+            line = text.count("\n", 0, m.start()) + 1
+            yield pytest.param(m.group(1), id=f"{page.relative_to(ROOT)}:{line}")
+
+
+@pytest.mark.parametrize("code", list(_dln_blocks()))
+def test_dln_fences_in_the_docs_highlight_and_are_formatted(code):
+    from dlc.errors import DlcSyntaxError
+    from dlc.frontend.fmt import format_text
+    assert [v for t, v in lex(code, DlnLexer()) if t in Error] == []
+    try:
+        formatted = format_text(code)
+    except DlcSyntaxError:
+        return                      # an excerpt, not a whole spec
+    assert formatted == code, "format the example with `dlc fmt -`"
