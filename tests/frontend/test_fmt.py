@@ -2,6 +2,7 @@
 idempotence, comments kept, the IR unchanged, and the command's behaviour."""
 from __future__ import annotations
 
+import random
 import re
 import stat
 from pathlib import Path
@@ -201,6 +202,46 @@ def _unformat(text: str) -> str:
         line.append(value)
     out.append("".join(line))
     return "".join(out)
+
+
+def _scramble(text: str, rng: random.Random) -> str:
+    """`text` with random spaces, line breaks inside brackets, backslash
+    continuations, blank lines, indentation and comments: the same program."""
+    out, depth = [], 0
+    toks = list(_lexer().lex(text, dont_ignore=True))
+    for i, t in enumerate(toks):
+        v = str(t)
+        depth += (v in "([") - (v in ")]")
+        r = rng.random()
+        if t.type.startswith("__IGNORE") and not v.startswith("\\"):
+            near = {str(toks[i - 1]), str(toks[i + 1]) if i + 1 < len(toks) else ""}
+            if r < 0.3 and near & _HUGGABLE:
+                v = ""
+            elif r < 0.4:
+                v = " " * rng.randint(2, 6)
+            elif r < 0.45 and depth > 0:
+                v = "\n" + " " * rng.randint(0, 9)
+            elif r < 0.47 and depth > 0:
+                v = "  # inside\n" + " " * rng.randint(0, 9)
+            elif r < 0.48:
+                v = " \\\n  "
+        elif t.type == "_NL" and v != ";":
+            if r < 0.3:
+                v = "\n" * rng.randint(1, 3) + " " * rng.randint(0, 12)
+            elif r < 0.35:
+                v = "\n   # between\n\n" + " " * rng.randint(0, 5)
+        out.append(v)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_scrambled_zoo_formats_idempotently_keeping_every_comment(seed):
+    rng = random.Random(seed)
+    path = ZOO[seed % len(ZOO)]
+    messy = _scramble(path.read_text(), rng)
+    once = format_text(messy, str(path))      # raises if the parse changed
+    assert format_text(once, str(path)) == once
+    assert _comments(once) == _comments(messy)
 
 
 def _ir(path: Path, text: str, mode: str) -> str:
