@@ -87,9 +87,8 @@ class _Scanner:
         self.line_depth = 0
         if text.count("\n") > 1:
             self.pending_blank = True
-        if not self.stack or self.stack[-1]["kind"] == "body":
-            if not backslash:
-                self.prev = None   # a statement boundary (unless the next token continues it)
+        if not backslash and (not self.stack or self.stack[-1]["kind"] == "body"):
+            self.prev = None   # a statement boundary (unless the next token continues it)
 
     def comment(self, text: str, col: int) -> None:
         if not self.line.toks:
