@@ -29,7 +29,10 @@ def spec_files(paths) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*.dln") if q.is_file()))
+            found = sorted(q for q in p.rglob("*.dln") if q.is_file())
+            if not found:
+                click.echo(f"note: no .dln files in {p}", err=True)
+            out.extend(found)
         else:
             out.append(p)
     return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..errors import DlcError, Span
+from ..errors import DlcError, DlcLimitError, Span
 from . import ast as A
 from .fmt_lines import Line, scan
 from .parser import parse
@@ -38,7 +38,12 @@ def format_text(text: str, file: str = "<string>") -> str:
         after = parse(out, f"{file} (formatted)")
     except DlcError as e:
         raise _changed(file, f"the formatted text does not parse ({e.message})") from None
-    if _shape(before) != _shape(after):
+    try:
+        same = _shape(before) == _shape(after)
+    except RecursionError:   # the parser's nesting limits make this unreachable in practice
+        raise DlcLimitError("this spec nests too deeply to format", Span(file, 1, 1),
+                            "split long expressions into several statements") from None
+    if not same:
         raise _changed(file, "the formatted text parses to a different program")
     return out
 
