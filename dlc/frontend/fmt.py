@@ -166,7 +166,7 @@ class _Layout:
         return indent
 
     def _emit(self, blank: bool, text: str) -> None:
-        if blank and self.out and not self.opened_body and not text.lstrip().startswith("}"):
+        if blank and self.out and not self.opened_body and not text.lstrip().startswith(("}", ")", "]")):
             self.out.append("\n")
         self.opened_body = False
         self.out.append(text.rstrip() + "\n")

@@ -130,6 +130,7 @@ def test_messy_spec_gets_the_documented_layout():
     ("const n = a.b .c\n", "const n = a.b.c\n"),
     ("const o = not(x)\n", "const o = not (x)\n"),
     ("const p = x[...,0]\n", "const p = x[..., 0]\n"),
+    ("const q = [\n    1,\n\n]\n", "const q = [\n    1,\n]\n"),         # no blank line before a closer
     ("", ""),
 ])
 def test_spacing_rules(src, out):
