@@ -150,6 +150,13 @@ def test_bodies_are_reindented_and_blank_lines_at_their_edges_dropped():
     assert format_text(src) == "model M(x: f32[N]) {\n    y = x\n\n    return y\n}\n"
 
 
+def test_else_on_its_own_line_stays_at_its_if():
+    src = "model M(x: f32[N]) {\n  if true {\n y = x\n    }\n        else {\n  y = -x\n }\n  return y\n}\n"
+    out = "model M(x: f32[N]) {\n    if true {\n        y = x\n    }\n    else {\n        y = -x\n    }\n    return y\n}\n"
+    assert format_text(src) == out
+    assert format_text(out) == out
+
+
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.name)
 def test_zoo_is_formatted_and_formatting_is_idempotent(path):
     text = path.read_text()
