@@ -4,9 +4,7 @@ frontend's registry), so the pygments lexer and the VS Code grammar cannot
 drift from what the parser and the elaborator accept."""
 from __future__ import annotations
 
-import re
 from functools import lru_cache
-from pathlib import Path
 
 LITERALS = ("true", "false", "none")
 # keywords that declare something; the rest steer control flow or join clauses
@@ -17,8 +15,8 @@ OPERATOR_WORDS = ("and", "or", "not")
 @lru_cache(maxsize=1)
 def keywords() -> tuple[str, ...]:
     """Every reserved word of the grammar (`"model"`, `"for"`, ...), literals included."""
-    grammar = (Path(__file__).resolve().parents[1] / "frontend" / "grammar.lark").read_text()
-    return tuple(sorted(set(re.findall(r'"([a-z]+)"', grammar))))
+    from ..frontend.fmt_lines import KEYWORDS, LITERAL_WORDS
+    return tuple(sorted(KEYWORDS | LITERAL_WORDS))
 
 
 @lru_cache(maxsize=1)

@@ -9,15 +9,17 @@ blank lines, never where a line ends (see `fmt.py` for the layout).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark
 
-KEYWORDS = frozenset({"import", "as", "const", "model", "block", "train", "on", "param", "buffer", "for", "in",
-                      "if", "elif", "else", "return", "assert", "example", "or", "and", "not"})
+_GRAMMAR = Path(__file__).with_name("grammar.lark")
 LITERAL_WORDS = frozenset({"true", "false", "none"})
+# the reserved words: every quoted word of the grammar (`"model"`, `"for"`, ...)
+KEYWORDS = frozenset(re.findall(r'"([a-z]+)"', _GRAMMAR.read_text())) - LITERAL_WORDS
 BINARY_OPS = frozenset({"+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<=", ">=", "<", ">", "|>", "->"})
 # a newline before one of these continues the statement (parser.Postlex)
 CONTINUES = frozenset({"|>", "else", "elif"})
@@ -52,8 +54,7 @@ class Line:
 
 @lru_cache(maxsize=1)
 def _lexer() -> Lark:
-    grammar = Path(__file__).with_name("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", lexer="basic", start=["start"])
+    return Lark(_GRAMMAR.read_text(), parser="lalr", lexer="basic", start=["start"])
 
 
 def _ends_value(t: Tok | None) -> bool:
