@@ -25,6 +25,7 @@ demo: setup
 # the layering contracts of pyproject.toml first: a leak fails CI before any test runs
 test: setup
 	$(BIN)/lint-imports
+	$(BIN)/dlc fmt --check specs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-all: setup

@@ -835,6 +835,19 @@ def verify_command(file, model, bind, **options):
         sys.exit(1)
 
 
+@main.command("fmt")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--check", is_flag=True, help="Change nothing; list the files that would change, exit 1 if any.")
+@click.option("--diff", is_flag=True, help="Print what would change as a unified diff instead of writing it.")
+@_guard
+def fmt_command(files, check, diff):
+    """Lay .dln files out canonically, in place (a folder: every .dln in it;
+    -: stdin to stdout).  Comments and line breaks are kept; the meaning is
+    checked to be unchanged (docs/fmt.md)."""
+    from .fmt_cli import run_fmt
+    sys.exit(run_fmt(files, check, diff))
+
+
 @main.group()
 def cache():
     """The compile cache and the folders packages are unpacked into."""
