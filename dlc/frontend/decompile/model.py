@@ -1,0 +1,71 @@
+"""The whole spec: the model's signature, example sizes, blocks and body."""
+from __future__ import annotations
+
+from ...compiler.ir import Graph
+from ...errors import DlcValueError
+from .text import identifier, reserved_names
+from .writer import BodySpec, write_body
+
+
+def _input_names(g: Graph, reserved) -> list[str]:
+    out, taken = [], set()
+    for v in g.inputs:
+        base, k = identifier(v.name or "input", "input"), 1
+        nm = base
+        while nm in reserved or nm in taken:
+            nm, k = f"{base}_{k}", k + 1
+        taken.add(nm)
+        out.append(nm)
+    return out
+
+
+def _leftover_params(g: Graph, mapping: dict, taken: set) -> tuple[list[str], dict]:
+    """Declarations for parameters no statement reads (kept so the weights still load)."""
+    lines, extra = [], {}
+    for p in g.params:
+        if p.name in mapping:
+            continue
+        base, k = identifier(p.name, "p"), 1
+        nm = base
+        while nm in taken:
+            nm, k = f"{base}_{k}", k + 1
+        taken.add(nm)
+        extra[p.name] = nm
+        lines.append(f"    {'buffer' if p.kind == 'buffer' else 'param'} {nm}: {p.type}")
+    return lines, extra
+
+
+def write_model(g: Graph, name: str):
+    if not g.outputs:
+        raise DlcValueError(f"decompile: the graph {g.name} has no outputs", g.span)
+    model = identifier(name, "Net")
+    model = model[0].upper() + model[1:]
+    symbols = sorted({s for v in g.inputs for d in v.type.shape if hasattr(d, "symbols") for s in d.symbols()})
+    reserved = reserved_names() | set(symbols) | {model}
+    in_names = _input_names(g, reserved)
+    spec = BodySpec(list(g.nodes), list(zip(g.inputs, in_names)), list(g.outputs),
+                    out_names=list(g.output_names) or None, graph_params=g.param_by_name())
+    from .blocks import structure
+    spec, block_lines, bstats = structure(g, spec, reserved)
+    body = write_body(spec, reserved)
+    mapping = dict(body.params)
+    taken = set(body.names.values()) | reserved
+    left_lines, extra = _leftover_params(g, mapping, taken)
+    mapping.update(extra)
+
+    sig = ", ".join(f"{nm}: {v.type}" for v, nm in zip(g.inputs, in_names))
+    outs = ", ".join(str(v.type) for v in g.outputs)
+    lines = [f"# {model}: decompiled by dlc from the IR graph {g.name} ({g.mode} mode)", ""]
+    lines += block_lines
+    lines.append(f"model {model}({sig}) {{  # -> {outs}" if len(g.outputs) > 1 else
+                 f"model {model}({sig}) {{  # -> {outs}")
+    examples = [f"{k} = {v}" for k, v in g.dims.items() if v is not None and k in symbols]
+    if examples:
+        lines.append(f"    example {', '.join(examples)}")
+    lines += left_lines + body.lines
+    lines.append("}")
+    fallback = body.fallback + len(left_lines) + bstats.get("fallback", 0)
+    stats = {"fallback": fallback, "layer_calls": body.layer_calls + bstats.get("layer_calls", 0),
+             "blocks": bstats.get("blocks", 0), "loops": bstats.get("loops", 0),
+             "statements": sum(1 for ln in lines if ln.strip() and not ln.strip().startswith("#"))}
+    return "\n".join(lines) + "\n", {p.name: mapping[p.name] for p in g.params}, stats

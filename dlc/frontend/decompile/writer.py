@@ -1,0 +1,137 @@
+"""A body's statements with names, parameter declarations and a return."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...compiler.ir import Value
+from .body import (INF, Stmt, assign_layer_names, count_uses, extra_layer_params, hint_of, inline_scalars,
+                   merge_chains, node_stmt, render_stmt)
+from .names import NameAllocator
+from .text import identifier, is_ident
+
+# ops that a person writes as a layer call: written otherwise, they are the fallback
+_LAYERISH = {"conv1d", "conv2d", "conv_transpose2d", "batch_norm", "layer_norm", "group_norm", "embedding",
+             "prelu", "rnn", "lstm", "gru", "linear"}
+
+
+@dataclass
+class BodyText:
+    lines: list
+    params: dict                 # graph param name -> spec name relative to the body's instance
+    fallback: int = 0            # statements written by the fallback (param declarations included)
+    layer_calls: int = 0
+    names: dict = field(default_factory=dict)
+
+
+@dataclass
+class BodySpec:
+    """What to write: `nodes` in order reading `inputs` (value, variable) and
+    returning `outputs`; `prefix` is the graph-param path of the instance the
+    body belongs to ("" for the model); `out_names` fixes the returned variables."""
+
+    nodes: list
+    inputs: list
+    outputs: list
+    prefix: str = ""
+    out_names: list | None = None
+    indent: str = "    "
+    stmts: list | None = None    # statements made already (block applications), in place of nodes
+    graph_params: dict = field(default_factory=dict)   # name -> Value of every graph parameter
+
+
+def _declared_params(stmts, owned: set) -> list[Value]:
+    out, seen = [], set()
+    for st in stmts:
+        for e in st.stages:
+            for v in e.values():
+                if v.kind in ("param", "buffer") and v.name not in owned and v.id not in seen:
+                    seen.add(v.id)
+                    out.append(v)
+    return out
+
+
+def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
+    uses = count_uses(spec.nodes, spec.outputs)
+    inline = inline_scalars(spec.nodes, uses)
+    stmts = spec.stmts if spec.stmts is not None else [
+        node_stmt(n, uses) for n in spec.nodes if not (n.outputs and n.outputs[0].id in inline)]
+    for st in stmts:
+        st.fallback = st.fallback and st.nodes[0].op.name in _LAYERISH
+    outset = {v.id for v in spec.outputs}
+    stmts = merge_chains(stmts, uses, outset)
+    used_layer_names: set = set()
+    mapping = assign_layer_names(stmts, spec.prefix, used_layer_names)
+    mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
+    owned = set(mapping)
+    decls = _declared_params(stmts, owned)
+
+    last_use = {}
+    for i, st in enumerate(stmts):
+        for e in st.stages:
+            for v in e.values():
+                last_use[v.id] = i
+    for v in spec.outputs:
+        last_use[v.id] = INF
+
+    # returned values carry the output names (a model's outputs are named by them)
+    fixed, aliases = {}, {}
+    out_names = spec.out_names or [None] * len(spec.outputs)
+    defined = {t.id for st in stmts for t in st.targets}
+    taken = set()
+    for i, (v, nm) in enumerate(zip(spec.outputs, out_names)):
+        if nm is None:
+            continue
+        ok = is_ident(nm) and nm not in reserved and nm not in taken
+        if not ok:
+            base, k = identifier(nm, "output"), 1
+            nm = base
+            while nm in reserved or nm in taken:
+                nm, k = f"{base}_{k}", k + 1
+        taken.add(nm)
+        if v.id in defined and v.id not in fixed:
+            fixed[v.id] = nm
+        else:
+            aliases[i] = nm
+    alloc = NameAllocator(reserved, last_use, fixed)
+    for v, nm in spec.inputs:
+        alloc.holder[nm] = v.id
+        alloc.names[v.id] = nm
+        alloc.reserved.discard(nm)
+
+    lines, fallback = [], 0
+    ind = spec.indent
+    for p in decls:
+        rel = p.name[len(spec.prefix) + 1:] if spec.prefix and p.name.startswith(spec.prefix + ".") else p.name
+        base = identifier(rel, "p")
+        nm, k = base, 1
+        while nm in alloc.reserved or nm in alloc.holder:
+            nm = f"{base}_{k}"
+            k += 1
+        alloc.declare(p.id, nm)
+        mapping[p.name] = nm
+        kind = "buffer" if p.kind == "buffer" else "param"
+        lines.append(f"{ind}{kind} {nm}: {p.type}")
+        fallback += 1
+
+    def name(v: Value) -> str:
+        if v.id in inline:
+            return inline[v.id]
+        return alloc.names[v.id]
+
+    for i, st in enumerate(stmts):
+        hint = hint_of(st, alloc.names)
+        tnames = []
+        for k, t in enumerate(st.targets):
+            tnames.append(alloc.bind(t.id, hint if k == 0 else f"{hint}_{k}", i))
+        lhs = st.pattern.format(*tnames) if st.pattern else tnames[0]
+        lines += render_stmt(st, lhs, name, ind)
+        fallback += st.fallback
+    for i, nm in aliases.items():
+        lines.append(f"{ind}{nm} = {name(spec.outputs[i])}  # {spec.outputs[i].type}")
+    rets = [aliases[i] if i in aliases else name(v) for i, v in enumerate(spec.outputs)]
+    lines.append(f"{ind}return {', '.join(rets)}")
+    layer_calls = sum(len(st.layers) for st in stmts)
+    return BodyText(lines, mapping, fallback, layer_calls, alloc.names)
+
+
+__all__ = ["BodySpec", "BodyText", "write_body", "extra_layer_params", "Stmt"]
