@@ -32,18 +32,27 @@ class Stmt:
     fallback: bool = False
     hint: str = ""
     comment: str = ""                 # a note before the statement
+    app: object = None                # an `App` (block application) this statement writes
+    params: dict = field(default_factory=dict)   # graph param -> spec name, for a block application
+    loop: list = field(default_factory=list)     # the application statements a `for` loop folds
 
     @property
     def result(self) -> Value:
         return self.targets[0]
 
 
-def count_uses(nodes, outputs, extra=()) -> dict:
+def reads(item) -> list:
+    """The values a node or a block application reads."""
+    if isinstance(item, Node):
+        return [v for v in list(item.inputs) + list(extra_inputs(item)) if v is not None]
+    return list(item.inputs)
+
+
+def count_uses(items, outputs, extra=()) -> dict:
     uses: dict[int, int] = {}
-    for n in nodes:
-        for v in list(n.inputs) + list(extra_inputs(n)):
-            if v is not None:
-                uses[v.id] = uses.get(v.id, 0) + 1
+    for n in items:
+        for v in reads(n):
+            uses[v.id] = uses.get(v.id, 0) + 1
     for v in list(outputs) + list(extra):
         uses[v.id] = uses.get(v.id, 0) + 1
     return uses
@@ -109,7 +118,7 @@ def node_stmt(node: Node, uses: dict) -> Stmt:
 
 def chainable(prev: Stmt, nxt: Stmt, uses: dict, outputs: set) -> bool:
     """Whether `nxt` may continue `prev` as a `|>` stage."""
-    if prev.pattern or nxt.pattern:
+    if prev.pattern or nxt.pattern or prev.app is not None or nxt.app is not None:
         return False
     v = prev.result
     last = prev.nodes[-1]
@@ -177,16 +186,17 @@ def extra_layer_params(stmts, graph_params: dict, prefix: str) -> dict:
 
 def layer_hint(name: str) -> str:
     """`layer1.0.conv1` -> conv1; `features.3` -> features_3."""
-    parts = name.split(".")
-    last = parts[-1]
-    if is_ident(last) and not last[0].isdigit():
-        return last
-    return identifier("_".join(parts[-2:]), "x")
+    for part in reversed(name.split(".")):
+        if is_ident(part) and not part[0].isdigit():
+            return part
+    return "x"
 
 
 def hint_of(st: Stmt, names: dict) -> str:
     if st.hint:
         return st.hint
+    if len(st.layers) > 1:
+        return "x"          # a chain of layers is the trunk
     if st.layers:
         return layer_hint(st.layers[0][2])
     for v in st.stages[0].values():

@@ -66,6 +66,6 @@ def write_model(g: Graph, name: str):
     lines.append("}")
     fallback = body.fallback + len(left_lines) + bstats.get("fallback", 0)
     stats = {"fallback": fallback, "layer_calls": body.layer_calls + bstats.get("layer_calls", 0),
-             "blocks": bstats.get("blocks", 0), "loops": bstats.get("loops", 0),
+             "blocks": bstats.get("blocks", 0), "loops": body.loops + bstats.get("loops", 0),
              "statements": sum(1 for ln in lines if ln.strip() and not ln.strip().startswith("#"))}
     return "\n".join(lines) + "\n", {p.name: mapping[p.name] for p in g.params}, stats

@@ -19,8 +19,10 @@ class NameAllocator:
         self.reserved |= set(self.fixed.values())
 
     def _free(self, name: str, at: int) -> bool:
-        held = self.holder.get(name)
-        return held is None or self.last_use.get(held, -1) <= at
+        if name not in self.holder:
+            return True
+        held = self.holder[name]
+        return held is not None and self.last_use.get(held, -1) <= at
 
     def bind(self, value_id: int, hint: str, at: int) -> str:
         """A name for the value defined by statement `at`."""

@@ -203,7 +203,17 @@ def _dropout(node: Node):
     return Call("dropout", [node.inputs[0], lit(float(node.attrs["p"]))])
 
 
+def _mean(node: Node):
+    x, = node.inputs
+    a = node.attrs
+    if x.type.rank >= 3 and not a["keepdims"] and a["axis"] is not None and \
+            tuple(a["axis"]) == tuple(range(2, x.type.rank)):
+        return Call("global_avgpool", [x])
+    return generic(node)
+
+
 WRITERS = {
+    "mean": _mean,
     "neg": lambda n: Prefix("-", n.inputs[0]),
     "logical_not": lambda n: Prefix("not", n.inputs[0]),
     "cast": lambda n: Call("cast", [n.inputs[0], dtype_name(n.attrs["dtype"])]),

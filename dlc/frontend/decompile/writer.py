@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...compiler.ir import Value
+from ...compiler.ir import Node, Value
+from .loops import fold_loops, render_loop
 from .body import (INF, Stmt, assign_layer_names, count_uses, extra_layer_params, hint_of, inline_scalars,
                    merge_chains, node_stmt, render_stmt)
 from .names import NameAllocator
@@ -21,6 +22,8 @@ class BodyText:
     fallback: int = 0            # statements written by the fallback (param declarations included)
     layer_calls: int = 0
     names: dict = field(default_factory=dict)
+    apps: int = 0                # block applications
+    loops: int = 0
 
 
 @dataclass
@@ -35,7 +38,7 @@ class BodySpec:
     prefix: str = ""
     out_names: list | None = None
     indent: str = "    "
-    stmts: list | None = None    # statements made already (block applications), in place of nodes
+    items: list | None = None    # nodes and block applications (`App`), in place of `nodes`
     graph_params: dict = field(default_factory=dict)   # name -> Value of every graph parameter
 
 
@@ -51,25 +54,35 @@ def _declared_params(stmts, owned: set) -> list[Value]:
 
 
 def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
-    uses = count_uses(spec.nodes, spec.outputs)
-    inline = inline_scalars(spec.nodes, uses)
-    stmts = spec.stmts if spec.stmts is not None else [
-        node_stmt(n, uses) for n in spec.nodes if not (n.outputs and n.outputs[0].id in inline)]
-    for st in stmts:
-        st.fallback = st.fallback and st.nodes[0].op.name in _LAYERISH
+    items = spec.items if spec.items is not None else spec.nodes
+    nodes = [n for n in items if isinstance(n, Node)]
+    uses = count_uses(items, spec.outputs)
+    inline = inline_scalars(nodes, uses)
+    stmts = []
+    for it in items:
+        if not isinstance(it, Node):
+            stmts.append(it.stmt())
+        elif not (it.outputs and it.outputs[0].id in inline):
+            st = node_stmt(it, uses)
+            st.fallback = st.fallback and it.op.name in _LAYERISH
+            stmts.append(st)
     outset = {v.id for v in spec.outputs}
-    stmts = merge_chains(stmts, uses, outset)
-    used_layer_names: set = set()
+    stmts = fold_loops(merge_chains(stmts, uses, outset), uses, outset)
+    used_layer_names = {st.app.rel for st in stmts for st in (st.loop or [st]) if st.app is not None}
     mapping = assign_layer_names(stmts, spec.prefix, used_layer_names)
+    for st in stmts:
+        for a in (st.loop or [st]):
+            mapping.update(a.params)
     mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
     owned = set(mapping)
     decls = _declared_params(stmts, owned)
 
     last_use = {}
     for i, st in enumerate(stmts):
-        for e in st.stages:
-            for v in e.values():
-                last_use[v.id] = i
+        for a in (st.loop or [st]):
+            for e in a.stages:
+                for v in e.values():
+                    last_use[v.id] = i
     for v in spec.outputs:
         last_use[v.id] = INF
 
@@ -119,6 +132,9 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         return alloc.names[v.id]
 
     for i, st in enumerate(stmts):
+        if st.loop:
+            lines += render_loop(st, alloc, name, ind, i)
+            continue
         hint = hint_of(st, alloc.names)
         tnames = []
         for k, t in enumerate(st.targets):
@@ -131,7 +147,8 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
     rets = [aliases[i] if i in aliases else name(v) for i, v in enumerate(spec.outputs)]
     lines.append(f"{ind}return {', '.join(rets)}")
     layer_calls = sum(len(st.layers) for st in stmts)
-    return BodyText(lines, mapping, fallback, layer_calls, alloc.names)
+    apps = sum(len(st.loop) or (st.app is not None) for st in stmts)
+    return BodyText(lines, mapping, fallback, layer_calls, alloc.names, apps, sum(bool(st.loop) for st in stmts))
 
 
 __all__ = ["BodySpec", "BodyText", "write_body", "extra_layer_params", "Stmt"]
