@@ -101,11 +101,13 @@ def _role(toks: list[str], k: int, params_of: dict) -> str:
             if depth == 0:
                 if t == "(" and j > 0:
                     fn = toks[j - 1]
+                    piped = j >= 3 and toks[j - 3:j - 1] == ["|", ">"]   # `|> f(a)` is f(x, a)
+                    pos = commas + piped
                     if fn in params_of and commas < len(params_of[fn]):
                         return params_of[fn][commas]
                     if fn == "reshape":
                         return "size"
-                    return ROLES.get(fn, {}).get(commas, "n")
+                    return ROLES.get(fn, {}).get(pos, "n")
                 return "n"
             depth -= 1
         elif t == "," and depth == 0:
@@ -144,8 +146,12 @@ class Structurer:
             by_key.setdefault(k, []).append(c)
         self.key, self.groups = {}, {}
         for members in by_key.values():
-            tail = min(tail_length(self.g, c, self.per_node) for c in members) if len(members) > 1 else 0
-            for c in members:
+            # the tail most instances have (a residual block's add and relu); the odd one
+            # out (the last block, followed by the pooling) keeps at most that many
+            ext = [tail_length(self.g, c, self.per_node) for c in members]
+            common = max(set(ext), key=lambda t: (ext.count(t), -t)) if len(members) > 1 else 0
+            for c, e in zip(members, ext):
+                tail = min(e, common)
                 r = finish(self.g, c, tail)
                 k = self._flat(r) if tail else shape_key(self._write(
                     list(self.g.nodes[r.start:r.end + 1]), r, r.path).lines, r)
