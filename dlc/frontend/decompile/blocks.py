@@ -81,7 +81,7 @@ class App:
     params: dict
 
     def stmt(self) -> Stmt:
-        fn = f"{self.block}({', '.join(self.args)})" if self.args else self.block
+        fn = f"{self.block}({', '.join(self.args)})"
         pattern = ""
         if len(self.outputs) > 1:
             pattern = ", ".join("{%d}" % i for i in range(len(self.outputs)))
@@ -116,8 +116,8 @@ def _role(toks: list[str], k: int, params_of: dict) -> str:
 
 
 class Structurer:
-    def __init__(self, g: Graph, reserved: frozenset):
-        self.g, self.reserved = g, reserved
+    def __init__(self, g: Graph, reserved: frozenset, cells: dict):
+        self.g, self.reserved, self.cells = g, reserved, cells
         self.gp = g.param_by_name()
         self.symbols = {s for v in g.inputs for d in v.type.shape if isinstance(d, Dim) for s in d.symbols()}
         self.per_node = [node_params(n) for n in g.nodes]
@@ -204,7 +204,7 @@ class Structurer:
     def _write(self, items: list, r: Region, prefix: str):
         names = _INPUT_NAMES + [f"x{k}" for k in range(3, len(r.inputs))]
         spec = BodySpec([], list(zip(r.inputs, names)), list(r.outputs), prefix=prefix, items=items,
-                        graph_params=self.gp)
+                        graph_params=self.gp, cells=self.cells)
         return write_body(spec, self.reserved)
 
     def block_def(self, key) -> BlockDef | None:
@@ -288,7 +288,7 @@ class Structurer:
 
 def structure(g: Graph, spec: BodySpec, reserved: frozenset):
     """The model body with repeated instances as block applications, and the block definitions."""
-    s = Structurer(g, reserved)
+    s = Structurer(g, reserved, spec.cells)
     spec.items = s.items(0, len(g.nodes) - 1, None)
     lines = [ln for d in s.order if any(isinstance(it, App) and it.block == d.name for it in _all_apps(s, spec))
              for ln in d.lines]

@@ -35,6 +35,7 @@ class Stmt:
     app: object = None                # an `App` (block application) this statement writes
     params: dict = field(default_factory=dict)   # graph param -> spec name, for a block application
     loop: list = field(default_factory=list)     # the application statements a `for` loop folds
+    hints: list = field(default_factory=list)    # a name hint per target, when the statement knows better
 
     @property
     def result(self) -> Value:
@@ -186,15 +187,22 @@ def extra_layer_params(stmts, graph_params: dict, prefix: str) -> dict:
 
 def layer_hint(name: str) -> str:
     """`layer1.0.conv1` -> conv1; `features.3` -> features_3."""
+    from .text import reserved_names
     for part in reversed(name.split(".")):
-        if is_ident(part) and not part[0].isdigit():
+        if is_ident(part) and not part[0].isdigit() and part not in reserved_names():
             return part
     return "x"
+
+
+_OP_HINTS = {"full": "fill", "arange": "positions", "randn": "noise", "uniform": "noise",
+             "sinusoidal_positions": "pe"}
 
 
 def hint_of(st: Stmt, names: dict) -> str:
     if st.hint:
         return st.hint
+    if st.nodes and st.nodes[0].op.name in _OP_HINTS and not st.layers:
+        return _OP_HINTS[st.nodes[0].op.name]
     if len(st.layers) > 1:
         return "x"          # a chain of layers is the trunk
     if st.layers:

@@ -194,4 +194,12 @@ def recognise(node: Node, uses: dict) -> LayerCall | None:
         return None
     if any(uses.get(p.id, 0) != 1 for p, _ in lc.roles):
         return None     # shared weights: a layer call would make a second copy
+    if node.op.name == "linear" and not conforming(lc):
+        return None     # `linear(x, W, b)` with declared params keeps odd names as they are
     return lc
+
+
+def conforming(lc: LayerCall) -> bool:
+    """Whether the parameters are named `<path>.<role>` with one path, as a layer names them."""
+    path = layer_path(lc)
+    return all(p.name == f"{path}.{role}" for p, role in lc.roles)

@@ -105,7 +105,7 @@ def render_loop(st: Stmt, alloc, name, ind: str, at: int) -> list[str]:
         start = f", start={n0}" if n0 else ""
         header = f"for {idx}, {target} in enumerate({seq}{start})"
     args = ", ".join(vars_.get(j, a) for j, a in enumerate(first.args))
-    call = f"{first.block}({args})" if first.args else first.block
+    call = f"{first.block}({args})"
     nm = lit(info.template.replace("{i}", "\0")).replace("\0", "{" + idx + "}")
     lines.append(f"{ind}{header} {{")
     lines.append(f"{ind}    {out_name} = {call}({out_name}, name={nm})  # {out.type} after the last")

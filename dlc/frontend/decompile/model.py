@@ -56,6 +56,11 @@ def write_model(g: Graph, name: str):
     sig = ", ".join(f"{nm}: {v.type}" for v, nm in zip(g.inputs, in_names))
     outs = ", ".join(str(v.type) for v in g.outputs)
     lines = [f"# {model}: decompiled by dlc from the IR graph {g.name} ({g.mode} mode)", ""]
+    body_text = "\n".join(block_lines + body.lines)
+    for cell in spec.cells.get("__defs__", []):
+        import re
+        if re.search(rf"\b{cell[1].split()[1].split('(')[0]}\b", body_text):
+            lines += cell
     lines += block_lines
     lines.append(f"model {model}({sig}) {{  # -> {outs}" if len(g.outputs) > 1 else
                  f"model {model}({sig}) {{  # -> {outs}")

@@ -1,6 +1,7 @@
 """How IR values, sizes, types and attributes are spelled in `.dln` text."""
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -15,6 +16,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
 
+@functools.lru_cache(maxsize=1)
 def reserved_names() -> frozenset:
     """Names a variable must not take: keywords, and builtins a spec may call
     (a variable named `relu` would hide the function)."""

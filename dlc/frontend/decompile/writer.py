@@ -40,6 +40,8 @@ class BodySpec:
     indent: str = "    "
     items: list | None = None    # nodes and block applications (`App`), in place of `nodes`
     graph_params: dict = field(default_factory=dict)   # name -> Value of every graph parameter
+    cells: dict = field(default_factory=dict)    # scan cell blocks written so far (shared by all bodies)
+    return_pattern: str = ""     # how the returned values nest ("{2}, ({0}, {1})"), flat when empty
 
 
 def _declared_params(stmts, owned: set) -> list[Value]:
@@ -62,6 +64,9 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
     for it in items:
         if not isinstance(it, Node):
             stmts.append(it.stmt())
+        elif it.op.name == "scan":
+            from .scan import scan_stmt
+            stmts.append(scan_stmt(it, spec, reserved))
         elif not (it.outputs and it.outputs[0].id in inline):
             st = node_stmt(it, uses)
             st.fallback = st.fallback and it.op.name in _LAYERISH
@@ -138,14 +143,15 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         hint = hint_of(st, alloc.names)
         tnames = []
         for k, t in enumerate(st.targets):
-            tnames.append(alloc.bind(t.id, hint if k == 0 else f"{hint}_{k}", i))
+            h = st.hints[k] if st.hints else hint if k == 0 else f"{hint}_{k}"
+            tnames.append(alloc.bind(t.id, h, i))
         lhs = st.pattern.format(*tnames) if st.pattern else tnames[0]
         lines += render_stmt(st, lhs, name, ind)
         fallback += st.fallback
     for i, nm in aliases.items():
         lines.append(f"{ind}{nm} = {name(spec.outputs[i])}  # {spec.outputs[i].type}")
     rets = [aliases[i] if i in aliases else name(v) for i, v in enumerate(spec.outputs)]
-    lines.append(f"{ind}return {', '.join(rets)}")
+    lines.append(f"{ind}return {spec.return_pattern.format(*rets) if spec.return_pattern else ', '.join(rets)}")
     layer_calls = sum(len(st.layers) for st in stmts)
     apps = sum(len(st.loop) or (st.app is not None) for st in stmts)
     return BodyText(lines, mapping, fallback, layer_calls, alloc.names, apps, sum(bool(st.loop) for st in stmts))
