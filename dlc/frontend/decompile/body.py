@@ -143,7 +143,7 @@ def merge_chains(stmts: list, uses: dict, outputs: set) -> list:
             prev.stages += st.stages
             prev.nodes += st.nodes
             prev.targets = st.targets
-            prev.fallback = prev.fallback or st.fallback
+            prev.fallback = int(prev.fallback) + int(st.fallback)
             continue
         out.append(st)
     return out

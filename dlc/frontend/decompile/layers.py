@@ -181,7 +181,12 @@ def layer_path(lc: LayerCall) -> str:
     for `layer1.0.conv1.weight`; a name that does not end in its role is the path itself."""
     p, role = lc.roles[0]
     suffix = "." + role
-    return p.name[:-len(suffix)] if p.name.endswith(suffix) else p.name
+    if p.name.endswith(suffix):
+        return p.name[:-len(suffix)]
+    parents = {q.name.rsplit(".", 1)[0] for q, _ in lc.roles if "." in q.name}
+    if len(parents) == 1 and all("." in q.name for q, _ in lc.roles) and len(lc.roles) > 1:
+        return parents.pop()        # bn.scale, bn.B, bn.mean, bn.var: the layer is `bn`
+    return p.name
 
 
 def recognise(node: Node, uses: dict) -> LayerCall | None:

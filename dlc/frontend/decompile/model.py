@@ -55,7 +55,7 @@ def write_model(g: Graph, name: str):
 
     sig = ", ".join(f"{nm}: {v.type}" for v, nm in zip(g.inputs, in_names))
     outs = ", ".join(str(v.type) for v in g.outputs)
-    lines = [f"# {model}: decompiled by dlc from the IR graph {g.name} ({g.mode} mode)", ""]
+    lines = [f"# {model}: decompiled by dlc from its {g.mode}-mode IR graph", ""]
     body_text = "\n".join(block_lines + body.lines)
     for cell in spec.cells.get("__defs__", []):
         import re

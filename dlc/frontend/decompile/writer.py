@@ -147,7 +147,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
             tnames.append(alloc.bind(t.id, h, i))
         lhs = st.pattern.format(*tnames) if st.pattern else tnames[0]
         lines += render_stmt(st, lhs, name, ind)
-        fallback += st.fallback
+        fallback += int(st.fallback)
     for i, nm in aliases.items():
         lines.append(f"{ind}{nm} = {name(spec.outputs[i])}  # {spec.outputs[i].type}")
     rets = [aliases[i] if i in aliases else name(v) for i, v in enumerate(spec.outputs)]
