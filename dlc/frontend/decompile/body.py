@@ -103,9 +103,9 @@ def node_stmt(node: Node, uses: dict) -> Stmt:
     if lc is not None:
         st = Stmt([node], [lc.call], [outs[0]], layers=[(0, lc, None)])
         if node.op.name == "lstm":
-            st.targets, st.pattern = list(outs), "{0}, ({1}, {2})"
+            st.targets, st.pattern, st.hints = list(outs), "{0}, ({1}, {2})", [None, "h_n", "c_n"]
         elif node.op.name in ("rnn", "gru"):
-            st.targets, st.pattern = list(outs), "{0}, {1}"
+            st.targets, st.pattern, st.hints = list(outs), "{0}, {1}", [None, "h_n"]
         return st
     expr = O.write(node)
     st = Stmt([node], [expr], [outs[0]], fallback=True)
@@ -133,11 +133,36 @@ def chainable(prev: Stmt, nxt: Stmt, uses: dict, outputs: set) -> bool:
     return sum(1 for x in e.values() if x is v) == 1
 
 
+def _fold_index(prev: Stmt, st: Stmt) -> bool:
+    """`x[:, 0:1] |> squeeze(1)` is `x[:, 0]`: fold the squeeze into the index."""
+    from .exprs import Index
+    last, e = prev.stages[-1], st.stages[0]
+    if not (isinstance(last, Index) and isinstance(e, Call) and e.fn == "squeeze" and len(e.args) == 2):
+        return False
+    ax = int(e.args[1])
+    if ax >= len(last.items):
+        return False
+    b, _, rest = last.items[ax].partition(":")
+    stop = rest.split(":")[0]
+    if ":" in rest or not b.lstrip("-").isdigit():
+        return False
+    if not ((stop == "" and b == "-1") or (stop.lstrip("-").isdigit() and int(stop) == int(b) + 1)):
+        return False
+    last.items[ax] = b
+    while last.items and last.items[-1] == ":":
+        last.items.pop()
+    return True
+
+
 def merge_chains(stmts: list, uses: dict, outputs: set) -> list:
     out: list[Stmt] = []
     for st in stmts:
         if out and chainable(out[-1], st, uses, outputs):
             prev = out[-1]
+            if _fold_index(prev, st):
+                prev.nodes += st.nodes
+                prev.targets = st.targets
+                continue
             base = len(prev.stages)
             prev.layers += [(base + i, lc, nm) for i, lc, nm in st.layers]
             prev.stages += st.stages

@@ -46,10 +46,12 @@ def name_pattern(names: list[str]) -> LoopInfo | None:
 
 
 def _links(a: Stmt, b: Stmt, uses: dict, outputs: set) -> bool:
-    if a.app.block != b.app.block or len(b.app.inputs) != 1 or len(b.app.outputs) != 1:
+    """`b` applies the same block to `a`'s result (and to the same other inputs: a decoder's memory)."""
+    if a.app.block != b.app.block or len(b.app.outputs) != 1 or len(a.app.inputs) != len(b.app.inputs):
         return False
     v = a.app.outputs[0]
-    return b.app.inputs[0] is v and uses.get(v.id, 0) == 1 and v.id not in outputs
+    same_rest = all(x is y for x, y in zip(a.app.inputs[1:], b.app.inputs[1:]))
+    return b.app.inputs[0] is v and same_rest and uses.get(v.id, 0) == 1 and v.id not in outputs
 
 
 def fold_loops(stmts: list, uses: dict, outputs: set) -> list:
@@ -57,7 +59,7 @@ def fold_loops(stmts: list, uses: dict, outputs: set) -> list:
     while i < len(stmts):
         st = stmts[i]
         j = i
-        if st.app is not None and len(st.app.inputs) == 1 and len(st.app.outputs) == 1:
+        if st.app is not None and len(st.app.outputs) == 1:
             while j + 1 < len(stmts) and stmts[j + 1].app is not None and _links(stmts[j], stmts[j + 1], uses,
                                                                                    outputs):
                 j += 1
@@ -108,6 +110,7 @@ def render_loop(st: Stmt, alloc, name, ind: str, at: int) -> list[str]:
     call = f"{first.block}({args})"
     nm = lit(info.template.replace("{i}", "\0")).replace("\0", "{" + idx + "}")
     lines.append(f"{ind}{header} {{")
-    lines.append(f"{ind}    {out_name} = {call}({out_name}, name={nm})  # {out.type} after the last")
+    rest = "".join(f", {name(v)}" for v in first.inputs[1:])
+    lines.append(f"{ind}    {out_name} = {call}({out_name}{rest}, name={nm})  # {out.type} after the last")
     lines.append(f"{ind}}}")
     return lines

@@ -143,7 +143,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         hint = hint_of(st, alloc.names)
         tnames = []
         for k, t in enumerate(st.targets):
-            h = st.hints[k] if st.hints else hint if k == 0 else f"{hint}_{k}"
+            h = st.hints[k] if st.hints and st.hints[k] else hint if k == 0 else f"{hint}_{k}"
             tnames.append(alloc.bind(t.id, h, i))
         lhs = st.pattern.format(*tnames) if st.pattern else tnames[0]
         lines += render_stmt(st, lhs, name, ind)
