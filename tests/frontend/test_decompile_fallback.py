@@ -12,7 +12,7 @@ from dlc.compiler.dims import Dim
 from dlc.compiler.ir import Graph, Init, ParamInfo
 from dlc.compiler.types import DType, TensorType
 from dlc.errors import DlcError
-from dlc.frontend.decompile import decompile
+from dlc.frontend.decompile import decompile, rename_weights
 
 F32 = DType.f32
 
@@ -81,10 +81,9 @@ def test_imported_graph_roundtrip(tmp_path):
     x = np.random.default_rng(1).standard_normal((2, 3, 6, 6))
     ref = Interpreter(g, dims={"batch": 2}).run({"input.1": x}, w)[0]
     names = {p.name for p in m.graph.params}
-    w2 = {d.param_names[k]: v for k, v in w.items()}
-    for p in m.graph.params:       # buffers the layer adds that the import lacked (num_batches_tracked)
-        w2.setdefault(p.name, np.zeros(tuple(int(s) for s in p.type.shape), p.type.dtype.numpy_name))
-    assert set(w2) == names
+    # the buffer the batchnorm layer adds that the import lacked comes as zeros
+    w2 = rename_weights(d, w, m.graph)
+    assert set(w2) == names and set(w2) - {d.param_names[k] for k in w} == {"bn.num_batches_tracked"}
     # both graphs through the same interpreter, unoptimised: the same ops give the same numbers
     out = Interpreter(m.symbolic_graph(), dims={"batch": 2}).run({m.graph.inputs[0].name: x}, w2)[0]
     np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12)

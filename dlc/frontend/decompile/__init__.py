@@ -34,4 +34,25 @@ def decompile(graph: Graph, name: str = "Net") -> Decompiled:
     return Decompiled(text, names, stats)
 
 
-__all__ = ["Decompiled", "decompile"]
+__all__ = ["Decompiled", "decompile", "rename_weights"]
+
+
+def rename_weights(d: Decompiled, weights: dict, spec_graph: Graph | None = None) -> dict:
+    """`weights` (keyed by the graph's parameter names) keyed by the spec's.
+
+    With `spec_graph` (the decompiled text elaborated), buffers the spec's
+    layers create that the graph lacked (an imported batch norm's
+    `num_batches_tracked`) are added as zeros; a missing trainable parameter
+    is an error."""
+    import numpy as np
+
+    from ...errors import DlcValueError
+    out = {d.param_names.get(k, k): v for k, v in weights.items()}
+    if spec_graph is not None:
+        for p in spec_graph.params:
+            if p.name in out:
+                continue
+            if p.kind != "buffer":
+                raise DlcValueError(f"decompile: no weights for the spec's parameter '{p.name}'", p.param.span)
+            out[p.name] = np.zeros(tuple(int(s) for s in p.type.shape), p.type.dtype.numpy_name)
+    return out
