@@ -8,7 +8,8 @@ from .loops import fold_loops, render_loop
 from .body import (INF, Stmt, assign_layer_names, count_uses, extra_layer_params, hint_of, inline_scalars,
                    merge_chains, node_stmt, render_stmt)
 from .names import NameAllocator
-from .text import identifier, is_ident
+from .exprs import Call
+from .text import KEYWORDS, identifier, is_ident, reserved_names
 
 # ops that a person writes as a layer call: written otherwise, they are the fallback
 _LAYERISH = {"conv1d", "conv2d", "conv_transpose2d", "batch_norm", "layer_norm", "group_norm", "embedding",
@@ -118,14 +119,19 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
 
     lines, fallback = [], 0
     ind = spec.indent
+    # a declaration may take a builtin's name the body never calls (a table named `embedding`)
+    called = {e.fn.split("(")[0] for st in stmts for a in (st.loop or [st]) for e in a.stages if isinstance(e, Call)}
+    called |= {a.app.block for st in stmts for a in st.loop}
+    blocked = (alloc.reserved - (reserved_names() - KEYWORDS)) | called
     for p in decls:
         rel = p.name[len(spec.prefix) + 1:] if spec.prefix and p.name.startswith(spec.prefix + ".") else p.name
         base = identifier(rel, "p")
         nm, k = base, 1
-        while nm in alloc.reserved or nm in alloc.holder:
+        while nm in blocked or nm in alloc.holder:
             nm = f"{base}_{k}"
             k += 1
         alloc.declare(p.id, nm)
+        blocked.add(nm)
         mapping[p.name] = nm
         kind = "buffer" if p.kind == "buffer" else "param"
         lines.append(f"{ind}{kind} {nm}: {p.type}")
