@@ -206,8 +206,9 @@ def _dropout(node: Node):
 def _mean(node: Node):
     x, = node.inputs
     a = node.attrs
-    if x.type.rank >= 3 and not a["keepdims"] and a["axis"] is not None and \
-            tuple(a["axis"]) == tuple(range(2, x.type.rank)):
+    axis = a["axis"]
+    axis = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    if x.type.rank >= 3 and not a["keepdims"] and a["axis"] is not None and axis == tuple(range(2, x.type.rank)):
         return Call("global_avgpool", [x])
     return generic(node)
 
