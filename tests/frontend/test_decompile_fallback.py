@@ -122,3 +122,25 @@ def test_conv_with_computed_weight_is_a_clear_error():
                       dilation=(1, 1), groups=1)]
     with pytest.raises(DlcError, match="conv2d"):
         decompile(g)
+
+
+def test_names_from_scopes_when_params_are_opaque(tmp_path):
+    """An importer's weights named `onnx::...` inside scoped nodes (torch.onnx's module paths): the layers
+    take the scopes' names, so the blocks, loops and the spec's parameter names are recovered."""
+    import dlc
+    g = dlc.load("specs/resnet18.dln", bind={"size": 32}).symbolic_graph()
+    orig = {}
+    for k, p in enumerate(g.params):
+        if p.name.endswith("num_batches_tracked"):
+            continue
+        orig[f"onnx::P_{k}"] = p.name
+        p.name = p.param.name = f"onnx::P_{k}"
+    g.params = [p for p in g.params if not p.name.endswith("num_batches_tracked")]
+    d = decompile(g, name="ResNet18")
+    assert {k: d.param_names[k] for k in orig} == orig
+    assert d.stats["blocks"] >= 2 and d.stats["loops"] >= 2 and d.stats["fallback"] == 0
+    path = tmp_path / "r.dln"
+    path.write_text(d.text)
+    m = Model(str(path))
+    assert {p.name for p in m.graph.params} - set(orig.values()) == {
+        p for p in (q.name for q in m.graph.params) if p.endswith("num_batches_tracked")}

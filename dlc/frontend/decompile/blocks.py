@@ -19,7 +19,7 @@ from ...compiler.ir import Graph
 from ...errors import DlcError
 from .body import Stmt
 from .exprs import Call
-from .regions import Region, core_regions, finish, node_params, tail_length
+from .regions import Region, core_regions, finish, param_keys, tail_length
 from .text import block_type_text, identifier, lit
 from .writer import BodySpec, write_body
 
@@ -120,7 +120,7 @@ class Structurer:
         self.g, self.reserved, self.cells = g, reserved, cells
         self.gp = g.param_by_name()
         self.symbols = {s for v in g.inputs for d in v.type.shape if isinstance(d, Dim) for s in d.symbols()}
-        self.per_node = [node_params(n) for n in g.nodes]
+        self.per_node = param_keys(g)
         self.defs: dict = {}
         self.order: list[BlockDef] = []
         self.names: set = set()
@@ -136,7 +136,7 @@ class Structurer:
 
     def _find_regions(self):
         cores = []
-        for c in core_regions(self.g):
+        for c in core_regions(self.g, self.per_node):
             c = finish(self.g, c, 0)
             k = self._flat(c)
             if k is not None and c.outputs:

@@ -8,6 +8,7 @@ or None when the node does not fit the layer (then the fallback writes it).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ...compiler.ir import Node, Value
@@ -15,11 +16,14 @@ from .exprs import Call
 from .ops import _one
 from .text import dtype_name, lit
 
+_LAYER_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+
 
 @dataclass
 class LayerCall:
     call: Call
     roles: list = field(default_factory=list)        # (graph param Value, role)
+    node: Node | None = None
 
     def primary(self) -> Value:
         return self.roles[0][0]
@@ -186,6 +190,9 @@ def layer_path(lc: LayerCall) -> str:
     parents = {q.name.rsplit(".", 1)[0] for q, _ in lc.roles if "." in q.name}
     if len(parents) == 1 and all("." in q.name for q, _ in lc.roles) and len(lc.roles) > 1:
         return parents.pop()        # bn.scale, bn.B, bn.mean, bn.var: the layer is `bn`
+    scope = lc.node.scope if lc.node is not None else ""
+    if scope and _LAYER_PATH.fullmatch(scope):
+        return scope                # an importer's module path (`onnx::Conv_193` inside `layer1.0.conv1`)
     return p.name
 
 
@@ -197,9 +204,10 @@ def recognise(node: Node, uses: dict) -> LayerCall | None:
     lc = rec(node)
     if lc is None or not lc.roles:
         return None
+    lc.node = node
     if any(uses.get(p.id, 0) != 1 for p, _ in lc.roles):
         return None     # shared weights: a layer call would make a second copy
-    if node.op.name == "linear" and not conforming(lc):
+    if node.op.name == "linear" and not conforming(lc) and not _LAYER_PATH.fullmatch(node.scope or ""):
         return None     # `linear(x, W, b)` with declared params keeps odd names as they are
     return lc
 

@@ -36,12 +36,29 @@ def node_params(n: Node) -> list[Value]:
     return [v for v in vals if v is not None and v.kind in ("param", "buffer")]
 
 
+def param_keys(g: Graph) -> list[list[str]]:
+    """Per top-level node, the names its parameters will have in the spec (`<layer path>.<role>` for a
+    layer call, whose path may come from the node's scope; the graph's name otherwise)."""
+    from .body import count_uses
+    from .layers import layer_path, recognise
+    uses = count_uses(g.nodes, g.outputs)
+    out = []
+    for n in g.nodes:
+        lc = recognise(n, uses)
+        if lc is not None:
+            path = layer_path(lc)
+            out.append([f"{path}.{role}" for _, role in lc.roles])
+        else:
+            out.append([p.name for p in node_params(n)])
+    return out
+
+
 def _parent(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else ""
 
 
-def candidate_paths(g: Graph, per_node: list) -> set[str]:
-    layer_paths = {_parent(p.name) for ps in per_node for p in ps}
+def candidate_paths(per_node: list) -> set[str]:
+    layer_paths = {_parent(p) for ps in per_node for p in ps}
     out = set()
     for lp in layer_paths:
         parts = lp.split(".")
@@ -74,14 +91,12 @@ def interface(nodes: list, start: int, end: int, outputs: list) -> tuple[list, l
     return ins, outs
 
 
-def core_regions(g: Graph) -> list[Region]:
-    nodes = g.nodes
-    per_node = [node_params(n) for n in nodes]
+def core_regions(g: Graph, per_node: list) -> list[Region]:
     out = []
-    for path in sorted(candidate_paths(g, per_node)):
-        idx = [i for i, ps in enumerate(per_node) if any(_under(p.name, path) for p in ps)]
+    for path in sorted(candidate_paths(per_node)):
+        idx = [i for i, ps in enumerate(per_node) if any(_under(p, path) for p in ps)]
         s, e = idx[0], idx[-1]
-        if any(not _under(p.name, path) for ps in per_node[s:e + 1] for p in ps):
+        if any(not _under(p, path) for ps in per_node[s:e + 1] for p in ps):
             continue
         out.append(Region(path, s, e))
     return out
