@@ -207,8 +207,9 @@ def recognise(node: Node, uses: dict) -> LayerCall | None:
     lc.node = node
     if any(uses.get(p.id, 0) != 1 for p, _ in lc.roles):
         return None     # shared weights: a layer call would make a second copy
-    if node.op.name == "linear" and not conforming(lc) and not _LAYER_PATH.fullmatch(node.scope or ""):
-        return None     # `linear(x, W, b)` with declared params keeps odd names as they are
+    opaque = all("." not in p.name for p, _ in lc.roles) and _LAYER_PATH.fullmatch(node.scope or "")
+    if node.op.name == "linear" and not conforming(lc) and not opaque:
+        return None     # `linear(x, W, b)` with declared params keeps names such as `cell.W` as they are
     return lc
 
 
