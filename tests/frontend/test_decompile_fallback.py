@@ -144,3 +144,38 @@ def test_names_from_scopes_when_params_are_opaque(tmp_path):
     m = Model(str(path))
     assert {p.name for p in m.graph.params} - set(orig.values()) == {
         p for p in (q.name for q in m.graph.params) if p.endswith("num_batches_tracked")}
+
+
+def test_shared_bias_is_added_after_the_layer_and_passed_to_blocks(tmp_path):
+    """torch.onnx folds batch norms into convs and shares one zero bias between many: each conv stays a
+    layer call (bias=false) plus the shared bias, which the repeated blocks take as an input."""
+    g = Graph("folded")
+    x = g.add_input("x", TensorType(F32, (2, 4, 5, 5)))
+    bias = _param(g, "onnx::Conv_7", (4,))
+    b = Builder(g)
+    h = x
+    for k in range(3):
+        w1, w2 = _param(g, f"onnx::Conv_{10 + 2 * k}", (4, 4, 3, 3)), _param(g, f"onnx::Conv_{11 + 2 * k}", (4, 4, 3, 3))
+        conv = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+        y = Builder(g, scope=f"blocks.{k}.conv1").op("conv2d", h, w1, bias, **conv)
+        y = Builder(g, scope=f"blocks.{k}").op("relu", y)
+        y = Builder(g, scope=f"blocks.{k}.conv2").op("conv2d", y, w2, bias, **conv)
+        h = b.op("relu", b.op("add", y, h))
+    g.outputs, g.output_names = [h], ["y"]
+    d = decompile(g, name="Folded")
+    assert d.text.count("param onnx_Conv_7: f32[4]") == 1
+    assert "for i in range(3) {" in d.text and 'name="blocks.{i}")' in d.text
+    assert d.param_names["onnx::Conv_10"] == "blocks.0.conv1.weight"
+    path = tmp_path / "f.dln"
+    path.write_text(d.text)
+    m = Model(str(path))
+    w = _weights_plain(g)
+    xin = np.random.default_rng(3).standard_normal((2, 4, 5, 5))
+    ref = Interpreter(g).run({"x": xin}, w)[0]["y"]
+    out = Interpreter(m.symbolic_graph()).run({"x": xin}, rename_weights(d, w, m.graph))[0]["y"]
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+def _weights_plain(g, seed=0):
+    rng = np.random.default_rng(seed)
+    return {p.name: rng.standard_normal(tuple(int(d) for d in p.type.shape)) * 0.3 for p in g.params}

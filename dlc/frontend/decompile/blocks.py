@@ -120,7 +120,8 @@ class Structurer:
         self.g, self.reserved, self.cells = g, reserved, cells
         self.gp = g.param_by_name()
         self.symbols = {s for v in g.inputs for d in v.type.shape if isinstance(d, Dim) for s in d.symbols()}
-        self.per_node = param_keys(g)
+        self.loose: set = set()
+        self.per_node = param_keys(g, self.loose)
         self.defs: dict = {}
         self.order: list[BlockDef] = []
         self.names: set = set()
@@ -137,7 +138,7 @@ class Structurer:
     def _find_regions(self):
         cores = []
         for c in core_regions(self.g, self.per_node):
-            c = finish(self.g, c, 0)
+            c = finish(self.g, c, 0, self.loose)
             k = self._flat(c)
             if k is not None and c.outputs:
                 cores.append((k, c))
@@ -148,11 +149,11 @@ class Structurer:
         for members in by_key.values():
             # the tail most instances have (a residual block's add and relu); the odd one
             # out (the last block, followed by the pooling) keeps at most that many
-            ext = [tail_length(self.g, c, self.per_node) for c in members]
+            ext = [tail_length(self.g, c, self.per_node, self.loose) for c in members]
             common = max(set(ext), key=lambda t: (ext.count(t), -t)) if len(members) > 1 else 0
             for c, e in zip(members, ext):
                 tail = min(e, common)
-                r = finish(self.g, c, tail)
+                r = finish(self.g, c, tail, self.loose)
                 k = self._flat(r) if tail else shape_key(self._write(
                     list(self.g.nodes[r.start:r.end + 1]), r, r.path).lines, r)
                 if k is None or not r.outputs:

@@ -101,7 +101,7 @@ def node_stmt(node: Node, uses: dict) -> Stmt:
     lc = recognise(node, uses)
     outs = node.outputs
     if lc is not None:
-        st = Stmt([node], [lc.call], [outs[0]], layers=[(0, lc, None)])
+        st = Stmt([node], [lc.expr()], [outs[0]], layers=[(0, lc, None)])
         if node.op.name == "lstm":
             st.targets, st.pattern, st.hints = list(outs), "{0}, ({1}, {2})", [None, "h_n", "c_n"]
         elif node.op.name in ("rnn", "gru"):
@@ -191,7 +191,7 @@ def assign_layer_names(stmts, prefix: str, used: set) -> dict:
                 j += 1
             used.add(name)
             st.layers[k] = (i, lc, name)
-            st.stages[i].kwargs.append(("name", lit(name)))
+            lc.call.kwargs.append(("name", lit(name)))
             for p, role in lc.roles:
                 mapping[p.name] = f"{name}.{role}"
     return mapping

@@ -24,6 +24,20 @@ class LayerCall:
     call: Call
     roles: list = field(default_factory=list)        # (graph param Value, role)
     node: Node | None = None
+    # a bias the layer cannot own (shared by several ops, or computed): added after a bias-free call
+    post_bias: Value | None = None
+
+    def expr(self):
+        """The statement stage: the call, or `call + bias` (the bias broadcast over the channel axis)."""
+        if self.post_bias is None:
+            return self.call
+        from .exprs import Infix
+        b = self.post_bias
+        x = self.node.outputs[0]
+        if self.call.fn == "dense" or x.type.rank == 1:
+            return Infix("+", self.call, b)
+        shape = [str(b.type.shape[0])] + ["1"] * (x.type.rank - 2)
+        return Infix("+", self.call, Call("reshape", [b] + shape))
 
     def primary(self) -> Value:
         return self.roles[0][0]
@@ -39,7 +53,7 @@ def _same_dtype(x: Value, *ps) -> bool:
 
 def _conv(node: Node):
     x, w, b = node.inputs
-    if not _is_param(w) or (b is not None and not _is_param(b)) or not _same_dtype(x, w, b):
+    if not _is_param(w) or not _same_dtype(x, w, b) or (b is not None and b.type.rank != 1):
         return None
     a = node.attrs
     if a.get("layout", "NCHW") != "NCHW" or not isinstance(x.type.shape[1], int):
@@ -56,21 +70,28 @@ def _conv(node: Node):
             kw.append((k, lit(v)))
     if groups != 1:
         kw.append(("groups", str(groups)))
+    return _with_bias(LayerCall(Call(node.op.name, [x, str(cout), lit(_one(kernel))], kw), [(w, "weight")]), b)
+
+
+def _with_bias(lc: LayerCall, b) -> LayerCall:
+    """The layer owns a bias parameter; any other bias is added after it (`recognise` moves a shared one)."""
     if b is None:
-        kw.append(("bias", "false"))
-    roles = [(w, "weight")] + ([(b, "bias")] if b is not None else [])
-    return LayerCall(Call(node.op.name, [x, str(cout), lit(_one(kernel))], kw), roles)
+        lc.call.kwargs.append(("bias", "false"))
+    elif _is_param(b):
+        lc.roles.append((b, "bias"))
+    else:
+        lc.call.kwargs.append(("bias", "false"))
+        lc.post_bias = b
+    return lc
 
 
 def _dense(node: Node):
     x, w, b = node.inputs
-    if not _is_param(w) or (b is not None and not _is_param(b)) or not _same_dtype(x, w, b):
+    if not _is_param(w) or not _same_dtype(x, w, b) or (b is not None and b.type.rank != 1):
         return None
     if w.type.rank != 2 or not isinstance(x.type.shape[-1], int):
         return None
-    kw = [] if b is not None else [("bias", "false")]
-    roles = [(w, "weight")] + ([(b, "bias")] if b is not None else [])
-    return LayerCall(Call("dense", [x, str(w.type.shape[0])], kw), roles)
+    return _with_bias(LayerCall(Call("dense", [x, str(w.type.shape[0])]), [(w, "weight")]), b)
 
 
 def _batchnorm(node: Node):
@@ -205,6 +226,11 @@ def recognise(node: Node, uses: dict) -> LayerCall | None:
     if lc is None or not lc.roles:
         return None
     lc.node = node
+    shared_bias = [(p, r) for p, r in lc.roles if r == "bias" and uses.get(p.id, 0) != 1]
+    if shared_bias and node.op.name in ("conv1d", "conv2d", "conv_transpose2d", "linear"):
+        lc.roles.remove(shared_bias[0])          # an exporter's one zero bias for many convs
+        lc.call.kwargs.append(("bias", "false"))
+        lc.post_bias = shared_bias[0][0]
     if any(uses.get(p.id, 0) != 1 for p, _ in lc.roles):
         return None     # shared weights: a layer call would make a second copy
     opaque = all("." not in p.name for p, _ in lc.roles) and _LAYER_PATH.fullmatch(node.scope or "")

@@ -36,7 +36,7 @@ def node_params(n: Node) -> list[Value]:
     return [v for v in vals if v is not None and v.kind in ("param", "buffer")]
 
 
-def param_keys(g: Graph) -> list[list[str]]:
+def param_keys(g: Graph, loose: set | None = None) -> list[list[str]]:
     """Per top-level node, the names its parameters will have in the spec (`<layer path>.<role>` for a
     layer call, whose path may come from the node's scope; the graph's name otherwise)."""
     from .body import count_uses
@@ -48,6 +48,8 @@ def param_keys(g: Graph) -> list[list[str]]:
         if lc is not None:
             path = layer_path(lc)
             out.append([f"{path}.{role}" for _, role in lc.roles])
+            if lc.post_bias is not None and lc.post_bias.kind in ("param", "buffer") and loose is not None:
+                loose.add(lc.post_bias.id)      # a shared bias: passed to a block like any tensor
         else:
             out.append([p.name for p in node_params(n)])
     return out
@@ -71,14 +73,16 @@ def _under(name: str, path: str) -> bool:
     return name.startswith(path + ".")
 
 
-def interface(nodes: list, start: int, end: int, outputs: list) -> tuple[list, list]:
-    """The values a node range reads from before it, and those it defines that are read after it."""
+def interface(nodes: list, start: int, end: int, outputs: list, loose=frozenset()) -> tuple[list, list]:
+    """The values a node range reads from before it, and those it defines that are read after it
+    (`loose` parameters, shared between instances, are read like any other value)."""
     inside = set()
     ins, seen = [], set()
     for n in nodes[start:end + 1]:
         reads = list(n.inputs) + (list(free_values(n.body)) if n.body is not None else [])
         for v in reads:
-            if v is None or v.kind in ("param", "buffer") or v.id in inside or v.id in seen:
+            if v is None or (v.kind in ("param", "buffer") and v.id not in loose) or v.id in inside \
+                    or v.id in seen:
                 continue
             seen.add(v.id)
             ins.append(v)
@@ -102,23 +106,24 @@ def core_regions(g: Graph, per_node: list) -> list[Region]:
     return out
 
 
-def tail_length(g: Graph, r: Region, per_node: list) -> int:
+def tail_length(g: Graph, r: Region, per_node: list, loose=frozenset()) -> int:
     """How many param-free nodes after `r` read only values of `r` or its inputs."""
     nodes = g.nodes
-    ins, _ = interface(nodes, r.start, r.end, g.outputs)
+    ins, _ = interface(nodes, r.start, r.end, g.outputs, loose)
     known = {v.id for v in ins} | {o.id for n in nodes[r.start:r.end + 1] for o in n.outputs}
     k = 0
     for n in nodes[r.end + 1:]:
         if per_node[r.end + 1 + k] or n.body is not None:
             break
-        if any(v is not None and v.id not in known for v in n.inputs):
+        if any(v is not None and v.id not in known and not (v.kind in ("param", "buffer") and v.id not in loose)
+               for v in n.inputs):
             break
         known.update(o.id for o in n.outputs)
         k += 1
     return k
 
 
-def finish(g: Graph, r: Region, tail: int) -> Region:
+def finish(g: Graph, r: Region, tail: int, loose=frozenset()) -> Region:
     r = Region(r.path, r.start, r.end + tail)
-    r.inputs, r.outputs = interface(g.nodes, r.start, r.end, g.outputs)
+    r.inputs, r.outputs = interface(g.nodes, r.start, r.end, g.outputs, loose)
     return r

@@ -45,14 +45,13 @@ class BodySpec:
     return_pattern: str = ""     # how the returned values nest ("{2}, ({0}, {1})"), flat when empty
 
 
-def _declared_params(stmts, owned: set) -> list[Value]:
-    out, seen = [], set()
-    for st in stmts:
-        for e in st.stages:
-            for v in e.values():
-                if v.kind in ("param", "buffer") and v.name not in owned and v.id not in seen:
-                    seen.add(v.id)
-                    out.append(v)
+def _declared_params(stmts, owned: set, inputs=()) -> list[Value]:
+    out, seen = [], {v.id for v, _ in inputs}
+    for e in (e for st in stmts for a in (st.loop or [st]) for e in a.stages):
+        for v in e.values():
+            if v.kind in ("param", "buffer") and v.name not in owned and v.id not in seen:
+                seen.add(v.id)
+                out.append(v)
     return out
 
 
@@ -81,7 +80,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
             mapping.update(a.params)
     mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
     owned = set(mapping)
-    decls = _declared_params(stmts, owned)
+    decls = _declared_params(stmts, owned, spec.inputs)
 
     last_use = {}
     for i, st in enumerate(stmts):
