@@ -116,8 +116,8 @@ def _role(toks: list[str], k: int, params_of: dict) -> str:
 
 
 class Structurer:
-    def __init__(self, g: Graph, reserved: frozenset, cells: dict):
-        self.g, self.reserved, self.cells = g, reserved, cells
+    def __init__(self, g: Graph, reserved: frozenset, cells: dict, param_uses: dict):
+        self.g, self.reserved, self.cells, self.param_uses = g, reserved, cells, param_uses
         self.gp = g.param_by_name()
         self.symbols = {s for v in g.inputs for d in v.type.shape if isinstance(d, Dim) for s in d.symbols()}
         self.loose: set = set()
@@ -205,7 +205,7 @@ class Structurer:
     def _write(self, items: list, r: Region, prefix: str):
         names = _INPUT_NAMES + [f"x{k}" for k in range(3, len(r.inputs))]
         spec = BodySpec([], list(zip(r.inputs, names)), list(r.outputs), prefix=prefix, items=items,
-                        graph_params=self.gp, cells=self.cells)
+                        graph_params=self.gp, cells=self.cells, param_uses=self.param_uses)
         return write_body(spec, self.reserved)
 
     def block_def(self, key) -> BlockDef | None:
@@ -289,7 +289,7 @@ class Structurer:
 
 def structure(g: Graph, spec: BodySpec, reserved: frozenset):
     """The model body with repeated instances as block applications, and the block definitions."""
-    s = Structurer(g, reserved, spec.cells)
+    s = Structurer(g, reserved, spec.cells, spec.param_uses)
     spec.items = s.items(0, len(g.nodes) - 1, None)
     lines = [ln for d in s.order if any(isinstance(it, App) and it.block == d.name for it in _all_apps(s, spec))
              for ln in d.lines]

@@ -43,8 +43,12 @@ def write_model(g: Graph, name: str):
     symbols = sorted({s for v in g.inputs for d in v.type.shape if hasattr(d, "symbols") for s in d.symbols()})
     reserved = reserved_names() | set(symbols) | {model}
     in_names = _input_names(g, reserved)
+    from .body import count_uses
+    params = {p.id for p in g.params}
+    param_uses = {k: n for k, n in count_uses(g.nodes, g.outputs).items() if k in params}
     spec = BodySpec(list(g.nodes), list(zip(g.inputs, in_names)), list(g.outputs),
-                    out_names=list(g.output_names) or None, graph_params=g.param_by_name())
+                    out_names=list(g.output_names) or None, graph_params=g.param_by_name(),
+                    param_uses=param_uses)
     from .blocks import structure
     spec, block_lines, bstats = structure(g, spec, reserved)
     body = write_body(spec, reserved)

@@ -43,6 +43,7 @@ class BodySpec:
     graph_params: dict = field(default_factory=dict)   # name -> Value of every graph parameter
     cells: dict = field(default_factory=dict)    # scan cell blocks written so far (shared by all bodies)
     return_pattern: str = ""     # how the returned values nest ("{2}, ({0}, {1})"), flat when empty
+    param_uses: dict = field(default_factory=dict)   # param id -> readers in the whole graph
 
 
 def _declared_params(stmts, owned: set, inputs=()) -> list[Value]:
@@ -68,7 +69,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
             from .scan import scan_stmt
             stmts.append(scan_stmt(it, spec, reserved))
         elif not (it.outputs and it.outputs[0].id in inline):
-            st = node_stmt(it, uses)
+            st = node_stmt(it, {**uses, **spec.param_uses})   # a weight shared anywhere is no layer's
             st.fallback = st.fallback and it.op.name in _LAYERISH
             stmts.append(st)
     outset = {v.id for v in spec.outputs}
