@@ -146,9 +146,9 @@ def test_names_from_scopes_when_params_are_opaque(tmp_path):
         p for p in (q.name for q in m.graph.params) if p.endswith("num_batches_tracked")}
 
 
-def test_shared_bias_is_added_after_the_layer_and_passed_to_blocks(tmp_path):
+def test_shared_bias_is_untied(tmp_path):
     """torch.onnx folds batch norms into convs and shares one zero bias between many: each conv stays a
-    layer call (bias=false) plus the shared bias, which the repeated blocks take as an input."""
+    plain layer call with its own bias, `copies` says which graph weight fills the others."""
     g = Graph("folded")
     x = g.add_input("x", TensorType(F32, (2, 4, 5, 5)))
     bias = _param(g, "onnx::Conv_7", (4,))
@@ -163,9 +163,12 @@ def test_shared_bias_is_added_after_the_layer_and_passed_to_blocks(tmp_path):
         h = b.op("relu", b.op("add", y, h))
     g.outputs, g.output_names = [h], ["y"]
     d = decompile(g, name="Folded")
-    assert d.text.count("param onnx_Conv_7: f32[4]") == 1
+    assert "param " not in d.text and d.stats["fallback"] == 0
     assert "for i in range(3) {" in d.text and 'name="blocks.{i}")' in d.text
     assert d.param_names["onnx::Conv_10"] == "blocks.0.conv1.weight"
+    assert d.param_names["onnx::Conv_7"] == "blocks.0.conv1.bias"
+    assert d.copies == {f"blocks.{k}.conv{j}.bias": "onnx::Conv_7" for k in range(3) for j in (1, 2)
+                        if (k, j) != (0, 1)}
     path = tmp_path / "f.dln"
     path.write_text(d.text)
     m = Model(str(path))

@@ -26,12 +26,15 @@ class Decompiled:
     param_names: dict = field(default_factory=dict)
     # counts: statements, fallback (low-level statements and param declarations), layer_calls, blocks, loops
     stats: dict = field(default_factory=dict)
+    # spec parameter -> the graph parameter it copies: a weight several layers shared in the graph
+    # (an exporter's deduplicated initialisers) is untied, one parameter per layer call
+    copies: dict = field(default_factory=dict)
 
 
 def decompile(graph: Graph, name: str = "Net") -> Decompiled:
     """The `.dln` text of `graph` as a model called `name`."""
-    text, names, stats = write_model(graph, name)
-    return Decompiled(text, names, stats)
+    text, names, copies, stats = write_model(graph, name)
+    return Decompiled(text, names, stats, copies)
 
 
 __all__ = ["Decompiled", "decompile", "rename_weights"]
@@ -48,6 +51,9 @@ def rename_weights(d: Decompiled, weights: dict, spec_graph: Graph | None = None
 
     from ...errors import DlcValueError
     out = {d.param_names.get(k, k): v for k, v in weights.items()}
+    for spec_name, gname in d.copies.items():
+        if gname in weights:
+            out[spec_name] = weights[gname]
     if spec_graph is not None:
         for p in spec_graph.params:
             if p.name in out:

@@ -62,7 +62,7 @@ class BlockDef:
     param_names: list
     lines: list
     args: dict = field(default_factory=dict)        # instance path -> argument literals
-    mappings: dict = field(default_factory=dict)    # instance path -> graph param -> name in the block
+    mappings: dict = field(default_factory=dict)    # instance path -> name in the block -> graph param
     fallback: int = 0
     layer_calls: int = 0
     loops: int = 0
@@ -196,7 +196,7 @@ class Structurer:
                 continue
             d = self.block_def(self.key[r.path])
             rel = r.path[len(prefix) + 1:] if prefix else r.path
-            params = {gname: f"{rel}.{local}" for gname, local in d.mappings[r.path].items()}
+            params = {f"{rel}.{local}": gname for local, gname in d.mappings[r.path].items()}
             out.append(App(d.name, d.args[r.path], d.param_names, rel, r.inputs, r.outputs, params))
             i = r.end + 1
         return out

@@ -33,7 +33,7 @@ class Stmt:
     hint: str = ""
     comment: str = ""                 # a note before the statement
     app: object = None                # an `App` (block application) this statement writes
-    params: dict = field(default_factory=dict)   # graph param -> spec name, for a block application
+    params: dict = field(default_factory=dict)   # spec name -> graph param, for a block application
     loop: list = field(default_factory=list)     # the application statements a `for` loop folds
     hints: list = field(default_factory=list)    # a name hint per target, when the statement knows better
 
@@ -193,7 +193,7 @@ def assign_layer_names(stmts, prefix: str, used: set) -> dict:
             st.layers[k] = (i, lc, name)
             lc.call.kwargs.append(("name", lit(name)))
             for p, role in lc.roles:
-                mapping[p.name] = f"{name}.{role}"
+                mapping[f"{name}.{role}"] = p.name
     return mapping
 
 
@@ -206,7 +206,7 @@ def extra_layer_params(stmts, graph_params: dict, prefix: str) -> dict:
             for role in EXTRA_ROLES.get(lc.call.fn, ()):
                 gname = layer_path(lc) + "." + role
                 if gname in graph_params:
-                    out[gname] = f"{name}.{role}"
+                    out[f"{name}.{role}"] = gname
     return out
 
 

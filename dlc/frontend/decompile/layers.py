@@ -226,13 +226,10 @@ def recognise(node: Node, uses: dict) -> LayerCall | None:
     if lc is None or not lc.roles:
         return None
     lc.node = node
-    shared_bias = [(p, r) for p, r in lc.roles if r == "bias" and uses.get(p.id, 0) != 1]
-    if shared_bias and node.op.name in ("conv1d", "conv2d", "conv_transpose2d", "linear"):
-        lc.roles.remove(shared_bias[0])          # an exporter's one zero bias for many convs
-        lc.call.kwargs.append(("bias", "false"))
-        lc.post_bias = shared_bias[0][0]
-    if any(uses.get(p.id, 0) != 1 for p, _ in lc.roles):
-        return None     # shared weights: a layer call would make a second copy
+    if node.op.name == "linear" and uses.get(lc.roles[0][0].id, 0) != 1:
+        return None     # a tied matrix (an LM head): `linear(x, W)` with W declared once
+    # other shared weights (an exporter's deduplicated ones and zeros) are untied: each layer call
+    # makes its own, and `Decompiled.copies` says which graph weight fills them
     opaque = all("." not in p.name for p, _ in lc.roles) and _LAYER_PATH.fullmatch(node.scope or "")
     if node.op.name == "linear" and not conforming(lc) and not opaque:
         return None     # `linear(x, W, b)` with declared params keeps names such as `cell.W` as they are

@@ -19,18 +19,18 @@ def _input_names(g: Graph, reserved) -> list[str]:
     return out
 
 
-def _leftover_params(g: Graph, mapping: dict, taken: set) -> tuple[list[str], dict]:
+def _leftover_params(g: Graph, mapped: set, taken: set) -> tuple[list[str], dict]:
     """Declarations for parameters no statement reads (kept so the weights still load)."""
     lines, extra = [], {}
     for p in g.params:
-        if p.name in mapping:
+        if p.name in mapped:
             continue
         base, k = identifier(p.name, "p"), 1
         nm = base
         while nm in taken:
             nm, k = f"{base}_{k}", k + 1
         taken.add(nm)
-        extra[p.name] = nm
+        extra[nm] = p.name
         lines.append(f"    {'buffer' if p.kind == 'buffer' else 'param'} {nm}: {p.type}")
     return lines, extra
 
@@ -52,10 +52,18 @@ def write_model(g: Graph, name: str):
     from .blocks import structure
     spec, block_lines, bstats = structure(g, spec, reserved)
     body = write_body(spec, reserved)
-    mapping = dict(body.params)
+    mapping = dict(body.params)          # spec name -> graph name
     taken = set(body.names.values()) | reserved
-    left_lines, extra = _leftover_params(g, mapping, taken)
+    left_lines, extra = _leftover_params(g, set(mapping.values()), taken)
     mapping.update(extra)
+    # a graph weight several layer calls read (an exporter's deduplicated ones and zeros) is untied:
+    # its first reader takes its name, the others are copies
+    names, copies = {}, {}
+    for spec_name, gname in mapping.items():
+        if gname in names:
+            copies[spec_name] = gname
+        else:
+            names[gname] = spec_name
 
     sig = ", ".join(f"{nm}: {v.type}" for v, nm in zip(g.inputs, in_names))
     outs = ", ".join(str(v.type) for v in g.outputs)
@@ -77,4 +85,5 @@ def write_model(g: Graph, name: str):
     stats = {"fallback": fallback, "layer_calls": body.layer_calls + bstats.get("layer_calls", 0),
              "blocks": bstats.get("blocks", 0), "loops": body.loops + bstats.get("loops", 0),
              "statements": sum(1 for ln in lines if ln.strip() and not ln.strip().startswith("#"))}
-    return "\n".join(lines) + "\n", {p.name: mapping[p.name] for p in g.params}, stats
+    stats["untied"] = len(copies)
+    return "\n".join(lines) + "\n", {p.name: names[p.name] for p in g.params}, copies, stats

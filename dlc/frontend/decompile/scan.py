@@ -82,7 +82,7 @@ def scan_stmt(node: Node, spec, reserved) -> Stmt:
         kw.append(("reverse", "true"))
     if rel:
         kw.append(("name", lit(rel)))
-    params = {g: (f"{rel}.{local}" if rel else local) for g, local in text.params.items()}
+    params = {(f"{rel}.{local}" if rel else local): g for local, g in text.params.items()}
     st = Stmt([node], [Call("scan", args, kw)], list(node.outputs), pattern=lhs, params=params,
               fallback=text.fallback > 0)
     st.hints = [f"h{k}" if nc > 1 else "state" for k in range(nc)] + ["ys"] * (len(node.outputs) - nc)

@@ -19,7 +19,7 @@ _LAYERISH = {"conv1d", "conv2d", "conv_transpose2d", "batch_norm", "layer_norm",
 @dataclass
 class BodyText:
     lines: list
-    params: dict                 # graph param name -> spec name relative to the body's instance
+    params: dict                 # spec name relative to the body's instance -> graph param name
     fallback: int = 0            # statements written by the fallback (param declarations included)
     layer_calls: int = 0
     names: dict = field(default_factory=dict)
@@ -80,7 +80,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         for a in (st.loop or [st]):
             mapping.update(a.params)
     mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
-    owned = set(mapping)
+    owned = set(mapping.values())
     decls = _declared_params(stmts, owned, spec.inputs)
 
     last_use = {}
@@ -132,7 +132,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
             k += 1
         alloc.declare(p.id, nm)
         blocked.add(nm)
-        mapping[p.name] = nm
+        mapping[nm] = p.name
         kind = "buffer" if p.kind == "buffer" else "param"
         lines.append(f"{ind}{kind} {nm}: {p.type}")
         fallback += 1
