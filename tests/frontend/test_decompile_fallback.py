@@ -182,3 +182,20 @@ def test_shared_bias_is_untied(tmp_path):
 def _weights_plain(g, seed=0):
     rng = np.random.default_rng(seed)
     return {p.name: rng.standard_normal(tuple(int(d) for d in p.type.shape)) * 0.3 for p in g.params}
+
+
+def test_infinite_constants_are_written(tmp_path):
+    """A causal mask's -inf (as exporters write it) comes back as -inf."""
+    g = Graph("mask")
+    x = g.add_input("scores", TensorType(F32, (2, 3, 3)))
+    b = Builder(g)
+    keep = b.op("tril", b.op("full", shape=(3, 3), value=1.0, dtype="bool"), k=0)
+    g.outputs, g.output_names = [b.op("where", keep, x, b.const(float("-inf")))], ["masked"]
+    d = decompile(g, name="Mask")
+    assert "-1e999" in d.text
+    path = tmp_path / "m.dln"
+    path.write_text(d.text)
+    m = Model(str(path))
+    xin = np.random.default_rng(0).standard_normal((2, 3, 3))
+    out = Interpreter(m.symbolic_graph()).run({"scores": xin}, {})[0]["masked"]
+    np.testing.assert_array_equal(out, np.where(np.tril(np.ones((3, 3), bool)), xin, -np.inf))

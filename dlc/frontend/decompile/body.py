@@ -88,7 +88,7 @@ def inline_scalars(nodes, uses) -> dict:
         if any(o.producer is not None and o.producer.op.name == "full" and o.type.rank == 0 for o in others):
             continue
         val = n.attrs["value"]
-        if isinstance(val, float) and (math.isnan(val) or math.isinf(val)):
+        if isinstance(val, float) and math.isnan(val):
             continue
         if user.op.name == "where" and user.inputs[0] is v:
             continue

@@ -58,8 +58,10 @@ def lit(v) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        if math.isnan(v) or math.isinf(v):
+        if math.isnan(v):
             raise DlcValueError(f"the value {v} has no .dln literal")
+        if math.isinf(v):
+            return "1e999" if v > 0 else "-1e999"      # the float literal overflows to infinity
         return repr(v)
     if isinstance(v, Dim):
         return dim(v)
