@@ -288,32 +288,21 @@ class Structurer:
 
 
 def structure(g: Graph, spec: BodySpec, reserved: frozenset):
-    """The model body with repeated instances as block applications, and the block definitions."""
+    """The model body with repeated instances as block applications, and the block definitions
+    (those the model applies, directly or inside other blocks, innermost first)."""
     s = Structurer(g, reserved, spec.cells, spec.param_uses)
     spec.items = s.items(0, len(g.nodes) - 1, None)
-    lines = [ln for d in s.order if any(isinstance(it, App) and it.block == d.name for it in _all_apps(s, spec))
-             for ln in d.lines]
-    used = {it.block for it in _all_apps(s, spec)}
+    used, todo = set(), [it.block for it in spec.items if isinstance(it, App)]
+    by_name = {d.name: d for d in s.order}
+    while todo:
+        name = todo.pop()
+        if name in used:
+            continue
+        used.add(name)
+        text = "\n".join(by_name[name].lines)
+        todo += [other for other in by_name if other not in used and re.search(rf"\b{re.escape(other)}\(", text)]
     defs = [d for d in s.order if d.name in used]
     lines = [ln for d in defs for ln in d.lines]
     stats = {"blocks": len(defs), "fallback": sum(d.fallback for d in defs),
              "layer_calls": sum(d.layer_calls for d in defs), "loops": sum(d.loops for d in defs)}
     return spec, lines, stats
-
-
-def _all_apps(s: Structurer, spec: BodySpec) -> list[App]:
-    """Every application reachable from the model body (blocks applied inside blocks included)."""
-    out, todo, seen = [], [it for it in spec.items if isinstance(it, App)], set()
-    by_name = {d.name: d for d in s.order}
-    while todo:
-        a = todo.pop()
-        out.append(a)
-        if a.block in seen:
-            continue
-        seen.add(a.block)
-        d = by_name[a.block]
-        for ln in d.lines:
-            for other in by_name:
-                if re.search(rf"\b{re.escape(other)}\b", ln) and other not in seen:
-                    todo.append(App(other, [], [], "", [], [], {}))
-    return out

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 from ...compiler.ir import Node, Value
 from . import ops as O
-from .exprs import Call, Expr
-from .layers import EXTRA_ROLES, LayerCall, layer_path, recognise
-from .names import NameAllocator
-from .text import identifier, is_ident, layer_name, lit
+from .exprs import Call
+from .layers import EXTRA_ROLES, layer_path, recognise
+from .text import is_ident, layer_name, lit
 
 INF = 1 << 60
 _NUMBER_TAKERS = set(O.INFIX) | {"where", "maximum", "minimum"}

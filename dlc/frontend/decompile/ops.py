@@ -9,10 +9,9 @@ naming the op and its `.dln` line.
 from __future__ import annotations
 
 from ...compiler.ir import Node
-from ...compiler.ops import OPS
 from ...compiler.ops.registry import required
 from ...errors import DlcValueError
-from .exprs import Call, Index, Infix, Prefix, TupleOf
+from .exprs import Call, Index, Infix, Prefix
 from .text import dim, dtype_name, lit
 
 _REQUIRED = required()
@@ -265,4 +264,4 @@ def write(node: Node):
     return generic(node)
 
 
-__all__ = ["WRITERS", "write", "Unsupported", "unsupported", "OPS", "TupleOf"]
+__all__ = ["WRITERS", "write", "Unsupported", "unsupported"]

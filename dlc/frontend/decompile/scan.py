@@ -70,7 +70,6 @@ def scan_stmt(node: Node, spec, reserved) -> Stmt:
         spec.cells.setdefault("__defs__", []).append(
             ["# the cell of a scan: (step, state) -> (output, new state)",
              f"block {name}()({x_decl}, {s_decl}) {{"] + decls + unpack + rest + ["}", ""])
-    outer_caps = [v for v in caps]
     rel = path[len(spec.prefix) + 1:] if spec.prefix and path.startswith(spec.prefix + ".") else path
     xs = node.inputs[nc:]
     init = node.inputs[:nc]
@@ -86,5 +85,4 @@ def scan_stmt(node: Node, spec, reserved) -> Stmt:
     st = Stmt([node], [Call("scan", args, kw)], list(node.outputs), pattern=lhs, params=params,
               fallback=text.fallback > 0)
     st.hints = [f"h{k}" if nc > 1 else "state" for k in range(nc)] + ["ys"] * (len(node.outputs) - nc)
-    del outer_caps
     return st

@@ -56,13 +56,10 @@ def _declared_params(stmts, owned: set, inputs=()) -> list[Value]:
     return out
 
 
-def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
-    items = spec.items if spec.items is not None else spec.nodes
-    nodes = [n for n in items if isinstance(n, Node)]
-    uses = count_uses(items, spec.outputs)
-    inline = inline_scalars(nodes, uses)
+def _statements(spec: BodySpec, reserved: frozenset, uses: dict, inline: dict) -> list:
+    """The body's statements: block applications, scans, nodes; then chains and loops."""
     stmts = []
-    for it in items:
+    for it in (spec.items if spec.items is not None else spec.nodes):
         if not isinstance(it, Node):
             stmts.append(it.stmt())
         elif it.op.name == "scan":
@@ -73,35 +70,31 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
             st.fallback = st.fallback and it.op.name in _LAYERISH
             stmts.append(st)
     outset = {v.id for v in spec.outputs}
-    stmts = fold_loops(merge_chains(stmts, uses, outset), uses, outset)
-    used_layer_names = {st.app.rel for st in stmts for st in (st.loop or [st]) if st.app is not None}
-    mapping = assign_layer_names(stmts, spec.prefix, used_layer_names)
-    for st in stmts:
-        for a in (st.loop or [st]):
-            mapping.update(a.params)
-    mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
-    owned = set(mapping.values())
-    decls = _declared_params(stmts, owned, spec.inputs)
+    return fold_loops(merge_chains(stmts, uses, outset), uses, outset)
 
+
+def _last_uses(stmts: list, outputs: list) -> dict:
     last_use = {}
     for i, st in enumerate(stmts):
         for a in (st.loop or [st]):
             for e in a.stages:
                 for v in e.values():
                     last_use[v.id] = i
-    for v in spec.outputs:
+    for v in outputs:
         last_use[v.id] = INF
+    return last_use
 
-    # returned values carry the output names (a model's outputs are named by them)
-    fixed, aliases = {}, {}
+
+def _output_names(spec: BodySpec, stmts: list, reserved: frozenset) -> tuple[dict, dict]:
+    """(value id -> the output name its variable takes, output index -> a name bound by `name = value`)
+    for the returned values: a model's outputs are named by the variables it returns."""
+    fixed, aliases, taken = {}, {}, set()
     out_names = spec.out_names or [None] * len(spec.outputs)
     defined = {t.id for st in stmts for t in st.targets}
-    taken = set()
     for i, (v, nm) in enumerate(zip(spec.outputs, out_names)):
         if nm is None:
             continue
-        ok = is_ident(nm) and nm not in reserved and nm not in taken
-        if not ok:
+        if not (is_ident(nm) and nm not in reserved and nm not in taken):
             base, k = identifier(nm, "output"), 1
             nm = base
             while nm in reserved or nm in taken:
@@ -111,37 +104,55 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
             fixed[v.id] = nm
         else:
             aliases[i] = nm
-    alloc = NameAllocator(reserved, last_use, fixed)
-    for v, nm in spec.inputs:
-        alloc.holder[nm] = v.id
-        alloc.names[v.id] = nm
-        alloc.reserved.discard(nm)
+    return fixed, aliases
 
-    lines, fallback = [], 0
-    ind = spec.indent
+
+def _declare(spec: BodySpec, stmts: list, decls: list, alloc: NameAllocator, mapping: dict) -> list[str]:
+    """`param`/`buffer` lines for the weights the fallback reads."""
     # a declaration may take a builtin's name the body never calls (a table named `embedding`)
     called = {e.fn.split("(")[0] for st in stmts for a in (st.loop or [st]) for e in a.stages if isinstance(e, Call)}
     called |= {a.app.block for st in stmts for a in st.loop}
     blocked = (alloc.reserved - (reserved_names() - KEYWORDS)) | called
+    lines = []
     for p in decls:
         rel = p.name[len(spec.prefix) + 1:] if spec.prefix and p.name.startswith(spec.prefix + ".") else p.name
         base = identifier(rel, "p")
         nm, k = base, 1
         while nm in blocked or nm in alloc.holder:
-            nm = f"{base}_{k}"
-            k += 1
+            nm, k = f"{base}_{k}", k + 1
         alloc.declare(p.id, nm)
         blocked.add(nm)
         mapping[nm] = p.name
-        kind = "buffer" if p.kind == "buffer" else "param"
-        lines.append(f"{ind}{kind} {nm}: {p.type}")
-        fallback += 1
+        lines.append(f"{spec.indent}{'buffer' if p.kind == 'buffer' else 'param'} {nm}: {p.type}")
+    return lines
+
+
+def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
+    items = spec.items if spec.items is not None else spec.nodes
+    uses = count_uses(items, spec.outputs)
+    inline = inline_scalars([n for n in items if isinstance(n, Node)], uses)
+    stmts = _statements(spec, reserved, uses, inline)
+    used_layer_names = {st.app.rel for st in stmts for st in (st.loop or [st]) if st.app is not None}
+    mapping = assign_layer_names(stmts, spec.prefix, used_layer_names)      # spec name -> graph name
+    for st in stmts:
+        for a in (st.loop or [st]):
+            mapping.update(a.params)
+    mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
+    decls = _declared_params(stmts, set(mapping.values()), spec.inputs)
+
+    fixed, aliases = _output_names(spec, stmts, reserved)
+    alloc = NameAllocator(reserved, _last_uses(stmts, spec.outputs), fixed)
+    for v, nm in spec.inputs:
+        alloc.holder[nm] = v.id
+        alloc.names[v.id] = nm
+        alloc.reserved.discard(nm)
+    lines = _declare(spec, stmts, decls, alloc, mapping)
+    fallback = len(lines)
 
     def name(v: Value) -> str:
-        if v.id in inline:
-            return inline[v.id]
-        return alloc.names[v.id]
+        return inline[v.id] if v.id in inline else alloc.names[v.id]
 
+    ind = spec.indent
     for i, st in enumerate(stmts):
         if st.loop:
             lines += render_loop(st, alloc, name, ind, i)
@@ -151,8 +162,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         for k, t in enumerate(st.targets):
             h = st.hints[k] if st.hints and st.hints[k] else hint if k == 0 else f"{hint}_{k}"
             tnames.append(alloc.bind(t.id, h, i))
-        lhs = st.pattern.format(*tnames) if st.pattern else tnames[0]
-        lines += render_stmt(st, lhs, name, ind)
+        lines += render_stmt(st, st.pattern.format(*tnames) if st.pattern else tnames[0], name, ind)
         fallback += int(st.fallback)
     for i, nm in aliases.items():
         lines.append(f"{ind}{nm} = {name(spec.outputs[i])}  # {spec.outputs[i].type}")
