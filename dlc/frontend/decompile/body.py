@@ -9,6 +9,7 @@ literal; every statement ends with the type of what it binds.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from ...compiler.ir import Node, Value
@@ -222,19 +223,22 @@ _OP_HINTS = {"full": "fill", "arange": "positions", "randn": "noise", "uniform":
              "sinusoidal_positions": "pe"}
 
 
-def hint_of(st: Stmt, names: dict) -> str:
+def hint_of(st: Stmt, names: dict, branch: bool = False) -> str:
+    """The name a statement's result would like: the trunk `x` for a chain starting with a layer
+    (unless it branches off a value still needed: then the layer's name) or continuing `x`, a layer's
+    own name, else the name of what it continues."""
     if st.hint:
         return st.hint
     if st.nodes and st.nodes[0].op.name in _OP_HINTS and not st.layers:
         return _OP_HINTS[st.nodes[0].op.name]
-    if len(st.layers) > 1:
+    if st.layers and not branch and (len(st.stages) > 1 and st.layers[0][0] == 0 or len(st.layers) > 1):
         return "x"          # a chain of layers is the trunk
     if st.layers:
         return layer_hint(st.layers[0][2])
-    for v in st.stages[0].values():
-        if v.id in names:
-            return names[v.id].rstrip("0123456789_") or names[v.id]
-    return "x"
+    bases = [re.sub(r"_\d+$", "", names[v.id]) for v in st.stages[0].values() if v.id in names]
+    if "x" in bases:
+        return "x"
+    return bases[0] if bases else "x"
 
 
 def render_stmt(st: Stmt, lhs: str, name, indent: str, width: int = 100) -> list[str]:

@@ -141,7 +141,8 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
     decls = _declared_params(stmts, set(mapping.values()), spec.inputs)
 
     fixed, aliases = _output_names(spec, stmts, reserved)
-    alloc = NameAllocator(reserved, _last_uses(stmts, spec.outputs), fixed)
+    last_use = _last_uses(stmts, spec.outputs)
+    alloc = NameAllocator(reserved, last_use, fixed)
     for v, nm in spec.inputs:
         alloc.holder[nm] = v.id
         alloc.names[v.id] = nm
@@ -157,7 +158,8 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         if st.loop:
             lines += render_loop(st, alloc, name, ind, i)
             continue
-        hint = hint_of(st, alloc.names)
+        first = next(iter(st.stages[0].values()), None) if st.stages else None
+        hint = hint_of(st, alloc.names, branch=first is not None and last_use.get(first.id, -1) > i)
         tnames = []
         for k, t in enumerate(st.targets):
             h = st.hints[k] if st.hints and st.hints[k] else hint if k == 0 else f"{hint}_{k}"
