@@ -199,3 +199,10 @@ def test_infinite_constants_are_written(tmp_path):
     xin = np.random.default_rng(0).standard_normal((2, 3, 3))
     out = Interpreter(m.symbolic_graph()).run({"scores": xin}, {})[0]["masked"]
     np.testing.assert_array_equal(out, np.where(np.tril(np.ones((3, 3), bool)), xin, -np.inf))
+
+
+def test_train_mode_graph_is_refused():
+    import dlc
+    g = dlc.load("specs/mlp.dln")._elaborate("train")
+    with pytest.raises(DlcError, match="train mode"):
+        decompile(g)

@@ -38,6 +38,9 @@ def _leftover_params(g: Graph, mapped: set, taken: set) -> tuple[list[str], dict
 def write_model(g: Graph, name: str):
     if not g.outputs:
         raise DlcValueError(f"decompile: the graph {g.name} has no outputs", g.span)
+    if g.mode != "eval":
+        raise DlcValueError(f"decompile: the graph {g.name} is in {g.mode} mode", g.span,
+                            "decompile the eval-mode graph: a spec's train behaviour follows from its layers")
     model = identifier(name, "Net")
     model = model[0].upper() + model[1:]
     symbols = sorted({s for v in g.inputs for d in v.type.shape if hasattr(d, "symbols") for s in d.symbols()})
