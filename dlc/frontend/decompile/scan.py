@@ -71,6 +71,16 @@ def scan_stmt(node: Node, spec, reserved) -> Stmt:
             ["# the cell of a scan: (step, state) -> (output, new state)",
              f"block {name}()({x_decl}, {s_decl}) {{"] + decls + unpack + rest + ["}", ""])
     rel = path[len(spec.prefix) + 1:] if spec.prefix and path.startswith(spec.prefix + ".") else path
+    if not rel and caps:
+        # weights with no common path: an explicit name, so their spec names do not depend on the statement
+        # (one name per scan node, kept across the bodies that write it)
+        names = spec.cells.setdefault("__scan_names__", {})
+        if id(node) not in names:
+            rel, k = "cell", 1
+            while rel in names.values():
+                rel, k = f"cell_{k}", k + 1
+            names[id(node)] = rel
+        rel = names[id(node)]
     xs = node.inputs[nc:]
     init = node.inputs[:nc]
     args = [f"{name}()", xs[0] if len(xs) == 1 else TupleOf(list(xs)), init[0] if nc == 1 else TupleOf(list(init))]
