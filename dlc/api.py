@@ -300,7 +300,11 @@ class Model:
             arr = np.asarray(inputs[v.name])
             want = tuple(int(d) for d in v.type.shape)
             if arr.shape != want:
-                raise DlcValueError(f"input '{v.name}' has shape {arr.shape}, the model expects {v.type}", v and g.span)
+                from .frontend.teach import input_size_hint
+                hint = input_size_hint(self.module, self.name, v.name, arr.shape, want,
+                                       {**self.bind, **bind}, dict(g.dims))
+                raise DlcValueError(f"input '{v.name}' has shape {arr.shape}, the model expects {v.type}",
+                                    v and g.span, hint)
             if v.type.dtype.is_float and dtype:
                 arr = arr.astype(dtype)
             inputs[v.name] = arr
