@@ -205,7 +205,9 @@ def _declared_str(t) -> str:
         if isinstance(e, A.Literal):
             return str(e.value)
         if isinstance(e, A.BinOp):
-            return f"{show(e.left)} {e.op} {show(e.right)}"
+            def side(x):
+                return f"({show(x)})" if isinstance(x, A.BinOp) else show(x)
+            return f"{side(e.left)} {e.op} {side(e.right)}"
         return "..."
     return f"{t.dtype}[{', '.join(show(d) for d in t.dims)}]"
 
