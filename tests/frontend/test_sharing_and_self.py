@@ -271,3 +271,24 @@ def test_sharing_errors(tmp_path, body, message):
     e = _error(tmp_path, f"model M(x: f32[N, 4]) {{\n    {body}\n    return b\n}}\n")
     assert message in e.message, e.message
     assert e.span.line == 3
+
+
+def test_the_language_reference_examples_check(tmp_path):
+    """docs/language.md's name=self and share= examples elaborate, with the names they state."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+    blocks = [b for b in re.findall(r"```dln\n(.*?)```", text, re.S) if "name=self" in b or "share=" in b]
+    assert len(blocks) == 2
+    names = set()
+    for i, b in enumerate(blocks):
+        p = tmp_path / f"doc{i}.dln"
+        p.write_text(b)
+        clear_cache()
+        from dlc.frontend.check import check_file
+        check_file(str(p))
+        mod_models = [ln.split()[1].split("(")[0] for ln in b.splitlines() if ln.startswith("model ")]
+        for model in mod_models:
+            names |= {q.name for q in dlc.load(p, name=model).parameters}
+    assert {"features.0.1.weight", "features.0.1.bias", "enc.fc.weight", "h.weight"} <= names
+    assert not any(n.startswith("b.") for n in names)
