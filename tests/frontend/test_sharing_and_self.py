@@ -292,3 +292,27 @@ def test_the_language_reference_examples_check(tmp_path):
             names |= {q.name for q in dlc.load(p, name=model).parameters}
     assert {"features.0.1.weight", "features.0.1.bias", "enc.fc.weight", "h.weight"} <= names
     assert not any(n.startswith("b.") for n in names)
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    (SIAMESE, {"left": (3, 3, 8, 8), "right": (3, 3, 8, 8)}),
+    (CONVNEXT_STEM, {"image": (2, 3, 16, 16)}),
+    (TIED, {"x": (4, 8)}),
+])
+def test_generated_torch_module(tmp_path, spec, shapes):
+    """`dlc compile --target torch`: the nn.Module loads dlc's weights strictly and matches NumPy."""
+    from dlc.backends.torch.modgen import load_module
+    m = _load(tmp_path, spec)
+    w = _siamese_weights(m, seed=8)
+    net = load_module(m)
+    net.load_state_dict(_torch_weights(w), strict=True)
+    net.eval()
+    rng = np.random.default_rng(9)
+    xs = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    with torch.no_grad():
+        out = net(*[torch.from_numpy(xs[k]) for k in shapes])
+    out = out if isinstance(out, tuple) else (out,)
+    ref = m.run(xs, w)
+    assert len(out) == len(ref)
+    for o, (k, v) in zip(out, ref.items()):
+        np.testing.assert_allclose(o.numpy(), v, rtol=1e-4, atol=1e-5, err_msg=k)
