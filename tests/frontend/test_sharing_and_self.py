@@ -316,3 +316,20 @@ def test_generated_torch_module(tmp_path, spec, shapes):
     assert len(out) == len(ref)
     for o, (k, v) in zip(out, ref.items()):
         np.testing.assert_allclose(o.numpy(), v, rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_layer_table_counts_a_self_named_layer_once(tmp_path):
+    m = _load(tmp_path, """
+        block B()(x) {
+            a = dense(x, 4, name=self)
+            return dense(a, 3, name="fc")
+        }
+        model M(x: f32[N, 8]) {
+            example N = 2
+            return B()(x, name="b")
+        }
+    """)
+    info = m.info()
+    rows = {r["name"]: r for r in info["layers"]}
+    assert rows["b"]["macs"] == 2 * 8 * 4 and rows["b.fc"]["macs"] == 2 * 4 * 3
+    assert sum(r["macs"] for r in info["layers"]) == info["macs"]
