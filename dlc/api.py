@@ -36,7 +36,7 @@ class Model:
     """
 
     def __init__(self, path: str, name: str | None = None, bind: dict | None = None, text: str | None = None,
-                 opt=None):
+                 opt=None, include=()):
         from .compiler.passes import PipelineOptions
         from .frontend.blocks import elaborate_model
         # the optimisation pipeline every run, compile and bench of this model goes through
@@ -45,7 +45,7 @@ class Model:
         self.pass_stats: dict = {}
         from .frontend.modules import load_module
         self.path = str(path)
-        self.module = load_module(path, text)
+        self.module = load_module(path, text, include=tuple(include or ()))   # include: import folders
         if name is None:
             if not self.module.models:
                 raise DlcNameError(f"{path} defines no model", None, "add a `model Name(...) { ... }`")
@@ -316,7 +316,11 @@ class Model:
             arr = np.asarray(inputs[v.name])
             want = tuple(int(d) for d in v.type.shape)
             if arr.shape != want:
-                raise DlcValueError(f"input '{v.name}' has shape {arr.shape}, the model expects {v.type}", v and g.span)
+                from .frontend.teach import input_size_hint
+                hint = input_size_hint(self.module, self.name, v.name, arr.shape, want,
+                                       {**self.bind, **bind}, dict(g.dims))
+                raise DlcValueError(f"input '{v.name}' has shape {arr.shape}, the model expects {v.type}",
+                                    v and g.span, hint)
             if v.type.dtype.is_float and dtype:
                 arr = arr.astype(dtype)
             inputs[v.name] = arr
@@ -393,8 +397,9 @@ def _dims_from_inputs(g, inputs: dict) -> dict:
     return out
 
 
-def load(path: str | Path, name: str | None = None, bind: dict | None = None, opt=None) -> Model:
+def load(path: str | Path, name: str | None = None, bind: dict | None = None, opt=None, include=()) -> Model:
     """Parse, elaborate and check a `.dln` file; raises `DlcError` on bad input.
     `opt` (a `compiler.passes.PipelineOptions`) sets the optimisation pipeline
-    (default -O2); `Model.optimize` changes it."""
-    return Model(str(path), name, bind, opt=opt)
+    (default -O2); `Model.optimize` changes it.  `include` lists folders that
+    `import "..."` searches after the importing file's own (then `DLC_PATH`)."""
+    return Model(str(path), name, bind, opt=opt, include=include)

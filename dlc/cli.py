@@ -160,8 +160,12 @@ def _pipeline_options(level, passes, disable, precision="fp32"):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dlc")
-def main():
+@click.option("--include", "-I", multiple=True, type=click.Path(file_okay=False),
+              help="A folder `import \"...\"` searches (before DLC_PATH); may be repeated.")
+def main(include):
     """dlc: a declarative deep-learning compiler for .dln specs."""
+    from .frontend.search_path import prepend_env
+    prepend_env(include)
 
 
 @main.command()

@@ -69,11 +69,16 @@ def layer_rows(g: Graph, env: dict | None = None) -> list[Row]:
     walk(g.nodes)
     rows = []
     claimed = set()
+    # each scope's MACs go to the most specific layer over it (a layer at its block's own
+    # name, `name=self`, does not also count its sibling layers)
+    names = {rec.name for rec in g.layers}
+    owner = {s: max((n for n in names if s == n or s.startswith(n + ".")), key=len, default=None)
+             for s in scope_macs}
     for rec in g.layers:
         params = sum(_eval(prod(by_name[p].type.shape), env) for p in rec.params
                      if by_name[p].kind == "param" and by_name[p].param.trainable)
-        macs = sum(v for s, v in scope_macs.items() if s == rec.name or s.startswith(rec.name + "."))
-        claimed |= {s for s in scope_macs if s == rec.name or s.startswith(rec.name + ".")}
+        macs = sum(v for s, v in scope_macs.items() if owner[s] == rec.name)
+        claimed |= {s for s in scope_macs if owner[s] == rec.name}
         shape = ", ".join(str(o.type) for o in rec.outputs[:2]) + (" ..." if len(rec.outputs) > 2 else "")
         rows.append(Row(rec.name, rec.kind, shape, params, macs, rec.span.line if rec.span else None))
     # explicit params and ops outside any layer (hand-written cells, attention matmuls)

@@ -17,6 +17,7 @@ True
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Union
@@ -266,7 +267,51 @@ def floordiv(a: DimLike, b: DimLike) -> DimLike:
         raise ValueError(f"cannot divide {a} by the symbolic {b}")
     if bd.value == 0:
         raise ZeroDivisionError("division of a dimension by zero")
-    return Dim({(FloorDiv(as_dim(a), bd.value),): 1})
+    return dim(_floor_atom(as_dim(a), bd.value))
+
+
+def _floor_atom(num: Dim, den: int) -> Dim:
+    """`num // den` in canonical form, by identities that hold for every integer
+    value of the symbols:
+
+    * (d*Q + R) // d == Q + R // d: each coefficient is reduced modulo d, so
+      (H - 2)//2 + 1 becomes (H)//2 and a constant remainder below d vanishes;
+    * (g*R) // (g*e) == R // e for a common factor g;
+    * (X//m + c) // e == (X + c*m) // (m*e): nested floors merge, so a stack of
+      strided layers keeps one division, (H + 3)//4 rather than ((H + 1)//2 + 1)//2.
+    """
+    if den < 0:
+        num, den = -num, -den
+    quotient: dict[tuple, int] = {}
+    rest: dict[tuple, int] = {}
+    for mono, c in num.terms.items():
+        q, r = divmod(c, den)
+        quotient[mono] = q
+        rest[mono] = r
+    q, r = Dim(quotient), Dim(rest)
+    if r.is_const:                       # 0 <= r < den
+        return q
+    g = math.gcd(den, *r.terms.values())
+    if g > 1:
+        r, den = Dim({m: c // g for m, c in r.terms.items()}), den // g
+    inner = _single_floor(r)
+    if inner is not None:
+        atom, const = inner
+        return q + _floor_atom(atom.num + const * atom.den, atom.den * den)
+    return q + Dim({(FloorDiv(r, den),): 1})
+
+
+def _single_floor(r: Dim):
+    """(atom, c) when r is exactly `atom + c` for one floor-division atom, else None."""
+    atom, const = None, 0
+    for mono, c in r.terms.items():
+        if mono == ():
+            const = c
+        elif len(mono) == 1 and isinstance(mono[0], FloorDiv) and c == 1 and atom is None:
+            atom = mono[0]
+        else:
+            return None
+    return None if atom is None else (atom, const)
 
 
 def prod(dims) -> DimLike:

@@ -59,13 +59,14 @@ def signature(block: BlockValue) -> str:
 
 
 def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
-    from .elaborate import MAX_DEPTH, Frame, _Return
+    from .elaborate import MAX_DEPTH
     block = pb.block
     d = block.defn
-    explicit = kwargs.pop("name", None)
+    explicit, share = kwargs.pop("name", None), kwargs.pop("share", None)
     if kwargs:
         raise DlcTypeError(f"{block.name}: unexpected keyword argument(s) {', '.join(kwargs)}", span,
-                           f"pass compile-time arguments in the first list: {signature(block)}")
+                           f"pass compile-time arguments in the first list: {signature(block)}; "
+                           "an application takes only name= and share=")
     if len(args) != len(d.params):
         raise DlcTypeError(f"{block.name} takes {len(d.params)} tensor argument(s), got {len(args)}", span,
                            f"signature: {signature(block)}")
@@ -76,14 +77,28 @@ def apply_block(frame, pb: PartialBlock, args: list, kwargs: dict, span: Span):
         raise DlcLimitError("blocks are nested too deeply", span,
                              f"blocks may nest at most {MAX_DEPTH} levels deep")
     frame.ctx.charge(CALL_STEPS, span)
+    if share is not None:
+        from .sharing import shared_instance, sharing
+        inst = shared_instance(frame, share, explicit, span)
+        with sharing(frame, inst, share, span):
+            return _elaborate_body(frame, pb, args, inst, span, record=False)
     inst = frame.instance_name(block.name, explicit, span)
+    return _elaborate_body(frame, pb, args, inst, span, record=True)
+
+
+def _elaborate_body(frame, pb: PartialBlock, args: list, inst: str, span: Span, record: bool):
+    """One application of a block's body as instance `inst`."""
+    from .elaborate import Frame, _Return
+    block = pb.block
+    d = block.defn
     sub = Frame(frame.ctx, block.module, inst, frame.graph, block.name)
     sub.env.update(pb.cargs)
     for p, a in zip(d.params, args):
         if p.type is not None:
             unify(sub, p.type, a, p.name, span)
         sub.env[p.name] = a
-    _record_call(frame, pb, sub, inst, span, args)
+    if record:      # a shared application is the same instance again: recorded once
+        _record_call(frame, pb, sub, inst, span, args)
     frame.ctx.stack.append(block.name)
     try:
         sub.run(d.body)
@@ -205,7 +220,9 @@ def _declared_str(t) -> str:
         if isinstance(e, A.Literal):
             return str(e.value)
         if isinstance(e, A.BinOp):
-            return f"{show(e.left)} {e.op} {show(e.right)}"
+            def side(x):
+                return f"({show(x)})" if isinstance(x, A.BinOp) else show(x)
+            return f"{side(e.left)} {e.op} {side(e.right)}"
         return "..."
     return f"{t.dtype}[{', '.join(show(d) for d in t.dims)}]"
 

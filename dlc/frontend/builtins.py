@@ -50,12 +50,17 @@ def _sig_text(b: Builtin) -> str:
 
 def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     from ..compiler.ir import Layer
-    name = None
+    name = share = None
     if b.kind == "layer":
-        name = frame.instance_name(b.name, kwargs.pop("name", None), span)
-    elif "name" in kwargs and b.kind != "ct":
-        raise DlcTypeError(f"{b.name} is not a layer and takes no name", span,
-                           "only layers (functions with parameters) take name=\"...\"")
+        explicit, share = kwargs.pop("name", None), kwargs.pop("share", None)
+        if share is not None:
+            from .sharing import shared_instance
+            name = shared_instance(frame, share, explicit, span)
+        else:
+            name = frame.instance_name(b.name, explicit, span)
+    elif ("name" in kwargs or "share" in kwargs) and b.kind != "ct":
+        raise DlcTypeError(f"{b.name} is not a layer and takes no {'name' if 'name' in kwargs else 'share'}",
+                           span, "only layers (functions with parameters) take name=\"...\" and share=\"...\"")
     F = CallCtx(frame, span, b.name, name)
     try:
         inspect.signature(b.fn).bind(F, *args, **kwargs)
@@ -67,8 +72,12 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     # (sum, zip, concat of many tensors) do work in proportion to it
     frame.ctx.charge(CALL_STEPS + sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple))),
                      span)
+    if share is not None:
+        from .sharing import sharing
+        with sharing(frame, name, share, span):
+            return b.fn(F, *args, **kwargs)    # the same layer again: no new layer record
     out = b.fn(F, *args, **kwargs)
-    if b.kind == "layer":
+    if b.kind == "layer" and not frame.ctx.sharing:   # inside a shared application: recorded once
         outs = [v for v in _leaves(out) if is_tensor(v)]
         frame.ctx.layers.append(Layer(name, b.name, span, list(F.param_names), outs))
     return out
@@ -95,6 +104,14 @@ def _dtype(F: CallCtx, v) -> DType:
 
 for _d in DType:
     BUILTINS[_d.short] = _d  # dtype names are values: cast(x, f16), zeros(3, dtype=i64)
+
+
+def _self_value():
+    from .values import SELF
+    return SELF
+
+
+BUILTINS["self"] = _self_value()  # name=self: parameters at the block's own name
 
 
 # ---------------------------------------------------------------- compile time

@@ -126,12 +126,26 @@ def split(F, x, sections, axis=0):
         sections = [F.dim(s, "size") for s in sections]
     else:
         sections = F.int(sections, "sections")
+        _check_equal_parts(F, x, sections, axis)
     from .elaborate import MAX_ITERATIONS
     if (len(sections) if isinstance(sections, list) else sections) > MAX_ITERATIONS:
         F.fail(f"split: {sections if isinstance(sections, int) else len(sections)} sections are far too many",
                cls=DlcLimitError)
     out = F.op("split", x, sections=sections, axis=F.axis(axis, x))
     return out if isinstance(out, tuple) else (out,)
+
+
+def _check_equal_parts(F, x, n: int, axis) -> None:
+    """`split(x, 58, axis=1)` on 100 channels: say that n counts parts (torch.chunk),
+    not a part size (torch.split), and how to write the sizes."""
+    d = x.type.shape[F.axis(axis, x)]
+    if not isinstance(d, int) or d % n == 0:
+        return
+    sizes = [n] * (d // n) + ([d % n] if d % n else [])
+    shown = ", ".join(map(str, sizes)) if len(sizes) <= 8 else f"{n}, {n}, ..., {d % n}"
+    F.fail(f"split: axis {axis} of {x.type} has {d} elements, which do not divide into {n} equal parts",
+           f"dlc's split(x, n) cuts n equal parts, like torch.chunk; for parts of size {n}, as "
+           f"torch.split(x, {n}) cuts, give the sizes as a list: split(x, [{shown}], axis={axis})")
 
 
 @builtin()

@@ -46,9 +46,13 @@ class CallCtx:
                 e.hint = self.signature_hint()
             raise
 
+    def full_name(self, local: str) -> str:
+        """The full name of this layer's parameter `local` (a state update's key)."""
+        return f"{self.name}.{local}" if self.name else local
+
     def param(self, local: str, shape, init: Init, dtype: DType = DType.f32, buffer: bool = False,
               trainable: bool = True) -> Value:
-        full = f"{self.name}.{local}" if self.name else local
+        full = self.full_name(local)
         v = self.frame.ctx.add_param(full, TensorType(dtype, tuple(shape)), init, buffer, trainable,
                                      self.span)
         self.param_names.append(full)

@@ -57,6 +57,7 @@ class Context:
     param_names: set = field(default_factory=set)
     steps: int = 0                        # elaboration work done so far (see charge)
     outer_loop: Span | None = None        # the outermost `for` being run, if any
+    sharing: list = field(default_factory=list)   # share="..." applications in progress (sharing.py)
 
     def charge(self, n: int, span: Span) -> None:
         """Count `n` units of elaboration work; too much is a located error at
@@ -75,6 +76,10 @@ class Context:
 
     def add_param(self, name: str, type: TensorType, init: Init, buffer: bool, trainable: bool,
                   span: Span) -> Value:
+        from .sharing import shared_param
+        shared = shared_param(self, name, type, buffer, span)
+        if shared is not None:
+            return shared
         if self.share_models:
             for p in self.root.params:
                 if p.name == name and p.type == type:
@@ -152,10 +157,20 @@ class Frame:
         """The hierarchical name of a layer or block instance."""
         if self.ctx.share_models and explicit is None and kind in self.module.models and not self.prefix:
             return kind
+        from .values import SELF
+        if explicit is SELF:
+            # parameters at the enclosing instance's own name (PyTorch's subclass pattern)
+            if "<self>" in self.used:
+                raise DlcNameError("name=self is already used in this block", span,
+                                   "only one layer or block application can take the block's own name")
+            self.used.add("<self>")
+            if self.binding is not None:
+                self.binding[2] += 1
+            return self.prefix
         if explicit is not None:
             if not isinstance(explicit, str) or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", explicit):
-                raise DlcValueError(f"invalid layer name {explicit!r}", span,
-                                    "names are words separated by dots, like \"layer1.0\"")
+                msg, hint = _bad_name(explicit)
+                raise DlcValueError(msg, span, hint)
             if explicit in self.used:
                 raise DlcNameError(f"the name '{explicit}' is already used in this block", span,
                                    "give each layer its own name")
@@ -226,7 +241,13 @@ class Frame:
                 value = self.eval(s.value)
             finally:
                 self.binding = None
-            self.assign(s.targets, value, s.span)
+            try:
+                self.assign(s.targets, value, s.span)
+            except DlcTypeError as e:
+                if isinstance(value, tuple) and len(s.targets) != len(value):
+                    from .teach import split_unpack_hint
+                    e.hint = split_unpack_hint(self, s.value, value, len(s.targets)) or e.hint
+                raise
         elif isinstance(s, A.ParamStmt):
             self.exec_param(s)
         elif isinstance(s, A.For):
@@ -373,6 +394,23 @@ def _name_value(v, name: str) -> None:
     (the PyTorch backend) names its variables after the user's bindings."""
     if isinstance(v, Value) and v.kind == "node" and not v.name:
         v.name = name
+
+
+def _bad_name(name) -> tuple[str, str]:
+    """The message and hint for a `name=` that is not a layer name."""
+    allowed = ("a name is words of letters, digits and _ separated by dots, like \"conv1\" or "
+               "\"layer1.0\"")
+    if name == "":
+        return ("a layer name cannot be empty", allowed + "; name=self puts the layer's parameters at the "
+                "enclosing block's own name; leave name= out to name the layer after the variable it is "
+                "assigned to")
+    if not isinstance(name, str):
+        from .values import describe
+        return f"a layer name must be a string, got {describe(name)}", allowed
+    bad = sorted({c for c in name if not ((c.isascii() and c.isalnum()) or c in "_.")})
+    why = (f"it contains {', '.join(repr(c) for c in bad)}" if bad else
+           "a dot must separate two words (no leading, trailing or double dots)")
+    return f"invalid layer name {name!r}: {why}", allowed
 
 
 def _suggest(name: str, frame: Frame) -> str:

@@ -1,7 +1,7 @@
 """Indexing and slicing: `x[:, 0]`, `x[..., :d]`, `x[:, -1, :]`, tuple items."""
 from __future__ import annotations
 
-from ..compiler.dims import Dim, known_equal
+from ..compiler.dims import Dim, dim as _dim, known_equal
 from ..errors import DlcTypeError
 from . import ast as A
 from .values import describe, is_int, is_tensor
@@ -59,6 +59,9 @@ def index_tensor(frame, x, e: A.Index):
             continue
         if isinstance(it, A.Slice):
             b, s_, st = (_int_or_none(frame, p) for p in (it.start, it.stop, it.step))
+            if isinstance(st, Dim):
+                raise DlcTypeError(f"a slice step must be a known int, got the symbolic {st}", it.step.span,
+                                   "steps are constants, e.g. x[:, ::2]")
             if st == 0:
                 raise DlcTypeError("slice step cannot be zero", it.span, "use a step of 1 or more, or -1")
             begin.append(b), end.append(s_), strides.append(1 if st is None else st)
@@ -69,13 +72,17 @@ def index_tensor(frame, x, e: A.Index):
         if is_tensor(i):
             raise DlcTypeError("indexing with a tensor is not supported", it.span,
                                "use gather(x, axis, index) or index_select(x, axis, index)")
-        if isinstance(i, bool) or not isinstance(i, int):
+        if isinstance(i, bool) or not is_int(i):
             raise DlcTypeError(f"an index must be an int or a slice, got {describe(i)}", it.span,
                                "e.g. x[:, 0] or x[..., :4]")
+        if isinstance(i, Dim) and isinstance(size, int):
+            raise DlcTypeError(f"the symbolic index {i} on axis {axis} of {t}, whose size is known", it.span,
+                               "index a known axis with an int")
         if isinstance(size, int) and not -size <= i < size:
             raise DlcTypeError(f"index {i} is out of range for axis {axis} of {t}", it.span,
                                f"valid indices are {-size}..{size - 1}")
-        begin.append(i), end.append(i + 1 if i != -1 else None), strides.append(1)
+        stop = None if isinstance(i, int) and i == -1 else i + 1
+        begin.append(i), end.append(stop if not isinstance(stop, Dim) else _dim(stop)), strides.append(1)
         drop.append(axis)
         trivial = False
     y = x
@@ -95,8 +102,6 @@ def _int_or_none(frame, p):
     if v is None:
         return None
     if isinstance(v, bool) or not is_int(v):
-        raise DlcTypeError(f"slice bounds must be ints, got {describe(v)}", p.span, "e.g. x[:, 1:3]")
-    if isinstance(v, Dim):
-        raise DlcTypeError(f"slice bounds must be known ints, got the symbolic {v}", p.span,
-                           "use split or bind the dimension with --bind")
-    return v
+        raise DlcTypeError(f"slice bounds must be ints or dimensions, got {describe(v)}", p.span,
+                           "e.g. x[:, 1:3] or x[:, :T - 1]")
+    return _dim(v)

@@ -128,9 +128,11 @@ def batchnorm(F, x, eps=1e-5, momentum=0.1, affine=True):
     y, new_mean, new_var = F.op("batch_norm", x, rm, rv, w, b, training=F.training, momentum=momentum, eps=eps)
     if F.training:
         g = F.frame.ctx.root
-        g.state_updates[rm.name] = new_mean
-        g.state_updates[rv.name] = new_var
-        g.state_updates[nbt.name] = F.op("add", nbt, F.op("full", shape=(), value=1, dtype="int64"))
+        # keyed by name: a shared batch norm reads its buffers as updated (sharing.py)
+        g.state_updates[F.full_name("running_mean")] = new_mean
+        g.state_updates[F.full_name("running_var")] = new_var
+        g.state_updates[F.full_name("num_batches_tracked")] = F.op("add", nbt, F.op("full", shape=(), value=1,
+                                                                                   dtype="int64"))
     return y
 
 

@@ -9,20 +9,25 @@ from ..errors import DlcLimitError, DlcNameError, DlcSyntaxError, Span
 from . import ast as A
 from .limits import MAX_IMPORT_PATH
 from .parser import SourceError, parse, parse_file
+from .search_path import candidates, env_path, trusted_roots
 from .values import BlockValue, ModuleEnv
 
 _CACHE: dict[str, ModuleEnv] = {}
 
 
 def load_module(path: str | Path, text: str | None = None, _importing: tuple = (),
-                _root: Path | None = None) -> ModuleEnv:
+                _root: Path | None = None, include: tuple = ()) -> ModuleEnv:
     """Parse a file and collect its definitions; imports load recursively.
 
     Imports must stay inside the project: the folder of the file loaded first
-    (`_root`), so that a spec cannot read, and echo, any file on the machine."""
+    (`_root`), the folders of the search path (`include`, then `DLC_PATH`) and
+    the zoo (`search_path`), so that a spec cannot read, and echo, any file on
+    the machine."""
     path = Path(path)
+    include = tuple(str(d) for d in include)
     try:
-        key = str(path.resolve()) if text is None else f"<text>{path}"
+        key = (str(path.resolve()) if text is None else f"<text>{path}") + "\0" + "\0".join(
+            include + env_path())
         missing = text is None and not path.exists()
     except (OSError, RuntimeError, ValueError) as e:  # a link loop, a NUL, a name too long
         raise SourceError(f"cannot read {str(path)[:200]!r}: {e}", hint="check the path") from None
@@ -35,12 +40,12 @@ def load_module(path: str | Path, text: str | None = None, _importing: tuple = (
     mod = ModuleEnv(str(path), ast)
     for item in ast.items:
         if isinstance(item, A.Import):
-            target = _resolve_import(path, item, root)
+            target = _resolve_import(path, item, root, include)
             if str(target) in _importing or target == path.resolve():
                 raise DlcNameError(f"circular import of {item.path}", item.span,
                                    "two files may not import each other")
             try:
-                sub = load_module(target, None, _importing + (str(path.resolve()),), root)
+                sub = load_module(target, None, _importing + (str(path.resolve()),), root, include)
             except SourceError as e:  # unreadable, too large: blame the import line
                 raise DlcNameError(f"cannot import {_shown(item.path)}: {e.message}", item.span, e.hint) from None
             if item.alias:
@@ -75,7 +80,7 @@ def _shown(p: str) -> str:
     return p if len(p) <= 60 else p[:40] + "..." + p[-12:]
 
 
-def _resolve_import(importer: Path, item: A.Import, root: Path) -> Path:
+def _resolve_import(importer: Path, item: A.Import, root: Path, include: tuple = ()) -> Path:
     """The real path of an import, or a located error that says why not."""
     p, span = item.path, item.span
     if len(p) > MAX_IMPORT_PATH:
@@ -89,21 +94,30 @@ def _resolve_import(importer: Path, item: A.Import, root: Path) -> Path:
     except UnicodeEncodeError:
         raise DlcNameError(f"cannot import {_shown(p)!r}: the path is not valid Unicode", span,
                            "remove the lone surrogate escape (\\ud800-\\udfff) from the path") from None
-    try:
-        target = (importer.parent / p).resolve(strict=True)
-    except FileNotFoundError:
-        raise DlcNameError(f"cannot import {_shown(p)}: no such file", span,
-                           f"paths are relative to {importer.parent or '.'}") from None
-    except RuntimeError:  # Python < 3.13 reports a symlink loop so
-        raise DlcNameError(f"cannot import {_shown(p)}: a symbolic link loop", span, "fix the links") from None
-    except OSError as e:
-        why = {errno.ELOOP: "a symbolic link loop", errno.ENAMETOOLONG: "the path is too long"}.get(
-            e.errno, e.strerror or str(e))
-        raise DlcNameError(f"cannot import {_shown(p)}: {why}", span, "check the path") from None
-    if not target.is_relative_to(root):
+    tries, where = candidates(importer, p, include)
+    target = None
+    for cand in tries:
+        try:
+            target = cand.resolve(strict=True)
+            break
+        except FileNotFoundError:
+            continue
+        except RuntimeError:  # Python < 3.13 reports a symlink loop so
+            raise DlcNameError(f"cannot import {_shown(p)}: a symbolic link loop", span,
+                               "fix the links") from None
+        except OSError as e:
+            why = {errno.ELOOP: "a symbolic link loop", errno.ENAMETOOLONG: "the path is too long"}.get(
+                e.errno, e.strerror or str(e))
+            raise DlcNameError(f"cannot import {_shown(p)}: {why}", span, "check the path") from None
+    if target is None:
+        raise DlcNameError(f"cannot import {_shown(p)}: no such file (looked in {where})", span,
+                           "paths are relative to the importing file; `zoo:blocks/...` names the zoo's "
+                           "files; DLC_PATH or `dlc --include DIR` add folders to look in") from None
+    roots = trusted_roots(root, include)
+    if not any(target.is_relative_to(r) for r in roots):
         raise DlcNameError(f"cannot import {_shown(p)}: it is outside the project folder {root}", span,
-                           "imports must stay inside the folder of the file being compiled; copy the "
-                           "file into it")
+                           "imports must stay inside the folder of the file being compiled, the zoo "
+                           "(zoo:...) or a folder of the search path (DLC_PATH, dlc --include DIR)")
     if target.is_dir() or not target.is_file():
         raise DlcNameError(f"cannot import {_shown(p)}: not a file", span, "import a .dln file")
     if target.suffix != ".dln":

@@ -83,6 +83,18 @@ def is_int(v) -> bool:
     return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, Dim)
 
 
+class SelfName:
+    """`name=self`: a layer or block application takes the enclosing instance's
+    own name, so its parameters sit at the block's name (`features.0.1.weight`,
+    as a PyTorch module subclassing nn.LayerNorm names them)."""
+
+    def __repr__(self) -> str:
+        return "self"
+
+
+SELF = SelfName()
+
+
 def describe(v) -> str:
     """How a value is named in error messages."""
     from ..compiler.dims import Dim
@@ -108,6 +120,8 @@ def describe(v) -> str:
         return f"the function {v.name}"
     if isinstance(v, ModuleEnv):
         return f"the module {v.file}"
+    if v is SELF:
+        return "self"
     return type(v).__name__
 
 

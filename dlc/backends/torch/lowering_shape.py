@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from ...compiler.dims import dim as _dim
 from .lowering import _call, _is_default, _register, torch_dtype
 
 
@@ -56,8 +57,9 @@ def _(o):
     return f"torch.chunk({o[0]}, {o.r(sec)}, dim={axis})"
 
 
-def _slice_part(b, e, s) -> str:
-    parts = ["" if b is None else repr(int(b)), "" if e is None else repr(int(e))]
+def _slice_part(o, b, e, s) -> str:
+    # a bound may be a symbolic dimension (x[:, :T - 1]): rendered from the runtime sizes
+    parts = ["" if b is None else o.r(b), "" if e is None else o.r(e)]
     text = ":".join(parts)
     if s != 1:
         text += f":{s}"
@@ -76,10 +78,10 @@ def _(o):
         s = 1 if s is None else int(s)
         if s < 0:
             flips.append(ax)
-            b = None if b is None else -int(b) - 1
-            e = None if e is None else -int(e) - 1
+            b = None if b is None else _dim(-b - 1)
+            e = None if e is None else _dim(-e - 1)
             s = -s
-        parts.append(_slice_part(b, e, s))
+        parts.append(_slice_part(o, b, e, s))
     while parts and parts[-1] == ":":
         parts.pop()
     src = o[0]

@@ -144,22 +144,40 @@ def _slice_len(d, b, e, s, ax, x):
         raise ShapeError(f"strided_slice: stride on axis {ax} of {x} must be a non-zero int, got {s!r}",
                          "use 1 for every element, -1 to reverse")
     for v in (b, e):
-        if v is not None and not _is_int(v):
-            raise ShapeError(f"strided_slice: begin/end on axis {ax} must be ints or None, got {v!r}")
-    if _is_int(d):
+        if v is not None and not (_is_int(v) or isinstance(v, Dim)):
+            raise ShapeError(f"strided_slice: begin/end on axis {ax} must be ints, dimensions or None, got {v!r}")
+    b, e = (v.value if isinstance(v, Dim) and v.is_const else v for v in (b, e))
+    if _is_int(d) and all(v is None or _is_int(v) for v in (b, e)):
         return len(range(*slice(b, e, s).indices(d)))
-    if s == 1 and (b is None or b >= 0) and (e is None or e >= 0):
-        if e is None:
-            return d if b is None else sub(d, b)
-        start = 0 if b is None else b
-        if e >= start:
-            return e - start
-    if s == 1 and b is not None and b < 0 and (e is None or (e < 0 and e >= b)):
-        # the last few elements, x[:, -1] or x[:, -3:]: assumes the axis is at least that long
-        return -b if e is None else e - b
-    raise ShapeError(f"strided_slice: axis {ax} of {x} has symbolic size {d}; only [:], [b:] and [:e] / [b:e] "
-                     f"with non-negative constants and stride 1 are supported there, got [{b}:{e}:{s}]",
-                     "slice the symbolic axis with non-negative bounds, or fix its size")
+    if _is_int(d):
+        raise ShapeError(f"strided_slice: axis {ax} of {x} has the known size {d} but the bounds "
+                         f"[{_bound(b)}:{_bound(e)}] are symbolic",
+                         "slice a known axis with known bounds, or keep the axis symbolic")
+    return _symbolic_slice_len(d, b, e, s, ax, x)
+
+
+def _bound(v) -> str:
+    return "" if v is None else str(v)
+
+
+def _symbolic_slice_len(d, b, e, s, ax, x):
+    """The length of [b:e:s] on an axis of symbolic size d.  Bounds are taken to
+    be in range, as a user slicing `x[:, :T - 1]` means them: a negative constant
+    counts from the end (the axis is assumed that long), anything else is an
+    index in [0, d]."""
+    def index(v):
+        return add(d, v) if _is_int(v) and v < 0 else v
+    if s > 0:
+        start, stop = (0 if b is None else index(b)), (d if e is None else index(e))
+        span = sub(stop, start)
+    else:
+        start, stop = (sub(d, 1) if b is None else index(b)), (-1 if e is None else index(e))
+        span = sub(start, stop)
+    n = floordiv(add(span, abs(s) - 1), abs(s))
+    if _is_int(n) and n <= 0:
+        raise ShapeError(f"strided_slice: [{_bound(b)}:{_bound(e)}:{s}] on axis {ax} of {x} is empty",
+                         "dlc sizes are at least 1: check the bounds")
+    return n
 
 
 def _strided_slice(ts, attrs):

@@ -3,7 +3,7 @@ ops (an adjoint reshape, transpose, pad, slice, scatter or gather), so it can be
 differentiated again."""
 from __future__ import annotations
 
-from ..dims import add, sub
+from ..dims import add, mul, sub
 from .common import norm_axis
 from .registry import defvjp
 from .shape import _is_int
@@ -80,10 +80,7 @@ def _slice_adjoint(b, v, ax, d, start, stop, step):
     """Scatter `v` (the slice's cotangent along axis `ax`) back into zeros of length `d`."""
     n = v.type.shape[ax]
     if not _is_int(d):
-        # symbolic axis: only step 1 with the forms _slice_len accepts
-        lo = 0 if start is None else (start if start >= 0 else add(d, start))
-        hi = 0 if stop is None else (sub(d, stop) if stop >= 0 else -stop)
-        return _pad_axis(b, v, ax, lo, hi)
+        return _symbolic_slice_adjoint(b, v, ax, d, start, step)
     first, _, s = slice(start, stop, step).indices(d)
     if n == 0:
         return b.op("full", shape=v.type.shape[:ax] + (d,) + v.type.shape[ax + 1:], value=0.0,
@@ -97,6 +94,33 @@ def _slice_adjoint(b, v, ax, d, start, stop, step):
         v = _pad_axis(b, v, ax + 1, 0, s - 1)
         v = b.op("reshape", v, shape=shape[:ax] + (n * s,) + shape[ax + 1:])
     return _pad_axis(b, v, ax, first, d - first - n * s)
+
+
+def _symbolic_slice_adjoint(b, v, ax, d, start, step):
+    """The adjoint on an axis of symbolic size, with the shape rule's assumption
+    that the bounds are in range: the elements sit at first, first + s, ...,
+    first + (n - 1)*s, and nothing past d."""
+    n = v.type.shape[ax]
+
+    def index(i):
+        return add(d, i) if _is_int(i) and i < 0 else i
+    s = 1 if step is None else step
+    if s > 0:
+        first = 0 if start is None else index(start)
+    else:                     # walked backwards: reverse, then the lowest index comes first
+        top = sub(d, 1) if start is None else index(start)
+        first = add(top, mul(sub(n, 1), s))
+        v, s = _reverse(b, v, ax), -s
+    if s > 1:                 # s - 1 zeros after each element, less the ones after the last
+        shape = v.type.shape
+        v = b.op("reshape", v, shape=shape[:ax] + (n, 1) + shape[ax + 1:])
+        v = _pad_axis(b, v, ax + 1, 0, s - 1)
+        v = b.op("reshape", v, shape=shape[:ax] + (mul(n, s),) + shape[ax + 1:])
+        ends = [None] * v.type.rank
+        ends[ax] = add(mul(sub(n, 1), s), 1)
+        v = b.op("strided_slice", v, begin=None, end=tuple(ends), strides=None)
+    used = add(mul(sub(n, 1), s), 1)
+    return _pad_axis(b, v, ax, first, sub(sub(d, first), used))
 
 
 @defvjp("strided_slice")
