@@ -75,6 +75,8 @@ class CallCtx:
         b = BUILTINS.get(self.fname)
         if isinstance(b, Builtin):
             try:
+                if b.functional is not None:   # both forms: the caller may have meant either
+                    return f"signature: {_sig_text(b)}, or with explicit weights {_sig_text(b.functional)}"
                 return f"signature: {_sig_text(b)}"
             except (TypeError, ValueError):
                 return None
