@@ -69,6 +69,13 @@ def _is_functional_call(b: Builtin, args: list, kwargs: dict) -> bool:
     return any(k not in layer_params and k in inspect.signature(b.functional.fn).parameters for k in kwargs)
 
 
+def signatures(b: Builtin) -> str:
+    """`signature: ...` of a builtin, naming its functional form too."""
+    if b.functional is not None:    # the caller may have meant either form
+        return f"signature: {_sig_text(b)}, or with explicit weights {_sig_text(b.functional)}"
+    return f"signature: {_sig_text(b)}"
+
+
 def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     from ..compiler.ir import Layer
     if b.functional is not None and _is_functional_call(b, args, kwargs):
@@ -85,7 +92,7 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     except TypeError as e:
         msg = str(e).replace("missing a required argument:", "needs the argument").replace(
             "got an unexpected keyword argument", "has no argument")
-        raise DlcTypeError(f"{b.name}: {msg}", span, f"signature: {_sig_text(b)}") from None
+        raise DlcTypeError(f"{b.name}: {msg}", span, signatures(BUILTINS.get(b.name, b))) from None
     # a call costs about ten plain statements, and builtins that walk a sequence
     # (sum, zip, concat of many tensors) do work in proportion to it
     frame.ctx.charge(CALL_STEPS + sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple))),

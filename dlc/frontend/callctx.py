@@ -70,14 +70,12 @@ class CallCtx:
 
     def signature_hint(self) -> str | None:
         """`signature: dense(x, units, bias=true)` for the builtin being called."""
-        from .builtins import BUILTINS, _sig_text
+        from .builtins import BUILTINS, signatures
         from .values import Builtin
         b = BUILTINS.get(self.fname)
         if isinstance(b, Builtin):
             try:
-                if b.functional is not None:   # both forms: the caller may have meant either
-                    return f"signature: {_sig_text(b)}, or with explicit weights {_sig_text(b.functional)}"
-                return f"signature: {_sig_text(b)}"
+                return signatures(b)
             except (TypeError, ValueError):
                 return None
         return None
