@@ -221,3 +221,13 @@ def test_train_mode_drops_whole_samples_as_torchvision(backend):
         chosen.append(close[0])
     per_block = list(zip(*chosen))
     assert any(any(b) and not all(b) for b in per_block), f"no block was both dropped and kept: {chosen}"
+
+
+def test_every_level_and_backend_agrees_with_the_float64_reference(tmp_path):
+    """dlc verify: numpy and torch at -O0/-O2/-O3, forward and train-mode
+    gradients, against the float64 -O0 reference (stochastic depth off, so
+    train mode is deterministic; TVM is checked above and in `dlc verify`)."""
+    model = dlc.load(SPEC, bind={"sd_prob": 0.0})
+    rep = dlc.verify(model, backends=("numpy", "torch"), levels=(0, 2, 3), train=True,
+                     repro_dir=str(tmp_path / "repro"))
+    assert rep.ok, rep.render()

@@ -219,3 +219,29 @@ def test_drop_path_edge_probabilities_and_errors(tmp_path):
         _load(tmp_path, "model D(x: f32[2, 3]) {\n    return drop_path(x, 0.1, mode=\"col\")\n}\n", "e.dln")
     with pytest.raises(DlcError, match="between 0 and 1"):
         _load(tmp_path, "model D(x: f32[2, 3]) {\n    return drop_path(x, 1.5)\n}\n", "e2.dln")
+
+
+def test_every_level_agrees_with_the_float64_reference(tmp_path):
+    """dlc verify on numpy and torch at -O0/-O2/-O3, forward and train-mode gradients."""
+    rep = dlc.verify(_load(tmp_path, FUNCTIONAL), backends=("numpy", "torch"), levels=(0, 2, 3), train=True,
+                     repro_dir=str(tmp_path / "repro"))
+    assert rep.ok, rep.render()
+
+
+def test_batch_norm_told_not_to_train_uses_running_stats_in_both_modes(tmp_path):
+    m = _load(tmp_path, """
+model B(x: f32[N, 4, 5]) {
+    example N = 3
+    buffer rm: f32[4] = normal
+    buffer rv: f32[4] = uniform(0.5, 1.5)
+    return batch_norm(x, rm, rv, training=false)
+}
+""")
+    w = m.init_weights(0)
+    x = np.random.default_rng(0).standard_normal((3, 4, 5)).astype(np.float32)
+    want = F.batch_norm(torch.from_numpy(x), torch.from_numpy(w["rm"]), torch.from_numpy(w["rv"])).numpy()
+    for backend in ("numpy", "torch"):
+        for mode in ("eval", "train"):
+            got, state = m.run_with_state({"x": x}, w, backend=backend, mode=mode)
+            np.testing.assert_allclose(got["output"], want, rtol=1e-5, atol=1e-6, err_msg=f"{backend} {mode}")
+            assert not state

@@ -197,3 +197,30 @@ def test_instancenorm_running_stats_as_torch(tmp_path, backend):
 def test_instancenorm_needs_more_than_one_spatial_value(tmp_path):
     with pytest.raises(DlcError, match="more than 1 spatial element"):
         _load(tmp_path, "model I(x: f32[2, 4, 1, 1]) {\n    return instancenorm(x)\n}\n")
+
+
+@pytest.mark.parametrize("spec", ["layers", "tracked"])
+def test_every_level_agrees_with_the_float64_reference(tmp_path, spec):
+    """dlc verify on numpy and torch at -O0/-O2/-O3, forward and train-mode
+    gradients: the passes keep the norms' semantics."""
+    model = _load(tmp_path, {"layers": LAYERS, "tracked": TRACKED}[spec])
+    rep = dlc.verify(model, backends=("numpy", "torch"), levels=(0, 2, 3), train=True,
+                     repro_dir=str(tmp_path / "repro"))
+    assert rep.ok, rep.render()
+
+
+def test_torch_module_writes_instancenorm_as_nn_instancenorm(tmp_path):
+    """The torch backend's module is built from the training graph; a tracked
+    instance norm must still normalise with its buffers in eval, so it is
+    written as nn.InstanceNorm2d (and matches NumPy in both modes)."""
+    from dlc.backends.torch.modgen import generate_module
+    model = _load(tmp_path, TRACKED)
+    src = generate_module(model.module_graph())
+    src = src if isinstance(src, str) else src.source
+    assert "nn.InstanceNorm2d(4, momentum=0.3, affine=True, track_running_stats=True)" in src
+    weights = _random_affine(model.init_weights(0), 5)
+    x = {"x": np.random.default_rng(6).standard_normal((3, 4, 5, 3)).astype(np.float32)}
+    for mode in ("eval", "train"):
+        want = next(iter(model.run(x, weights, mode=mode).values()))
+        got = next(iter(model.run(x, weights, backend="torch", mode=mode).values()))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=mode)
