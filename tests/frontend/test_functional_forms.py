@@ -245,3 +245,19 @@ model B(x: f32[N, 4, 5]) {
             got, state = m.run_with_state({"x": x}, w, backend=backend, mode=mode)
             np.testing.assert_allclose(got["output"], want, rtol=1e-5, atol=1e-6, err_msg=f"{backend} {mode}")
             assert not state
+
+
+def test_the_language_reference_example_runs_as_torch(tmp_path):
+    """docs/language.md's functional example (`model Written`) checks and
+    matches torch.nn.functional with the same weights."""
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+    start = doc.index("model Written(")
+    m = _load(tmp_path, doc[start:doc.index("```", start)])
+    w = {k: np.asarray(v) for k, v in m.init_weights(0).items()}
+    w["mean"], w["b"] = w["mean"] + 0.5, w["b"] - 0.2
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    t = {k: torch.from_numpy(v) for k, v in w.items()}
+    y = F.conv2d(torch.from_numpy(x), t["W"], t["b"], stride=2, padding=1)
+    want = F.relu(F.batch_norm(y, t["mean"], t["var"], t["gamma"], t["beta"])).numpy()
+    np.testing.assert_allclose(m.run({"x": x}, w)["output"], want, rtol=1e-5, atol=1e-5)
