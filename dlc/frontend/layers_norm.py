@@ -49,6 +49,10 @@ def _instance_norm(F, x, rm, rv, w, b, use_input_stats: bool, momentum: float, e
     the instance means and unbiased variances (use_input_stats), or normalise
     with them (not use_input_stats)."""
     c = x.type.shape[1]
+    for stat, what in ((rm, "running_mean"), (rv, "running_var")):
+        if stat is not None and (stat.type.rank != 1 or stat.type.shape[0] != c):
+            F.fail(f"{F.fname}: {what} {stat.type} does not match input {x.type}; expected shape [{c}]",
+                   f"give {what} one value per channel")
     if not use_input_stats:
         if rm is None or rv is None:
             F.fail(f"{F.fname}: use_input_stats=false needs running_mean and running_var")

@@ -261,3 +261,9 @@ def test_the_language_reference_example_runs_as_torch(tmp_path):
     y = F.conv2d(torch.from_numpy(x), t["W"], t["b"], stride=2, padding=1)
     want = F.relu(F.batch_norm(y, t["mean"], t["var"], t["gamma"], t["beta"])).numpy()
     np.testing.assert_allclose(m.run({"x": x}, w)["output"], want, rtol=1e-5, atol=1e-5)
+
+
+def test_instance_norm_checks_its_running_statistics(tmp_path):
+    with pytest.raises(DlcError, match=r"running_mean f32\[4, 4\] does not match input .*expected shape \[4\]"):
+        _load(tmp_path, "model I(x: f32[2, 4, 6, 6]) {\n    param W: f32[4, 4]\n"
+                        "    return instance_norm(x, W, W)\n}\n")
