@@ -48,8 +48,38 @@ def _sig_text(b: Builtin) -> str:
     return f"{b.name}({', '.join(parts)})"
 
 
+def functional_form(layer: str):
+    """Register the decorated function as the functional form of the layer
+    builtin `layer` (and of its aliases): called with explicit weights."""
+    def deco(fn):
+        BUILTINS[layer].functional = Builtin(layer, fn, "op", (fn.__doc__ or "").strip())
+        return fn
+    return deco
+
+
+def _is_functional_call(b: Builtin, args: list, kwargs: dict) -> bool:
+    """A layer call is its functional form when it passes a tensor beyond the
+    input (weights), a shape as its second argument (`layer_norm(x, (8,))`),
+    or a keyword only the functional form has (`running_mean=`)."""
+    if len(args) > 1 and isinstance(args[1], (list, tuple)):
+        return True
+    if any(is_tensor(a) for a in args[1:]) or any(is_tensor(v) for v in kwargs.values()):
+        return True
+    layer_params = inspect.signature(b.fn).parameters
+    return any(k not in layer_params and k in inspect.signature(b.functional.fn).parameters for k in kwargs)
+
+
+def signatures(b: Builtin) -> str:
+    """`signature: ...` of a builtin, naming its functional form too."""
+    if b.functional is not None:    # the caller may have meant either form
+        return f"signature: {_sig_text(b)}, or with explicit weights {_sig_text(b.functional)}"
+    return f"signature: {_sig_text(b)}"
+
+
 def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     from ..compiler.ir import Layer
+    if b.functional is not None and _is_functional_call(b, args, kwargs):
+        b = b.functional
     name = share = None
     if b.kind == "layer":
         explicit, share = kwargs.pop("name", None), kwargs.pop("share", None)
@@ -67,7 +97,7 @@ def call_builtin(frame, b: Builtin, args: list, kwargs: dict, span: Span):
     except TypeError as e:
         msg = str(e).replace("missing a required argument:", "needs the argument").replace(
             "got an unexpected keyword argument", "has no argument")
-        raise DlcTypeError(f"{b.name}: {msg}", span, f"signature: {_sig_text(b)}") from None
+        raise DlcTypeError(f"{b.name}: {msg}", span, signatures(BUILTINS.get(b.name, b))) from None
     # a call costs about ten plain statements, and builtins that walk a sequence
     # (sum, zip, concat of many tensors) do work in proportion to it
     frame.ctx.charge(CALL_STEPS + sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple))),

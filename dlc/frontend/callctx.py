@@ -74,12 +74,12 @@ class CallCtx:
 
     def signature_hint(self) -> str | None:
         """`signature: dense(x, units, bias=true)` for the builtin being called."""
-        from .builtins import BUILTINS, _sig_text
+        from .builtins import BUILTINS, signatures
         from .values import Builtin
         b = BUILTINS.get(self.fname)
         if isinstance(b, Builtin):
             try:
-                return f"signature: {_sig_text(b)}"
+                return signatures(b)
             except (TypeError, ValueError):
                 return None
         return None

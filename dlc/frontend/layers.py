@@ -137,18 +137,42 @@ def batchnorm(F, x, eps=1e-5, momentum=0.1, affine=True):
 
 
 @builtin(kind="layer", aliases=("layer_norm",))
-def layernorm(F, x, eps=1e-5, affine=True, dims=1):
-    """Layer normalisation over the last `dims` axes (nn.LayerNorm)."""
+def layernorm(F, x, eps=1e-5, affine=True, dims=1, axis=None):
+    """Layer normalisation (nn.LayerNorm) over `dims` axes: the last ones, or
+    those from `axis` on (`axis=1` on NCHW is ConvNeXt's LayerNorm2d)."""
     x = F.float_tensor(x)
     k = F.int(dims, "dims")
-    if k > x.type.rank:
+    r = x.type.rank
+    if k > r:
         F.fail(f"layernorm over {k} axes of {x.type}")
-    shape = tuple(_in_features(F, x, i, "normalised dimension") for i in range(-k, 0))
+    first = r - k if axis is None else F.axis(axis, x)
+    if first + k > r:
+        F.fail(f"layernorm: {k} axes from axis {first} run past the last axis of {x.type}",
+               f"axis must be at most {r - k} for dims={k}")
+    axes = tuple(range(first, first + k))
+    shape = tuple(_in_features(F, x, i, "normalised dimension") for i in axes)
     w = b = None
     if F.boolean(affine, "affine"):
         w = F.param("weight", shape, Init("ones"), x.type.dtype)
         b = F.param("bias", shape, Init("zeros"), x.type.dtype)
-    return F.op("layer_norm", x, w, b, normalized_shape=shape, eps=F.number(eps, "eps"))
+    eps = F.number(eps, "eps")
+    if first + k == r:
+        return F.op("layer_norm", x, w, b, normalized_shape=shape, eps=eps)
+    # normalise inner axes as torchvision's LayerNorm2d does: move them last, normalise, move them back
+    order = tuple(i for i in range(r) if i not in axes) + axes
+    back = tuple(order.index(i) for i in range(r))
+    y = F.op("layer_norm", F.op("transpose", x, axes=order), w, b, normalized_shape=shape, eps=eps)
+    return F.op("transpose", y, axes=back)
+
+
+@builtin(kind="layer")
+def layernorm2d(F, x, eps=1e-5, affine=True):
+    """Channel layer normalisation of [N, C, H, W] (torchvision's LayerNorm2d):
+    layernorm(x, axis=1), parameters `weight`, `bias` of shape [C]."""
+    x = F.float_tensor(x)
+    if x.type.rank != 4:
+        F.fail(f"layernorm2d expects [N, C, H, W], got {x.type}", "for other ranks use layernorm(x, axis=1)")
+    return layernorm(F, x, eps, affine, 1, 1)
 
 
 @builtin(kind="layer", aliases=("group_norm",))
@@ -305,3 +329,5 @@ def multihead_attention(F, query, key=None, value=None, heads=1, mask=None, caus
     out = F.op("linear", o, w, b)
     F.name = base
     return out
+
+from . import layers_norm  # noqa: E402,F401  (instance norm, drop_path, the functional forms)

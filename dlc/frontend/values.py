@@ -64,6 +64,9 @@ class Builtin:
     fn: Callable
     kind: str = "op"
     doc: str = ""
+    # a layer's functional form with explicit weights (`conv2d(x, W, b)` beside
+    # `conv2d(x, channels, kernel)`); `call_builtin` picks it by the arguments
+    functional: "Builtin | None" = None
 
 
 @dataclass

@@ -59,6 +59,9 @@ POOL2D = {"avg_pool2d": {"kernel_size": [2, 3], "stride": [None, 1, 2], "padding
                          "count_include_pad": [True, False]},
           "max_pool2d": {"kernel_size": [2, 3], "stride": [None, 1, 2], "padding": [0, 1], "dilation": [1, 2],
                          "ceil_mode": [False, True]}}
+# layer_norm written as the layer over the trailing axes, over the channel axis, with explicit weights, and
+# instance norm (a group norm with a group per channel)
+LAYER_NORM_FORMS = ["trailing", "channel", "functional", "instance"]
 LOSSES = {"mse_loss": {"reduction": ["mean", "sum", "none"]}, "l1_loss": {"reduction": ["mean", "sum", "none"]},
           "smooth_l1_loss": {"reduction": ["mean", "sum", "none"], "beta": [1.0, 0.5]}}
 
@@ -349,7 +352,21 @@ def _spatial(g: _Gen, kind: str, x: str, s: tuple) -> None:
     else:
         op = g.rng.choice(["batch_norm", "layer_norm"])
         g.use(op)
-        g.emit(f"batch_norm({x})" if op == "batch_norm" else f"layernorm({x}, dims=2)", s)
+        if op == "batch_norm":
+            g.emit(f"batch_norm({x})", s)
+            return
+        # the ways to write a layer norm, in turn (cyc draws nothing from g.rng: other graphs stay as they were)
+        form = g.cyc("LAYER_NORM_FORMS", LAYER_NORM_FORMS)
+        if form == "functional":   # explicit weights: model inputs without a batch dimension
+            wt, bs = g.name("w"), g.name("w")
+            g.weights += [(wt, (h, w)), (bs, (h, w))]
+            g.emit(f"layer_norm({x}, ({h}, {w}), {wt}, {bs})", s)
+        elif form == "instance":
+            g.use("group_norm")
+            g.emit(f"instancenorm({x}, affine=true)", s)
+        else:                      # the last two axes, or the channel axis (ConvNeXt's LayerNorm2d: transposes)
+            g.use("transpose") if form == "channel" else None
+            g.emit(f"layernorm({x}, dims=2)" if form == "trailing" else f"layernorm({x}, axis=1)", s)
 
 
 def _part(seed: int, steps: int, prefix: str):

@@ -87,3 +87,16 @@ def test_random_graphs_numpy_torch_slow(tmp_path, first):
 @pytest.mark.parametrize("first", range(30, 300, PER_MODEL))
 def test_random_graphs_tvm_slow(tmp_path, first):
     _verify(tmp_path, first, ("tvm",), (2,), train=False)
+
+
+def test_every_layer_norm_form_is_generated():
+    """layer_norm over the trailing axes, the channel axis (transposes), with
+    explicit weights, and instance norm: each appears in the first 100 graphs."""
+    from random_graphs import LAYER_NORM_FORMS
+    texts = "\n".join(random_spec(seed)[0] for seed in range(100))
+    import re
+    spelled = {"trailing": r"layernorm\(\w+, dims=2\)", "channel": r"layernorm\(\w+, axis=1\)",
+               "functional": r"layer_norm\(\w+, \(\d+, \d+\), \w+, \w+\)", "instance": r"instancenorm\(\w+, affine=true\)"}
+    assert set(spelled) == set(LAYER_NORM_FORMS)
+    missing = [f for f, pattern in spelled.items() if not re.search(pattern, texts)]
+    assert not missing, f"layer norm forms never generated: {missing}"

@@ -169,7 +169,9 @@ class _ForwardGen(_Gen):
         x, rm, rv, w, b = (list(node.inputs) + [None] * 5)[:5]
         a = node.attrs
         args = [self.name_of(x), self.name_of(rm) or "None", self.name_of(rv) or "None",
-                self.name_of(w) or "None", self.name_of(b) or "None", "self.training",
+                self.name_of(w) or "None", self.name_of(b) or "None",
+                # a batch norm told training=false (the functional form's flag) stays in eval in both modes
+                "self.training" if a.get("training", True) else "False",
                 render(float(a.get("momentum", 0.1) if a.get("momentum") is not None else 0.1)),
                 render(float(a.get("eps", 1e-5)))]
         y = self.define(node.outputs[0], "batch_norm")

@@ -388,15 +388,20 @@ def _plan_layers(g: Graph) -> list[_Layer]:
                     continue
                 if any(u is None or u not in inside for u in uses.get(o.id, [])):
                     leaked = True
-                if o.id in state_values and rec.kind != "batchnorm":
+                if o.id in state_values and rec.kind not in STATEFUL:
                     leaked = True
-        if rec.kind == "batchnorm":  # its state updates must be exactly the module's own
+        if rec.kind in STATEFUL:  # its state updates must be exactly the module's own
             p = rec.name
             mine = {k for k in g.state_updates if k.startswith(p + ".")}
-            want = {p + ".running_mean", p + ".running_var", p + ".num_batches_tracked"} if mine else set()
+            want = {p + s for s in STATEFUL[rec.kind]} if mine else set()
             if mine != want or any(g.state_updates[k].producer is None
                                    or id(g.state_updates[k].producer) not in inside for k in want):
                 leaked = True
         if not leaked:
             plans.append(plan)
     return plans
+
+
+from .modgen_norms import STATEFUL, plan_instancenorm  # noqa: E402  (it builds on the helpers above)
+
+_PLANNERS["instancenorm"] = plan_instancenorm
