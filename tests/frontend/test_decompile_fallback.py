@@ -113,15 +113,28 @@ def test_pass_made_ops_are_a_located_error():
         decompile(g)
 
 
-def test_conv_with_computed_weight_is_a_clear_error():
+def test_conv_and_norm_with_computed_weights_use_the_functional_forms(tmp_path):
+    """A conv whose weight is computed, and a layer norm with a shared gain, have no layer call that could
+    own their weights: they are written in their functional forms, and the spec computes the same."""
     g = Graph("c")
     x = g.add_input("x", TensorType(F32, (1, 2, 4, 4)))
-    w = _param(g, "w", (2, 2, 1, 1))
+    w, gain = _param(g, "w", (2, 2, 1, 1)), _param(g, "gain", (2,))
     b = Builder(g)
-    g.outputs = [b.op("conv2d", x, b.op("mul", w, b.const(2.0)), None, stride=(1, 1), padding=(0, 0),
-                      dilation=(1, 1), groups=1)]
-    with pytest.raises(DlcError, match="conv2d"):
-        decompile(g)
+    y = b.op("conv2d", x, b.op("mul", w, b.const(2.0)), None, stride=(2, 2), padding=(0, 0),
+             dilation=(1, 1), groups=1)
+    y = b.op("layer_norm", y, gain, None, normalized_shape=(2,), eps=1e-5)
+    g.outputs, g.output_names = [b.op("mul", y, gain)], ["y"]     # the gain is used twice: shared
+    d = decompile(g, name="Functional")
+    assert "conv2d(x, " in d.text and "stride=(2, 2)" in d.text and "layernorm(" in d.text, d.text
+    assert "normalized_shape=(2,)" in d.text
+    path = tmp_path / "f.dln"
+    path.write_text(d.text)
+    m = Model(str(path))
+    w8 = _weights_plain(g)
+    xin = np.random.default_rng(1).standard_normal((1, 2, 4, 4))
+    ref = Interpreter(g).run({"x": xin}, w8)[0]["y"]
+    out = Interpreter(m.symbolic_graph()).run({"x": xin}, rename_weights(d, w8, m.graph))[0]["y"]
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
 
 
 def test_names_from_scopes_when_params_are_opaque(tmp_path):

@@ -246,9 +246,35 @@ for _op in POOLS:
 for _op in ("adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool1d"):
     WRITERS[_op] = _adaptive
 
+def _functional(fn: str, first: int):
+    """A layer op whose weights no layer call can own, in its functional form
+    (`conv2d(x, W, b, stride=...)`, `layernorm(x, normalized_shape=..., weight=W)`):
+    the first `first` operands by position, the rest by keyword."""
+    def write_it(node: Node) -> Call:
+        args = list(node.inputs[:first])
+        kw = [(k, v) for k, v in zip(_operand_names(node)[first:], node.inputs[first:]) if v is not None]
+        if fn == "layernorm":
+            kw.insert(0, ("normalized_shape", lit(tuple(node.attrs["normalized_shape"]))))
+            return Call(fn, args, kw + [(k, v) for k, v in _changed(node, skip=("normalized_shape",))])
+        if fn == "groupnorm":
+            kw.insert(0, ("num_groups", lit(node.attrs["num_groups"])))
+            return Call(fn, args, kw + _changed(node, skip=("num_groups",)))
+        return Call(fn, args, kw + _changed(node))
+    return write_it
+
+
+def _operand_names(node: Node) -> list[str]:
+    """The op's operand names in order ("weight?" -> "weight")."""
+    return [o.rstrip("?*") for o in node.op.operands]
+
+
+# the functional forms (norms): conv and norm ops with weights a layer call cannot own
+WRITERS.update({"conv1d": _functional("conv1d", 2), "conv2d": _functional("conv2d", 2),
+                "conv_transpose2d": _functional("conv_transpose2d", 2),
+                "layer_norm": _functional("layernorm", 1), "group_norm": _functional("groupnorm", 1)})
+
 # ops whose only .dln spelling is a layer call (their parameters belong to it)
-LAYER_ONLY = {"conv1d", "conv2d", "conv_transpose2d", "batch_norm", "layer_norm", "group_norm", "embedding",
-              "prelu", "rnn", "lstm", "gru"}
+LAYER_ONLY = {"batch_norm", "embedding", "prelu", "rnn", "lstm", "gru"}
 
 
 def write(node: Node):
