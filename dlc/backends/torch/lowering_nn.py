@@ -146,3 +146,21 @@ def _channels_last(lower):
 
 for _name in ("conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm"):
     LOWERING[_name] = _channels_last(LOWERING[_name])
+
+
+# resampling ------------------------------------------------------------------------
+
+@_register("interpolate")
+def _(o):
+    return _call("F.interpolate", o[0], *o.kw(("size", None), ("scale_factor", None)), f"mode={o.a('mode')}",
+                 *o.kw(("align_corners", None), ("recompute_scale_factor", None)))
+
+
+@_register("pixel_shuffle")
+def _(o):
+    return _call("F.pixel_shuffle", o[0], o.a("upscale_factor"))
+
+
+@_register("pixel_unshuffle")
+def _(o):
+    return _call("F.pixel_unshuffle", o[0], o.a("downscale_factor"))
