@@ -33,7 +33,7 @@ import numpy as np
 from ...errors import ShapeError
 from ..dims import floordiv, is_symbolic, known_equal, mul
 from .common import require_float
-from .registry import defdecomp, defop
+from .registry import defdecomp, defop, required
 from .vjp_util import scalar
 
 RESAMPLE = "resample"
@@ -292,9 +292,9 @@ def _shuffle(unshuffle: bool):
     return infer
 
 
-defop("pixel_shuffle", "x", _shuffle(False), attrs={"upscale_factor": 1}, groups={RESAMPLE},
+defop("pixel_shuffle", "x", _shuffle(False), attrs={"upscale_factor": required()}, groups={RESAMPLE},
       doc="torch.nn.functional.pixel_shuffle: (..., C*r*r, H, W) -> (..., C, H*r, W*r).")
-defop("pixel_unshuffle", "x", _shuffle(True), attrs={"downscale_factor": 1}, groups={RESAMPLE},
+defop("pixel_unshuffle", "x", _shuffle(True), attrs={"downscale_factor": required()}, groups={RESAMPLE},
       doc="torch.nn.functional.pixel_unshuffle: (..., C, H*r, W*r) -> (..., C*r*r, H, W).")
 
 
