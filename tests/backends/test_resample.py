@@ -190,3 +190,27 @@ def test_bad_arguments_are_located_errors(tmp_path, body, shape, message):
     with pytest.raises(DlcError, match=message) as e:
         dlc.load(_spec(tmp_path, body, shape=shape))
     assert "m.dln:3" in str(e.value)
+
+
+def test_generated_torch_module_is_torchscript(tmp_path):
+    """`dlc compile -t torch --script`: TorchScript's F.interpolate wants float
+    scale factors and list sizes; the lowering writes them so."""
+    from click.testing import CliRunner
+
+    from dlc.cli import main
+    p = tmp_path / "m.dln"
+    p.write_text(textwrap.dedent("""\
+        model M(x: f32[N, 4, 6, 5], s: f32[N, 4, 7]) -> (f32[N, 4, 12, 10], f32[N, 4, 3]) {
+            example N = 2
+            a = interpolate(x, scale_factor=2, mode="bilinear", align_corners=true)
+            b = upsample(x, size=(12, 10), mode="bicubic")
+            c = interpolate(x, scale_factor=(2, 2.0)) + pixel_shuffle(pixel_unshuffle(a, 2), 2)
+            t = interpolate(s, size=3, mode="linear") + interpolate(s, scale_factor=0.5)
+            return a + b + c, t
+        }
+        """))
+    res = CliRunner().invoke(main, ["compile", str(p), "-t", "torch", "--script", "-o", str(tmp_path / "m.py")])
+    assert res.exit_code == 0, res.output
+    src = (tmp_path / "m.py").read_text()
+    assert "scale_factor=2.0" in src and "size=[12, 10]" in src and "scale_factor=[2.0, 2.0]" in src
+    assert "size=3" in src and "scale_factor=0.5" in src

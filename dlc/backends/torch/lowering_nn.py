@@ -152,7 +152,16 @@ for _name in ("conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batc
 
 @_register("interpolate")
 def _(o):
-    return _call("F.interpolate", o[0], *o.kw(("size", None), ("scale_factor", None)), f"mode={o.a('mode')}",
+    # TorchScript's F.interpolate takes size as int or List[int] and scale_factor
+    # as float or List[float]: write lists, and floats for integer factors
+    size, factor = o.attrs["size"], o.attrs["scale_factor"]
+    parts = []
+    if size is not None:
+        parts.append(f"size={o.r(list(size) if isinstance(size, (list, tuple)) else size)}")
+    if factor is not None:
+        factor = [float(f) for f in factor] if isinstance(factor, (list, tuple)) else float(factor)
+        parts.append(f"scale_factor={o.r(factor)}")
+    return _call("F.interpolate", o[0], *parts, f"mode={o.a('mode')}",
                  *o.kw(("align_corners", None), ("recompute_scale_factor", None)))
 
 
