@@ -185,6 +185,13 @@ def test_builtins_match_torch(tmp_path, body):
     ("pixel_shuffle(x, 2)", "f32[N, 6, 6, 5]", r"not divisible by upscale_factor\^2 = 4"),
     ("pixel_unshuffle(x, 2)", "f32[N, 4, 6, 5]", "width 5 of .* is not divisible"),
     ("pixel_shuffle(x, 0)", "f32[N, 4, 6, 5]", "must be a positive int"),
+    ('interpolate(x, size=(12, 10), mode="bilinear", align_corners=1)', "f32[N, 4, 6, 5]",
+     "align_corners must be true, false or none"),
+    ('interpolate(x, size=(12, 10), mode="bilinear", align_corners="yes")', "f32[N, 4, 6, 5]",
+     "align_corners must be true, false or none"),
+    ("interpolate(x, scale_factor=(2, 1e400))", "f32[N, 4, 6, 5]", "scale_factor must be positive"),
+    ('interpolate(x, scale_factor="x")', "f32[N, 4, 6, 5]", "scale_factor must be positive"),
+    ("interpolate(x, size=H)", "f32[N, 4, H, 5]", "size must be positive int"),
 ])
 def test_bad_arguments_are_located_errors(tmp_path, body, shape, message):
     with pytest.raises(DlcError, match=message) as e:

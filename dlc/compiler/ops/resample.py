@@ -61,6 +61,9 @@ def _check_mode(x, attrs) -> int:
         raise ShapeError(f"interpolate: mode {mode!r} needs a {want} input, got {x}",
                          "linear is 1-D, bilinear and bicubic are 2-D; reshape the input or pick the mode "
                          "for its rank")
+    for flag in ("align_corners", "recompute_scale_factor"):
+        if attrs[flag] is not None and not isinstance(attrs[flag], bool):
+            raise ShapeError(f"interpolate: {flag} must be true, false or none, got {attrs[flag]!r}")
     if attrs["align_corners"] is not None and mode not in ("linear", "bilinear", "bicubic"):
         raise ShapeError(f"interpolate: align_corners only applies to linear, bilinear and bicubic, "
                          f"not {mode!r}", "leave align_corners unset for nearest and area")
@@ -85,12 +88,14 @@ def output_sizes(x, attrs) -> tuple:
             raise ShapeError("interpolate: recompute_scale_factor needs scale_factor, not size")
         sizes = _positive_ints(size, nd, "size")
         if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
-            raise ShapeError(f"interpolate: size must be positive int(s), got {size!r} (input {x})")
+            raise ShapeError(f"interpolate: size must be positive int(s), got {size!r} (input {x})",
+                             "for an output that follows a symbolic input size, use scale_factor=2 and the like")
         return sizes, (None,) * nd
     factors = _positive_ints(factor, nd, "scale_factor")
     if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 and math.isfinite(f)
                for f in factors):
-        raise ShapeError(f"interpolate: scale_factor must be positive number(s), got {factor!r} (input {x})")
+        raise ShapeError(f"interpolate: scale_factor must be positive number(s), got {factor!r} (input {x})",
+                         "e.g. scale_factor=2, or one per spatial axis: scale_factor=(2, 1.5)")
     outs = []
     for n, f in zip(spatial, factors):
         if is_symbolic(n):
