@@ -164,12 +164,7 @@ def _(o):
     return _call("F.interpolate", o[0], *parts, f"mode={o.a('mode')}",
                  *o.kw(("align_corners", None), ("recompute_scale_factor", None)))
 
-
-@_register("pixel_shuffle")
-def _(o):
-    return _call("F.pixel_shuffle", o[0], o.a("upscale_factor"))
-
-
-@_register("pixel_unshuffle")
-def _(o):
-    return _call("F.pixel_unshuffle", o[0], o.a("downscale_factor"))
+# pixel_shuffle/pixel_unshuffle lower through their decomposition (reshape,
+# permute, reshape): F.pixel_shuffle took 2.6x its time and F.pixel_unshuffle
+# 1.8x (bench/bench_activations.py --ops pixel_shuffle,pixel_unshuffle
+# --shape 16,64,64,64, OMP_NUM_THREADS=1, AMD EPYC under load 10)
