@@ -192,6 +192,7 @@ def test_builtins_match_torch(tmp_path, body):
     ("interpolate(x, scale_factor=(2, 1e400))", "f32[N, 4, 6, 5]", "scale_factor must be positive"),
     ('interpolate(x, scale_factor="x")', "f32[N, 4, 6, 5]", "scale_factor must be positive"),
     ("interpolate(x, size=H)", "f32[N, 4, H, 5]", "size must be positive int"),
+    ("interpolate(x, scale_factor=2, mode=[1])", "f32[N, 4, 6, 5]", "unknown mode"),
 ])
 def test_bad_arguments_are_located_errors(tmp_path, body, shape, message):
     with pytest.raises(DlcError, match=message) as e:

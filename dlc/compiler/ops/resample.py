@@ -19,8 +19,8 @@ to the rounding:
 
 Each axis is resampled on its own (the modes are separable), so the
 decomposition is one `index_select` per tap and axis, weighted, with the taps
-and weights computed by IR arithmetic from `arange` (they are constants the
-compiler folds).  Its VJP (the adjoint: `scatter_add` of the weighted
+and weights computed by IR arithmetic from `arange` (the IR has no tensor
+constants; no input enters them, so autodiff passes them by).  Its VJP (the adjoint: `scatter_add` of the weighted
 cotangent) comes from that decomposition.  `axis_taps` computes the same taps
 in NumPy for the backends' direct kernels.
 """
@@ -33,17 +33,16 @@ import numpy as np
 from ...errors import ShapeError
 from ..dims import floordiv, is_symbolic, known_equal, mul
 from .common import require_float
-from .registry import defdecomp, defop, required
+from .registry import RESAMPLE, defdecomp, defop, required
 from .vjp_util import scalar
 
-RESAMPLE = "resample"
 MODES = {"nearest": (1, 2), "nearest-exact": (1, 2), "linear": (1,), "bilinear": (2,), "bicubic": (2,),
          "area": (1, 2)}
 CUBIC_A = -0.75
 _SPATIAL = {1: "(N, C, L)", 2: "(N, C, H, W)"}
 
 
-def _positive_ints(v, nd: int, what: str):
+def _per_axis(v, nd: int, what: str):
     vals = tuple(v) if isinstance(v, (list, tuple)) else (v,) * nd
     if len(vals) != nd:
         raise ShapeError(f"interpolate: {what} needs {nd} value(s) for a {nd}-D resample, got {v!r}")
@@ -53,7 +52,7 @@ def _positive_ints(v, nd: int, what: str):
 def _check_mode(x, attrs) -> int:
     """The number of spatial axes, after checking mode, rank and align_corners as torch does."""
     mode = attrs["mode"]
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ShapeError(f"interpolate: unknown mode {mode!r}", f"modes: {', '.join(MODES)}")
     nd = x.rank - 2
     if nd not in MODES[mode]:
@@ -86,12 +85,12 @@ def output_sizes(x, attrs) -> tuple:
     if size is not None:
         if attrs["recompute_scale_factor"]:
             raise ShapeError("interpolate: recompute_scale_factor needs scale_factor, not size")
-        sizes = _positive_ints(size, nd, "size")
+        sizes = _per_axis(size, nd, "size")
         if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
             raise ShapeError(f"interpolate: size must be positive int(s), got {size!r} (input {x})",
                              "for an output that follows a symbolic input size, use scale_factor=2 and the like")
         return sizes, (None,) * nd
-    factors = _positive_ints(factor, nd, "scale_factor")
+    factors = _per_axis(factor, nd, "scale_factor")
     if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 and math.isfinite(f)
                for f in factors):
         raise ShapeError(f"interpolate: scale_factor must be positive number(s), got {factor!r} (input {x})",
@@ -204,7 +203,7 @@ def _concrete(n, what: str) -> int:
 
 
 def _ir_taps(b, x, n: int, m: int, mode, align_corners, scale, nd: int):
-    """axis_taps built from IR ops (the same arithmetic; the compiler folds it to constants)."""
+    """axis_taps built from IR ops, with the same arithmetic."""
     i64 = lambda v: b.op("full", shape=(), value=v, dtype="int64")   # noqa: E731
     f32 = lambda v: b.op("full", shape=(), value=v, dtype="float32")   # noqa: E731
     d = b.op("arange", stop=m, dtype="int64")
