@@ -32,7 +32,9 @@ from dlc.compiler.ir import Graph  # noqa: E402
 from dlc.compiler.ops import OPS  # noqa: E402
 from dlc.compiler.types import DType, TensorType  # noqa: E402
 
-VARIANTS = {"gelu": [{}, {"approximate": "tanh"}]}
+VARIANTS = {"gelu": [{}, {"approximate": "tanh"}],
+            "interpolate": [{"scale_factor": 2, "mode": m} for m in ("nearest", "bilinear", "bicubic")],
+            "pixel_shuffle": [{"upscale_factor": 2}], "pixel_unshuffle": [{"downscale_factor": 2}]}
 
 
 def one_node(op: str, attrs: dict, shape) -> Graph:

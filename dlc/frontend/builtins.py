@@ -413,3 +413,4 @@ from .builtins_ops import register_op_builtins  # noqa: E402
 
 register_op_builtins(BUILTINS)   # every op without a hand-written builtin, from its OpDef
 BUILTINS["swish"] = BUILTINS["silu"]
+BUILTINS["upsample"] = BUILTINS["interpolate"]   # nn.Upsample's arguments are interpolate's

@@ -48,19 +48,27 @@ def _tvm():
 BACKENDS = {"numpy": _numpy, "torch": _torch, "tvm": _tvm}
 
 
+# (operand shape, attributes) of the decomposed ops that are not elementwise
+_INTERPOLATE = [((2, 3, 5), {"scale_factor": 2, "mode": m}) for m in ("nearest", "linear", "area")] + \
+    [((2, 3, 5, 4), {"size": (7, 3), "mode": m}) for m in ("nearest", "nearest-exact", "bilinear", "bicubic", "area")]
+PROBES = {"interpolate": _INTERPOLATE,
+          "pixel_shuffle": [((2, 8, 3, 5), {"upscale_factor": 2})],
+          "pixel_unshuffle": [((2, 2, 4, 6), {"downscale_factor": 2})]}
+
+
 def ops_used_by_decomposition(name: str) -> set[str]:
     """The ops `name`'s decomposition emits, for each attribute variant we know
-    of, built on a float32 (2, 3) operand (every decomposed op today is
-    elementwise on one float tensor; a new kind of op gets its own operands here)."""
+    of, built on a float32 (2, 3) operand (most decomposed ops are elementwise
+    on one float tensor; other kinds of op have their operands in PROBES)."""
     from dlc.compiler.builder import Builder
     from dlc.compiler.decompose import decomposition
     from dlc.compiler.ir import Graph
     op = OPS[name]
-    variants = [{}] + [{"approximate": "tanh"}] * (name == "gelu")
+    variants = PROBES.get(name) or [((2, 3), {})] + [((2, 3), {"approximate": "tanh"})] * (name == "gelu")
     used = set()
-    for attrs in variants:
+    for shape, attrs in variants:
         g = Graph("probe")
-        xs = [g.add_input(f"x{i}", TensorType(DType.f32, (2, 3))) for i, _ in enumerate(op.operands)]
+        xs = [g.add_input(f"x{i}", TensorType(DType.f32, shape)) for i, _ in enumerate(op.operands)]
         y = Builder(g).op(name, *xs, **attrs)
         used |= {n.op.name for n in decomposition(y.producer).nodes}
     return used

@@ -7,7 +7,7 @@ from dlc.compiler.ops import OPS
 
 HERE = Path(__file__).parent
 TEST_FILES = ["test_vjp_elementwise.py", "test_vjp_nn.py", "test_vjp_shape_loss.py", "test_vjp_recurrent.py",
-              "passes/test_pass_fused_region.py"]
+              "passes/test_pass_fused_region.py", "test_vjp_resample.py"]
 
 
 def test_every_op_has_a_vjp_rule_or_is_declared_non_differentiable():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import zlib
 
-from random_graphs_more import _lit, step_more
+from random_graphs_more import _lit, step_more, step_resample
 
 # op -> {attr: values drawn}
 GENERATED: dict[str, dict] = {}
@@ -98,6 +98,10 @@ EXTRA_ATTRS = {
     "sinusoidal_positions": {},
     "lstm": {"bidirectional": [False, True]}, "gru": {"bidirectional": [False, True]},
     "rnn": {"nonlinearity": ["tanh", "relu"]},
+    "interpolate": {"mode": ["nearest", "nearest-exact", "linear", "bilinear", "bicubic", "area"],
+                    "align_corners": [None, False, True], "scale_factor": [None, 2, 0.5, 1.5],
+                    "recompute_scale_factor": [None, True]},
+    "pixel_shuffle": {"upscale_factor": [1, 2]}, "pixel_unshuffle": {"downscale_factor": [1, 2]},
 }
 
 GENERATED.update(EXTRA_ATTRS)
@@ -110,7 +114,7 @@ _NOT_YET = "not varied yet: the default only"
 ATTR_NOT_VARIED = {
     "shape": _SHAPE_VALUED, "axes": _SHAPE_VALUED, "normalized_shape": _SHAPE_VALUED, "pad": _SHAPE_VALUED,
     "begin": _SHAPE_VALUED, "end": _SHAPE_VALUED, "strides": _SHAPE_VALUED, "sections": _SHAPE_VALUED,
-    "length": _SHAPE_VALUED, "dim": _SHAPE_VALUED, "num_classes": _SHAPE_VALUED, "start": _SHAPE_VALUED,
+    "length": _SHAPE_VALUED, "size": _SHAPE_VALUED, "dim": _SHAPE_VALUED, "num_classes": _SHAPE_VALUED, "start": _SHAPE_VALUED,
     "stop": _SHAPE_VALUED, "step": _SHAPE_VALUED, "axis": _SHAPE_VALUED, "value": _SHAPE_VALUED,
     "layout": "NHWC is chosen by the layout pass, not written in a spec; the -O2/-O3 runs exercise it",
     "training": "batch norm's training flag follows the graph's mode (eval here, train under --train)",
@@ -381,6 +385,10 @@ def _part(seed: int, steps: int, prefix: str):
         _step(g)
         if len(g.lines) > before:
             g.used |= g.pending
+    before, g.pending = len(g.lines), set()
+    step_resample(g)
+    if len(g.lines) > before:
+        g.used |= g.pending
     produced = [n for n, _ in g.pool if n[len(prefix):].startswith("t")]
     outs = (produced[-2:] if produced else [g.pool[-1][0]]) + g.outputs_extra
     params = [f"{n}: f32[{', '.join(map(str, s))}]" for n, s in g.inputs + g.weights]

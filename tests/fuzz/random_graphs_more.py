@@ -225,6 +225,48 @@ def _k_recurrent(g):
     g.pool.append((out, (n, L, hidden * dirs)))
 
 
+INTERPOLATE_MODES = ["nearest", "nearest-exact", "linear", "bilinear", "bicubic", "area"]
+
+
+def step_resample(g) -> None:
+    """Resampling after the other steps (so the graphs they draw stay as they were), each
+    result a model output of its own: three interpolates, pixel_unshuffle and pixel_shuffle."""
+    for _ in range(3):
+        _interpolate(g)
+    for op in ("pixel_unshuffle", "pixel_shuffle"):
+        r = g.choice(op, "upscale_factor" if op == "pixel_shuffle" else "downscale_factor", [1, 2])
+        if op == "pixel_unshuffle":
+            c = g.pick(lambda s: len(s) == 4 and s[2] % r == 0 and s[3] % r == 0)
+            if c:
+                _output(g, f"pixel_unshuffle({c[0]}, {r})")
+            continue
+        x, (n, ch, h, w) = _rank(g, 4)
+        if ch % (r * r):     # widen the channels to a multiple of r*r by repeating them
+            g.use("concat")
+            x = f"concat([{', '.join([x] * r * r)}], axis=1)"
+        _output(g, f"pixel_shuffle({x}, {r})")
+
+
+def _interpolate(g):
+    op = "interpolate"
+    mode = g.choice(op, "mode", INTERPOLATE_MODES)
+    x, s = g.pick(lambda sh: len(sh) == (3 if mode == "linear" else 4) and min(sh[2:]) >= 2)
+    kws = [f'mode="{mode}"']
+    if mode in ("linear", "bilinear", "bicubic"):
+        ac = g.choice(op, "align_corners", [None, False, True])
+        kws.append(f"align_corners={_lit(ac)}")
+    factor = g.choice(op, "scale_factor", [None, 2, 0.5, 1.5])
+    spatial = s[2:]
+    if factor is None:
+        size = tuple(d + 1 if i == 0 else max(d - 1, 1) for i, d in enumerate(spatial))
+        kws.append(f"size={size if len(size) > 1 else size[0]}")
+    else:
+        kws.append(f"scale_factor={factor}")
+        rec = g.choice(op, "recompute_scale_factor", [None, True])
+        kws.append(f"recompute_scale_factor={_lit(rec)}")
+    _output(g, f"interpolate({x}, {', '.join(kws)})")
+
+
 KINDS = {k[3:]: f for k, f in globals().items() if k.startswith("_k_")}
 
 

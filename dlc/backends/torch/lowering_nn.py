@@ -146,3 +146,39 @@ def _channels_last(lower):
 
 for _name in ("conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm"):
     LOWERING[_name] = _channels_last(LOWERING[_name])
+
+
+# resampling ------------------------------------------------------------------------
+
+@_register("interpolate")
+def _(o):
+    # TorchScript's F.interpolate takes size as int or List[int] and scale_factor
+    # as float or List[float]: write lists, and floats for integer factors
+    size, factor = o.attrs["size"], o.attrs["scale_factor"]
+    parts = []
+    if size is not None:
+        parts.append(f"size={o.r(list(size) if isinstance(size, (list, tuple)) else size)}")
+    if factor is not None:
+        factor = [float(f) for f in factor] if isinstance(factor, (list, tuple)) else float(factor)
+        parts.append(f"scale_factor={o.r(factor)}")
+    return _call("F.interpolate", o[0], *parts, f"mode={o.a('mode')}",
+                 *o.kw(("align_corners", None), ("recompute_scale_factor", None)))
+
+
+# pixel_shuffle/pixel_unshuffle as unflatten, permute, flatten: the sizes are read
+# at run time (the decomposition's reshapes need every dimension named, which the
+# generated module cannot do for a symbolic batch), and F.pixel_shuffle took 2.6x
+# the decomposition's time (F.pixel_unshuffle 1.8x) where this takes 1.0x
+# (bench/bench_activations.py --ops pixel_shuffle,pixel_unshuffle --shape 16,64,64,64)
+@_register("pixel_shuffle")
+def _(o):
+    r, k = int(o.attrs["upscale_factor"]), o.rank(0) - 3
+    perm = tuple(range(k)) + tuple(k + i for i in (0, 3, 1, 4, 2))     # (..., C, H, r, W, r)
+    return f"{o[0]}.unflatten(-3, (-1, {r}, {r})).permute{perm}.flatten(-4, -3).flatten(-2, -1)"
+
+
+@_register("pixel_unshuffle")
+def _(o):
+    r, k = int(o.attrs["downscale_factor"]), o.rank(0) - 3
+    perm = tuple(range(k)) + tuple(k + i for i in (0, 2, 4, 1, 3))     # (..., C, r, r, H, W)
+    return f"{o[0]}.unflatten(-1, (-1, {r})).unflatten(-3, (-1, {r})).permute{perm}.flatten(-5, -3)"

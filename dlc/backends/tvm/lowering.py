@@ -136,4 +136,5 @@ def _random(low, node, args, env):
 from .lowering_elementwise import erf_f32, fast_sigmoid, round_bf16, softmax  # noqa: E402,F401
 from .lowering_reduce import bessel_factor  # noqa: E402,F401
 from . import lowering_shape, lowering_nn, lowering_loss, lowering_seq, lowering_pool_indices  # noqa: E402,F401,I001
+from . import lowering_resample  # noqa: E402,F401
 from . import int8_lowering  # noqa: E402,F401 - quantize/dequantize/qconv2d/qdense

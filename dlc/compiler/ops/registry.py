@@ -45,6 +45,7 @@ RECURRENT = "recurrent"
 ATTENTION = "attention"
 CONSTANT = "constant"
 CONTROL = "control"
+RESAMPLE = "resample"
 
 OPS: dict[str, "OpDef"] = {}
 

@@ -328,6 +328,21 @@ POOL_CASES = [
 for i, (op, shp, attrs) in enumerate(POOL_CASES):
     case(f"{op}-{i}", op, [RI(*shp, lo=-3, hi=4) if "indices" in op else N(*shp)], attrs)
 
+RESAMPLE_CASES = [
+    ("interpolate", (2, 3, 5, 6), {"scale_factor": 2}),
+    ("interpolate", (2, 3, 7), {"scale_factor": 1.7}),
+    ("interpolate", (1, 2, 5, 6), {"size": (7, 4), "mode": "nearest-exact"}),
+    ("interpolate", (1, 2, 5, 6), {"size": (9, 3), "mode": "bilinear", "align_corners": True}),
+    ("interpolate", (1, 2, 5, 6), {"scale_factor": (1.1, 2.5), "mode": "bilinear"}),
+    ("interpolate", (1, 2, 5, 6), {"scale_factor": 1.5, "mode": "bicubic", "recompute_scale_factor": True}),
+    ("interpolate", (2, 3, 7), {"size": 4, "mode": "linear"}),
+    ("interpolate", (1, 2, 7, 5), {"size": (3, 2), "mode": "area"}),
+    ("pixel_shuffle", (2, 8, 3, 2), {"upscale_factor": 2}),
+    ("pixel_unshuffle", (2, 1, 4, 6), {"downscale_factor": 2}),
+]
+for i, (op, shp, attrs) in enumerate(RESAMPLE_CASES):
+    case(f"{op}-{i}", op, [N(*shp)], attrs)
+
 # ---------------------------------------------------------------------------
 # normalisation, embedding, attention
 # ---------------------------------------------------------------------------

@@ -213,6 +213,22 @@ POOL_CASES = [
 ]
 for i, (op, shp, attrs) in enumerate(POOL_CASES):
     case(f"{op}-{i}", op, [RI(*shp, lo=-3, hi=4) if "indices" in op else N(*shp)], attrs)
+# resampling: resize2d where its in/out step is torch's, the decomposition elsewhere
+# (1-D modes, area, a scale_factor torch steps by, align_corners to one sample)
+RESAMPLE_CASES = [
+    ("interpolate", (2, 3, 5, 6), {"scale_factor": 2}),
+    ("interpolate", (1, 2, 5, 6), {"size": (7, 4), "mode": "nearest-exact"}),
+    ("interpolate", (1, 2, 5, 6), {"size": (9, 3), "mode": "bilinear"}),
+    ("interpolate", (1, 2, 5, 6), {"scale_factor": 1.5, "mode": "bicubic", "align_corners": True}),
+    ("interpolate", (1, 2, 5, 6), {"scale_factor": 1.1, "mode": "bicubic"}),
+    ("interpolate", (1, 2, 5, 6), {"size": (1, 3), "mode": "bilinear", "align_corners": True}),
+    ("interpolate", (2, 3, 7), {"scale_factor": 1.7, "mode": "linear"}),
+    ("interpolate", (1, 2, 7, 5), {"size": (3, 2), "mode": "area"}),
+    ("pixel_shuffle", (2, 8, 3, 2), {"upscale_factor": 2}),
+    ("pixel_unshuffle", (2, 1, 4, 6), {"downscale_factor": 2}),
+]
+for i, (op, shp, attrs) in enumerate(RESAMPLE_CASES):
+    case(f"{op}-{i}", op, [N(*shp)], attrs, family="resample")
 for mode in ("train", "eval"):
     case(f"batch_norm-{mode}-4d", "batch_norm", [N(2, 4, 3, 5), N(4), POS(4, lo=0.5, hi=1.5), N(4), N(4)],
          {"training": mode == "train", "momentum": 0.3, "eps": 1e-3})
