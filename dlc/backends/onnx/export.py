@@ -1,0 +1,102 @@
+"""A dlc IR graph and its weights as an `onnx.ModelProto`.
+
+    model = export_graph(graph, weights, opset=17)
+    save_model(model, "model.onnx")             # atomically
+
+Inputs keep their names and their symbolic dimensions as named ONNX dims
+(`N`, `T`); parameters and buffers are initializers named exactly as the
+graph's parameters (`layer1.0.conv1.weight`); every node carries the `.dln`
+line it came from in `doc_string` and `metadata_props`.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ...compiler.ir import Graph
+from ...errors import DlcError
+from ...runtime.atomic import atomic_write
+from .emitter import Emitter
+from .lower import emit_graph, value_info
+
+OPSETS = range(17, 22)
+DEFAULT_OPSET = 17
+IR_VERSION = 10            # onnx 1.16+: node metadata_props; onnxruntime 1.17+ reads it
+
+
+def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noise_inputs: bool = False,
+                 source: str | None = None, producer_version: str = "") -> onnx.ModelProto:
+    """`graph` (any mode; already through the pipeline if wanted) as an ONNX model.
+
+    `noise_inputs`: each random op (randn, uniform) becomes a graph input named
+    `noise.<scope>` instead of an ONNX random op, so a caller can feed the
+    same noise dlc drew (ONNX's generators are not dlc's).
+    """
+    if opset not in OPSETS:
+        raise DlcError(f"ONNX opset {opset} is not supported", hint=f"use an opset from {OPSETS[0]} to {OPSETS[-1]}")
+    e = Emitter(opset)
+    e.env, e.noise = {}, ([] if noise_inputs else None)
+    inputs = []
+    for v in graph.inputs:
+        e.env[v.id] = e.reserve(v.name)
+        inputs.append(value_info(v.name, v.type))
+    e.bind_symbols([(v.name, v.type) for v in graph.inputs])
+    params = []
+    used = _used_ids(graph)
+    for p in graph.params:
+        if p.id not in used:      # e.g. a batch norm's statistics once folded into its conv
+            continue
+        if p.name not in weights:
+            raise DlcError(f"no weights for parameter '{p.name}'", p.param.span)
+        arr = np.asarray(weights[p.name]).astype(p.type.dtype.numpy_name, copy=False)
+        want = tuple(int(d) for d in p.type.shape)
+        if arr.shape != want:
+            raise DlcError(f"weight '{p.name}' has shape {arr.shape}, the model expects {p.type}", p.param.span)
+        e.env[p.id] = e.reserve(p.name)
+        params.append(numpy_helper.from_array(arr, p.name))
+    emit_graph(e, graph)
+    outputs = []
+    for name, v in zip(graph.output_names, graph.outputs):
+        out = e.reserve(name)
+        e.nodes.append(helper.make_node("Identity", [e.env[v.id]], [out], name=e.fresh(f"n.output.{name}")))
+        outputs.append(value_info(out, v.type))
+    for name, v in graph.state_updates.items():       # train mode: the buffers' new values
+        out = e.reserve(f"update:{name}")
+        e.nodes.append(helper.make_node("Identity", [e.env[v.id]], [out], name=e.fresh(f"n.{out}")))
+        outputs.append(value_info(out, v.type))
+    inputs += e.noise or []
+    g = helper.make_graph(e.nodes, graph.name, inputs, outputs, initializer=params + e.initializers)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="dlc",
+                              producer_version=producer_version, ir_version=IR_VERSION)
+    meta = {"dlc.mode": graph.mode, "dlc.params": ",".join(p.name for p in graph.params)}
+    if source is not None:
+        meta["dlc.source"] = source
+        if graph.span is not None:
+            meta["dlc.model_span"] = str(graph.span)
+    if graph.dims:
+        meta["dlc.dims"] = ",".join(f"{k}={v}" for k, v in graph.dims.items())
+    helper.set_model_props(model, meta)
+    if graph.span is not None:
+        model.doc_string = f"exported by dlc from {graph.span}"
+    return model
+
+
+def _used_ids(graph: Graph) -> set[int]:
+    ids = {v.id for v in graph.outputs} | {v.id for v in graph.state_updates.values()}
+    for n in graph.walk():
+        ids.update(v.id for v in n.inputs if v is not None)
+        if n.body is not None:
+            ids.update(v.id for v in n.body.outputs)
+    return ids
+
+
+def save_model(model: onnx.ModelProto, path) -> str:
+    """Write `model` to `path` atomically; returns its sha256."""
+    data = model.SerializeToString()
+    if len(data) >= 2 ** 31:
+        raise DlcError(f"the ONNX model is {len(data) / 2**30:.1f} GiB; protobuf files stop at 2 GiB")
+    atomic_write(path, data)
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,2 @@
+"""QuantizeLinear/DequantizeLinear (the QDQ format)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Losses and the ops only training graphs use."""
+from __future__ import annotations
