@@ -28,12 +28,17 @@ IR_VERSION = 10            # onnx 1.16+: node metadata_props; onnxruntime 1.17+ 
 
 
 def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noise_inputs: bool = False,
-                 source: str | None = None, producer_version: str = "") -> onnx.ModelProto:
+                 source: str | None = None, producer_version: str = "", trainable_inputs: bool = False,
+                 extra_defaults: dict | None = None) -> onnx.ModelProto:
     """`graph` (any mode; already through the pipeline if wanted) as an ONNX model.
 
     `noise_inputs`: each random op (randn, uniform) becomes a graph input named
     `noise.<scope>` instead of an ONNX random op, so a caller can feed the
     same noise dlc drew (ONNX's generators are not dlc's).
+    `trainable_inputs`: the parameters are graph inputs too (their
+    initializers are then defaults a caller may override: a training step's
+    current weights); `extra_defaults`: default values for inputs by name
+    (a training step's fresh optimizer state).
     """
     if opset not in OPSETS:
         raise DlcError(f"ONNX opset {opset} is not supported", hint=f"use an opset from {OPSETS[0]} to {OPSETS[-1]}")
@@ -43,6 +48,8 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
     for v in graph.inputs:
         e.env[v.id] = e.reserve(v.name)
         inputs.append(value_info(v.name, v.type))
+    defaults = [numpy_helper.from_array(np.asarray(extra_defaults[v.name]).astype(v.type.dtype.numpy_name), v.name)
+                for v in graph.inputs if v.name in (extra_defaults or {})]
     e.bind_symbols([(v.name, v.type) for v in graph.inputs])
     params = []
     used = _used_ids(graph)
@@ -57,6 +64,8 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
             raise DlcError(f"weight '{p.name}' has shape {arr.shape}, the model expects {p.type}", p.param.span)
         e.env[p.id] = e.reserve(p.name)
         params.append(numpy_helper.from_array(arr, p.name))
+        if trainable_inputs:
+            inputs.append(value_info(p.name, p.type))
     emit_graph(e, graph)
     outputs = []
     for name, v in zip(graph.output_names, graph.outputs):
@@ -68,10 +77,10 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
         e.nodes.append(helper.make_node("Identity", [e.env[v.id]], [out], name=e.fresh(f"n.{out}")))
         outputs.append(value_info(out, v.type))
     inputs += e.noise or []
-    g = helper.make_graph(e.nodes, graph.name, inputs, outputs, initializer=params + e.initializers)
+    g = helper.make_graph(e.nodes, graph.name, inputs, outputs, initializer=params + defaults + e.initializers)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="dlc",
                               producer_version=producer_version, ir_version=IR_VERSION)
-    meta = {"dlc.mode": graph.mode, "dlc.params": ",".join(p.name for p in graph.params)}
+    meta = {"dlc.mode": graph.mode}
     if source is not None:
         meta["dlc.source"] = source
         if graph.span is not None:
