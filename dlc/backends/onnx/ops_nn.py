@@ -233,7 +233,7 @@ def _dropout(e, node, x):
         return [e.op("Identity", x)]
     dt = node.inputs[0].type.dtype.numpy_name
     return [e.op("Dropout", [x[0], e.scalar(a["p"], dt), e.const(np.array(True), hint="training_mode")],
-                 seed=float(a["seed"]))]
+                 seed=int(a["seed"]) % (2 ** 31))]
 
 
 @onnx_op("randn", "uniform")
@@ -249,4 +249,4 @@ def _random(e, node, x):
     if node.op.name == "randn":
         return [e.op("RandomNormalLike", [like], dtype=dt, seed=float(a["seed"]))]
     return [e.op("RandomUniformLike", [like], dtype=dt, low=float(a["low"]), high=float(a["high"]),
-                 seed=float(a["seed"]))]
+                 seed=int(a["seed"]) % (2 ** 31))]

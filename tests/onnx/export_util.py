@@ -1,0 +1,41 @@
+"""Shared by the ONNX export tests: export a zoo spec once, run it on onnxruntime."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import onnx
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+
+import dlc  # noqa: E402
+from dlc.backends.onnx import export_graph  # noqa: E402
+from dlc.onnx_export_cli import forward_graph  # noqa: E402
+
+
+@functools.lru_cache(maxsize=None)
+def exported(spec: str):
+    """(model, weights, ModelProto) of `spec`'s eval graph, symbolic dims kept."""
+    m = dlc.load(spec)
+    w = m.init_weights(0)
+    return m, w, export_graph(forward_graph(m), w, source=spec)
+
+
+def session(proto: onnx.ModelProto):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(proto, feed: dict) -> dict:
+    s = session(proto)
+    names = [o.name for o in s.get_outputs()]
+    return dict(zip(names, s.run(None, feed)))
+
+
+def rel_err(got, ref) -> float:
+    got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    scale = max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-30)
+    return float(np.max(np.abs(got - ref))) / scale if ref.size else 0.0
