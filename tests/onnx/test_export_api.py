@@ -1,0 +1,136 @@
+"""dlc export: symbolic dims, --bind, random ops, the CLI and its errors."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from export_util import exported, rel_err, run_onnx
+
+import dlc
+from dlc.backends.onnx import TABLE, export_graph
+from dlc.backends.onnx.table import onnx_op  # noqa: F401
+from dlc.cli import main
+from dlc.errors import DlcError
+from dlc.onnx_export_cli import export_spec, forward_graph
+
+SPECS = os.path.join(os.path.dirname(__file__), "..", "..", "specs")
+
+
+def spec(name):
+    return os.path.normpath(os.path.join(SPECS, f"{name}.dln"))
+
+
+def test_one_export_runs_at_several_batch_and_sequence_sizes():
+    m, w, proto = exported(spec("lstm_tagger"))
+    for n, t in ((1, 3), (4, 9)):
+        feed = m.random_inputs(n, {"N": n, "T": t})
+        ref = m.run(feed, w, bind={"N": n, "T": t})
+        got = run_onnx(proto, feed)
+        for k in ref:
+            assert got[k].shape == ref[k].shape
+            assert rel_err(got[k], ref[k]) <= 1e-5
+
+
+def test_bind_fixes_a_dim_and_leaves_the_others_named():
+    proto, _ = export_spec(spec("lstm_tagger"), bind={"N": 1})
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_value == 1 and dims[1].dim_param == "T"
+
+
+def test_symbolic_arithmetic_in_shapes_is_computed_from_the_inputs():
+    # reshape to N*T rows and causal attention: shapes that are expressions of N and T
+    m, w, proto = exported(spec("transformer_encoder_layer"))
+    feed = m.random_inputs(0, {"N": 3, "T": 7})
+    ref = m.run(feed, w, bind={"N": 3, "T": 7})
+    got = run_onnx(proto, feed)
+    assert rel_err(got[m.graph.output_names[0]], ref[m.graph.output_names[0]]) <= 1e-5
+
+
+def test_random_ops_as_inputs_take_the_noise_dlc_drew():
+    from dlc.backends.numpy.interpreter import Interpreter
+    m = dlc.load(spec("vae"))
+    w = m.init_weights(0)
+    g = forward_graph(m)
+    proto = export_graph(g, w, noise_inputs=True)
+    onnx.checker.check_model(proto, full_check=True)
+    noise_in = [i.name for i in proto.graph.input if i.name.startswith("noise.")]
+    assert len(noise_in) == 1 and not any(n.op_type.startswith("Random") for n in proto.graph.node)
+    drawn = []
+
+    class Recording(Interpreter):
+        def call_op(self, name, args, attrs):
+            out = super().call_op(name, args, attrs)
+            if name == "randn":
+                drawn.append(out)
+            return out
+    feed = m.random_inputs(0, {"N": 3})
+    ref, _ = Recording(g, seed=5, dims={"N": 3}).run(feed, w)
+    got = run_onnx(proto, {**feed, noise_in[0]: drawn[0]})
+    for k in ref:
+        assert rel_err(got[k], ref[k]) <= 1e-5, k
+
+
+def test_without_noise_inputs_random_ops_are_onnx_random_ops():
+    _, _, proto = exported(spec("vae"))
+    assert [n.op_type for n in proto.graph.node if n.op_type.startswith("Random")] == ["RandomNormalLike"]
+
+
+def test_an_op_without_a_mapping_is_an_error_at_its_line(monkeypatch):
+    m = dlc.load(spec("mlp"))
+    g = forward_graph(m.optimize(level=0))
+    monkeypatch.delitem(TABLE, "relu")
+    with pytest.raises(DlcError) as e:
+        export_graph(g, m.init_weights(0))
+    assert "'relu' has no ONNX mapping" in e.value.message
+    line = open(spec("mlp")).read().splitlines()[e.value.span.line - 1]
+    assert "relu" in line
+
+
+def test_bad_inputs_are_located_errors():
+    m = dlc.load(spec("mlp"))
+    g = forward_graph(m)
+    w = m.init_weights(0)
+    with pytest.raises(DlcError, match="opset 12"):
+        export_graph(g, w, opset=12)
+    with pytest.raises(DlcError, match="no weights for parameter 'hidden.weight'"):
+        export_graph(g, {k: v for k, v in w.items() if k != "hidden.weight"})
+    with pytest.raises(DlcError, match="has shape"):
+        export_graph(g, {**w, "hidden.weight": np.zeros((2, 2), np.float32)})
+
+
+def test_a_symbolic_parameter_size_asks_for_a_bind(tmp_path):
+    p = tmp_path / "sym.dln"
+    p.write_text("model M(x: f32[N, F]) -> f32[N, F] {\n    example N = 1\n    example F = 3\n"
+                 "    param scale: f32[F] = ones\n    return x * scale\n}\n")
+    with pytest.raises(DlcError) as e:
+        export_spec(str(p))
+    assert "--bind F=" in e.value.hint
+    proto, _ = export_spec(str(p), bind={"F": 3})
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def test_cli_writes_the_file_and_reports(tmp_path):
+    out = tmp_path / "m.onnx"
+    r = CliRunner().invoke(main, ["export", spec("lenet5"), "-o", str(out), "--opset", "18"])
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and "opset 18" in r.output
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version == 18
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]        # no temporary left behind
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--opset", "12"], 2, "17<=x<=21"),
+    (["--train"], 1, "has no train section"),
+    (["--bind", "N"], 2, "expected NAME=VALUE"),
+])
+def test_cli_errors_are_one_line_without_traceback(tmp_path, args, code, text):
+    r = CliRunner().invoke(main, ["export", spec("gan"), "-o", str(tmp_path / "g.onnx"), *args])
+    assert r.exit_code == code
+    assert text in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "g.onnx").exists()
