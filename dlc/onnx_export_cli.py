@@ -41,6 +41,45 @@ def forward_graph(m, bind: dict | None = None, qdq: bool = True):
     return m.optimized(g, "numpy", bind=bind)
 
 
+def fold_weights(g, weights: dict) -> dict:
+    """{value id: (name, array)} for the values the weights alone determine
+    (quantized weights and biases, their scales), computed once with the NumPy
+    reference: in QDQ form each weight is an int8 initializer, the pattern
+    onnxruntime fuses (it never folds a QuantizeLinear itself)."""
+    from .backends.numpy.interpreter import Interpreter
+    from .compiler.clone import node_uses
+    from .compiler.hoist import weight_only_nodes
+    from .compiler.ir import Graph
+    # stop at dequantize_linear: QDQ keeps each weight's DequantizeLinear in the graph
+    nodes, kept = [], set()
+    for n in weight_only_nodes(g):
+        if n.op.name == "dequantize_linear" or any(v is not None and v.id in kept for v in node_uses(n)):
+            kept.update(o.id for o in n.outputs)
+        else:
+            nodes.append(n)
+    hoisted = {id(n) for n in nodes}
+    made = {o.id: (n, o) for n in nodes for o in n.outputs}
+    needed: dict[int, object] = {}
+    for n in g.nodes:
+        if id(n) not in hoisted:
+            needed.update({v.id: v for v in node_uses(n) if v.id in made})
+    needed.update({v.id: v for v in g.outputs if v.id in made})
+    if not needed:
+        return {}
+    vals = list(needed.values())
+    sub = Graph("weights", params=list(g.params), nodes=nodes, outputs=vals,
+                output_names=[f"v{i}" for i in range(len(vals))])
+    outs, _ = Interpreter(sub).run({}, weights)
+    folded = {}
+    for i, v in enumerate(vals):
+        node = made[v.id][0]
+        role = node.op.name
+        if role == "quantize_linear":
+            role = "weight_quantized" if v.type.dtype.name in ("i8", "u8") else "bias_quantized"
+        folded[v.id] = (f"{node.scope}.{role}" if node.scope else role, outs[f"v{i}"])
+    return folded
+
+
 def _copy_with(m, opt):
     import copy
     m2 = copy.copy(m)
@@ -88,8 +127,10 @@ def export_spec(path: str, output: str | None = None, *, model: str | None = Non
     else:
         g, opt_state = forward_graph(m, bind), {}
     from . import __version__
+    folded = fold_weights(g, weights) if m.opt.quant is not None and not train else None
     proto = export_graph(g, weights, opset=opset or DEFAULT_OPSET, noise_inputs=noise_inputs, source=path,
-                         producer_version=__version__, trainable_inputs=train, extra_defaults=opt_state)
+                         producer_version=__version__, trainable_inputs=train, extra_defaults=opt_state,
+                         folded=folded)
     info = {"model": m.name, "mode": "train" if train else "eval", "qdq": m.opt.quant is not None and not train,
             "nodes": len(proto.graph.node), "initializers": len(proto.graph.initializer),
             "inputs": [i.name for i in proto.graph.input], "outputs": [o.name for o in proto.graph.output]}

@@ -29,7 +29,7 @@ IR_VERSION = 10            # onnx 1.16+: node metadata_props; onnxruntime 1.17+ 
 
 def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noise_inputs: bool = False,
                  source: str | None = None, producer_version: str = "", trainable_inputs: bool = False,
-                 extra_defaults: dict | None = None) -> onnx.ModelProto:
+                 extra_defaults: dict | None = None, folded: dict | None = None) -> onnx.ModelProto:
     """`graph` (any mode; already through the pipeline if wanted) as an ONNX model.
 
     `noise_inputs`: each random op (randn, uniform) becomes a graph input named
@@ -38,7 +38,9 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
     `trainable_inputs`: the parameters are graph inputs too (their
     initializers are then defaults a caller may override: a training step's
     current weights); `extra_defaults`: default values for inputs by name
-    (a training step's fresh optimizer state).
+    (a training step's fresh optimizer state).  `folded`: {value id: (name,
+    array)}, values computed ahead (from the weights alone) that become
+    initializers; the nodes that made them are left out.
     """
     if opset not in OPSETS:
         raise DlcError(f"ONNX opset {opset} is not supported", hint=f"use an opset from {OPSETS[0]} to {OPSETS[-1]}")
@@ -51,8 +53,11 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
     defaults = [numpy_helper.from_array(np.asarray(extra_defaults[v.name]).astype(v.type.dtype.numpy_name), v.name)
                 for v in graph.inputs if v.name in (extra_defaults or {})]
     e.bind_symbols([(v.name, v.type) for v in graph.inputs])
+    for vid, (name, arr) in (folded or {}).items():
+        e.env[vid] = e.fresh(name)
+        e.initializers.append(numpy_helper.from_array(np.asarray(arr), e.env[vid]))
     params = []
-    used = _used_ids(graph)
+    used = _used_ids(graph, set(folded or ()))
     for p in graph.params:
         if p.id not in used:      # e.g. a batch norm's statistics once folded into its conv
             continue
@@ -66,7 +71,7 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
         params.append(numpy_helper.from_array(arr, p.name))
         if trainable_inputs:
             inputs.append(value_info(p.name, p.type))
-    emit_graph(e, graph)
+    emit_graph(e, graph, live=used)
     outputs = []
     for name, v in zip(graph.output_names, graph.outputs):
         out = e.reserve(name)
@@ -93,13 +98,16 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
     return model
 
 
-def _used_ids(graph: Graph) -> set[int]:
-    ids = {v.id for v in graph.outputs} | {v.id for v in graph.state_updates.values()}
-    for n in graph.walk():
-        ids.update(v.id for v in n.inputs if v is not None)
-        if n.body is not None:
-            ids.update(v.id for v in n.body.outputs)
-    return ids
+def _used_ids(graph: Graph, folded: set[int]) -> set[int]:
+    """Ids of the values the outputs need (folded values are leaves); the
+    top-level nodes making none of them are left out of the export."""
+    from ...compiler.clone import node_uses
+    live = {v.id for v in graph.outputs} | {v.id for v in graph.state_updates.values()}
+    for n in reversed(graph.nodes):
+        outs = [o.id for o in n.outputs]
+        if any(o in live and o not in folded for o in outs):
+            live.update(v.id for v in node_uses(n) if v is not None)
+    return live
 
 
 def save_model(model: onnx.ModelProto, path) -> str:

@@ -17,14 +17,18 @@ def value_info(name: str, type_):
     return helper.make_tensor_value_info(name, onnx_dtype(type_.dtype), shape)
 
 
-def emit_graph(e: Emitter, g: Graph) -> None:
+def emit_graph(e: Emitter, g: Graph, live: set[int] | None = None) -> None:
+    """Emit `g`'s nodes; with `live`, only those making a value in it."""
     for node in g.nodes:
-        emit_node(e, node)
+        if live is None or any(o.id in live for o in node.outputs):
+            emit_node(e, node)
 
 
 def emit_node(e: Emitter, node: Node) -> None:
     load_all()
     env = e.env
+    if node.outputs and all(v.id in env for v in node.outputs):
+        return          # computed ahead of time (export_graph's `folded`)
     x = [None if v is None else env[v.id] for v in node.inputs]
     fn = TABLE.get(node.op.name)
     outer, e.node = e.node, node
