@@ -24,7 +24,7 @@ from .errors import DlcError, DlcValueError
 def _check_sized(g, what: str) -> None:
     for p in g.params:
         if p.type.symbols():
-            sym = sorted(p.type.symbols())[0]
+            sym = min(p.type.symbols())
             raise DlcValueError(f"parameter '{p.name}' has the symbolic size {p.type}: an ONNX initializer "
                                 f"needs a fixed size", p.param.span, f"bind it: dlc export ... --bind {sym}=...")
 

@@ -9,12 +9,12 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 
-import dlc  # noqa: E402
-from dlc.backends.onnx import export_graph  # noqa: E402
-from dlc.onnx_export_cli import forward_graph  # noqa: E402
+import dlc
+from dlc.backends.onnx import export_graph
+from dlc.onnx_export_cli import forward_graph
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exported(spec: str):
     """(model, weights, ModelProto) of `spec`'s eval graph, symbolic dims kept."""
     m = dlc.load(spec)

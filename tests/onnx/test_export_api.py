@@ -7,12 +7,10 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-
 from export_util import exported, rel_err, run_onnx
 
 import dlc
 from dlc.backends.onnx import TABLE, export_graph
-from dlc.backends.onnx.table import onnx_op  # noqa: F401
 from dlc.cli import main
 from dlc.errors import DlcError
 from dlc.onnx_export_cli import export_spec, forward_graph

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("onnx")
 
-import dlc  # noqa: E402
-from dlc.backends.onnx import TABLE, missing_ops  # noqa: E402
-from dlc.compiler.decompose import decomposition  # noqa: E402
-from dlc.compiler.ops import OPS  # noqa: E402
+import dlc
+from dlc.backends.onnx import TABLE, missing_ops
+from dlc.compiler.decompose import decomposition
+from dlc.compiler.ops import OPS
 
 WITHOUT_MAPPING = {
     "adaptive_max_pool2d_indices": "only the backward of adaptive_max_pool2d uses it, and no zoo spec trains "

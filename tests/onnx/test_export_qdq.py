@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-
 from export_util import ort, rel_err
 
 import dlc

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import onnx
 import pytest
-
 from export_util import rel_err, run_onnx
 
 import dlc

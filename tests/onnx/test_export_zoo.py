@@ -10,7 +10,6 @@ import os
 import numpy as np
 import onnx
 import pytest
-
 from export_util import exported, rel_err, run_onnx
 
 SPECS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "specs", "*.dln")))

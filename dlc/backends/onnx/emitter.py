@@ -35,7 +35,7 @@ class Emitter:
     """Builds one ONNX graph (the main graph, or a Loop/Scan body whose
     constants go to the main graph's initializers)."""
 
-    def __init__(self, opset: int, root: "Emitter | None" = None):
+    def __init__(self, opset: int, root: Emitter | None = None):
         self.opset = opset
         self.root = root or self
         self.nodes: list[onnx.NodeProto] = []

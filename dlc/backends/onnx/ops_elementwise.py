@@ -1,8 +1,6 @@
 """Elementwise, activation and reduction ops."""
 from __future__ import annotations
 
-import numpy as np
-
 from ...compiler.types import DType
 from .emitter import onnx_dtype
 from .table import onnx_op, simple
@@ -192,4 +190,3 @@ def _count(e, v, axes) -> str:
 
 onnx_op("var")(_moment(False))
 onnx_op("std")(_moment(True))
-__all__ = ["np", "reduce", "axes_of", "cast_to", "np_dtype"]

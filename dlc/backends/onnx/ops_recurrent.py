@@ -1,11 +1,7 @@
 """rnn/lstm/gru as ONNX RNN/LSTM/GRU (one node per layer), scan as ONNX Scan."""
 from __future__ import annotations
 
-import onnx
-from onnx import helper
-
 from ...errors import DlcError
-from .emitter import onnx_dtype
 from .table import onnx_op
 
 # torch's gate order -> ONNX's: LSTM (i, f, g, o) -> (i, o, f, c); GRU (r, z, n) -> (z, r, h)
@@ -62,18 +58,15 @@ def _recurrent(e, node, x):
 
 @onnx_op("scan")
 def _scan(e, node, x):
+    """dlc's scan is ONNX Scan: carries then sequence slices in, carries then
+    per-step results out; `reverse` runs both directions backwards."""
     from .lower import emit_body
     a, body = node.attrs, node.body
     nc, axis = int(a["num_carry"]), int(a["axis"])
     n_seq, n_ys = len(x) - nc, len(body.outputs) - nc
     graph = emit_body(e, body, f"{node.scope or 'scan'}.body")
     direction = 1 if a.get("reverse") else 0
-    return e.op("Scan", x, n_out=nc + n_ys, body=graph, num_scan_inputs=n_seq,
+    outs = e.op("Scan", x, n_out=nc + n_ys, body=graph, num_scan_inputs=n_seq,
                 scan_input_axes=[axis] * n_seq, scan_output_axes=[axis] * n_ys,
-                scan_input_directions=[direction] * n_seq, scan_output_directions=[direction] * n_ys) \
-        if nc + n_ys > 1 else [e.op("Scan", x, body=graph, num_scan_inputs=n_seq, scan_input_axes=[axis] * n_seq,
-                                    scan_output_axes=[axis] * n_ys, scan_input_directions=[direction] * n_seq,
-                                    scan_output_directions=[direction] * n_ys)]
-
-
-__all__ = ["onnx", "helper", "onnx_dtype"]
+                scan_input_directions=[direction] * n_seq, scan_output_directions=[direction] * n_ys)
+    return outs if nc + n_ys > 1 else [outs]

@@ -2,8 +2,6 @@
 gathers), with PyTorch's semantics as the NumPy kernels define them."""
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import DlcError
 from .emitter import onnx_dtype
 from .ops_elementwise import reduce
@@ -172,5 +170,3 @@ def _scatter_add_rows(e, node, x):
 def _scatter_add(e, node, x):
     return [e.op("ScatterElements", x, axis=int(node.attrs["axis"]), reduction="add")]
 
-
-__all__ = ["np"]

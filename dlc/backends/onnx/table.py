@@ -11,7 +11,7 @@ op and its `.dln` line (`missing_ops` lists them for the coverage test).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 TABLE: dict[str, Callable] = {}
 
@@ -42,4 +42,11 @@ def missing_ops() -> list[str]:
 
 
 def load_all() -> None:
-    from . import ops_elementwise, ops_nn, ops_recurrent, ops_shape, ops_train, ops_quant  # noqa: F401
+    from . import (  # noqa: F401
+        ops_elementwise,
+        ops_nn,
+        ops_quant,
+        ops_recurrent,
+        ops_shape,
+        ops_train,
+    )
