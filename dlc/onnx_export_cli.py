@@ -21,6 +21,9 @@ import dataclasses
 from .errors import DlcError, DlcValueError
 
 
+_KEPT_FOR_ONNX = ("fold_batchnorm", "fold_affine")
+
+
 def _check_sized(g, what: str) -> None:
     for p in g.params:
         if p.type.symbols():
@@ -38,6 +41,10 @@ def forward_graph(m, bind: dict | None = None, qdq: bool = True):
     _check_sized(g, "eval")
     if m.opt.quant is not None and qdq:
         m = _copy_with(m, dataclasses.replace(m.opt, disable=tuple(m.opt.disable) + ("lower_int8",)))
+    elif m.opt.quant is None:
+        # a float model keeps its batch norms: ONNX runtimes fold them into the convs themselves, and the
+        # file then holds BatchNormalization nodes with the spec's parameters rather than a folding in-graph
+        m = _copy_with(m, dataclasses.replace(m.opt, disable=tuple(m.opt.disable) + _KEPT_FOR_ONNX))
     return m.optimized(g, "numpy", bind=bind)
 
 
@@ -70,14 +77,33 @@ def fold_weights(g, weights: dict) -> dict:
     sub = Graph("weights", params=list(g.params), nodes=nodes, outputs=vals,
                 output_names=[f"v{i}" for i in range(len(vals))])
     outs, _ = Interpreter(sub).run({}, weights)
+    roles = _qdq_roles(g, made)
     folded = {}
     for i, v in enumerate(vals):
         node = made[v.id][0]
-        role = node.op.name
-        if role == "quantize_linear":
-            role = "weight_quantized" if v.type.dtype.name in ("i8", "u8") else "bias_quantized"
-        folded[v.id] = (f"{node.scope}.{role}" if node.scope else role, outs[f"v{i}"])
+        folded[v.id] = (f"{node.scope}.{roles.get(v.id, node.op.name)}".lstrip("."), outs[f"v{i}"])
     return folded
+
+
+def _qdq_roles(g, made: dict) -> dict:
+    """Names for folded values by their use: weight_quantized, weight_scale, act_scale, act_zero_point..."""
+    roles = {}
+    for n in g.nodes:
+        if n.op.name not in ("quantize_linear", "dequantize_linear"):
+            continue
+        x = n.inputs[0]
+        if x.id in made and made[x.id][0].op.name == "quantize_linear":
+            what = "weight" if x.type.dtype.name == "i8" else "bias"
+        elif n.op.name == "quantize_linear" and n.outputs[0].id in made:
+            what = "weight" if n.outputs[0].type.dtype.name == "i8" else "bias"
+        else:
+            what = "act"
+        if n.op.name == "quantize_linear" and n.outputs[0].id in made:
+            roles[n.outputs[0].id] = f"{what}_quantized"
+        for v, kind in zip(n.inputs[1:], ("scale", "zero_point")):
+            if v is not None and v.id in made:
+                roles.setdefault(v.id, f"{what}_{kind}")
+    return roles
 
 
 def _copy_with(m, opt):

@@ -11,15 +11,35 @@ ort = pytest.importorskip("onnxruntime")
 
 import dlc
 from dlc.backends.onnx import export_graph
+from dlc.bench_baselines import lively_weights
 from dlc.onnx_export_cli import forward_graph
 
 
 @functools.cache
 def exported(spec: str):
-    """(model, weights, ModelProto) of `spec`'s eval graph, symbolic dims kept."""
+    """(model, weights, ModelProto) of `spec`'s eval graph, symbolic dims kept;
+    random biases, norm scales and statistics, so that a wrong one shows."""
     m = dlc.load(spec)
-    w = m.init_weights(0)
+    w = lively_weights(m.init_weights(0))
     return m, w, export_graph(forward_graph(m), w, source=spec)
+
+
+@functools.cache
+def exported_with_layers(spec: str):
+    """(model, weights, graph, ModelProto) where every layer's output is a graph
+    output too ("layer:<name>"), so a comparison sees each layer, not only the last.
+    Without the fusion pass: a fused region would hide the layers' outputs in its body."""
+    m, w, _ = exported(spec)
+    g = forward_graph(m.optimize(level=m.opt.level, disable=("fusion",)))
+    top = {o.id for n in g.nodes for o in n.outputs}
+    seen = {v.id for v in g.outputs}
+    for layer in g.layers:
+        for i, v in enumerate(layer.outputs):
+            if v.id in top and v.id not in seen and v.type.dtype.is_float:
+                seen.add(v.id)
+                g.outputs.append(v)
+                g.output_names.append(f"layer:{layer.name}:{i}")
+    return m, w, g, export_graph(g, w, source=spec)
 
 
 def session(proto: onnx.ModelProto):

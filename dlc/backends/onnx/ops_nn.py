@@ -126,7 +126,7 @@ def _batch_norm(e, node, x):
     if a["training"]:
         return _batch_norm_train(e, node, xs, weight, bias)
     y = e.op("BatchNormalization", [xs[0], weight, bias, xs[1], xs[2]], epsilon=float(a["eps"]))
-    return [y, e.op("Identity", [xs[1]]), e.op("Identity", [xs[2]])]
+    return [y, xs[1], xs[2]]          # eval: the statistics pass through unchanged
 
 
 def _batch_norm_train(e, node, xs, weight, bias):
