@@ -112,3 +112,17 @@ def test_batch_norm_statistics_update_as_torch_does(tmp_path):
     for k, r in ref.items():
         # a conv bias before a batch norm has zero gradient: float noise of 1e-8 on both sides
         assert np.max(np.abs(got[k] - r)) <= 1e-4 * np.max(np.abs(r)) + 1e-6, k
+
+
+def test_a_symbolic_training_step_runs_at_any_batch_size():
+    proto, info = export_spec(os.path.join(SPECS, "mlp.dln"), train=True)
+    assert [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim][:1] == ["N"]
+    m = dlc.load(os.path.join(SPECS, "mlp.dln"))
+    for n in (2, 5):
+        g, state = train_graph(m, {"N": n})
+        setup = train_setup(m, {"N": n}, n)
+        feed = {k: v for k, v in {**setup["feed"], **state}.items() if k in {v.name for v in g.inputs}}
+        feed["lr"], feed["step"] = np.array(0.01, np.float32), np.array(1, np.float32)
+        ref, _ = get_backend("numpy").compile(g, bind={"N": n}).run(feed, m.init_weights(0), 0)
+        got = run_onnx(proto, {k: feed[k] for k in ("x", "label", "lr", "step")})
+        assert rel_err(got["loss"], ref["loss"]) <= 1e-5
