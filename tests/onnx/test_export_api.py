@@ -132,3 +132,22 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, code, text):
     assert r.exit_code == code
     assert text in r.output and "Traceback" not in r.output
     assert not (tmp_path / "g.onnx").exists()
+
+
+@pytest.mark.parametrize("name, level, opset", [
+    ("digits_cnn", 0, 17), ("transformer_encoder_layer", 0, 21), ("lstm_cell", 3, 19),
+    ("bilstm", 2, 18), ("gru_classifier", 2, 21), ("mobilenet_v2", 0, 20),
+])
+def test_every_level_and_opset_exports_the_same_function(name, level, opset):
+    from dlc.compiler.passes import PipelineOptions
+    proto, _ = export_spec(spec(name), opt=PipelineOptions(level=level), opset=opset)
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version == opset
+    m = dlc.load(spec(name))
+    syms = {s for v in m.symbolic_graph().inputs for s in v.type.symbols()}
+    bind = {k: v for k, v in {"N": 2, "T": 5}.items() if k in syms}
+    feed = m.random_inputs(0, bind)
+    ref = m.run(feed, m.init_weights(0), bind=bind)
+    got = run_onnx(proto, feed)
+    for k in ref:
+        assert rel_err(got[k], ref[k]) <= 1e-5, k
