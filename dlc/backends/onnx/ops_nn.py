@@ -69,9 +69,9 @@ def _avg_pool(e, node, x):
     nd = 1 if node.op.name.endswith("1d") else 2
     a = node.attrs
     if a.get("divisor_override") is not None:
-        out = e.op("AveragePool", x, count_include_pad=0, **{**_pool_attrs(node, nd), "pads": [0] * 2 * nd})
         if any(ntuple(a["padding"], nd, "padding")) or a["ceil_mode"]:
             raise DlcError("avg_pool2d with divisor_override and padding or ceil_mode has no ONNX form", node.span)
+        out = e.op("AveragePool", x, count_include_pad=0, **_pool_attrs(node, nd))
         k = int(np.prod(ntuple(a["kernel_size"], nd, "kernel_size")))
         dt = node.outputs[0].type.dtype.numpy_name
         return [e.op("Mul", [out, e.scalar(k / a["divisor_override"], dt)])]
