@@ -7,7 +7,7 @@ from .table import onnx_op, simple
 
 simple({"abs": "Abs", "ceil": "Ceil", "cos": "Cos", "erf": "Erf", "exp": "Exp", "floor": "Floor",
         "log": "Log", "neg": "Neg", "reciprocal": "Reciprocal", "relu": "Relu", "sigmoid": "Sigmoid",
-        "sign": "Sign", "sin": "Sin", "sqrt": "Sqrt", "tanh": "Tanh", "logical_not": "Not", "selu": "Selu"})
+        "sin": "Sin", "sqrt": "Sqrt", "tanh": "Tanh", "logical_not": "Not", "selu": "Selu"})
 
 
 def np_dtype(v) -> str:
@@ -22,10 +22,14 @@ def operands_as(e, node, x, want: DType) -> list:
     return [None if n is None else cast_to(e, n, v.type.dtype, want) for n, v in zip(x, node.inputs)]
 
 
+_BOOL_OPS = {"Add": "Or", "Mul": "And", "Max": "Or", "Min": "And"}
+
+
 def _binary(op_type: str):
     def fn(e, node, x):
         want = node.outputs[0].type.dtype
-        return [e.op(op_type, operands_as(e, node, x, want))]
+        op = _BOOL_OPS.get(op_type, op_type) if want == DType.bool else op_type
+        return [e.op(op, operands_as(e, node, x, want))]
     return fn
 
 
@@ -60,6 +64,15 @@ def _where(e, node, x):
 @onnx_op("cast")
 def _cast(e, node, x):
     return [e.op("Cast", x, to=onnx_dtype(node.outputs[0].type.dtype))]
+
+
+@onnx_op("sign")
+def _sign(e, node, x):
+    out = e.op("Sign", x)
+    if not node.inputs[0].type.dtype.is_float:
+        return [out]
+    # dlc's sign of NaN is 0 (as the reference defines it); ONNX's is NaN
+    return [e.op("Where", [e.op("IsNaN", x), e.scalar(0, np_dtype(node.inputs[0])), out])]
 
 
 @onnx_op("rsqrt")
@@ -138,9 +151,21 @@ def reduce(e, op_type: str, name: str, axes: list[int] | None, keepdims: bool) -
 
 def _reduction(op_type: str):
     def fn(e, node, x):
-        a = node.attrs
-        return [reduce(e, op_type, x[0], axes_of(a["axis"], node.inputs[0].type.rank), bool(a["keepdims"]))]
+        a, v = node.attrs, node.inputs[0]
+        axes, keep = axes_of(a["axis"], v.type.rank), bool(a["keepdims"])
+        src = cast_to(e, x[0], v.type.dtype, node.outputs[0].type.dtype)    # sum of int32/bool: int64
+        out = reduce(e, op_type, src, axes, keep)
+        if op_type in ("ReduceMax", "ReduceMin") and v.type.dtype.is_float:
+            # a NaN wins, as in NumPy (onnxruntime's max skips it)
+            nan = reduce(e, "ReduceMax", e.op("Cast", [e.op("IsNaN", [x[0]])], to=onnx_dtype(v.type.dtype)),
+                         axes, keep)
+            out = e.op("Where", [e.op("Cast", [nan], to=onnx_dtype(DType.bool)), nan_of(e, v), out])
+        return [out]
     return fn
+
+
+def nan_of(e, v) -> str:
+    return e.scalar(float("nan"), np_dtype(v))
 
 
 for _name, _t in {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin",
@@ -157,7 +182,16 @@ def _arg(op_type: str):
             if a["keepdims"]:
                 out = e.op("Reshape", [out, e.ints([1] * node.inputs[0].type.rank)])
             return [out]
-        return [e.op(op_type, [src], axis=int(a["axis"]), keepdims=int(bool(a["keepdims"])))]
+        out = e.op(op_type, [src], axis=int(a["axis"]), keepdims=int(bool(a["keepdims"])))
+        if not node.inputs[0].type.dtype.is_float:
+            return [out]
+        # NumPy's argmax/argmin stop at the first NaN
+        nan = e.op("Cast", [e.op("IsNaN", [src])], to=onnx_dtype(DType.i32))
+        first = e.op("ArgMax", [nan], axis=int(a["axis"]), keepdims=int(bool(a["keepdims"])))
+        has = e.op("Cast", [e.op("ReduceMax", [nan], axes=[int(a["axis"])], keepdims=int(bool(a["keepdims"])))
+                            if e.opset < 18 else e.op("ReduceMax", [nan, e.ints([int(a["axis"])])],
+                                                      keepdims=int(bool(a["keepdims"])))], to=onnx_dtype(DType.bool))
+        return [e.op("Where", [has, first, out])]
     return fn
 
 

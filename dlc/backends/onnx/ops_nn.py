@@ -37,27 +37,46 @@ def _conv_transpose(e, node, x):
                  output_padding=list(ntuple(a["output_padding"], 2, "output_padding")), group=int(a["groups"]))]
 
 
-def _pool_attrs(node, nd: int) -> dict:
+def _pool_attrs(node, nd: int, dilation=None, extend: bool = True) -> dict:
+    """ONNX pool attributes giving torch's output size: explicit end padding in
+    place of ceil_mode (torch drops a last window that would start in the
+    padding; ONNX's ceil_mode does not).  `extend=False` (an average counting
+    the padding) keeps ceil_mode where extra padding would change the divisor."""
     a = node.attrs
     k = ntuple(a["kernel_size"], nd, "kernel_size")
     s = ntuple(a["stride"] if a["stride"] is not None else a["kernel_size"], nd, "stride")
     p = ntuple(a["padding"], nd, "padding")
-    return {"kernel_shape": list(k), "strides": list(s), "pads": list(p) * 2, "ceil_mode": int(bool(a["ceil_mode"]))}
+    d = dilation or (1,) * nd
+    size = [int(v) for v in node.inputs[0].type.shape[-nd:]]
+    out = [int(v) for v in node.outputs[0].type.shape[-nd:]]
+    hi = [(o - 1) * st + dd * (kk - 1) + 1 - n - lo for o, st, dd, kk, n, lo in zip(out, s, d, k, size, p)]
+    if a["ceil_mode"] and not extend and hi != list(p):
+        return {"kernel_shape": list(k), "strides": list(s), "pads": list(p) * 2, "ceil_mode": 1}
+    return {"kernel_shape": list(k), "strides": list(s), "pads": list(p) + [max(h, lo) for h, lo in zip(hi, p)]}
+
+
+def _batched(e, node, nd: int, x: list, emit) -> list:
+    """Pool an unbatched (C, H, W) input as a batch of one."""
+    if node.inputs[0].type.rank > nd + 1:
+        return emit(x)
+    outs = emit([e.op("Unsqueeze", [x[0], e.ints([0])])])
+    return [e.op("Squeeze", [o, e.ints([0])]) for o in outs]
 
 
 @onnx_op("max_pool1d", "max_pool2d")
 def _max_pool(e, node, x):
     _layout(node)
     nd = 1 if node.op.name.endswith("1d") else 2
-    return [e.op("MaxPool", x, dilations=list(ntuple(node.attrs["dilation"], nd, "dilation")),
-                 **_pool_attrs(node, nd))]
+    dil = ntuple(node.attrs["dilation"], nd, "dilation")
+    return _batched(e, node, nd, x, lambda xs: [e.op("MaxPool", xs, dilations=list(dil),
+                                                     **_pool_attrs(node, nd, dil))])
 
 
 @onnx_op("max_pool2d_indices")
 def _max_pool_indices(e, node, x):
     # ONNX numbers the argmax over the whole (N, C, H, W) tensor; torch within each plane
-    _, idx = e.op("MaxPool", x, n_out=2, dilations=list(ntuple(node.attrs["dilation"], 2, "dilation")),
-                  **_pool_attrs(node, 2))
+    dil = ntuple(node.attrs["dilation"], 2, "dilation")
+    _, idx = e.op("MaxPool", x, n_out=2, dilations=list(dil), **_pool_attrs(node, 2, dil))
     shape = node.inputs[0].type.shape
     plane = e.dim(shape[-1] * shape[-2])
     return [e.op("Mod", [idx, plane])]
@@ -69,13 +88,16 @@ def _avg_pool(e, node, x):
     nd = 1 if node.op.name.endswith("1d") else 2
     a = node.attrs
     if a.get("divisor_override") is not None:
-        if any(ntuple(a["padding"], nd, "padding")) or a["ceil_mode"]:
-            raise DlcError("avg_pool2d with divisor_override and padding or ceil_mode has no ONNX form", node.span)
-        out = e.op("AveragePool", x, count_include_pad=0, **_pool_attrs(node, nd))
+        if a["ceil_mode"]:
+            raise DlcError("avg_pool2d with divisor_override and ceil_mode has no ONNX form", node.span)
+        # the window sums (every window is whole: the padding counts as zeros), then torch's divisor
+        out = e.op("AveragePool", x, count_include_pad=1, **_pool_attrs(node, nd))
         k = int(np.prod(ntuple(a["kernel_size"], nd, "kernel_size")))
         dt = node.outputs[0].type.dtype.numpy_name
         return [e.op("Mul", [out, e.scalar(k / a["divisor_override"], dt)])]
-    return [e.op("AveragePool", x, count_include_pad=int(bool(a["count_include_pad"])), **_pool_attrs(node, nd))]
+    include = bool(a["count_include_pad"])
+    return _batched(e, node, nd, x, lambda xs: [e.op("AveragePool", xs, count_include_pad=int(include),
+                                                     **_pool_attrs(node, nd, extend=not include))])
 
 
 @onnx_op("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d")
