@@ -151,3 +151,41 @@ def test_every_level_and_opset_exports_the_same_function(name, level, opset):
     got = run_onnx(proto, feed)
     for k in ref:
         assert rel_err(got[k], ref[k]) <= 1e-5, k
+
+
+def _one_node(op, inputs, operands=True, **attrs):
+    from dlc.compiler.builder import Builder
+    from dlc.compiler.ir import Graph
+    from dlc.errors import Span
+    g = Graph("one")
+    b = Builder(g, Span("tests/one_node.dln", 1, 1))
+    vals = [b.input(name, t) for name, t in inputs]
+    out = b.op(op, *vals, **attrs) if operands else b.op(op, **attrs)
+    g.outputs, g.output_names = [out], ["out"]
+    return g, vals
+
+
+def test_float_arange_to_integers_truncates_as_the_reference():
+    from dlc.backends.numpy.interpreter import Interpreter
+    g, _ = _one_node("arange", [], start=-2.5, stop=3.0, step=0.75, dtype="int64")
+    want, _ = Interpreter(g).run({}, {})
+    got = run_onnx(export_graph(g, {}), {})
+    np.testing.assert_array_equal(got["out"], want["out"])
+
+
+def test_positions_of_a_symbolic_length_are_computed_in_the_graph():
+    from dlc.backends.numpy.interpreter import Interpreter
+    from dlc.compiler.dims import Dim
+    from dlc.compiler.types import DType, TensorType
+    T = Dim.symbol("T")
+    # the input only carries T (the graph reads its size from it)
+    g, _ = _one_node("sinusoidal_positions", [("x", TensorType(DType.f32, (T, 6)))], operands=False,
+                     length=T, dim=6)
+    proto = export_graph(g, {})
+    assert not any(n.op_type == "Constant" for n in proto.graph.node)
+    for t in (3, 11):
+        feed = {"x": np.zeros((t, 6), np.float32)}
+        want, _ = Interpreter(g, dims={"T": t}).run(feed, {})
+        got = run_onnx(proto, feed)
+        assert got["out"].shape == (t, 6)
+        np.testing.assert_allclose(got["out"], want["out"], rtol=1e-6, atol=1e-7)

@@ -134,9 +134,7 @@ def _arange(e, node, x):
     idx = e.op("Cast", [e.op("Range", [e.scalar(0, "int64"), e.op("Reshape", [e.dim(n), e.ints([])]),
                                        e.scalar(1, "int64")])], to=onnx_dtype("float64"))
     vals = e.op("Add", [e.scalar(float(a["start"]), "float64"), e.op("Mul", [idx, e.scalar(float(a["step"]), "float64")])])
-    if dt.is_int:
-        vals = e.op("Floor", [vals]) if float(a["start"]) >= 0 else vals
-    return [e.op("Cast", [vals], to=onnx_dtype(dt))]
+    return [e.op("Cast", [vals], to=onnx_dtype(dt))]     # to an integer type: truncated, as the reference
 
 
 @onnx_op("full")
