@@ -807,7 +807,8 @@ def verify_command(file, model, bind, **options):
               help="A .safetensors file (default: from --seed); a `dlc quantize` artifact exports QDQ.")
 @click.option("--train", is_flag=True, help="Export one training step of the train section, not the forward pass.")
 @click.option("--seed", default=0, type=SEED, show_default=True, help="Seed of the weights when --weights is absent.")
-@click.option("--noise-inputs", is_flag=True, help="Random ops (randn) become graph inputs named noise.<layer>.")
+@click.option("--noise-inputs", is_flag=True,
+              help="Random ops (randn) become graph inputs: noise.<layer>, or noise.randn outside a layer.")
 @_opt_options
 @_guard
 def export_command(file, model, output, opset, bind, weights, train, seed, noise_inputs, opt):
