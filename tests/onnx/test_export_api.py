@@ -189,3 +189,17 @@ def test_positions_of_a_symbolic_length_are_computed_in_the_graph():
         got = run_onnx(proto, feed)
         assert got["out"].shape == (t, 6)
         np.testing.assert_allclose(got["out"], want["out"], rtol=1e-6, atol=1e-7)
+
+
+def test_an_output_that_is_an_input_or_shares_its_name(tmp_path):
+    p = tmp_path / "odd.dln"
+    p.write_text("model Odd(x: f32[N, 4]) -> (f32[N, 4], f32[N, 4], i64[N]) {\n    example N = 1\n"
+                 "    y = relu(x)\n    return x, y, argmax(y, axis=1)\n}\n")
+    proto, _ = export_spec(str(p))
+    onnx.checker.check_model(proto, full_check=True)
+    x = np.array([[1.0, -2.0, 3.0, np.nan], [-1.0, -2.0, -3.0, -4.0]], np.float32)
+    got = run_onnx(proto, {"x": x})
+    ref = dlc.load(str(p)).run({"x": x}, {})
+    assert list(got) == ["x", "y", "output2"] == list(ref)
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k])

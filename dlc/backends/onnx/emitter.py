@@ -43,7 +43,7 @@ class Emitter:
         self.symbols: dict[str, tuple[str, int]] = {} if root is None else root.symbols
         if root is None:
             self.initializers: list[onnx.TensorProto] = []
-            self._names: set[str] = set()
+            self._used: set[str] = set()
             self._consts: dict[tuple, str] = {}
             self._count = 0
 
@@ -52,17 +52,20 @@ class Emitter:
         r = self.root
         base = hint.replace(":", "_") or "t"
         name = base
-        while name in r._names:
+        while name in r._used:
             r._count += 1
             name = f"{base}_{r._count}"
-        r._names.add(name)
+        r._used.add(name)
         return name
+
+    def taken(self, name: str) -> bool:
+        return name in self.root._used
 
     def reserve(self, name: str) -> str:
         """Claim `name` exactly (a parameter, an input, an output name)."""
-        if name in self.root._names:
+        if name in self.root._used:
             raise DlcError(f"two ONNX values would be named '{name}'")
-        self.root._names.add(name)
+        self.root._used.add(name)
         return name
 
     # nodes --------------------------------------------------------------

@@ -74,7 +74,11 @@ def export_graph(graph: Graph, weights: dict, *, opset: int = DEFAULT_OPSET, noi
     emit_graph(e, graph, live=used)
     outputs = []
     for name, v in zip(graph.output_names, graph.outputs):
-        out = e.reserve(name)
+        if e.env[v.id] == name and name not in {o.name for o in outputs}:   # an input returned as it is
+            outputs.append(value_info(name, v.type))
+            continue
+        # a name an input or parameter already has: ONNX names are unique, the output gets a suffix
+        out = e.fresh(f"{name}.out") if e.taken(name) else e.reserve(name)
         e.nodes.append(helper.make_node("Identity", [e.env[v.id]], [out], name=e.fresh(f"n.output.{name}")))
         outputs.append(value_info(out, v.type))
     for name, v in graph.state_updates.items():       # train mode: the buffers' new values
