@@ -136,7 +136,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, code, text):
 
 @pytest.mark.parametrize("name, level, opset", [
     ("digits_cnn", 0, 17), ("transformer_encoder_layer", 0, 21), ("lstm_cell", 3, 19),
-    ("bilstm", 2, 18), ("gru_classifier", 2, 21), ("mobilenet_v2", 0, 20),
+    ("bilstm", 2, 18), ("gru_classifier", 2, 21),
+    pytest.param("mobilenet_v2", 0, 20, marks=pytest.mark.slow),
 ])
 def test_every_level_and_opset_exports_the_same_function(name, level, opset):
     from dlc.compiler.passes import PipelineOptions

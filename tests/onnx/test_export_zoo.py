@@ -16,7 +16,7 @@ from dlc.backends import get_backend
 
 SPECS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "specs", "*.dln")))
 # over ~2 s each on a shared 2-core machine (ImageNet-size convnets, 100M+-parameter transformers)
-HEAVY = {"alexnet", "bert_base", "efficientnet_b0", "googlenet", "gpt2_small", "mobilenet_v2", "resnet50",
+HEAVY = {"alexnet", "bert_base", "efficientnet_b0", "googlenet", "gpt2_small", "mobilenet_v2", "resnet18", "resnet50",
          "seq2seq", "transformer_base", "vgg16", "vgg16_bn", "vit_b16"}
 # sizes for the symbolic dims: not the spec's examples
 SIZES = {"N": 2, "T": 5, "S": 4}
