@@ -204,3 +204,18 @@ def test_an_output_that_is_an_input_or_shares_its_name(tmp_path):
     assert list(got) == ["x", "y", "output2"] == list(ref)
     for k in ref:
         np.testing.assert_array_equal(got[k], ref[k])
+
+
+@pytest.mark.parametrize("op, size, out", [("adaptive_avg_pool1d", 12, 3), ("adaptive_avg_pool1d", 12, 1),
+                                           ("adaptive_avg_pool1d", 7, 3)])
+def test_adaptive_pooling_of_a_matrix_with_a_symbolic_batch(op, size, out):
+    # (N, C) as mobilenet's training step pools it: ONNX's pools want rank 3 or more
+    from dlc.backends.numpy.interpreter import Interpreter
+    from dlc.compiler.dims import Dim
+    from dlc.compiler.types import DType, TensorType
+    g, _ = _one_node(op, [("x", TensorType(DType.f32, (Dim.symbol("N"), size)))], output_size=out)
+    proto = export_graph(g, {})
+    onnx.checker.check_model(proto, full_check=True)
+    x = np.random.default_rng(0).standard_normal((5, size)).astype(np.float32)
+    want, _ = Interpreter(g, dims={"N": 5}).run({"x": x}, {})
+    np.testing.assert_allclose(run_onnx(proto, {"x": x})["out"], want["out"], rtol=1e-6, atol=1e-7)

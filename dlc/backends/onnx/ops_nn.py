@@ -112,11 +112,11 @@ def _adaptive_pool(e, node, x):
         if n == o:
             continue
         # torch's bins [floor(i*n/o), ceil((i+1)*n/o)), one slice and reduction each (equal bins: one pool)
-        if n % o == 0:
-            kind = "MaxPool" if use_max else "AveragePool"
-            k = [1] * nd
-            k[axis - (rank - nd)] = n // o
-            src = e.op(kind, [src], kernel_shape=k, strides=k)
+        if n % o == 0:       # equal bins: a reshape and one reduction (any rank, unlike ONNX pools)
+            # axes before this one are pooled already (their output sizes), those after not yet
+            cur = list(out[:axis]) + [o, n // o] + list(shape[axis + 1:])
+            grouped = e.op("Reshape", [src, e.ints(cur)])
+            src = reduce(e, "ReduceMax" if use_max else "ReduceMean", grouped, [axis + 1], False)
             continue
         parts = []
         for i in range(o):
