@@ -13,7 +13,7 @@ from export_util import rel_err, run_onnx
 import dlc
 from dlc.backends import get_backend
 from dlc.backends.onnx import export_graph
-from dlc.bench_train import train_setup
+from dlc.bench_train import STEP_TOLERANCE, train_setup
 from dlc.onnx_export_cli import export_spec, train_graph
 
 SPECS = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "specs"))
@@ -33,7 +33,7 @@ def _step(name):
     return m, g, w, state, feed, bind
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC)
+@pytest.mark.parametrize("name", DETERMINISTIC + [pytest.param("resnet18", marks=pytest.mark.slow)])
 def test_onnxruntime_takes_the_same_training_step(name):
     m, g, w, state, feed, bind = _step(name)
     proto = export_graph(g, w, trainable_inputs=True, extra_defaults=state)
@@ -43,9 +43,12 @@ def test_onnxruntime_takes_the_same_training_step(name):
     got = run_onnx(proto, feed)
     assert set(ref) <= set(got) and any(k.startswith("param:") for k in ref)
     assert rel_err(got["loss"], ref["loss"]) <= 1e-5
+    # 18 layers of batch-norm backward in float32 move the first layers' gradients by up to ~3e-3 of
+    # their largest entry: the tolerance dlc bench --train allows between float32 runtimes
+    tol = STEP_TOLERANCE if name == "resnet18" else 1e-4
     for k, r in ref.items():
         # a conv bias before a batch norm has zero gradient: float noise of 1e-8 on both sides
-        assert np.max(np.abs(got[k] - r)) <= 1e-4 * np.max(np.abs(r)) + 1e-6, k
+        assert np.max(np.abs(got[k] - r)) <= tol * np.max(np.abs(r)) + 1e-6, k
     for k, r in updates.items():
         assert rel_err(got[f"update:{k}"], r) <= 1e-4, k
 
