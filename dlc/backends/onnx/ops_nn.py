@@ -5,6 +5,7 @@ import numpy as np
 
 from ...compiler.ops.conv import conv_pads, ntuple
 from ...errors import DlcError
+from .emitter import onnx_dtype
 from .ops_elementwise import reduce
 from .table import onnx_op
 
@@ -170,7 +171,7 @@ def _batch_norm_train(e, node, xs, weight, bias):
     count = 1
     for i in axes:
         count = count * shape[i]
-    n = e.op("Cast", [e.dim(count)], to=1 if dt == "float32" else 11)
+    n = e.op("Cast", [e.dim(count)], to=onnx_dtype(xv.type.dtype))
     unbiased = e.op("Div", [e.op("Mul", [e.op("Reshape", [var, e.ints([-1])]), n]),
                             e.op("Sub", [n, e.scalar(1, dt)])])
     m = e.scalar(a["momentum"], dt)
@@ -229,7 +230,7 @@ def _sdpa(e, node, x):
     if a["is_causal"]:
         ls = e.op("Concat", [e.dim(q.type.shape[-2]), e.dim(k.type.shape[-2])], axis=0)
         ones = e.op("Expand", [e.scalar(1.0, "float32"), ls])
-        mask = e.op("Cast", [e.op("Trilu", [ones], upper=0)], to=9)
+        mask = e.op("Cast", [e.op("Trilu", [ones], upper=0)], to=onnx_dtype("bool"))
         is_bool = True
     else:
         is_bool = mask is not None and node.inputs[3].type.dtype.name == "bool"
@@ -264,7 +265,6 @@ def _random(e, node, x):
     name = e.noise_input(node)
     if name is not None:
         return [name]
-    from .emitter import onnx_dtype
     dt = onnx_dtype(node.outputs[0].type.dtype)
     shape = node.outputs[0].type.shape
     like = e.op("ConstantOfShape", [e.ints(shape)])
