@@ -852,6 +852,32 @@ def fmt_command(files, check, diff):
     sys.exit(run_fmt(files, check, diff))
 
 
+@main.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", help="Model to export (default: the last one in the file).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_path,
+              help="The .onnx file to write.")
+@click.option("--opset", type=click.IntRange(17, 21), default=17, show_default=True, help="ONNX opset (17..21).")
+@click.option("--bind", "-b", multiple=True, help="Size a dimension (N=1); unbound ones stay named ONNX dims.")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False),
+              help="A .safetensors file (default: from --seed); a `dlc quantize` artifact exports QDQ.")
+@click.option("--train", is_flag=True, help="Export one training step of the train section, not the forward pass.")
+@click.option("--seed", default=0, type=SEED, show_default=True, help="Seed of the weights when --weights is absent.")
+@click.option("--noise-inputs", is_flag=True,
+              help="Random ops (randn) become graph inputs: noise.<layer>, or noise.randn outside a layer.")
+@_opt_options
+@_guard
+def export_command(file, model, output, opset, bind, weights, train, seed, noise_inputs, opt):
+    """Write the model as ONNX: parameters as initializers under their names,
+    symbolic dimensions as named dims, each node's .dln line in doc_string."""
+    from .onnx_export_cli import export_spec
+    _, info = export_spec(file, output, model=model, bind=_parse_bind(bind), weights_path=weights, opset=opset,
+                          train=train, seed=seed, noise_inputs=noise_inputs, opt=opt)
+    kind = "training step" if train else ("QDQ model" if info["qdq"] else "model")
+    click.echo(f"wrote {output}: {info['model']} {kind}, opset {opset}, {info['nodes']} nodes, "
+               f"{info['initializers']} initializers; inputs {', '.join(info['inputs'])}")
+
+
 @main.group()
 def cache():
     """The compile cache and the folders packages are unpacked into."""
