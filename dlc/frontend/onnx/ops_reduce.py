@@ -1,0 +1,64 @@
+"""Reductions: ReduceSum/Mean/Max/Min/Prod/LogSumExp/L1/L2/SumSquare, ArgMax/ArgMin."""
+from __future__ import annotations
+
+from .context import Ctx
+from .registry import converter
+
+REDUCE = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "ReduceMin": "min", "ReduceProd": "prod",
+          "ReduceLogSumExp": "logsumexp", "ReduceL1": "l1", "ReduceL2": "l2", "ReduceSumSquare": "sumsq",
+          "ReduceLogSum": "logsum"}
+
+
+def _reduce(cx: Ctx, node, axes_from_input: bool):
+    a = Ctx.attrs(node)
+    x = cx.val(node.input[0])
+    keep = bool(a.get("keepdims", 1))
+    if axes_from_input:
+        axes = cx.ints(node.input[1], "the reduction axes") if len(node.input) > 1 and node.input[1] else None
+    else:
+        axes = list(a["axes"]) if "axes" in a else None
+    if not axes:
+        if a.get("noop_with_empty_axes", 0):
+            return x
+        axes = list(range(x.type.rank))
+    axes = tuple(sorted(ax % x.type.rank for ax in axes)) if x.type.rank else None
+    kind = REDUCE[node.op_type]
+    if any(x.type.shape[i] == 0 for i in (axes or ())):
+        raise cx.error(f"{node.op_type} over an empty axis of {x.type} is not supported")
+    if kind in ("sum", "mean", "max", "min", "prod", "logsumexp"):
+        return cx.op(kind, x, axis=axes, keepdims=keep)
+    if kind == "l1":
+        return cx.op("sum", cx.op("abs", x), axis=axes, keepdims=keep)
+    if kind == "sumsq":
+        return cx.op("sum", cx.op("mul", x, x), axis=axes, keepdims=keep)
+    if kind == "logsum":
+        return cx.op("log", cx.op("sum", x, axis=axes, keepdims=keep))
+    s = cx.op("sum", cx.op("mul", x, x), axis=axes, keepdims=keep)   # l2
+    if not s.type.dtype.is_float:
+        return cx.op("cast", cx.op("floor", cx.op("sqrt", cx.op("cast", s, dtype="float64"))), dtype=x.type.dtype.numpy_name)
+    return cx.op("sqrt", s)
+
+
+@converter("ReduceSum", since=13)
+def reduce_sum(cx: Ctx, node):
+    return _reduce(cx, node, True)
+
+
+@converter(*(k for k in REDUCE if k != "ReduceSum"), since=13, until=18)
+def reduce_attr(cx: Ctx, node):
+    return _reduce(cx, node, False)
+
+
+@converter(*(k for k in REDUCE if k != "ReduceSum"), since=18)
+def reduce_input(cx: Ctx, node):
+    return _reduce(cx, node, True)
+
+
+@converter("ArgMax", "ArgMin", since=13)
+def argmax(cx: Ctx, node):
+    a = Ctx.attrs(node)
+    x = cx.val(node.input[0])
+    if a.get("select_last_index", 0):
+        raise cx.error(f"{node.op_type} with select_last_index=1 is not supported")
+    return cx.op(node.op_type.lower(), x, axis=a.get("axis", 0) % max(x.type.rank, 1),
+                 keepdims=bool(a.get("keepdims", 1)))
