@@ -80,15 +80,14 @@ class Ctx:
         if not name:
             return None
         v = self.env.get(name)
-        if isinstance(v, np.ndarray):
-            return v
-        if name in self.frozen:
-            self.frozen_used.add(name)
-            return self.frozen[name]
-        return None
+        return v if isinstance(v, np.ndarray) else None
 
     def need_const(self, name: str, what: str) -> np.ndarray:
+        """A shape-like operand: known at import time, or a graph input given a value (`input_values`)."""
         v = self.const(name)
+        if v is None and name in self.frozen:
+            self.frozen_used.add(name)
+            v = self.frozen[name]
         if v is None:
             raise self.error(f"{what} ('{name}') must be known when the model is imported; here it is computed "
                              "at run time", "dlc compiles static shapes: give the input's value at import "

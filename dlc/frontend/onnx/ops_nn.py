@@ -111,13 +111,18 @@ def layer_norm(cx: Ctx, node):
     ns = tuple(x.type.shape[axis:])
     scale, bias = cx.val(node.input[1]), cx.opt(node, 2)
     eps = float(a.get("epsilon", 1e-5))
-    if len(node.output) > 1 and any(node.output[1:]):
-        raise cx.error("LayerNormalization's Mean/InvStdDev outputs are not supported")
     if tuple(scale.type.shape) == ns and (bias is None or tuple(bias.type.shape) == ns):
-        return cx.layer("layer_norm", x, scale, bias, normalized_shape=ns, eps=eps)
-    y = cx.op("layer_norm", x, normalized_shape=ns, eps=eps)
-    y = cx.op("mul", y, scale)
-    return cx.op("add", y, bias) if bias is not None else y
+        y = cx.layer("layer_norm", x, scale, bias, normalized_shape=ns, eps=eps)
+    else:
+        y = cx.op("mul", cx.op("layer_norm", x, normalized_shape=ns, eps=eps), scale)
+        y = cx.op("add", y, bias) if bias is not None else y
+    if len(node.output) == 1 or not any(node.output[1:]):
+        return y
+    # the statistics outputs, as ONNX defines them (kept dims, population variance)
+    axes = tuple(range(axis, r))
+    mean = cx.op("mean", x, axis=axes, keepdims=True)
+    var = cx.op("var", x, axis=axes, keepdims=True, correction=0)
+    return [y, mean, cx.op("rsqrt", cx.op("add", var, cx.scalar(eps, var)))]
 
 
 @converter("GroupNormalization", since=21)

@@ -58,7 +58,13 @@ def reduce_input(cx: Ctx, node):
 def argmax(cx: Ctx, node):
     a = Ctx.attrs(node)
     x = cx.val(node.input[0])
-    if a.get("select_last_index", 0):
-        raise cx.error(f"{node.op_type} with select_last_index=1 is not supported")
-    return cx.op(node.op_type.lower(), x, axis=a.get("axis", 0) % max(x.type.rank, 1),
-                 keepdims=bool(a.get("keepdims", 1)))
+    axis = a.get("axis", 0) % max(x.type.rank, 1)
+    keep = bool(a.get("keepdims", 1))
+    if not a.get("select_last_index", 0):
+        return cx.op(node.op_type.lower(), x, axis=axis, keepdims=keep)
+    # the last of equal extremes: the first in the reversed axis, counted from the end
+    n = x.type.shape[axis]
+    rev = cx.op("strided_slice", x, begin=[None] * x.type.rank, end=[None] * x.type.rank,
+                strides=[-1 if i == axis else 1 for i in range(x.type.rank)])
+    i = cx.op(node.op_type.lower(), rev, axis=axis, keepdims=keep)
+    return cx.op("sub", cx.scalar(n - 1, i), i)

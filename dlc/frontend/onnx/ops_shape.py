@@ -30,18 +30,20 @@ def shape_array(shape) -> np.ndarray:
 
 @converter("Shape", since=13)
 def shape(cx: Ctx, node):
-    x = cx.val(node.input[0])
+    known = cx.const(node.input[0])
+    dims = tuple(known.shape) if known is not None else tuple(cx.val(node.input[0]).type.shape)
     a = Ctx.attrs(node)
-    r = x.type.rank
+    r = len(dims)
     start, end = a.get("start", 0), a.get("end", r)
     start = min(max(start + r if start < 0 else start, 0), r)
     end = min(max(end + r if end < 0 else end, 0), r)
-    return shape_array(x.type.shape[start:end])
+    return shape_array(dims[start:end])
 
 
 @converter("Size", since=13)
 def size(cx: Ctx, node):
-    n = cx.val(node.input[0]).type.numel()
+    known = cx.const(node.input[0])
+    n = known.size if known is not None else cx.val(node.input[0]).type.numel()
     return shape_array([n]).reshape(())
 
 

@@ -1,0 +1,111 @@
+"""Running the ONNX backend node tests (`onnx.backend.test.case.node`) through dlc:
+import the test's model, then run it on a backend and compare with the expected
+outputs at the test's own tolerances.
+
+Inputs that a shape-like operand needs (a Reshape's shape, Slice bounds) are
+given at import time (`input_values`), as dlc compiles static shapes; every
+other input stays a model input.  `python tests/onnx/node_harness.py numpy`
+prints the pass rates and each failure with its reason.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+
+from dlc.errors import DlcError
+
+
+@functools.lru_cache(maxsize=1)
+def all_cases() -> dict:
+    from onnx.backend.test.case.node import collect_testcases
+    return {c.name: c for c in collect_testcases() if c.kind == "node"}
+
+
+def model_ops(case) -> set[str]:
+    out = set()
+
+    def visit(g):
+        for n in g.node:
+            out.add((n.domain or "", n.op_type))
+            for a in n.attribute:
+                if a.g is not None and a.g.node:
+                    visit(a.g)
+                for sg in a.graphs:
+                    visit(sg)
+    visit(case.model.graph)
+    return out
+
+
+def in_scope(case) -> bool:
+    """Every op of the test's model has an entry in the converter table (at some opset)."""
+    from dlc.frontend.onnx.registry import CONVERTERS, normalize_domain
+    return all((normalize_domain(d), op) in CONVERTERS for d, op in model_ops(case))
+
+
+def run_case(case, backend: str) -> str | None:
+    """None when dlc reproduces every data set of the test; otherwise why not (one line)."""
+    from dlc.frontend.onnx import import_onnx
+    from onnx import numpy_helper
+    for inputs, expected in case.data_sets:
+        inputs = [numpy_helper.to_array(v) if hasattr(v, "data_type") else v for v in inputs]
+        expected = [numpy_helper.to_array(v) if hasattr(v, "data_type") else v for v in expected]
+        names = [i.name for i in case.model.graph.input]
+        feed = {n: np.asarray(v) for n, v in zip(names, inputs) if isinstance(v, (np.ndarray, np.generic))}
+        if len(feed) != len(inputs):
+            return "an input is a sequence or an optional, which dlc does not import"
+        try:
+            imp = import_onnx(case.model, input_values=feed)
+            g = imp.graph
+            run_feed = {v.name: feed[n] for n, v in _input_names(case, g)}
+            outs = imp.run(run_feed, backend)
+        except DlcError as e:
+            return e.message.splitlines()[0]
+        except Exception as e:   # a backend bug: reported, never hidden
+            return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+        got = [outs[n] for n in g.output_names]
+        if len(got) != len(expected):
+            return f"{len(got)} outputs, expected {len(expected)}"
+        for k, (a, b) in enumerate(zip(got, expected)):
+            b = np.asarray(b)
+            a = np.asarray(a)
+            if a.shape != b.shape:
+                return f"output {k} has shape {a.shape}, expected {b.shape}"
+            if b.dtype.kind in "fc":
+                ok = np.allclose(a.astype(np.float64), b.astype(np.float64), rtol=case.rtol, atol=case.atol,
+                                 equal_nan=True)
+            else:
+                ok = a.dtype.kind in "iub" and np.array_equal(a, b)
+            if not ok:
+                err = np.nanmax(np.abs(a.astype(np.float64) - b.astype(np.float64))) if a.size else 0
+                return f"output {k} differs from the expected values (max abs error {err:.3g}, dtype {a.dtype} vs {b.dtype})"
+    return None
+
+
+def _input_names(case, g):
+    import re
+    by_name = {re.sub(r"\W", "_", i.name) or "input": i.name for i in case.model.graph.input}
+    return [(by_name[v.name], v) for v in g.inputs]
+
+
+def report(backend: str, names=None) -> dict:
+    cases = all_cases()
+    names = list(names or sorted(cases))
+    fails = {}
+    for n in names:
+        r = run_case(cases[n], backend)
+        if r is not None:
+            fails[n] = r
+    scope = [n for n in names if in_scope(cases[n])]
+    return {"total": len(names), "passed": len(names) - len(fails), "in_scope": len(scope),
+            "in_scope_passed": sum(1 for n in scope if n not in fails), "failures": fails}
+
+
+if __name__ == "__main__":
+    import json
+    r = report(sys.argv[1] if len(sys.argv) > 1 else "numpy", sys.argv[2:] or None)
+    print(json.dumps(r, indent=1, sort_keys=True))
+    print(f"{sys.argv[1:2]}: all {r['passed']}/{r['total']} = {100 * r['passed'] / r['total']:.1f}%, "
+          f"in scope {r['in_scope_passed']}/{r['in_scope']} = {100 * r['in_scope_passed'] / max(r['in_scope'], 1):.1f}%",
+          file=sys.stderr)
