@@ -51,6 +51,7 @@ class Ctx:
         self.env: dict[str, Value | np.ndarray] = {}
         self.initializers: dict[str, np.ndarray] = {}
         self.materialized: dict[str, Value] = {}
+        self.alias: dict[str, str] = {}              # Identity of an initializer: the same weight
         self.frozen: dict[str, np.ndarray] = {}     # graph inputs given a value at import time
         self.frozen_used: set[str] = set()
         self.frozen_as_tensor: set[str] = set()
@@ -104,6 +105,7 @@ class Ctx:
         non-trainable weight such as batch norm's running statistics)."""
         if not name:
             raise self.error("a required operand is missing")
+        name = self.alias.get(name, name)
         v = self.env.get(name)
         if isinstance(v, Value):
             if name in self.frozen:

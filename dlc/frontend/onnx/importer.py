@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ...compiler.dims import Dim
-from ...compiler.ir import Graph
+from ...compiler.ir import Graph, Value
 from ...compiler.types import TensorType
 from ...errors import DlcError, DlcNameError, DlcValueError, Span, register_source
 from . import registry
@@ -173,4 +173,10 @@ def convert_node(cx: Ctx, i: int, node) -> None:
             continue
         if k >= len(outs) or outs[k] is None:
             raise cx.error(f"output {k} ('{name}') of {node.op_type} is not supported")
-        cx.set(name, outs[k])
+        out = outs[k]
+        if not isinstance(out, (Value, np.ndarray)):     # a folded scalar (a NumPy scalar or a Dim)
+            arr = np.empty((), dtype=object) if isinstance(out, Dim) else None
+            if arr is not None:
+                arr[()] = out
+            out = arr if arr is not None else np.asarray(out)
+        cx.set(name, out)

@@ -36,6 +36,8 @@ def unary(cx: Ctx, node):
 
 @converter("Identity", since=1)
 def identity(cx: Ctx, node):
+    if node.input[0] in cx.initializers:     # a tied weight (torch.onnx writes shared parameters this way)
+        cx.alias[node.output[0]] = cx.alias.get(node.input[0], node.input[0])
     v = cx.const(node.input[0])
     return v if v is not None else cx.val(node.input[0])
 
@@ -51,6 +53,9 @@ def binary(cx: Ctx, node):
             return np.asarray(_FOLD[node.op_type](a, b))
         if node.op_type == "Div" and (a.dtype == object or b.dtype == object):
             return np.asarray(a // b)
+        if node.op_type == "Div" and a.dtype.kind in "iu" and b.dtype.kind in "iu" and (b != 0).all():
+            q = np.abs(a) // np.abs(b)                     # ONNX truncates toward zero
+            return (q * np.sign(a) * np.sign(b)).astype(a.dtype)
     a, b = cx.val(node.input[0]), cx.val(node.input[1])
     op = BINARY[node.op_type]
     if op == "div" and not a.type.dtype.is_float:
