@@ -52,6 +52,9 @@ class Ctx:
         self.initializers: dict[str, np.ndarray] = {}
         self.materialized: dict[str, Value] = {}
         self.alias: dict[str, str] = {}              # Identity of an initializer: the same weight
+        self.transposed: dict[str, str] = {}         # Transpose(initializer W) -> W
+        self.bias_free_linear: dict[str, object] = {}  # output of linear(x, W) -> its node
+        self.uses: dict[str, int] = {}
         self.frozen: dict[str, np.ndarray] = {}     # graph inputs given a value at import time
         self.frozen_used: set[str] = set()
         self.frozen_as_tensor: set[str] = set()
@@ -131,6 +134,11 @@ class Ctx:
         if arr.ndim == 0 or (arr.size == 1 and name not in self.initializers):
             v = self.op("full", shape=arr.shape, value=arr.reshape(-1)[0].item(), dtype=dt.numpy_name)
             return v
+        if name not in self.initializers and arr.ndim == 1 and arr.dtype.kind == "i" and arr.size > 1:
+            step = int(arr[1] - arr[0])
+            if step != 0 and np.array_equal(arr, np.arange(int(arr[0]), int(arr[0]) + step * arr.size, step)):
+                return self.op("arange", start=int(arr[0]), stop=int(arr[0]) + step * arr.size, step=step,
+                               dtype=str(arr.dtype))
         pname = self.unique(name)
         trainable = name in self.initializers and dt.is_float and not buffer
         info = ParamInfo(pname, Init.make("zeros"), trainable=trainable, span=self.span)

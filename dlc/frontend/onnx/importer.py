@@ -127,6 +127,11 @@ def build_graph(cx: Ctx, gp) -> None:
         cx.set(vi.name, v)
     if len(gp.node) > MAX_NODES:
         raise DlcValueError(f"{cx.label}: {len(gp.node)} nodes, more than dlc imports ({MAX_NODES})", cx.g.span)
+    for node in gp.node:
+        for n in node.input:
+            cx.uses[n] = cx.uses.get(n, 0) + 1
+    for vo in gp.output:
+        cx.uses[vo.name] = cx.uses.get(vo.name, 0) + 1
     for i, node in enumerate(gp.node):
         convert_node(cx, i, node)
     cx.node = None

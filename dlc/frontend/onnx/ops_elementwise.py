@@ -56,6 +56,11 @@ def binary(cx: Ctx, node):
         if node.op_type == "Div" and a.dtype.kind in "iu" and b.dtype.kind in "iu" and (b != 0).all():
             q = np.abs(a) // np.abs(b)                     # ONNX truncates toward zero
             return (q * np.sign(a) * np.sign(b)).astype(a.dtype)
+    if node.op_type == "Add":
+        from .ops_nn import fuse_linear_bias
+        fused = fuse_linear_bias(cx, node)
+        if fused is not None:
+            return fused
     a, b = cx.val(node.input[0]), cx.val(node.input[1])
     op = BINARY[node.op_type]
     if op == "div" and not a.type.dtype.is_float:

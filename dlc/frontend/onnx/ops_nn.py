@@ -162,7 +162,34 @@ def gemm(cx: Ctx, node):
 
 @converter("MatMul", since=13)
 def matmul(cx: Ctx, node):
-    return cx.op("matmul", cx.val(node.input[0]), cx.val(node.input[1]))
+    x = cx.val(node.input[0])
+    w = cx.transposed.get(node.input[1])
+    if w is not None and x.type.dtype.is_float and x.type.rank >= 1:
+        # x @ W.T: nn.Linear as torch.onnx writes it (Transpose, MatMul, Add)
+        y = cx.layer("linear", x, cx.val(w))
+        cx.bias_free_linear[node.output[0]] = y.producer
+        return y
+    return cx.op("matmul", x, cx.val(node.input[1]))
+
+
+def fuse_linear_bias(cx: Ctx, node):
+    """Add(linear(x, W), b) with a 1-D initializer b: the layer's bias, as `dense` has it."""
+    for i in (0, 1):
+        lin = cx.bias_free_linear.get(node.input[i])
+        b_name = cx.alias.get(node.input[1 - i], node.input[1 - i])
+        if lin is None or cx.uses.get(node.input[i], 0) != 1 or b_name not in cx.initializers:
+            continue
+        b = cx.initializers[b_name]
+        w = lin.inputs[1]
+        if b.ndim != 1 or b.shape[0] != w.type.shape[0] or str(b.dtype) != w.type.dtype.numpy_name:
+            continue
+        bv = cx.val(b_name)
+        lin.inputs = lin.inputs + (bv,)
+        for layer in cx.g.layers:
+            if lin.outputs[0] in layer.outputs:
+                layer.params.append(bv.name)
+        return lin.outputs[0]
+    return None
 
 
 def _pool_args(cx: Ctx, node, x):

@@ -19,6 +19,11 @@ def _axis(cx: Ctx, a: int, rank: int) -> int:
     return a % rank if rank else 0
 
 
+def foldable(arr) -> bool:
+    """Shape arithmetic is folded at import time; float data (weights) stays in the graph."""
+    return arr is not None and (arr.dtype == object or arr.dtype.kind in "iub") and arr.size <= (1 << 16)
+
+
 def shape_array(shape) -> np.ndarray:
     items = [d.value if isinstance(d, Dim) and d.is_const else d for d in shape]
     if any(isinstance(d, Dim) for d in items):
@@ -70,7 +75,7 @@ def reshape(cx: Ctx, node):
     spec = cx.ints(node.input[1], "Reshape's target shape")
     allowzero = bool(Ctx.attrs(node).get("allowzero", 0))
     known = cx.const(node.input[0])
-    x = cx.val(node.input[0]) if known is None or known.size > (1 << 16) else None
+    x = cx.val(node.input[0]) if not foldable(known) else None
     if x is None:   # shape arithmetic on a known value
         t = known.reshape(target_shape_np(cx, known.shape, spec, allowzero))
         return t
@@ -97,7 +102,10 @@ def flatten(cx: Ctx, node):
 def transpose(cx: Ctx, node):
     perm = Ctx.attrs(node).get("perm")
     known = cx.const(node.input[0])
-    if known is not None and known.size <= (1 << 16):
+    src = cx.alias.get(node.input[0], node.input[0])
+    if src in cx.initializers and known.ndim == 2 and list(perm or [1, 0]) == [1, 0]:
+        cx.transposed[node.output[0]] = src      # W.T of nn.Linear: MatMul makes it a `linear`
+    if foldable(known):
         return np.transpose(known, perm)
     x = cx.val(node.input[0])
     perm = list(perm) if perm is not None else list(range(x.type.rank))[::-1]
@@ -111,7 +119,7 @@ def concat(cx: Ctx, node):
     axis = Ctx.attrs(node)["axis"]
     names = [n for n in node.input if n]
     known = [cx.const(n) for n in names]
-    if all(k is not None and k.size <= (1 << 16) for k in known):
+    if all(foldable(k) for k in known):
         if any(k.dtype == object for k in known):
             return np.concatenate([k.astype(object) for k in known], axis=axis)
         return np.concatenate(known, axis=axis)
@@ -135,7 +143,7 @@ def _axes_operand(cx: Ctx, node, i: int, what: str):
 def squeeze(cx: Ctx, node):
     axes = _axes_operand(cx, node, 1, "Squeeze's axes")
     known = cx.const(node.input[0])
-    if known is not None and known.size <= (1 << 16):
+    if foldable(known):
         return np.squeeze(known, tuple(axes)) if axes is not None else np.squeeze(known)
     x = cx.val(node.input[0])
     r = x.type.rank
@@ -150,7 +158,7 @@ def squeeze(cx: Ctx, node):
 def unsqueeze(cx: Ctx, node):
     axes = _axes_operand(cx, node, 1, "Unsqueeze's axes")
     known = cx.const(node.input[0])
-    if known is not None and known.size <= (1 << 16):
+    if foldable(known):
         out = known
         r = known.ndim + len(axes)
         for a in sorted(a % r for a in axes):
@@ -167,7 +175,7 @@ def unsqueeze(cx: Ctx, node):
 def gather(cx: Ctx, node):
     axis = Ctx.attrs(node).get("axis", 0)
     known, idx_known = cx.const(node.input[0]), cx.const(node.input[1])
-    if known is not None and idx_known is not None and known.size <= (1 << 16):
+    if foldable(known) and idx_known is not None:
         return np.take(known, idx_known.astype(np.int64), axis=axis)
     x = cx.val(node.input[0])
     ax = _axis(cx, axis, x.type.rank)
@@ -228,7 +236,7 @@ def slice_(cx: Ctx, node):
         begin[a] = None if (st > 0 and s <= -BIG) or (st < 0 and s >= BIG) else s
         end[a] = None if (st > 0 and e >= BIG) or (st < 0 and e <= -BIG) else e
         stride[a] = st
-    if known is not None and known.size <= (1 << 16):
+    if foldable(known):
         return known[tuple(slice(b, e, s) for b, e, s in zip(begin, end, stride))]
     x = cx.val(node.input[0])
     # clamp bounds on known dims (ONNX clamps; Python slicing does too, but keep attrs small)
