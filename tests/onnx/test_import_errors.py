@@ -1,0 +1,138 @@
+"""Bad ONNX input gets a located DlcError naming the node, never a traceback; external data
+may not escape the model's folder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from dlc.errors import DlcError  # noqa: E402
+from dlc.frontend.onnx import import_onnx  # noqa: E402
+from dlc.frontend.onnx.registry import CONVERTERS, lookup  # noqa: E402
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17, extra_opsets=()):
+    g = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+
+
+def _vi(name, shape, t=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, t, shape)
+
+
+def test_unknown_op_names_the_node():
+    m = _model([helper.make_node("Relu", ["x"], ["a"], name="ok"),
+                helper.make_node("FancyOp", ["a"], ["y"], name="my_fancy")],
+               [_vi("x", [2])], [_vi("y", [2])])
+    with pytest.raises(DlcError) as e:
+        import_onnx(m)
+    assert "node 1 'my_fancy' (FancyOp)" in e.value.message and "not supported" in e.value.message
+    assert e.value.span.line == 2
+
+
+def test_unknown_domain():
+    m = _model([helper.make_node("Relu", ["x"], ["y"], domain="com.example", name="r")],
+               [_vi("x", [2])], [_vi("y", [2])], extra_opsets=[helper.make_opsetid("com.example", 1)])
+    with pytest.raises(DlcError, match="domain 'com.example'"):
+        import_onnx(m)
+
+
+def test_unsupported_opset_version_lists_the_supported_range():
+    m = _model([helper.make_node("Softmax", ["x"], ["y"], name="sm")], [_vi("x", [2, 3])], [_vi("y", [2, 3])],
+               opset=11)
+    with pytest.raises(DlcError, match=r"Softmax at opset 11 is not supported \(supported opsets: 13\+\)"):
+        import_onnx(m)
+
+
+def test_runtime_shape_operand_is_explained():
+    m = _model([helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")],
+               [_vi("x", [2, 3]), _vi("s", [2], TensorProto.INT64)], [_vi("y", None)])
+    with pytest.raises(DlcError, match="Reshape's target shape .* must be known"):
+        import_onnx(m)
+    # given at import time, the shape input becomes a constant and leaves the model's inputs
+    imp = import_onnx(m, input_values={"s": np.array([3, 2])})
+    assert [v.name for v in imp.graph.inputs] == ["x"] and imp.frozen_inputs == ["s"]
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(imp.run({"x": x})["y"], x.reshape(3, 2))
+
+
+def test_shape_mismatch_is_a_type_error_at_the_node():
+    w = numpy_helper.from_array(np.ones((4, 5), np.float32), "w")
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+               [_vi("x", [2, 3])], [_vi("y", None)], inits=[w])
+    with pytest.raises(DlcError) as e:
+        import_onnx(m)
+    assert "node 0 'mm' (MatMul)" in e.value.message
+
+
+def test_undefined_operand():
+    m = _model([helper.make_node("Relu", ["nope"], ["y"], name="r")], [_vi("x", [2])], [_vi("y", [2])])
+    with pytest.raises(DlcError, match="'nope' is not defined"):
+        import_onnx(m)
+
+
+def test_huge_dimension_refused():
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1 << 30, 1 << 30])
+    m = _model([helper.make_node("Add", ["x", "w"], ["y"])], [_vi("x", [1])], [_vi("y", None)], inits=[t])
+    with pytest.raises(DlcError, match="elements"):
+        import_onnx(m)
+
+
+def test_inconsistent_raw_data_refused():
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4], raw_data=b"\0" * 7)
+    m = _model([helper.make_node("Add", ["x", "w"], ["y"])], [_vi("x", [4])], [_vi("y", None)], inits=[t])
+    with pytest.raises(DlcError, match="7 bytes"):
+        import_onnx(m)
+
+
+def _external_model(tmp_path, location):
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2])
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value=location)
+    m = _model([helper.make_node("Add", ["x", "w"], ["y"])], [_vi("x", [2])], [_vi("y", None)], inits=[t])
+    d = tmp_path / "model"
+    d.mkdir()
+    p = d / "m.onnx"
+    p.write_bytes(m.SerializeToString())
+    return p
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "sub/../../secret.bin"])
+def test_external_data_escaping_the_folder_is_refused(tmp_path, location):
+    (tmp_path / "secret.bin").write_bytes(np.ones(2, np.float32).tobytes())
+    p = _external_model(tmp_path, location)
+    with pytest.raises(DlcError, match="escapes the model's folder|must be a relative path"):
+        import_onnx(p)
+
+
+def test_external_data_inside_the_folder_is_read(tmp_path):
+    p = _external_model(tmp_path, "w.bin")
+    (p.parent / "w.bin").write_bytes(np.array([1.5, -2], np.float32).tobytes())
+    imp = import_onnx(p)
+    np.testing.assert_array_equal(imp.run({"x": np.zeros(2, np.float32)})["y"], [1.5, -2])
+
+
+def test_external_data_too_short(tmp_path):
+    p = _external_model(tmp_path, "w.bin")
+    (p.parent / "w.bin").write_bytes(b"\0" * 3)
+    with pytest.raises(DlcError, match="too short"):
+        import_onnx(p)
+
+
+def test_not_an_onnx_file(tmp_path):
+    p = tmp_path / "x.onnx"
+    p.write_bytes(b"definitely not protobuf \xff\xff\xff")
+    with pytest.raises(DlcError, match="not a valid ONNX model"):
+        import_onnx(p)
+    with pytest.raises(DlcError, match="cannot read"):
+        import_onnx(tmp_path / "missing.onnx")
+
+
+def test_converter_table_is_keyed_by_domain_and_op_with_ranges():
+    assert ("", "Conv") in CONVERTERS
+    c = lookup("ai.onnx", "ReduceMean", 17)
+    assert c.since == 13 and c.until == 18
+    assert lookup("", "ReduceMean", 18).since == 18
+    assert lookup("", "NoSuchOp", 17) is None
