@@ -17,6 +17,24 @@ def _ref():
     return torch_models
 
 
+def _recurrent(kind: str):
+    import torch
+    from torch import nn
+
+    class Tagger(nn.Module):
+        """A bidirectional LSTM/GRU tagger (specs/lstm_tagger.dln's shape) with a linear head."""
+
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(nn, kind)(16, 24, batch_first=True, bidirectional=True)
+            self.head = nn.Linear(48, 5)
+
+        def forward(self, x):
+            y, _ = self.rnn(x)
+            return self.head(torch.relu(y))
+    return Tagger
+
+
 def models() -> dict:
     import torch
     tm = _ref()
@@ -37,6 +55,8 @@ def models() -> dict:
                                       (torch.randn(2, 10, 64, generator=g),), {"x": {0: "N"}}),
         "bert_tiny": (lambda: tm.BertClassifier(vocab=100, positions=32, d=64, layers=2, heads=4, ff=128),
                       (ids(2, 12, 100), ids(2, 12, 2)), {"input_ids": {0: "N"}, "token_type_ids": {0: "N"}}),
+        "lstm_tagger": (_recurrent("LSTM"), (torch.randn(2, 7, 16, generator=g),), {"x": {0: "N"}}),
+        "gru_tagger": (_recurrent("GRU"), (torch.randn(2, 7, 16, generator=g),), {"x": {0: "N"}}),
         "gpt2_tiny": (lambda: tm.GPT2(vocab=100, positions=32, d=64, layers=2, heads=4),
                       (ids(2, 12, 100),), {"ids": {0: "N"}}),
     }
@@ -61,5 +81,7 @@ def export(name: str, opset: int = 17):
     names = list(inspect.signature(m.forward).parameters)
     f = io.BytesIO()
     torch.onnx.export(m, args, f, dynamo=False, opset_version=opset, input_names=names,
-                      output_names=["out"], dynamic_axes=dyn, do_constant_folding=False)
+                      output_names=["out"], dynamic_axes=dyn,
+                      # torch.onnx writes recurrent weights as Slice/Concat chains unless it folds them
+                      do_constant_folding=name.endswith("_tagger"))
     return f.getvalue(), {n: a.numpy() for n, a in zip(names, args)}, m

@@ -133,6 +133,6 @@ def test_not_an_onnx_file(tmp_path):
 def test_converter_table_is_keyed_by_domain_and_op_with_ranges():
     assert ("", "Conv") in CONVERTERS
     c = lookup("ai.onnx", "ReduceMean", 17)
-    assert c.since == 13 and c.until == 18
+    assert c.since == 1 and c.until == 18
     assert lookup("", "ReduceMean", 18).since == 18
     assert lookup("", "NoSuchOp", 17) is None

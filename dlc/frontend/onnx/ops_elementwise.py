@@ -209,7 +209,7 @@ def clip(cx: Ctx, node):
     return out
 
 
-@converter("Cast", since=13)
+@converter("Cast", since=6)
 def cast(cx: Ctx, node):
     to = int(Ctx.attrs(node)["to"])
     np_dt = ONNX_TO_NUMPY.get(to)
@@ -233,7 +233,7 @@ def cast_like(cx: Ctx, node):
     return x if x.type.dtype == like.type.dtype else cx.op("cast", x, dtype=like.type.dtype.numpy_name)
 
 
-@converter("Constant", since=13)
+@converter("Constant", since=1)
 def constant(cx: Ctx, node):
     a = node.attribute[0] if len(node.attribute) == 1 else None
     if a is None:

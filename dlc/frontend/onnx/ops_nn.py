@@ -43,7 +43,7 @@ def _explicit_pad(cx: Ctx, x, pads, value=0.0):
     return cx.op("pad", x, pad=flat, mode="constant", value=value)
 
 
-@converter("Conv", since=11)
+@converter("Conv", since=1)
 def conv(cx: Ctx, node):
     x, w = cx.val(node.input[0]), cx.val(node.input[1])
     b = cx.opt(node, 2)
@@ -65,7 +65,7 @@ def conv(cx: Ctx, node):
                     dilation=dil if nd == 2 else dil[0], groups=int(a.get("group", 1)))
 
 
-@converter("ConvTranspose", since=11)
+@converter("ConvTranspose", since=1)
 def conv_transpose(cx: Ctx, node):
     x, w = cx.val(node.input[0]), cx.val(node.input[1])
     b = cx.opt(node, 2)
@@ -83,7 +83,7 @@ def conv_transpose(cx: Ctx, node):
                     dilation=tuple(a.get("dilations", [1, 1])))
 
 
-@converter("BatchNormalization", since=15)
+@converter("BatchNormalization", since=9)
 def batch_norm(cx: Ctx, node):
     a = Ctx.attrs(node)
     if a.get("training_mode", 0):
@@ -132,14 +132,14 @@ def group_norm(cx: Ctx, node):
     return cx.layer("group_norm", x, scale, bias, num_groups=int(a["num_groups"]), eps=float(a.get("epsilon", 1e-5)))
 
 
-@converter("LRN", since=13)
+@converter("LRN", since=1)
 def lrn(cx: Ctx, node):
     a = Ctx.attrs(node)
     return cx.op("local_response_norm", cx.val(node.input[0]), size=int(a["size"]), alpha=float(a.get("alpha", 1e-4)),
                  beta=float(a.get("beta", 0.75)), k=float(a.get("bias", 1.0)))
 
 
-@converter("Gemm", since=13)
+@converter("Gemm", since=11)
 def gemm(cx: Ctx, node):
     a = Ctx.attrs(node)
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
@@ -160,7 +160,7 @@ def gemm(cx: Ctx, node):
     return y
 
 
-@converter("MatMul", since=13)
+@converter("MatMul", since=1)
 def matmul(cx: Ctx, node):
     x = cx.val(node.input[0])
     w = cx.transposed.get(node.input[1])
@@ -208,7 +208,7 @@ def _one(t, nd):
     return t if nd == 2 else t[0]
 
 
-@converter("MaxPool", since=12)
+@converter("MaxPool", since=8)
 def max_pool(cx: Ctx, node):
     x = cx.val(node.input[0])
     if len(node.output) > 1 and node.output[1]:

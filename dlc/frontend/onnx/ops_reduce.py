@@ -40,11 +40,16 @@ def _reduce(cx: Ctx, node, axes_from_input: bool):
 
 
 @converter("ReduceSum", since=13)
-def reduce_sum(cx: Ctx, node):
+def reduce_sum_input(cx: Ctx, node):
     return _reduce(cx, node, True)
 
 
-@converter(*(k for k in REDUCE if k != "ReduceSum"), since=13, until=18)
+@converter("ReduceSum", since=1, until=13)
+def reduce_sum_attr(cx: Ctx, node):
+    return _reduce(cx, node, False)
+
+
+@converter(*(k for k in REDUCE if k != "ReduceSum"), since=1, until=18)
 def reduce_attr(cx: Ctx, node):
     return _reduce(cx, node, False)
 
@@ -54,7 +59,7 @@ def reduce_input(cx: Ctx, node):
     return _reduce(cx, node, True)
 
 
-@converter("ArgMax", "ArgMin", since=13)
+@converter("ArgMax", "ArgMin", since=1)
 def argmax(cx: Ctx, node):
     a = Ctx.attrs(node)
     x = cx.val(node.input[0])

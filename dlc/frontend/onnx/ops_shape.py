@@ -33,7 +33,7 @@ def shape_array(shape) -> np.ndarray:
     return np.asarray(items, dtype=np.int64)
 
 
-@converter("Shape", since=13)
+@converter("Shape", since=1)
 def shape(cx: Ctx, node):
     known = cx.const(node.input[0])
     dims = tuple(known.shape) if known is not None else tuple(cx.val(node.input[0]).type.shape)
@@ -45,7 +45,7 @@ def shape(cx: Ctx, node):
     return shape_array(dims[start:end])
 
 
-@converter("Size", since=13)
+@converter("Size", since=1)
 def size(cx: Ctx, node):
     known = cx.const(node.input[0])
     n = known.size if known is not None else cx.val(node.input[0]).type.numel()
@@ -87,7 +87,7 @@ def target_shape_np(cx, shp, spec, allowzero):
     return tuple(int(shp[i]) if (d == 0 and not allowzero) else int(d) for i, d in enumerate(spec))
 
 
-@converter("Flatten", since=13)
+@converter("Flatten", since=9)
 def flatten(cx: Ctx, node):
     x = cx.val(node.input[0])
     r = x.type.rank
@@ -98,7 +98,7 @@ def flatten(cx: Ctx, node):
     return cx.op("reshape", x, shape=(prod(x.type.shape[:axis]), prod(x.type.shape[axis:])))
 
 
-@converter("Transpose", since=13)
+@converter("Transpose", since=1)
 def transpose(cx: Ctx, node):
     perm = Ctx.attrs(node).get("perm")
     known = cx.const(node.input[0])
@@ -114,7 +114,7 @@ def transpose(cx: Ctx, node):
     return cx.op("transpose", x, axes=tuple(perm))
 
 
-@converter("Concat", since=13)
+@converter("Concat", since=4)
 def concat(cx: Ctx, node):
     axis = Ctx.attrs(node)["axis"]
     names = [n for n in node.input if n]
@@ -139,7 +139,7 @@ def _axes_operand(cx: Ctx, node, i: int, what: str):
     return None
 
 
-@converter("Squeeze", since=13)
+@converter("Squeeze", since=1)
 def squeeze(cx: Ctx, node):
     axes = _axes_operand(cx, node, 1, "Squeeze's axes")
     known = cx.const(node.input[0])
@@ -154,7 +154,7 @@ def squeeze(cx: Ctx, node):
     return cx.op("reshape", x, shape=tuple(d for i, d in enumerate(x.type.shape) if i not in drop))
 
 
-@converter("Unsqueeze", since=13)
+@converter("Unsqueeze", since=1)
 def unsqueeze(cx: Ctx, node):
     axes = _axes_operand(cx, node, 1, "Unsqueeze's axes")
     known = cx.const(node.input[0])
@@ -171,7 +171,7 @@ def unsqueeze(cx: Ctx, node):
     return cx.op("reshape", x, shape=tuple(1 if i in new else next(dims) for i in range(r)))
 
 
-@converter("Gather", since=13)
+@converter("Gather", since=1)
 def gather(cx: Ctx, node):
     axis = Ctx.attrs(node).get("axis", 0)
     known, idx_known = cx.const(node.input[0]), cx.const(node.input[1])
@@ -207,7 +207,7 @@ def gather(cx: Ctx, node):
     return cx.op("reshape", out, shape=x.type.shape[:ax] + iv.type.shape + x.type.shape[ax + 1:])
 
 
-@converter("GatherElements", since=13)
+@converter("GatherElements", since=11)
 def gather_elements(cx: Ctx, node):
     x, idx = cx.val(node.input[0]), cx.val(node.input[1])
     ax = _axis(cx, Ctx.attrs(node).get("axis", 0), x.type.rank)
@@ -218,7 +218,7 @@ def gather_elements(cx: Ctx, node):
     return cx.op("gather", x, idx, axis=ax)
 
 
-@converter("Slice", since=13)
+@converter("Slice", since=10)
 def slice_(cx: Ctx, node):
     starts = cx.ints(node.input[1], "Slice's starts")
     ends = cx.ints(node.input[2], "Slice's ends")
@@ -253,12 +253,14 @@ def slice_(cx: Ctx, node):
     return cx.op("strided_slice", x, begin=begin, end=end, strides=stride)
 
 
-@converter("Split", since=13)
+@converter("Split", since=2)
 def split(cx: Ctx, node):
     x = cx.val(node.input[0])
     a = Ctx.attrs(node)
     ax = _axis(cx, a.get("axis", 0), x.type.rank)
-    if len(node.input) > 1 and node.input[1]:
+    if "split" in a:       # opsets 2-12: the sizes as an attribute
+        sections = list(a["split"])
+    elif len(node.input) > 1 and node.input[1]:
         sections = cx.ints(node.input[1], "Split's sizes")
     elif "num_outputs" in a or len(node.output) >= 1:
         n = int(a.get("num_outputs", len(node.output)))
@@ -276,7 +278,7 @@ def split(cx: Ctx, node):
     return list(outs) if isinstance(outs, tuple) else [outs]
 
 
-@converter("Expand", since=13)
+@converter("Expand", since=8)
 def expand(cx: Ctx, node):
     x = cx.val(node.input[0])
     spec = cx.ints(node.input[1], "Expand's shape")
@@ -292,7 +294,7 @@ def expand(cx: Ctx, node):
     return x if out == xs else cx.op("expand", x, shape=out)
 
 
-@converter("Tile", since=13)
+@converter("Tile", since=6)
 def tile(cx: Ctx, node):
     x = cx.val(node.input[0])
     reps = cx.ints(node.input[1], "Tile's repeats")
