@@ -31,7 +31,14 @@ def _known_all(cx: Ctx, node):
 
 @converter(*UNARY, since=6)
 def unary(cx: Ctx, node):
+    known = cx.const(node.input[0])
+    if known is not None and (known.dtype == object or known.dtype.kind in "iub") and known.size <= _FOLD_LIMIT \
+            and node.op_type in _FOLD_UNARY:
+        return np.asarray(_FOLD_UNARY[node.op_type](known))
     return cx.op(UNARY[node.op_type], cx.val(node.input[0]))
+
+
+_FOLD_UNARY = {"Neg": lambda a: -a, "Abs": abs, "Not": np.logical_not}
 
 
 @converter("Identity", since=1)
@@ -216,7 +223,8 @@ def cast(cx: Ctx, node):
     if np_dt is None or np.dtype(np_dt).name not in NP_TO_DTYPE:
         raise cx.error(f"Cast to {dtype_name(to)} is not supported: dlc has no such element type")
     known = cx.const(node.input[0])
-    if known is not None and (known.dtype == object or known.size <= _FOLD_LIMIT):
+    if known is not None and (known.dtype == object or known.dtype.kind in "iub" or known.size == 1) \
+            and known.size <= _FOLD_LIMIT:
         if known.dtype == object and np.dtype(np_dt).kind in "iu":
             return known
         return np.asarray(known).astype(np_dt)

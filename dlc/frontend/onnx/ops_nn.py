@@ -229,10 +229,14 @@ def avg_pool(cx: Ctx, node):
         raise cx.error("AveragePool with dilations is not supported")
     include = bool(a.get("count_include_pad", 0))
     if any(lo != hi or lo > k // 2 for (lo, hi), k in zip(pads, kernel)):
-        if not include and any(lo or hi for lo, hi in pads):
-            raise cx.error(f"AveragePool with asymmetric pads {pads} and count_include_pad=0 is not supported")
-        x = _explicit_pad(cx, x, pads)
-        pads = [(0, 0)] * nd
+        args = dict(kernel_size=_one(kernel, nd), stride=_one(strides, nd), padding=_one((0,) * nd, nd),
+                    ceil_mode=bool(a.get("ceil_mode", 0)), count_include_pad=True)
+        s = cx.op(f"avg_pool{nd}d", _explicit_pad(cx, x, pads), **args)
+        if include:
+            return s
+        # the mean over the real elements only: divide by the pooled share of them
+        ones = cx.op("full", shape=tuple(x.type.shape), value=1.0, dtype=x.type.dtype.numpy_name)
+        return cx.op("div", s, cx.op(f"avg_pool{nd}d", _explicit_pad(cx, ones, pads), **args))
     return cx.op(f"avg_pool{nd}d", x, kernel_size=_one(kernel, nd), stride=_one(strides, nd),
                  padding=_one(tuple(p for p, _ in pads), nd), ceil_mode=bool(a.get("ceil_mode", 0)),
                  count_include_pad=include)
@@ -268,12 +272,15 @@ def hardmax(cx: Ctx, node):
     return oh
 
 
-@converter("Dropout", since=13)
+@converter("Dropout", since=7)
 def dropout(cx: Ctx, node):
-    if len(node.output) > 1 and node.output[1]:
-        raise cx.error("Dropout's mask output is not supported (the import is in eval mode)")
     if len(node.input) > 2 and node.input[2]:
         t = cx.const(node.input[2])
+        if t is None and node.input[2] in cx.frozen:
+            t = cx.need_const(node.input[2], "Dropout's training_mode")
         if t is None or bool(t.reshape(-1)[0]):
             raise cx.error("Dropout in training mode is not supported (the import is in eval mode)")
-    return cx.val(node.input[0])
+    x = cx.val(node.input[0])
+    if len(node.output) > 1 and node.output[1]:      # eval mode keeps every element
+        return [x, cx.op("full", shape=tuple(x.type.shape), value=True, dtype="bool")]
+    return x

@@ -376,7 +376,10 @@ def one_hot(cx: Ctx, node):
     axis = Ctx.attrs(node).get("axis", -1)
     idx = idx if idx.type.dtype.short == "i64" else cx.op("cast", idx, dtype="int64")
     idx = cx.op("where", cx.op("lt", idx, cx.scalar(0, idx)), cx.op("add", idx, cx.scalar(depth, idx)), idx)
-    oh = cx.op("one_hot", idx, num_classes=depth, dtype=str(cx.plain(values, "values").dtype))
+    # a comparison with 0..depth-1 rather than one_hot: an index out of range gives a row of `off`
+    hot = cx.op("eq", cx.op("reshape", idx, shape=tuple(idx.type.shape) + (1,)),
+                cx.op("arange", start=0, stop=depth, step=1, dtype="int64"))
+    oh = cx.op("cast", hot, dtype=str(cx.plain(values, "values").dtype))
     off, on = values.reshape(-1)[0].item(), values.reshape(-1)[1].item()
     if (off, on) != (0, 1):
         dt = oh.type.dtype.numpy_name
