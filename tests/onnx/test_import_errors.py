@@ -136,3 +136,51 @@ def test_converter_table_is_keyed_by_domain_and_op_with_ranges():
     assert c.since == 1 and c.until == 18
     assert lookup("", "ReduceMean", 18).since == 18
     assert lookup("", "NoSuchOp", 17) is None
+
+
+def _branch(name, op, out):
+    return helper.make_graph([helper.make_node(op, ["x"], [out])], name, [], [_vi(out, [3])])
+
+
+def test_if_with_a_runtime_condition_selects_with_where():
+    m = _model([helper.make_node("If", ["c"], ["y"], then_branch=_branch("t", "Relu", "a"),
+                                 else_branch=_branch("e", "Neg", "b"))],
+               [_vi("c", [], TensorProto.BOOL), _vi("x", [3])], [_vi("y", [3])])
+    imp = import_onnx(m)
+    assert "where" in {n.op.name for n in imp.graph.nodes}
+    x = np.array([-1.0, 0.5, 2.0], np.float32)
+    np.testing.assert_array_equal(imp.run({"c": np.array(True), "x": x})["y"], np.maximum(x, 0))
+    np.testing.assert_array_equal(imp.run({"c": np.array(False), "x": x})["y"], -x)
+
+
+def test_loop_with_a_trip_count_is_a_scan():
+    # for i in range(4): acc = acc + x * i ; also stacks acc per step
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["x", "fi"], ["xi"]),
+         helper.make_node("Add", ["acc", "xi"], ["acc_out"]),
+         helper.make_node("Identity", ["acc_out"], ["scan_out"])],
+        "body", [_vi("i", [], TensorProto.INT64), _vi("cond_in", [], TensorProto.BOOL), _vi("acc", [2])],
+        [_vi("cond_out", [], TensorProto.BOOL), _vi("acc_out", [2]), _vi("scan_out", [2])])
+    trips = numpy_helper.from_array(np.array(4, np.int64), "M")
+    m = _model([helper.make_node("Loop", ["M", "", "a0"], ["acc", "all"], body=body)],
+               [_vi("x", [2]), _vi("a0", [2])], [_vi("acc", [2]), _vi("all", [4, 2])], inits=[trips])
+    imp = import_onnx(m)
+    assert [n.op.name for n in imp.graph.nodes if n.op.name == "scan"] == ["scan"]
+    x, a0 = np.array([1.0, 2.0], np.float32), np.array([0.5, 0.0], np.float32)
+    out = imp.run({"x": x, "a0": a0})
+    np.testing.assert_allclose(out["acc"], a0 + x * 6)
+    np.testing.assert_allclose(out["all"], np.stack([a0 + x * sum(range(k + 1)) for k in range(4)]))
+
+
+def test_while_loop_is_refused_naming_the_node():
+    body = helper.make_graph(
+        [helper.make_node("Less", ["acc", "x"], ["c"]), helper.make_node("Identity", ["acc"], ["acc_out"])],
+        "body", [_vi("i", [], TensorProto.INT64), _vi("cond_in", [], TensorProto.BOOL), _vi("acc", [])],
+        [_vi("c", [], TensorProto.BOOL), _vi("acc_out", [])])
+    trips = numpy_helper.from_array(np.array(10, np.int64), "M")
+    m = _model([helper.make_node("Loop", ["M", "", "x"], ["r"], body=body, name="while")],
+               [_vi("x", [])], [_vi("r", [])], inits=[trips])
+    with pytest.raises(DlcError, match="node 0 'while' \\(Loop\\).*while loop"):
+        import_onnx(m)

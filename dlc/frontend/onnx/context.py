@@ -64,6 +64,20 @@ class Ctx:
         self.span: Span | None = None
         self.scope = ""
         self._names: set[str] = set()
+        self.root = self          # the model's context: parameters live in its graph
+
+    def child(self, graph: Graph) -> "Ctx":
+        """A context for a subgraph (If branch, Loop body) building into `graph`: it sees every
+        value of this one (ONNX subgraphs capture outer names; dlc's scan bodies capture values)."""
+        c = Ctx(graph, self.base_dir, self.opsets, self.label)
+        c.env = dict(self.env)
+        for k in ("initializers", "materialized", "alias", "transposed", "bias_free_linear", "uses", "weights",
+                  "frozen", "frozen_used", "frozen_as_tensor", "_names", "bind"):
+            if hasattr(self, k):
+                setattr(c, k, getattr(self, k))
+        c.materialized = dict(self.materialized) if graph is not self.g else self.materialized
+        c.root = self.root
+        return c
 
     # errors -----------------------------------------------------------------------------
     def where(self) -> str:
@@ -142,7 +156,7 @@ class Ctx:
         pname = self.unique(name)
         trainable = name in self.initializers and dt.is_float and not buffer
         info = ParamInfo(pname, Init.make("zeros"), trainable=trainable, span=self.span)
-        p = self.g.add_param(info, TensorType(dt, arr.shape), buffer=not trainable)
+        p = self.root.g.add_param(info, TensorType(dt, arr.shape), buffer=not trainable)
         self.weights[pname] = np.array(arr)     # writable, owned
         return p
 
