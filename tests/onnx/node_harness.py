@@ -57,6 +57,7 @@ def types_in_scope(case) -> bool:
 def run_case(case, backend: str) -> str | None:
     """None when dlc reproduces every data set of the test; otherwise why not (one line)."""
     from dlc.frontend.onnx import import_onnx
+    from dlc.onnx_import import run_imported
     from onnx import numpy_helper
     for inputs, expected in case.data_sets:
         inputs = [numpy_helper.to_array(v) if hasattr(v, "data_type") else v for v in inputs]
@@ -69,7 +70,7 @@ def run_case(case, backend: str) -> str | None:
             imp = import_onnx(case.model, input_values=feed)
             g = imp.graph
             run_feed = {v.name: feed[n] for n, v in _input_names(case, g)}
-            outs = imp.run(run_feed, backend)
+            outs = run_imported(imp, run_feed, backend)
         except DlcError as e:
             return e.message.splitlines()[0]
         except Exception as e:   # a backend bug: reported, never hidden

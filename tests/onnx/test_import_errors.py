@@ -9,7 +9,8 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from dlc.errors import DlcError  # noqa: E402
-from dlc.frontend.onnx import import_onnx  # noqa: E402
+from dlc.frontend.onnx import import_onnx
+from dlc.onnx_import import run_imported  # noqa: E402
 from dlc.frontend.onnx.registry import CONVERTERS, lookup  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def test_runtime_shape_operand_is_explained():
     imp = import_onnx(m, input_values={"s": np.array([3, 2])})
     assert [v.name for v in imp.graph.inputs] == ["x"] and imp.frozen_inputs == ["s"]
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    np.testing.assert_array_equal(imp.run({"x": x})["y"], x.reshape(3, 2))
+    np.testing.assert_array_equal(run_imported(imp, {"x": x})["y"], x.reshape(3, 2))
 
 
 def test_shape_mismatch_is_a_type_error_at_the_node():
@@ -111,7 +112,7 @@ def test_external_data_inside_the_folder_is_read(tmp_path):
     p = _external_model(tmp_path, "w.bin")
     (p.parent / "w.bin").write_bytes(np.array([1.5, -2], np.float32).tobytes())
     imp = import_onnx(p)
-    np.testing.assert_array_equal(imp.run({"x": np.zeros(2, np.float32)})["y"], [1.5, -2])
+    np.testing.assert_array_equal(run_imported(imp, {"x": np.zeros(2, np.float32)})["y"], [1.5, -2])
 
 
 def test_external_data_too_short(tmp_path):
@@ -149,8 +150,8 @@ def test_if_with_a_runtime_condition_selects_with_where():
     imp = import_onnx(m)
     assert "where" in {n.op.name for n in imp.graph.nodes}
     x = np.array([-1.0, 0.5, 2.0], np.float32)
-    np.testing.assert_array_equal(imp.run({"c": np.array(True), "x": x})["y"], np.maximum(x, 0))
-    np.testing.assert_array_equal(imp.run({"c": np.array(False), "x": x})["y"], -x)
+    np.testing.assert_array_equal(run_imported(imp, {"c": np.array(True), "x": x})["y"], np.maximum(x, 0))
+    np.testing.assert_array_equal(run_imported(imp, {"c": np.array(False), "x": x})["y"], -x)
 
 
 def test_loop_with_a_trip_count_is_a_scan():
@@ -169,7 +170,7 @@ def test_loop_with_a_trip_count_is_a_scan():
     imp = import_onnx(m)
     assert [n.op.name for n in imp.graph.nodes if n.op.name == "scan"] == ["scan"]
     x, a0 = np.array([1.0, 2.0], np.float32), np.array([0.5, 0.0], np.float32)
-    out = imp.run({"x": x, "a0": a0})
+    out = run_imported(imp, {"x": x, "a0": a0})
     np.testing.assert_allclose(out["acc"], a0 + x * 6)
     np.testing.assert_allclose(out["all"], np.stack([a0 + x * sum(range(k + 1)) for k in range(4)]))
 

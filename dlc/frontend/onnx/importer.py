@@ -34,12 +34,6 @@ class Imported:
     opset: int
     frozen_inputs: list[str] = field(default_factory=list)
 
-    def run(self, inputs: dict, backend: str = "numpy", bind: dict | None = None) -> dict:
-        """One forward pass on `backend` (the graph as imported, without the optimisation pipeline)."""
-        from ...backends import get_backend
-        outs, _ = get_backend(backend).run(self.graph, inputs, self.weights, bind=bind or {})
-        return outs
-
 
 def import_onnx(source, *, name: str | None = None, input_values: dict | None = None,
                 bind: dict | None = None) -> Imported:
