@@ -18,7 +18,8 @@ BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow",
 # import-time folding of shape arithmetic (int64 / object arrays of Dims)
 _FOLD = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mul": lambda a, b: a * b,
          "Equal": lambda a, b: np.asarray(a == b), "Less": lambda a, b: np.asarray(a < b),
-         "Greater": lambda a, b: np.asarray(a > b), "Max": np.maximum, "Min": np.minimum}
+         "Greater": lambda a, b: np.asarray(a > b), "Max": np.maximum, "Min": np.minimum,
+         "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
 _FOLD_LIMIT = 1 << 16
 
 
@@ -107,7 +108,7 @@ def max_min(cx: Ctx, node):
 @converter("Where", since=9)
 def where(cx: Ctx, node):
     known = _known_all(cx, node)
-    if known is not None and any(k.dtype == object for k in known):
+    if known is not None and all(k.dtype == object or k.dtype.kind in "iub" for k in known):
         return np.where(known[0].astype(bool), known[1], known[2])
     return cx.op("where", *(cx.val(n) for n in node.input))
 
@@ -236,7 +237,10 @@ def cast(cx: Ctx, node):
 
 @converter("CastLike", since=15)
 def cast_like(cx: Ctx, node):
+    known = cx.const(node.input[0])
     like = cx.val(node.input[1])
+    if known is not None and known.size == 1 and known.dtype != object:
+        return known.astype(like.type.dtype.numpy_name)
     x = cx.val(node.input[0])
     return x if x.type.dtype == like.type.dtype else cx.op("cast", x, dtype=like.type.dtype.numpy_name)
 
