@@ -195,3 +195,28 @@ def depth_space(cx: Ctx, node):
     crd = _s(a.get("mode", "DCR")) == "CRD"
     y = cx.op("transpose", y, axes=(0, 1, 3, 5, 2, 4) if crd else (0, 3, 5, 1, 2, 4))
     return cx.op("reshape", y, shape=(n, c * bs * bs, h // bs, w // bs))
+
+
+@converter("Attention", since=23)
+def attention(cx: Ctx, node):
+    """The plain cases of ONNX Attention: 4-D Q/K/V with equal head counts, an optional mask,
+    causal or scaled -> the IR's scaled_dot_product_attention."""
+    a = Ctx.attrs(node)
+    if any(n for n in node.input[4:]) or any(n for n in node.output[1:]):
+        raise cx.error("Attention with a KV cache (past/present) or the QK output is not supported")
+    if float(a.get("softcap", 0.0)) != 0.0:
+        raise cx.error("Attention with softcap is not supported")
+    q, k, v = (cx.val(n) for n in node.input[:3])
+    if not (q.type.rank == k.type.rank == v.type.rank == 4) or q.type.shape[1] != k.type.shape[1] \
+            or k.type.shape[1] != v.type.shape[1]:
+        raise cx.error("Attention is supported on 4-D inputs with equal head counts (no GQA, no 3-D packing)")
+    mask = cx.opt(node, 3)
+    causal = bool(a.get("is_causal", 0))
+    if mask is not None and causal:
+        raise cx.error("Attention with both a mask and is_causal is not supported")
+    if mask is not None and mask.type.dtype.is_float and mask.type.dtype != q.type.dtype:
+        mask = cx.op("cast", mask, dtype=q.type.dtype.numpy_name)
+    scale = a.get("scale")
+    args = (q, k, v) + ((mask,) if mask is not None else ())
+    return cx.op("scaled_dot_product_attention", *args, is_causal=causal,
+                 scale=float(scale) if scale is not None else None)
