@@ -220,3 +220,64 @@ def attention(cx: Ctx, node):
     args = (q, k, v) + ((mask,) if mask is not None else ())
     return cx.op("scaled_dot_product_attention", *args, is_causal=causal,
                  scale=float(scale) if scale is not None else None)
+
+
+@converter("RMSNormalization", since=23)
+def rms_norm(cx: Ctx, node):
+    a = Ctx.attrs(node)
+    x, scale = cx.val(node.input[0]), cx.val(node.input[1])
+    r = x.type.rank
+    axes = tuple(range(a.get("axis", -1) % r, r))
+    eps = float(a.get("epsilon", 1e-5))
+    ms = cx.op("mean", cx.op("mul", x, x), axis=axes, keepdims=True)
+    return cx.op("mul", cx.op("mul", x, cx.op("rsqrt", cx.op("add", ms, cx.scalar(eps, ms)))), scale)
+
+
+@converter("CumSum", since=11)
+def cumsum(cx: Ctx, node):
+    """A product with a triangular matrix of ones along the axis (float data)."""
+    x = cx.val(node.input[0])
+    a = Ctx.attrs(node)
+    if not x.type.dtype.is_float:
+        raise cx.error("CumSum of integers is not supported (dlc's matmul accumulates in floating point)")
+    axis = int(cx.need_const(node.input[1], "CumSum's axis").reshape(-1)[0]) % x.type.rank
+    n = x.type.shape[axis]
+    if not isinstance(n, int):
+        raise cx.error("CumSum along a symbolic dimension is not supported")
+    ones = np.ones((n, n), dtype=x.type.dtype.numpy_name)
+    # y[j] = sum_i x[i] * T[i, j]: T[i, j] = 1 where i <= j (inclusive), i < j (exclusive); reversed: i >= j
+    rev, excl = bool(a.get("reverse", 0)), bool(a.get("exclusive", 0))
+    tri = np.tril(ones, -1 if excl else 0) if rev else np.triu(ones, 1 if excl else 0)
+    t = cx.materialize(tri, f"{node.output[0]}_triangle")
+    perm = [i for i in range(x.type.rank) if i != axis] + [axis]
+    xt = x if axis == x.type.rank - 1 else cx.op("transpose", x, axes=tuple(perm))
+    y = cx.op("matmul", xt, t)
+    if axis == x.type.rank - 1:
+        return y
+    inv = [perm.index(i) for i in range(x.type.rank)]
+    return cx.op("transpose", y, axes=tuple(inv))
+
+
+@converter("EyeLike", since=9)
+def eye_like(cx: Ctx, node):
+    from .loader import ONNX_TO_NUMPY
+    x = cx.val(node.input[0])
+    a = Ctx.attrs(node)
+    shp = x.type.shape
+    if len(shp) != 2 or not all(isinstance(d, int) for d in shp):
+        raise cx.error("EyeLike needs a 2-D input of known size")
+    dt = np.dtype(ONNX_TO_NUMPY[int(a["dtype"])]) if "dtype" in a else np.dtype(x.type.dtype.numpy_name)
+    return np.eye(shp[0], shp[1], int(a.get("k", 0)), dtype=dt)
+
+
+@converter("Round", since=11)
+def round_(cx: Ctx, node):
+    """Round half to even from floor: r = floor(x + 0.5), minus one on an exact tie with odd r."""
+    x = cx.val(node.input[0])
+    half = cx.scalar(0.5, x)
+    up = cx.op("add", x, half)
+    r = cx.op("floor", up)
+    tie = cx.op("eq", up, r)
+    odd = cx.op("ne", cx.op("sub", r, cx.op("mul", cx.op("floor", cx.op("mul", r, half)), cx.scalar(2.0, x))),
+                cx.scalar(0.0, x))
+    return cx.op("where", cx.op("logical_and", tie, odd), cx.op("sub", r, cx.scalar(1.0, x)), r)
