@@ -146,8 +146,13 @@ def swish(cx: Ctx, node):
 def einsum(cx: Ctx, node):
     """The two-operand contractions attention writes ("bhid,bhjd->bhij"): a transpose/matmul."""
     eq = _s(Ctx.attrs(node)["equation"]).replace(" ", "")
-    if len(node.input) != 2 or "->" not in eq or "." in eq:
-        raise cx.error(f"Einsum {eq!r} is not supported (two operands, explicit output)")
+    if "->" not in eq:     # implicit output: the labels that appear once, sorted
+        ins = eq.replace(",", "")
+        eq = eq + "->" + "".join(sorted(c for c in set(ins) if ins.count(c) == 1))
+    if "." in eq or len(node.input) not in (1, 2):
+        raise cx.error(f"Einsum {eq!r} is not supported (one or two operands, no ellipsis)")
+    if len(node.input) == 1:
+        return _einsum_one(cx, cx.val(node.input[0]), *eq.split("->"))
     (la, lb), out = eq.split("->")[0].split(","), eq.split("->")[1]
     a, b = cx.val(node.input[0]), cx.val(node.input[1])
     batch = [c for c in out if c in la and c in lb]
@@ -165,6 +170,17 @@ def einsum(cx: Ctx, node):
     y = cx.op("reshape", y, shape=tuple(size[c] for c in cur))
     perm = [cur.index(c) for c in out]
     return y if perm == list(range(len(perm))) else cx.op("transpose", y, axes=tuple(perm))
+
+
+def _einsum_one(cx: Ctx, x, labels: str, out: str):
+    if len(set(labels)) != len(labels):
+        raise cx.error(f"Einsum {labels}->{out} (a diagonal) is not supported")
+    gone = tuple(i for i, c in enumerate(labels) if c not in out)
+    if gone:
+        x = cx.op("sum", x, axis=gone, keepdims=False)
+        labels = "".join(c for c in labels if c in out)
+    perm = tuple(labels.index(c) for c in out)
+    return x if perm == tuple(range(len(perm))) else cx.op("transpose", x, axes=perm)
 
 
 def _as_bmk(cx: Ctx, v, labels, batch, rows, cols, size):
@@ -199,27 +215,81 @@ def depth_space(cx: Ctx, node):
 
 @converter("Attention", since=23)
 def attention(cx: Ctx, node):
-    """The plain cases of ONNX Attention: 4-D Q/K/V with equal head counts, an optional mask,
-    causal or scaled -> the IR's scaled_dot_product_attention."""
+    """ONNX Attention without a KV cache or softcap -> the IR's scaled_dot_product_attention:
+    3-D inputs unpacked by q_num_heads/kv_num_heads, grouped KV heads repeated, a mask combined
+    with is_causal."""
     a = Ctx.attrs(node)
-    if any(n for n in node.input[4:]) or any(n for n in node.output[1:]):
-        raise cx.error("Attention with a KV cache (past/present) or the QK output is not supported")
-    if float(a.get("softcap", 0.0)) != 0.0:
-        raise cx.error("Attention with softcap is not supported")
+    if any(n for n in node.input[6:]) or any(n for n in node.output[3:]):
+        raise cx.error("Attention with nonpad_kv_seqlen or the QK-matmul output is not supported")
+    softcap = float(a.get("softcap", 0.0))
     q, k, v = (cx.val(n) for n in node.input[:3])
-    if not (q.type.rank == k.type.rank == v.type.rank == 4) or q.type.shape[1] != k.type.shape[1] \
-            or k.type.shape[1] != v.type.shape[1]:
-        raise cx.error("Attention is supported on 4-D inputs with equal head counts (no GQA, no 3-D packing)")
+    packed = q.type.rank == 3
+    if packed:
+        q = _heads(cx, q, int(a.get("q_num_heads", 0)))
+        k = _heads(cx, k, int(a.get("kv_num_heads", 0)))
+        v = _heads(cx, v, int(a.get("kv_num_heads", 0)))
+    past_k, past_v = cx.opt(node, 4), cx.opt(node, 5)
+    if past_k is not None:         # the KV cache: past positions first
+        k, v = cx.op("concat", past_k, k, axis=2), cx.op("concat", past_v, v, axis=2)
+    present = [k, v]
+    hq, hk = q.type.shape[1], k.type.shape[1]
+    if hq != hk:
+        k, v = _repeat_heads(cx, k, hq // hk), _repeat_heads(cx, v, hq // hk)
     mask = cx.opt(node, 3)
     causal = bool(a.get("is_causal", 0))
-    if mask is not None and causal:
-        raise cx.error("Attention with both a mask and is_causal is not supported")
-    if mask is not None and mask.type.dtype.is_float and mask.type.dtype != q.type.dtype:
-        mask = cx.op("cast", mask, dtype=q.type.dtype.numpy_name)
+    L, S = q.type.shape[2], k.type.shape[2]
+    if mask is not None:
+        if mask.type.shape[-1] != S:
+            raise cx.error(f"Attention with a mask of {mask.type.shape[-1]} key positions for {S} keys is not supported")
+        if mask.type.dtype.is_float and mask.type.dtype != q.type.dtype:
+            mask = cx.op("cast", mask, dtype=q.type.dtype.numpy_name)
+    offset = S - L if past_k is not None else 0      # with a cache, query i sees keys up to past + i
+    if causal and (mask is not None or offset or softcap):
+        tri = cx.materialize(np.tril(np.ones((L, S), dtype=bool), offset), f"{node.output[0]}_causal")
+        if mask is None:
+            mask = tri
+        else:
+            mask = cx.op("logical_and", mask, tri) if mask.type.dtype.short == "bool" else \
+                cx.op("where", tri, mask, cx.scalar(float("-inf"), mask))
+        causal = False
     scale = a.get("scale")
-    args = (q, k, v) + ((mask,) if mask is not None else ())
-    return cx.op("scaled_dot_product_attention", *args, is_causal=causal,
-                 scale=float(scale) if scale is not None else None)
+    scale = float(scale) if scale is not None else None
+    if softcap:
+        y = _attention_softcap(cx, q, k, v, mask, scale, softcap)
+    else:
+        args = (q, k, v) + ((mask,) if mask is not None else ())
+        y = cx.op("scaled_dot_product_attention", *args, is_causal=causal, scale=scale)
+    if packed:       # back to (B, L, heads * head_size)
+        n, h, t, d = y.type.shape
+        y = cx.op("reshape", cx.op("transpose", y, axes=(0, 2, 1, 3)), shape=(n, t, h * d))
+    return [y] + present[:max(len(node.output) - 1, 0)]
+
+
+def _attention_softcap(cx: Ctx, q, k, v, mask, scale, cap: float):
+    """softmax(cap * tanh(q k^T * scale / cap) + mask) v, written out."""
+    d = q.type.shape[-1]
+    scale = scale if scale is not None else 1.0 / float(np.sqrt(d))
+    s = cx.op("matmul", q, cx.op("transpose", k, axes=(0, 1, 3, 2)))
+    s = cx.op("mul", s, cx.scalar(scale, s))
+    s = cx.op("mul", cx.op("tanh", cx.op("div", s, cx.scalar(cap, s))), cx.scalar(cap, s))
+    if mask is not None:
+        s = cx.op("where", mask, s, cx.scalar(float("-inf"), s)) if mask.type.dtype.short == "bool" else \
+            cx.op("add", s, mask)
+    return cx.op("matmul", cx.op("softmax", s, axis=-1), v)
+
+
+def _heads(cx: Ctx, x, heads: int):
+    n, t, hidden = x.type.shape
+    if heads <= 0:
+        raise cx.error("3-D Attention inputs need q_num_heads and kv_num_heads")
+    return cx.op("transpose", cx.op("reshape", x, shape=(n, t, heads, hidden // heads)), axes=(0, 2, 1, 3))
+
+
+def _repeat_heads(cx: Ctx, x, r: int):
+    """Each KV head r times in a row (grouped-query attention)."""
+    n, h, t, d = x.type.shape
+    y = cx.op("expand", cx.op("reshape", x, shape=(n, h, 1, t, d)), shape=(n, h, r, t, d))
+    return cx.op("reshape", y, shape=(n, h * r, t, d))
 
 
 @converter("RMSNormalization", since=23)

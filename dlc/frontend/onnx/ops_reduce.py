@@ -1,6 +1,8 @@
 """Reductions: ReduceSum/Mean/Max/Min/Prod/LogSumExp/L1/L2/SumSquare, ArgMax/ArgMin."""
 from __future__ import annotations
 
+import numpy as np
+
 from .context import Ctx
 from .registry import converter
 
@@ -24,7 +26,7 @@ def _reduce(cx: Ctx, node, axes_from_input: bool):
     axes = tuple(sorted(ax % x.type.rank for ax in axes)) if x.type.rank else None
     kind = REDUCE[node.op_type]
     if any(x.type.shape[i] == 0 for i in (axes or ())):
-        raise cx.error(f"{node.op_type} over an empty axis of {x.type} is not supported")
+        return _empty_reduction(cx, x, axes, keep, kind)
     if kind in ("sum", "mean", "max", "min", "prod", "logsumexp"):
         return cx.op(kind, x, axis=axes, keepdims=keep)
     if kind == "l1":
@@ -73,3 +75,20 @@ def argmax(cx: Ctx, node):
                 strides=[-1 if i == axis else 1 for i in range(x.type.rank)])
     i = cx.op(node.op_type.lower(), rev, axis=axis, keepdims=keep)
     return cx.op("sub", cx.scalar(n - 1, i), i)
+
+
+# the value of a reduction over no elements (ONNX: the identity of the reduction)
+_EMPTY = {"sum": 0, "l1": 0, "l2": 0, "sumsq": 0, "prod": 1, "max": -np.inf, "min": np.inf,
+          "logsumexp": -np.inf, "logsum": -np.inf, "mean": np.nan}
+
+
+def _empty_reduction(cx: Ctx, x, axes, keep: bool, kind: str):
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.type.shape)) if keep else \
+        tuple(d for i, d in enumerate(x.type.shape) if i not in axes)
+    if not all(isinstance(d, int) for d in shape):
+        raise cx.error(f"a reduction over an empty axis of {x.type} with symbolic dimensions is not supported")
+    dt = np.dtype(x.type.dtype.numpy_name)
+    value = _EMPTY[kind]
+    if dt.kind in "iub" and not np.isfinite(value):
+        value = (np.iinfo(dt).min if value < 0 else np.iinfo(dt).max) if dt.kind != "b" else value > 0
+    return np.full(shape, value, dtype=dt)
