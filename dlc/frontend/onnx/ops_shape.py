@@ -356,6 +356,8 @@ def pad(cx: Ctx, node):
     flat = []
     for a in range(r - 1, first - 1, -1):
         flat += list(per_axis.get(a, (0, 0)))
+    while len(flat) > 2 and flat[-2:] == [0, 0]:    # leading axes without padding (torch pads <= 3 in reflect)
+        flat = flat[:-2]
     if not any(flat):
         return x
     return cx.op("pad", x, pad=flat, mode=dlc_mode, value=float(value))
