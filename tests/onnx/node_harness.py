@@ -56,9 +56,10 @@ def types_in_scope(case) -> bool:
 
 def run_case(case, backend: str) -> str | None:
     """None when dlc reproduces every data set of the test; otherwise why not (one line)."""
+    from onnx import numpy_helper
+
     from dlc.frontend.onnx import import_onnx
     from dlc.onnx_import import run_imported
-    from onnx import numpy_helper
     for inputs, expected in case.data_sets:
         inputs = [numpy_helper.to_array(v) if hasattr(v, "data_type") else v for v in inputs]
         expected = [numpy_helper.to_array(v) if hasattr(v, "data_type") else v for v in expected]
@@ -73,7 +74,7 @@ def run_case(case, backend: str) -> str | None:
             outs = run_imported(imp, run_feed, backend)
         except DlcError as e:
             return e.message.splitlines()[0]
-        except Exception as e:   # a backend bug: reported, never hidden
+        except Exception as e:  # noqa: BLE001  (a backend bug: reported in the list, never hidden)
             return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
         got = [outs[n] for n in g.output_names]
         if len(got) != len(expected):
@@ -98,6 +99,27 @@ def _input_names(case, g):
     import re
     by_name = {re.sub(r"\W", "_", i.name) or "input": i.name for i in case.model.graph.input}
     return [(by_name[v.name], v) for v in g.inputs]
+
+
+def category(why: str) -> str:
+    """The kind of a failure, for the summary table of docs/onnx-import.md."""
+    if "element type" in why:
+        return "an element type dlc's IR lacks (int16, uint16/32/64, bfloat16, float8/4, int4/2, string)"
+    if "is not supported by dlc's ONNX importer" in why:
+        return "an op outside the converter table"
+    if "sequence or an optional" in why or "Sequence" in why or "Optional" in why:
+        return "sequence/optional values"
+    if "must be known when the model is imported" in why:
+        return "a shape computed at run time"
+    if "training mode" in why:
+        return "training-mode BatchNormalization/Dropout"
+    if "is older than" in why or "at opset" in why:
+        return "an opset older than the converter's range"
+    if "differs" in why or "has shape" in why:
+        return "numerical or shape mismatch"
+    if "Error" in why.split(":")[0]:
+        return "a backend error"
+    return "an unsupported attribute or variant of a supported op"
 
 
 def report(backend: str, names=None) -> dict:
@@ -135,12 +157,18 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--write"]:
     import json
     import os
     here = os.path.dirname(os.path.abspath(__file__))
-    res = {b: json.load(open(f)) ["failures"] for b, f in zip(("numpy", "torch", "tvm"), sys.argv[2:5])}
+    res = {}
+    for b, f in zip(("numpy", "torch", "tvm"), sys.argv[2:5]):
+        with open(f) as fh:
+            res[b] = json.load(fh)["failures"]
     write_expected(os.path.join(here, "node_expected_failures.py"), res)
 elif __name__ == "__main__":
     import json
     r = report(sys.argv[1] if len(sys.argv) > 1 else "numpy", sys.argv[2:] or None)
     print(json.dumps(r, indent=1, sort_keys=True))
+    from collections import Counter
+    for kind, n in Counter(category(w) for w in r["failures"].values()).most_common():
+        print(f"{n:5d}  {kind}", file=sys.stderr)
     print(f"{sys.argv[1:2]}: all {r['passed']}/{r['total']} = {100 * r['passed'] / r['total']:.1f}%, "
           f"in scope {r['in_scope_passed']}/{r['in_scope']} = {100 * r['in_scope_passed'] / max(r['in_scope'], 1):.1f}%, "
           f"in scope with dlc's dtypes {r['in_scope_types_passed']}/{r['in_scope_types']} = "

@@ -6,17 +6,16 @@ import pytest
 
 pytest.importorskip("onnx")
 pytest.importorskip("torch")
-from click.testing import CliRunner  # noqa: E402
+import real_models
+from click.testing import CliRunner
 
-import real_models  # noqa: E402
-
-from dlc.cli import main  # noqa: E402
-from dlc.runtime.weights import load_weights  # noqa: E402
+from dlc.cli import main
+from dlc.runtime.weights import load_weights
 
 
 @pytest.fixture(scope="module")
 def mlp_file(tmp_path_factory):
-    data, feed, module = real_models.export("mlp")
+    data, _feed, module = real_models.export("mlp")
     p = tmp_path_factory.mktemp("onnx") / "mlp.onnx"
     p.write_bytes(data)
     return p, module

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from dlc.errors import DlcError  # noqa: E402
+from dlc.errors import DlcError
 from dlc.frontend.onnx import import_onnx
-from dlc.onnx_import import run_imported  # noqa: E402
-from dlc.frontend.onnx.registry import CONVERTERS, lookup  # noqa: E402
+from dlc.frontend.onnx.registry import CONVERTERS, lookup
+from dlc.onnx_import import run_imported
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=17, extra_opsets=()):

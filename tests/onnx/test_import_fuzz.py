@@ -8,10 +8,10 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("torch")
 
-import real_models  # noqa: E402
+import real_models
 
-from dlc.errors import DlcError  # noqa: E402
-from dlc.frontend.onnx import import_onnx  # noqa: E402
+from dlc.errors import DlcError
+from dlc.frontend.onnx import import_onnx
 
 
 @pytest.fixture(scope="module")

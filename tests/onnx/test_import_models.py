@@ -10,17 +10,17 @@ pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import real_models  # noqa: E402
+import real_models
 
 from dlc.frontend.onnx import import_onnx
-from dlc.onnx_import import run_imported  # noqa: E402
+from dlc.onnx_import import run_imported
 
 NAMES = list(real_models.models())
 
 
 @pytest.fixture(scope="module", params=NAMES)
 def exported(request):
-    data, feed, module = real_models.export(request.param)
+    data, feed, _module = real_models.export(request.param)
     ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     return request.param, data, feed, ref
 
@@ -33,7 +33,7 @@ def _run(data, feed, backend):
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_matches_onnxruntime(exported, backend):
-    name, data, feed, ref = exported
+    _name, data, feed, ref = exported
     _, out = _run(data, feed, backend)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
@@ -51,7 +51,7 @@ def test_tvm_matches_onnxruntime(name):
 
 def test_same_ir_as_the_frontend(exported):
     """Layers come back as the frontend's ops on params named as the initializers (= torch's names)."""
-    name, data, feed, _ = exported
+    name, data, _feed, _ = exported
     imp = import_onnx(onnx.load_from_string(data))
     g = imp.graph
     model = onnx.load_from_string(data)
@@ -83,7 +83,7 @@ def test_same_ir_as_the_frontend(exported):
 
 
 def test_weights_equal_the_torch_parameters():
-    data, feed, module = real_models.export("resnet18")
+    data, _feed, module = real_models.export("resnet18")
     imp = import_onnx(onnx.load_from_string(data))
     sd = module.state_dict()
     for name, w in imp.weights.items():

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("onnx")
 
-import node_expected_failures as xf  # noqa: E402
-import node_harness as h  # noqa: E402
+import node_expected_failures as xf
+import node_harness as h
 
 CASES = sorted(h.all_cases())
 EXPECTED = {"numpy": xf.NUMPY, "torch": xf.TORCH, "tvm": xf.TVM}

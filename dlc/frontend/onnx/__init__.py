@@ -9,7 +9,16 @@ The converters live in `ops_*.py`, one table (`registry.CONVERTERS`) keyed by
 """
 from __future__ import annotations
 
-from . import ops_control, ops_elementwise, ops_extra, ops_nn, ops_quant, ops_reduce, ops_rnn, ops_shape  # noqa: F401  (fill the converter table)
+from . import (  # noqa: F401  (fill the converter table)
+    ops_control,
+    ops_elementwise,
+    ops_extra,
+    ops_nn,
+    ops_quant,
+    ops_reduce,
+    ops_rnn,
+    ops_shape,
+)
 from .importer import Imported, import_onnx
 from .registry import CONVERTERS, supported_ops
 

@@ -18,7 +18,14 @@ from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Init, Layer, ParamInfo, Value
 from ...compiler.ops import OPS
 from ...compiler.types import DType, TensorType
-from ...errors import DlcError, DlcNameError, DlcTypeError, DlcValueError, ShapeError, Span
+from ...errors import (
+    DlcError,
+    DlcNameError,
+    DlcTypeError,
+    DlcValueError,
+    ShapeError,
+    Span,
+)
 
 # IR element types by NumPy dtype name
 NP_TO_DTYPE = {"float16": DType.f16, "float32": DType.f32, "float64": DType.f64, "int8": DType.i8,
@@ -66,7 +73,7 @@ class Ctx:
         self._names: set[str] = set()
         self.root = self          # the model's context: parameters live in its graph
 
-    def child(self, graph: Graph) -> "Ctx":
+    def child(self, graph: Graph) -> Ctx:
         """A context for a subgraph (If branch, Loop body) building into `graph`: it sees every
         value of this one (ONNX subgraphs capture outer names; dlc's scan bodies capture values)."""
         c = Ctx(graph, self.base_dir, self.opsets, self.label)
@@ -223,6 +230,6 @@ class Ctx:
         for a in node.attribute:
             try:
                 out[a.name] = helper.get_attribute_value(a)
-            except Exception:
+            except Exception:  # noqa: BLE001  (a malformed attribute: the converter reports it missing)
                 out[a.name] = None
         return out

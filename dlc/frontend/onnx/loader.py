@@ -37,7 +37,6 @@ def dtype_name(code: int) -> str:
 
 def read_model(path: str | os.PathLike):
     """Parse `path` into an `onnx.ModelProto` without loading external data."""
-    import onnx
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -92,13 +91,12 @@ def tensor_to_numpy(t, base_dir: Path | None, what: str) -> np.ndarray:
     if t.data_location == 1:  # EXTERNAL
         raw = _read_external(t, base_dir, what, n * dt.itemsize)
         return np.frombuffer(raw, dtype=dt.newbyteorder("<")).astype(dt).reshape(shape)
-    if t.HasField("raw_data"):
-        if len(t.raw_data) != n * dt.itemsize:
-            raise DlcValueError(f"{what} holds {len(t.raw_data)} bytes of data, its shape {list(shape)} "
-                                f"needs {n * dt.itemsize}", hint="the file is truncated or corrupt")
+    if t.HasField("raw_data") and len(t.raw_data) != n * dt.itemsize:
+        raise DlcValueError(f"{what} holds {len(t.raw_data)} bytes of data, its shape {list(shape)} "
+                            f"needs {n * dt.itemsize}", hint="the file is truncated or corrupt")
     try:
         arr = numpy_helper.to_array(t)
-    except Exception as e:  # onnx raises many kinds on inconsistent protos
+    except Exception as e:  # noqa: BLE001  (onnx raises many kinds on inconsistent protos)
         raise DlcValueError(f"{what} cannot be read: {e}", hint="the file is truncated or corrupt") from None
     if arr.size != n:
         raise DlcValueError(f"{what} holds {arr.size} values, its shape {list(shape)} needs {n}",

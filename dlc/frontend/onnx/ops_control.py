@@ -8,7 +8,7 @@ import numpy as np
 
 from ...compiler.ir import Graph, Value
 from ...compiler.ops import OPS
-from ...errors import DlcError
+from ...errors import DlcError, ShapeError
 from .context import Ctx
 from .registry import converter
 
@@ -112,8 +112,8 @@ def loop(cx: Ctx, node):
     steps = cx.op("arange", start=0, stop=trips, step=1, dtype="int64")
     try:
         res = cx.g.add_node(OPS["scan"], carries + [steps], {"num_carry": len(carries)}, cx.span, cx.scope, body)
-    except Exception as e:
-        raise cx.error(f"Loop as scan: {e}") from None
+    except ShapeError as e:
+        raise cx.error(f"Loop as scan: {e.message}", e.hint) from None
     return list(res)
 
 

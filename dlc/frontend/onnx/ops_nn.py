@@ -229,8 +229,8 @@ def avg_pool(cx: Ctx, node):
         raise cx.error("AveragePool with dilations is not supported")
     include = bool(a.get("count_include_pad", 0))
     if any(lo != hi or lo > k // 2 for (lo, hi), k in zip(pads, kernel)):
-        args = dict(kernel_size=_one(kernel, nd), stride=_one(strides, nd), padding=_one((0,) * nd, nd),
-                    ceil_mode=bool(a.get("ceil_mode", 0)), count_include_pad=True)
+        args = {"kernel_size": _one(kernel, nd), "stride": _one(strides, nd), "padding": _one((0,) * nd, nd),
+                "ceil_mode": bool(a.get("ceil_mode", 0)), "count_include_pad": True}
         s = cx.op(f"avg_pool{nd}d", _explicit_pad(cx, x, pads), **args)
         if include:
             return s

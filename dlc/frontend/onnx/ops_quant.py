@@ -36,7 +36,7 @@ def quantize_linear(cx: Ctx, node):
     x = cx.val(node.input[0])
     scale, zp, axis = _qparams(cx, node, x.type.rank)
     a = Ctx.attrs(node)
-    if "output_dtype" in a and a["output_dtype"]:
+    if a.get("output_dtype"):
         from .loader import ONNX_TO_NUMPY
         dt = np.dtype(ONNX_TO_NUMPY.get(int(a["output_dtype"]), np.float64)).name
     else:

@@ -13,8 +13,8 @@ handles opset 13 and later until another converter for the same op takes over
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 DEFAULT_DOMAIN = ""
 
