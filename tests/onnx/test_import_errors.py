@@ -185,3 +185,14 @@ def test_while_loop_is_refused_naming_the_node():
                [_vi("x", [])], [_vi("r", [])], inits=[trips])
     with pytest.raises(DlcError, match="node 0 'while' \\(Loop\\).*while loop"):
         import_onnx(m)
+
+
+def test_deeply_nested_subgraphs_are_refused():
+    leaf = _branch("leaf", "Relu", "a")
+    inner = leaf
+    for depth in range(20):   # nested in the then-branches only (the proto stays small)
+        node = helper.make_node("If", ["c"], [f"o{depth}"], then_branch=inner, else_branch=leaf)
+        inner = helper.make_graph([node], f"g{depth}", [], [_vi(f"o{depth}", [3])])
+    m = _model(list(inner.node), [_vi("c", [], TensorProto.BOOL), _vi("x", [3])], [_vi("o19", [3])])
+    with pytest.raises(DlcError, match="nested more than 16 deep"):
+        import_onnx(m)

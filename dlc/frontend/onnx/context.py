@@ -20,6 +20,7 @@ from ...compiler.ops import OPS
 from ...compiler.types import DType, TensorType
 from ...errors import (
     DlcError,
+    DlcLimitError,
     DlcNameError,
     DlcTypeError,
     DlcValueError,
@@ -32,6 +33,8 @@ NP_TO_DTYPE = {"float16": DType.f16, "float32": DType.f32, "float64": DType.f64,
                "uint8": DType.u8, "int32": DType.i32, "int64": DType.i64, "bool": DType.bool}
 # narrower or unsigned integer constants widen to a type the IR has
 _WIDEN = {"int16": "int32", "uint16": "int32", "uint32": "int64", "uint64": "int64"}
+
+MAX_SUBGRAPH_DEPTH = 16
 
 LAYER_KINDS = {"conv1d": "conv1d", "conv2d": "conv2d", "batch_norm": "batchnorm", "linear": "dense",
                "layer_norm": "layernorm", "embedding": "embedding", "group_norm": "groupnorm",
@@ -72,6 +75,7 @@ class Ctx:
         self.scope = ""
         self._names: set[str] = set()
         self.root = self          # the model's context: parameters live in its graph
+        self.depth = 0            # subgraph nesting (If branches, Loop bodies)
 
     def child(self, graph: Graph) -> Ctx:
         """A context for a subgraph (If branch, Loop body) building into `graph`: it sees every
@@ -84,6 +88,9 @@ class Ctx:
                 setattr(c, k, getattr(self, k))
         c.materialized = dict(self.materialized) if graph is not self.g else self.materialized
         c.root = self.root
+        c.depth = self.depth + 1
+        if c.depth > MAX_SUBGRAPH_DEPTH:
+            raise self.error(f"subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep", kind=DlcLimitError)
         return c
 
     # errors -----------------------------------------------------------------------------
