@@ -38,18 +38,15 @@ def run_import(file: str, output: str | None, weights_out: str | None, bind: dic
 
 def write_spec(g, weights: dict, output: str) -> dict:
     """Decompile `g` into a `.dln` spec at `output`; the weights renamed to the spec's parameter names."""
-    from .errors import DlcError
     from .runtime.atomic import atomic_write
-    try:
-        from .frontend.decompile import decompile
-    except ImportError:
-        raise DlcError("writing a .dln spec (-o) needs the decompiler (dlc.frontend.decompile)",
-                       hint="print the imported IR with --ir, or save the weights with --weights") from None
+    from .frontend.decompile import decompile
     name = Path(output).stem
     name = "".join(p[:1].upper() + p[1:] for p in name.replace("-", "_").split("_") if p) or "Net"
     if not name[0].isalpha():
         name = "Net" + name
+    from .api import load
+    from .frontend.decompile import rename_weights
     d = decompile(g, name=name)
     atomic_write(output, d.text.encode())
-    renamed = d.param_names or {}
-    return {renamed.get(k, k): v for k, v in weights.items()}
+    spec = load(output)       # the spec checks, and its buffers (num_batches_tracked) get zeros
+    return rename_weights(d, weights, spec.graph)

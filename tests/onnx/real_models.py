@@ -73,6 +73,10 @@ def export(name: str, opset: int = 17):
             if hasattr(m, pname):
                 torch.nn.init.normal_(getattr(m, pname), std=0.02)
         for mod in m.modules():        # non-trivial batch-norm statistics
+            if isinstance(mod, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+                # distinct values: torch.onnx merges equal initializers (all-ones weights) into one
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.running_mean.uniform_(-0.5, 0.5)
                 mod.running_var.uniform_(0.5, 1.5)

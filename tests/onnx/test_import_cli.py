@@ -45,3 +45,20 @@ def test_import_bad_file_is_one_error_line(tmp_path):
     r = CliRunner().invoke(main, ["import", str(p)])
     assert r.exit_code == 1
     assert "error:" in r.output and "Traceback" not in r.output
+
+
+def test_import_writes_a_spec_and_its_weights(tmp_path):
+    import dlc
+    data, feed, module = real_models.export("lenet5")
+    p = tmp_path / "lenet.onnx"
+    p.write_bytes(data)
+    out = tmp_path / "lenet.dln"
+    r = CliRunner().invoke(main, ["import", str(p), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    w = load_weights(tmp_path / "lenet.safetensors")
+    m = dlc.load(out)
+    import torch
+    with torch.no_grad():
+        ref = module(torch.from_numpy(feed["x"])).numpy()
+    got = next(iter(m.run(feed, w, bind={"N": 2}).values()))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)

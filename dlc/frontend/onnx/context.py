@@ -41,6 +41,11 @@ LAYER_KINDS = {"conv1d": "conv1d", "conv2d": "conv2d", "batch_norm": "batchnorm"
                "conv_transpose2d": "conv_transpose2d", "prelu": "prelu", "lstm": "lstm", "gru": "gru", "rnn": "rnn"}
 
 
+def f32(v: float) -> float:
+    """A float32 value as the shortest decimal that reads back as it."""
+    return float(str(np.float32(v)))
+
+
 def scope_from_node_name(name: str) -> str:
     """torch.onnx names nodes by module path, `/layer1/layer1.0/conv1/Conv`: the scope is `layer1.0.conv1`."""
     parts = [p for p in name.split("/") if p][:-1]
@@ -236,7 +241,9 @@ class Ctx:
         out = {}
         for a in node.attribute:
             try:
-                out[a.name] = helper.get_attribute_value(a)
+                v = helper.get_attribute_value(a)
+                # float attributes are float32 in ONNX: their shortest float32 text (1e-05, not 9.99999974e-06)
+                out[a.name] = f32(v) if isinstance(v, float) else v
             except Exception:  # noqa: BLE001  (a malformed attribute: the converter reports it missing)
                 out[a.name] = None
         return out

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .context import Ctx
+from .context import Ctx, f32
 from .registry import converter
 
 
@@ -60,8 +60,7 @@ def conv(cx: Ctx, node):
         pads = [(0, 0)] * nd
     padding = tuple(lo for lo, _ in pads)
     name = f"conv{nd}d"
-    args = (x, w) + ((b,) if b is not None else ())
-    return cx.layer(name, *args, stride=strides if nd == 2 else strides[0], padding=padding if nd == 2 else padding[0],
+    return cx.layer(name, x, w, b, stride=strides if nd == 2 else strides[0], padding=padding if nd == 2 else padding[0],
                     dilation=dil if nd == 2 else dil[0], groups=int(a.get("group", 1)))
 
 
@@ -77,8 +76,7 @@ def conv_transpose(cx: Ctx, node):
     pads = list(a.get("pads", [0, 0, 0, 0]))
     if pads[0] != pads[2] or pads[1] != pads[3]:
         raise cx.error(f"ConvTranspose with asymmetric pads {pads} is not supported")
-    args = (x, w) + ((b,) if b is not None else ())
-    return cx.layer("conv_transpose2d", *args, stride=tuple(a.get("strides", [1, 1])), padding=tuple(pads[:2]),
+    return cx.layer("conv_transpose2d", x, w, b, stride=tuple(a.get("strides", [1, 1])), padding=tuple(pads[:2]),
                     output_padding=tuple(a.get("output_padding", [0, 0])), groups=int(a.get("group", 1)),
                     dilation=tuple(a.get("dilations", [1, 1])))
 
@@ -90,7 +88,8 @@ def batch_norm(cx: Ctx, node):
         raise cx.error("BatchNormalization in training mode is not supported (dlc imports eval graphs)")
     x, scale, bias = (cx.val(n) for n in node.input[:3])
     mean, var = (cx.val(n, buffer=True) for n in node.input[3:5])
-    y, _, _ = cx.layer("batch_norm", x, mean, var, scale, bias, training=False, momentum=1 - a.get("momentum", 0.9),
+    y, _, _ = cx.layer("batch_norm", x, mean, var, scale, bias, training=False,
+                       momentum=f32(1 - a.get("momentum", 0.9)),
                        eps=float(a.get("epsilon", 1e-5)))
     return y
 
@@ -149,7 +148,7 @@ def gemm(cx: Ctx, node):
     if ta:
         x = cx.op("transpose", x, axes=(1, 0))
     if tb and alpha == 1.0 and (c is None or (beta == 1.0 and c.type.rank == 1 and c.type.shape[0] == w.type.shape[0])):
-        return cx.layer("linear", x, w, *([c] if c is not None else []))   # nn.Linear
+        return cx.layer("linear", x, w, c)   # nn.Linear
     y = cx.op("matmul", x, cx.op("transpose", w, axes=(1, 0)) if tb else w)
     if alpha != 1.0:
         y = cx.op("mul", y, cx.scalar(alpha, y))
@@ -166,7 +165,7 @@ def matmul(cx: Ctx, node):
     w = cx.transposed.get(node.input[1])
     if w is not None and x.type.dtype.is_float and x.type.rank >= 1:
         # x @ W.T: nn.Linear as torch.onnx writes it (Transpose, MatMul, Add)
-        y = cx.layer("linear", x, cx.val(w))
+        y = cx.layer("linear", x, cx.val(w), None)
         cx.bias_free_linear[node.output[0]] = y.producer
         return y
     return cx.op("matmul", x, cx.val(node.input[1]))
@@ -184,7 +183,7 @@ def fuse_linear_bias(cx: Ctx, node):
         if b.ndim != 1 or b.shape[0] != w.type.shape[0] or str(b.dtype) != w.type.dtype.numpy_name:
             continue
         bv = cx.val(b_name)
-        lin.inputs = lin.inputs + (bv,)
+        lin.inputs = lin.inputs[:2] + (bv,)
         for layer in cx.g.layers:
             if lin.outputs[0] in layer.outputs:
                 layer.params.append(bv.name)
@@ -254,7 +253,7 @@ def global_pool(cx: Ctx, node):
 @converter("Softmax", "LogSoftmax", since=13)
 def softmax(cx: Ctx, node):
     x = cx.val(node.input[0])
-    axis = Ctx.attrs(node).get("axis", -1)
+    axis = Ctx.attrs(node).get("axis", -1) % max(x.type.rank, 1)     # positive, as the frontend writes it
     return cx.op("softmax" if node.op_type == "Softmax" else "log_softmax", x, axis=axis)
 
 
