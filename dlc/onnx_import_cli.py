@@ -38,8 +38,8 @@ def run_import(file: str, output: str | None, weights_out: str | None, bind: dic
 
 def write_spec(g, weights: dict, output: str) -> dict:
     """Decompile `g` into a `.dln` spec at `output`; the weights renamed to the spec's parameter names."""
-    from .runtime.atomic import atomic_write
     from .frontend.decompile import decompile
+    from .runtime.atomic import atomic_write
     name = Path(output).stem
     name = "".join(p[:1].upper() + p[1:] for p in name.replace("-", "_").split("_") if p) or "Net"
     if not name[0].isalpha():

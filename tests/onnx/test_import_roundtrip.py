@@ -10,12 +10,12 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-import real_models  # noqa: E402
+import real_models
 
-import dlc  # noqa: E402
-from dlc.frontend.decompile import decompile  # noqa: E402
-from dlc.frontend.onnx import import_onnx  # noqa: E402
-from dlc.onnx_import_cli import write_spec  # noqa: E402
+import dlc
+from dlc.frontend.decompile import decompile
+from dlc.frontend.onnx import import_onnx
+from dlc.onnx_import_cli import write_spec
 
 
 @pytest.mark.parametrize("name", ["mlp", "lenet5", "resnet18", "transformer_encoder_layer", "bert_tiny",
