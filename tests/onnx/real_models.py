@@ -60,8 +60,10 @@ def models() -> dict:
     }
 
 
-def export(name: str, opset: int = 17):
-    """(onnx bytes, inputs as NumPy by name, the torch module) for model `name`."""
+def export(name: str, opset: int = 17, fold: bool | None = None):
+    """(onnx bytes, inputs as NumPy by name, the torch module) for model `name`.  `fold`:
+    torch.onnx's constant folding (its default; off here by default except for the recurrent
+    models, so that nn.Linear keeps its Transpose/MatMul/Add and its parameter names)."""
     import inspect
 
     import torch
@@ -85,5 +87,5 @@ def export(name: str, opset: int = 17):
     torch.onnx.export(m, args, f, dynamo=False, opset_version=opset, input_names=names,
                       output_names=["out"], dynamic_axes=dyn,
                       # torch.onnx writes recurrent weights as Slice/Concat chains unless it folds them
-                      do_constant_folding=name.endswith("_tagger"))
+                      do_constant_folding=name.endswith("_tagger") if fold is None else fold)
     return f.getvalue(), {n: a.numpy() for n, a in zip(names, args)}, m

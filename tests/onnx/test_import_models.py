@@ -88,3 +88,12 @@ def test_weights_equal_the_torch_parameters():
     sd = module.state_dict()
     for name, w in imp.weights.items():
         np.testing.assert_array_equal(w, sd[name].numpy())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "bert_tiny", "gpt2_tiny"])
+def test_torch_onnx_default_constant_folding(name):
+    """torch.onnx's default export (weights pre-transposed and renamed onnx::MatMul_..) imports too."""
+    data, feed, _ = real_models.export(name, fold=True)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    _, out = _run(data, feed, "numpy")
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
