@@ -878,6 +878,20 @@ def export_command(file, model, output, opset, bind, weights, train, seed, noise
                f"{info['initializers']} initializers; inputs {', '.join(info['inputs'])}")
 
 
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "output", type=click.Path(dir_okay=False), help="Write a readable .dln spec (decompiled).")
+@click.option("--weights", "weights_out", type=click.Path(dir_okay=False),
+              help="Write the weights as .safetensors under the spec's parameter names.")
+@click.option("--bind", "-b", multiple=True, help="Fix a dynamic dimension: N=1.")
+@click.option("--ir", "show_ir", is_flag=True, help="Print the imported IR.")
+@_guard
+def import_command(file, output, weights_out, bind, show_ir):
+    """Import an ONNX model into dlc's IR (see docs/onnx-import.md)."""
+    from .onnx_import_cli import run_import
+    run_import(file, output, weights_out, _parse_bind(bind), show_ir)
+
+
 @main.group()
 def cache():
     """The compile cache and the folders packages are unpacked into."""

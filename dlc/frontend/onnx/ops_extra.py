@@ -1,0 +1,353 @@
+"""Less common ops expressible in dlc's IR: losses, old Softmax, trigonometric and hyperbolic
+functions from exp/sin/cos, IsNaN/IsInf, Mod, Lp norms, MeanVarianceNormalization."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...compiler.dims import prod
+from .context import Ctx
+from .registry import converter
+
+
+def _s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+@converter("SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", since=13)
+def class_loss(cx: Ctx, node):
+    a = Ctx.attrs(node)
+    x, t = cx.val(node.input[0]), cx.val(node.input[1])
+    w = cx.opt(node, 2)
+    reduction = _s(a.get("reduction", "mean"))
+    ignore = int(a["ignore_index"]) if "ignore_index" in a else -(1 << 62)   # none: no class index is ignored
+    t = t if t.type.dtype.short == "i64" else cx.op("cast", t, dtype="int64")
+    args = (x, t) + ((w,) if w is not None else ())
+    if node.op_type == "NegativeLogLikelihoodLoss":
+        return cx.op("nll_loss", *args, ignore_index=ignore, reduction=reduction)
+    loss = cx.op("cross_entropy", *args, ignore_index=ignore, reduction=reduction)
+    if len(node.output) > 1 and node.output[1]:
+        return [loss, cx.op("log_softmax", x, axis=1)]
+    return loss
+
+
+@converter("Softmax", "LogSoftmax", "Hardmax", since=1, until=13)
+def softmax_2d(cx: Ctx, node):
+    """Before opset 13 the input is coerced to 2-D at `axis` (default 1)."""
+    x = cx.val(node.input[0])
+    axis = Ctx.attrs(node).get("axis", 1) % max(x.type.rank, 1)
+    flat = cx.op("reshape", x, shape=(prod(x.type.shape[:axis]), prod(x.type.shape[axis:])))
+    if node.op_type == "Hardmax":
+        idx = cx.op("argmax", flat, axis=1, keepdims=True)
+        hot = cx.op("eq", idx, cx.op("arange", start=0, stop=flat.type.shape[1], step=1, dtype="int64"))
+        y = cx.op("cast", hot, dtype=x.type.dtype.numpy_name)
+    else:
+        y = cx.op("softmax" if node.op_type == "Softmax" else "log_softmax", flat, axis=1)
+    return cx.op("reshape", y, shape=tuple(x.type.shape))
+
+
+@converter("Tan", "Sinh", "Cosh", since=7)
+def trig(cx: Ctx, node):
+    x = cx.val(node.input[0])
+    if node.op_type == "Tan":
+        return cx.op("div", cx.op("sin", x), cx.op("cos", x))
+    e, ne = cx.op("exp", x), cx.op("exp", cx.op("neg", x))
+    s = cx.op("sub" if node.op_type == "Sinh" else "add", e, ne)
+    return cx.op("mul", s, cx.scalar(0.5, x))
+
+
+@converter("IsNaN", since=9)
+def isnan(cx: Ctx, node):
+    x = cx.val(node.input[0])
+    return cx.op("ne", x, x)
+
+
+@converter("IsInf", since=10)
+def isinf(cx: Ctx, node):
+    a = Ctx.attrs(node)
+    x = cx.val(node.input[0])
+    pos = cx.op("eq", x, cx.scalar(float("inf"), x))
+    neg = cx.op("eq", x, cx.scalar(float("-inf"), x))
+    if not a.get("detect_negative", 1):
+        return pos
+    if not a.get("detect_positive", 1):
+        return neg
+    return cx.op("logical_or", pos, neg)
+
+
+@converter("Mod", since=10)
+def mod(cx: Ctx, node):
+    fmod = Ctx.attrs(node).get("fmod", 0)
+    ka, kb = cx.const(node.input[0]), cx.const(node.input[1])
+    if not fmod and all(k is not None and k.dtype.kind in "iu" and k.size <= 4096 for k in (ka, kb)) \
+            and (kb != 0).all():
+        return np.mod(ka, kb)      # shape arithmetic
+    a, b = cx.val(node.input[0]), cx.val(node.input[1])
+    dt = a.type.dtype.numpy_name
+    fa, fb = (v if v.type.dtype.is_float else cx.op("cast", v, dtype="float64") for v in (a, b))
+    q = cx.op("div", fa, fb)
+    if fmod:   # C's fmod: the quotient truncated toward zero
+        q = cx.op("mul", cx.op("sign", q), cx.op("floor", cx.op("abs", q)))
+    else:      # Python's %: floored
+        q = cx.op("floor", q)
+    r = cx.op("sub", fa, cx.op("mul", q, fb))
+    return r if a.type.dtype.is_float else cx.op("cast", r, dtype=dt)
+
+
+def _lp(cx: Ctx, x, p: int, axes, keep: bool):
+    if p == 1:
+        return cx.op("sum", cx.op("abs", x), axis=axes, keepdims=keep)
+    if p == 2:
+        return cx.op("sqrt", cx.op("sum", cx.op("mul", x, x), axis=axes, keepdims=keep))
+    raise cx.error(f"p={p} is not supported (1 or 2)")
+
+
+@converter("LpNormalization", since=1)
+def lp_normalization(cx: Ctx, node):
+    a = Ctx.attrs(node)
+    x = cx.val(node.input[0])
+    n = _lp(cx, x, int(a.get("p", 2)), (a.get("axis", -1) % x.type.rank,), True)
+    return cx.op("div", x, n)
+
+
+@converter("GlobalLpPool", since=2)
+def global_lp_pool(cx: Ctx, node):
+    x = cx.val(node.input[0])
+    return _lp(cx, x, int(Ctx.attrs(node).get("p", 2)), tuple(range(2, x.type.rank)), True)
+
+
+@converter("MeanVarianceNormalization", since=13)
+def mvn(cx: Ctx, node):
+    x = cx.val(node.input[0])
+    axes = tuple(a % x.type.rank for a in Ctx.attrs(node).get("axes", [0, 2, 3]))
+    mean = cx.op("mean", x, axis=axes, keepdims=True)
+    var = cx.op("var", x, axis=axes, keepdims=True, correction=0)
+    return cx.op("div", cx.op("sub", x, mean), cx.op("sqrt", cx.op("add", var, cx.scalar(1e-9, var))))
+
+
+@converter("Shrink", since=9)
+def shrink(cx: Ctx, node):
+    a = Ctx.attrs(node)
+    x = cx.val(node.input[0])
+    lam, bias = float(a.get("lambd", 0.5)), float(a.get("bias", 0.0))
+    lo = cx.op("add", x, cx.scalar(bias, x))
+    hi = cx.op("sub", x, cx.scalar(bias, x))
+    out = cx.op("where", cx.op("lt", x, cx.scalar(-lam, x)), lo, cx.scalar(0, x))
+    return cx.op("where", cx.op("gt", x, cx.scalar(lam, x)), hi, out)
+
+
+@converter("Swish", since=24)
+def swish(cx: Ctx, node):
+    x = cx.val(node.input[0])
+    alpha = float(Ctx.attrs(node).get("alpha", 1.0))
+    return cx.op("mul", x, cx.op("sigmoid", cx.op("mul", x, cx.scalar(alpha, x))))
+
+
+@converter("Einsum", since=12)
+def einsum(cx: Ctx, node):
+    """The two-operand contractions attention writes ("bhid,bhjd->bhij"): a transpose/matmul."""
+    eq = _s(Ctx.attrs(node)["equation"]).replace(" ", "")
+    if "->" not in eq:     # implicit output: the labels that appear once, sorted
+        ins = eq.replace(",", "")
+        eq = eq + "->" + "".join(sorted(c for c in set(ins) if ins.count(c) == 1))
+    if "." in eq or len(node.input) not in (1, 2):
+        raise cx.error(f"Einsum {eq!r} is not supported (one or two operands, no ellipsis)")
+    if len(node.input) == 1:
+        return _einsum_one(cx, cx.val(node.input[0]), *eq.split("->"))
+    (la, lb), out = eq.split("->")[0].split(","), eq.split("->")[1]
+    a, b = cx.val(node.input[0]), cx.val(node.input[1])
+    batch = [c for c in out if c in la and c in lb]
+    m = [c for c in la if c not in lb and c in out]
+    n = [c for c in lb if c not in la and c in out]
+    k = [c for c in la if c in lb and c not in out]
+    if len(set(la)) != len(la) or len(set(lb)) != len(lb) or any(c not in la + lb for c in out) \
+            or any(c not in out and c not in k for c in la + lb):
+        raise cx.error(f"Einsum {eq!r} is not supported (repeated or summed-away single-operand indices)")
+    size = {c: d for c, d in zip(la, a.type.shape)} | {c: d for c, d in zip(lb, b.type.shape)}
+    a2 = _as_bmk(cx, a, la, batch, m, k, size)
+    b2 = _as_bmk(cx, b, lb, batch, k, n, size)
+    y = cx.op("matmul", a2, b2)
+    cur = batch + m + n
+    y = cx.op("reshape", y, shape=tuple(size[c] for c in cur))
+    perm = [cur.index(c) for c in out]
+    return y if perm == list(range(len(perm))) else cx.op("transpose", y, axes=tuple(perm))
+
+
+def _einsum_one(cx: Ctx, x, labels: str, out: str):
+    if len(set(labels)) != len(labels):
+        raise cx.error(f"Einsum {labels}->{out} (a diagonal) is not supported")
+    gone = tuple(i for i, c in enumerate(labels) if c not in out)
+    if gone:
+        x = cx.op("sum", x, axis=gone, keepdims=False)
+        labels = "".join(c for c in labels if c in out)
+    perm = tuple(labels.index(c) for c in out)
+    return x if perm == tuple(range(len(perm))) else cx.op("transpose", x, axes=perm)
+
+
+def _as_bmk(cx: Ctx, v, labels, batch, rows, cols, size):
+    order = batch + rows + cols
+    perm = [labels.index(c) for c in order]
+    if perm != list(range(len(perm))):
+        v = cx.op("transpose", v, axes=tuple(perm))
+    return cx.op("reshape", v, shape=tuple(size[c] for c in batch) + (prod(size[c] for c in rows),
+                                                                     prod(size[c] for c in cols)))
+
+
+@converter("DepthToSpace", "SpaceToDepth", since=13)
+def depth_space(cx: Ctx, node):
+    """The reshape/transpose/reshape of the ONNX definition (DCR or CRD order)."""
+    a = Ctx.attrs(node)
+    x = cx.val(node.input[0])
+    bs = int(a["blocksize"])
+    n, c, h, w = x.type.shape
+    if node.op_type == "DepthToSpace":
+        if _s(a.get("mode", "DCR")) == "DCR":
+            y = cx.op("reshape", x, shape=(n, bs, bs, c // (bs * bs), h, w))
+            y = cx.op("transpose", y, axes=(0, 3, 4, 1, 5, 2))
+        else:
+            y = cx.op("reshape", x, shape=(n, c // (bs * bs), bs, bs, h, w))
+            y = cx.op("transpose", y, axes=(0, 1, 4, 2, 5, 3))
+        return cx.op("reshape", y, shape=(n, c // (bs * bs), h * bs, w * bs))
+    y = cx.op("reshape", x, shape=(n, c, h // bs, bs, w // bs, bs))
+    crd = _s(a.get("mode", "DCR")) == "CRD"
+    y = cx.op("transpose", y, axes=(0, 1, 3, 5, 2, 4) if crd else (0, 3, 5, 1, 2, 4))
+    return cx.op("reshape", y, shape=(n, c * bs * bs, h // bs, w // bs))
+
+
+@converter("Attention", since=23)
+def attention(cx: Ctx, node):
+    """ONNX Attention without a KV cache or softcap -> the IR's scaled_dot_product_attention:
+    3-D inputs unpacked by q_num_heads/kv_num_heads, grouped KV heads repeated, a mask combined
+    with is_causal."""
+    a = Ctx.attrs(node)
+    if any(n for n in node.input[6:]) or any(n for n in node.output[3:]):
+        raise cx.error("Attention with nonpad_kv_seqlen or the QK-matmul output is not supported")
+    softcap = float(a.get("softcap", 0.0))
+    q, k, v = (cx.val(n) for n in node.input[:3])
+    packed = q.type.rank == 3
+    if packed:
+        q = _heads(cx, q, int(a.get("q_num_heads", 0)))
+        k = _heads(cx, k, int(a.get("kv_num_heads", 0)))
+        v = _heads(cx, v, int(a.get("kv_num_heads", 0)))
+    past_k, past_v = cx.opt(node, 4), cx.opt(node, 5)
+    if past_k is not None:         # the KV cache: past positions first
+        k, v = cx.op("concat", past_k, k, axis=2), cx.op("concat", past_v, v, axis=2)
+    present = [k, v]
+    hq, hk = q.type.shape[1], k.type.shape[1]
+    if hq != hk:
+        k, v = _repeat_heads(cx, k, hq // hk), _repeat_heads(cx, v, hq // hk)
+    mask = cx.opt(node, 3)
+    causal = bool(a.get("is_causal", 0))
+    L, S = q.type.shape[2], k.type.shape[2]
+    if mask is not None:
+        if mask.type.shape[-1] != S:
+            raise cx.error(f"Attention with a mask of {mask.type.shape[-1]} key positions for {S} keys is not supported")
+        if mask.type.dtype.is_float and mask.type.dtype != q.type.dtype:
+            mask = cx.op("cast", mask, dtype=q.type.dtype.numpy_name)
+    offset = S - L if past_k is not None else 0      # with a cache, query i sees keys up to past + i
+    if causal and (mask is not None or offset or softcap):
+        tri = cx.materialize(np.tril(np.ones((L, S), dtype=bool), offset), f"{node.output[0]}_causal")
+        if mask is None:
+            mask = tri
+        else:
+            mask = cx.op("logical_and", mask, tri) if mask.type.dtype.short == "bool" else \
+                cx.op("where", tri, mask, cx.scalar(float("-inf"), mask))
+        causal = False
+    scale = a.get("scale")
+    scale = float(scale) if scale is not None else None
+    if softcap:
+        y = _attention_softcap(cx, q, k, v, mask, scale, softcap)
+    else:
+        args = (q, k, v) + ((mask,) if mask is not None else ())
+        y = cx.op("scaled_dot_product_attention", *args, is_causal=causal, scale=scale)
+    if packed:       # back to (B, L, heads * head_size)
+        n, h, t, d = y.type.shape
+        y = cx.op("reshape", cx.op("transpose", y, axes=(0, 2, 1, 3)), shape=(n, t, h * d))
+    return [y] + present[:max(len(node.output) - 1, 0)]
+
+
+def _attention_softcap(cx: Ctx, q, k, v, mask, scale, cap: float):
+    """softmax(cap * tanh(q k^T * scale / cap) + mask) v, written out."""
+    d = q.type.shape[-1]
+    scale = scale if scale is not None else 1.0 / float(np.sqrt(d))
+    s = cx.op("matmul", q, cx.op("transpose", k, axes=(0, 1, 3, 2)))
+    s = cx.op("mul", s, cx.scalar(scale, s))
+    s = cx.op("mul", cx.op("tanh", cx.op("div", s, cx.scalar(cap, s))), cx.scalar(cap, s))
+    if mask is not None:
+        s = cx.op("where", mask, s, cx.scalar(float("-inf"), s)) if mask.type.dtype.short == "bool" else \
+            cx.op("add", s, mask)
+    return cx.op("matmul", cx.op("softmax", s, axis=-1), v)
+
+
+def _heads(cx: Ctx, x, heads: int):
+    n, t, hidden = x.type.shape
+    if heads <= 0:
+        raise cx.error("3-D Attention inputs need q_num_heads and kv_num_heads")
+    return cx.op("transpose", cx.op("reshape", x, shape=(n, t, heads, hidden // heads)), axes=(0, 2, 1, 3))
+
+
+def _repeat_heads(cx: Ctx, x, r: int):
+    """Each KV head r times in a row (grouped-query attention)."""
+    n, h, t, d = x.type.shape
+    y = cx.op("expand", cx.op("reshape", x, shape=(n, h, 1, t, d)), shape=(n, h, r, t, d))
+    return cx.op("reshape", y, shape=(n, h * r, t, d))
+
+
+@converter("RMSNormalization", since=23)
+def rms_norm(cx: Ctx, node):
+    a = Ctx.attrs(node)
+    x, scale = cx.val(node.input[0]), cx.val(node.input[1])
+    r = x.type.rank
+    axes = tuple(range(a.get("axis", -1) % r, r))
+    eps = float(a.get("epsilon", 1e-5))
+    ms = cx.op("mean", cx.op("mul", x, x), axis=axes, keepdims=True)
+    return cx.op("mul", cx.op("mul", x, cx.op("rsqrt", cx.op("add", ms, cx.scalar(eps, ms)))), scale)
+
+
+@converter("CumSum", since=11)
+def cumsum(cx: Ctx, node):
+    """A product with a triangular matrix of ones along the axis (float data)."""
+    x = cx.val(node.input[0])
+    a = Ctx.attrs(node)
+    if not x.type.dtype.is_float:
+        raise cx.error("CumSum of integers is not supported (dlc's matmul accumulates in floating point)")
+    axis = int(cx.need_const(node.input[1], "CumSum's axis").reshape(-1)[0]) % x.type.rank
+    n = x.type.shape[axis]
+    if not isinstance(n, int):
+        raise cx.error("CumSum along a symbolic dimension is not supported")
+    ones = np.ones((n, n), dtype=x.type.dtype.numpy_name)
+    # y[j] = sum_i x[i] * T[i, j]: T[i, j] = 1 where i <= j (inclusive), i < j (exclusive); reversed: i >= j
+    rev, excl = bool(a.get("reverse", 0)), bool(a.get("exclusive", 0))
+    tri = np.tril(ones, -1 if excl else 0) if rev else np.triu(ones, 1 if excl else 0)
+    t = cx.materialize(tri, f"{node.output[0]}_triangle")
+    perm = [i for i in range(x.type.rank) if i != axis] + [axis]
+    xt = x if axis == x.type.rank - 1 else cx.op("transpose", x, axes=tuple(perm))
+    y = cx.op("matmul", xt, t)
+    if axis == x.type.rank - 1:
+        return y
+    inv = [perm.index(i) for i in range(x.type.rank)]
+    return cx.op("transpose", y, axes=tuple(inv))
+
+
+@converter("EyeLike", since=9)
+def eye_like(cx: Ctx, node):
+    from .loader import ONNX_TO_NUMPY
+    x = cx.val(node.input[0])
+    a = Ctx.attrs(node)
+    shp = x.type.shape
+    if len(shp) != 2 or not all(isinstance(d, int) for d in shp):
+        raise cx.error("EyeLike needs a 2-D input of known size")
+    dt = np.dtype(ONNX_TO_NUMPY[int(a["dtype"])]) if "dtype" in a else np.dtype(x.type.dtype.numpy_name)
+    return np.eye(shp[0], shp[1], int(a.get("k", 0)), dtype=dt)
+
+
+@converter("Round", since=11)
+def round_(cx: Ctx, node):
+    """Round half to even from floor: r = floor(x + 0.5), minus one on an exact tie with odd r."""
+    x = cx.val(node.input[0])
+    half = cx.scalar(0.5, x)
+    up = cx.op("add", x, half)
+    r = cx.op("floor", up)
+    tie = cx.op("eq", up, r)
+    odd = cx.op("ne", cx.op("sub", r, cx.op("mul", cx.op("floor", cx.op("mul", r, half)), cx.scalar(2.0, x))),
+                cx.scalar(0.0, x))
+    return cx.op("where", cx.op("logical_and", tie, odd), cx.op("sub", r, cx.scalar(1.0, x)), r)

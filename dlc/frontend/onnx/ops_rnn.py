@@ -1,0 +1,161 @@
+"""LSTM, GRU and RNN: ONNX's one-layer recurrent ops -> the IR's `lstm`/`gru`/`rnn` (torch's gate
+order and weight layout).  The weights must be initializers: they are re-laid-out at import time
+(ONNX gates iofc / zrh -> torch ifgo / rzn) into parameters with torch's names under the node's
+scope (`<scope>.weight_ih_l0`, `..._reverse`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .context import Ctx
+from .registry import converter
+
+# ONNX gate blocks -> torch's order
+_GATE_ORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
+_DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+
+
+def _s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _reorder(w: np.ndarray, order: list[int], hidden: int) -> np.ndarray:
+    return np.concatenate([w[g * hidden:(g + 1) * hidden] for g in order], axis=0)
+
+
+@converter("LSTM", "GRU", "RNN", since=7)
+def recurrent(cx: Ctx, node):
+    kind = node.op_type
+    a = Ctx.attrs(node)
+    x = cx.val(node.input[0])
+    hidden = int(a["hidden_size"])
+    direction = _s(a.get("direction", "forward"))
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise cx.error(f"{kind} direction={direction!r} is not supported")
+    dirs = 2 if direction == "bidirectional" else 1
+    acts = [_s(v) for v in a.get("activations", [])] or _DEFAULT_ACTS[kind] * dirs
+    nonlinearity = "tanh"
+    if kind == "RNN" and all(v == "Relu" for v in acts):
+        nonlinearity = "relu"
+    elif [v for v in acts] != _DEFAULT_ACTS[kind] * dirs:
+        raise cx.error(f"{kind} activations {acts} are not supported (the defaults{' or Relu' * (kind == 'RNN')} are)")
+    if "clip" in a or a.get("input_forget", 0):
+        raise cx.error(f"{kind} with clip or input_forget is not supported")
+    if len(node.input) > 7 and node.input[7]:
+        raise cx.error("LSTM peepholes (P) are not supported")
+    layout = int(a.get("layout", 0))
+    W = cx.need_const(node.input[1], f"{kind}'s W")
+    R = cx.need_const(node.input[2], f"{kind}'s R")
+    B = cx.need_const(node.input[3], f"{kind}'s B") if len(node.input) > 3 and node.input[3] else None
+    _check_lengths(cx, node, x, layout)
+    if kind == "GRU" and not a.get("linear_before_reset", 0):
+        scope = cx.scope or (node.name.strip("/").replace("/", ".") or "gru")
+        return gru_reset_before(cx, node, x, W, R, B, hidden, dirs, direction, layout, scope)
+    if direction == "reverse":      # the forward recurrence over the time-reversed sequence
+        x = _reverse_time(cx, x, layout)
+    order = _GATE_ORDER[kind]
+    G = len(order) if kind != "RNN" else 1
+    scope = cx.scope or (node.name.strip("/").replace("/", ".") or kind.lower())
+    weights = []
+    for d in range(dirs):
+        suffix = "_reverse" if d else ""
+        wi = _reorder(W[d], order, hidden)
+        wh = _reorder(R[d], order, hidden)
+        b = B[d] if B is not None else np.zeros(2 * G * hidden, W.dtype)
+        bi, bh = _reorder(b[:G * hidden], order, hidden), _reorder(b[G * hidden:], order, hidden)
+        for nm, arr in (("weight_ih", wi), ("weight_hh", wh), ("bias_ih", bi), ("bias_hh", bh)):
+            pname = f"{scope}.{nm}_l0{suffix}"
+            cx.initializers[pname] = arr        # a weight of the model: a trainable param
+            weights.append(cx.materialize(arr, pname))
+    states = []
+    for i in ((5, 6) if kind == "LSTM" else (5,)):
+        v = cx.opt(node, i)
+        if v is not None and layout == 1:
+            v = cx.op("transpose", v, axes=(1, 0, 2))
+        states.append(v)
+    if kind == "LSTM" and (states[0] is None) != (states[1] is None):
+        z = cx.op("full", shape=(dirs, x.type.shape[1 - layout], hidden), value=0.0, dtype=x.type.dtype.numpy_name)
+        states = [s if s is not None else z for s in states]
+    extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
+    saved, cx.scope = cx.scope, scope
+    try:
+        outs = cx.layer(kind.lower(), x, *states, *weights, num_layers=1, bias=True, bidirectional=dirs == 2,
+                        batch_first=layout == 1, **extra)
+    finally:
+        cx.scope = saved
+    y, finals = outs[0], list(outs[1:])
+    # Y: [T, dirs, N, H] (layout 0) or [N, T, dirs, H] (layout 1)
+    s = y.type.shape
+    y = cx.op("reshape", y, shape=(s[0], s[1], dirs, hidden))
+    y = cx.op("transpose", y, axes=(0, 2, 1, 3)) if layout == 0 else y
+    if direction == "reverse":
+        y = _reverse_time(cx, y, layout)
+    if layout == 1:
+        finals = [cx.op("transpose", f, axes=(1, 0, 2)) for f in finals]
+    return [y] + finals
+
+
+def _reverse_time(cx: Ctx, v, layout: int):
+    r = v.type.rank
+    return cx.op("strided_slice", v, begin=[None] * r, end=[None] * r,
+                 strides=[-1 if i == layout else 1 for i in range(r)])
+
+
+def _check_lengths(cx: Ctx, node, x, layout: int) -> None:
+    if len(node.input) > 4 and node.input[4]:
+        lens = cx.const(node.input[4])
+        T = x.type.shape[layout]
+        if lens is None or not isinstance(T, int) or not (lens == T).all():
+            raise cx.error("sequence_lens other than the full length of every sequence is not supported")
+
+
+def gru_reset_before(cx: Ctx, node, x, W, R, B, hidden: int, dirs: int, direction: str, layout: int, scope: str):
+    """ONNX's default GRU (linear_before_reset=0: the reset gate scales h before the recurrent
+    product), which no IR op computes, as a `scan` over time of the written-out cell."""
+    from ...compiler.ir import Graph
+    from ...compiler.ops import OPS
+    from ...compiler.types import TensorType
+    if layout == 1:
+        x = cx.op("transpose", x, axes=(1, 0, 2))
+    T, N = x.type.shape[0], x.type.shape[1]
+    h0 = cx.opt(node, 5)
+    if h0 is not None and layout == 1:
+        h0 = cx.op("transpose", h0, axes=(1, 0, 2))
+    ys, finals = [], []
+    for d in range(dirs):
+        rev = direction == "reverse" or d == 1
+        sfx = "_reverse" if d else ""
+        b = B[d] if B is not None else np.zeros(6 * hidden, W.dtype)
+        w = cx.materialize(np.ascontiguousarray(W[d].T), f"{scope}.W_l0{sfx}")       # [I, 3H] (z, r, h)
+        r = cx.materialize(np.ascontiguousarray(R[d].T), f"{scope}.R_l0{sfx}")       # [H, 3H]
+        wb = cx.materialize(b[:3 * hidden], f"{scope}.Wb_l0{sfx}")
+        rb = cx.materialize(b[3 * hidden:], f"{scope}.Rb_l0{sfx}")
+        xw = cx.op("add", cx.op("matmul", x, w), wb)                                  # [T, N, 3H]
+        h = cx.op("reshape", cx.op("strided_slice", h0, begin=[d, None, None], end=[d + 1, None, None]),
+                  shape=(N, hidden)) if h0 is not None else \
+            cx.op("full", shape=(N, hidden), value=0.0, dtype=x.type.dtype.numpy_name)
+        body = Graph("gru_cell", mode=cx.g.mode, parent=cx.g, span=cx.span)
+        sub = cx.child(body)
+        hv = body.add_input("h", TensorType(x.type.dtype, (N, hidden)))
+        xt = body.add_input("xw_t", TensorType(x.type.dtype, (N, 3 * hidden)))
+
+        def part(v, k, c=sub):
+            return c.op("strided_slice", v, begin=[None, k * hidden], end=[None, (k + 1) * hidden])
+        hr = sub.op("add", sub.op("matmul", hv, r), rb)                               # h R^T + Rb: [N, 3H]
+        z = sub.op("sigmoid", sub.op("add", part(xt, 0), part(hr, 0)))
+        rg = sub.op("sigmoid", sub.op("add", part(xt, 1), part(hr, 1)))
+        rh = sub.op("matmul", sub.op("mul", rg, hv), sub.op("strided_slice", r, begin=[None, 2 * hidden],
+                                                              end=[None, 3 * hidden]))
+        rbh = sub.op("strided_slice", rb, begin=[2 * hidden], end=[3 * hidden])
+        n = sub.op("tanh", sub.op("add", part(xt, 2), sub.op("add", rh, rbh)))
+        one = sub.scalar(1.0, z)
+        hn = sub.op("add", sub.op("mul", sub.op("sub", one, z), n), sub.op("mul", z, hv))
+        body.outputs = [hn, hn]
+        outs = cx.g.add_node(OPS["scan"], [h, xw], {"num_carry": 1, "reverse": rev}, cx.span, cx.scope, body)
+        finals.append(cx.op("reshape", outs[0], shape=(1, N, hidden)))
+        ys.append(cx.op("reshape", outs[1], shape=(T, 1, N, hidden)))
+    y = ys[0] if dirs == 1 else cx.op("concat", *ys, axis=1)                         # [T, dirs, N, H]
+    yh = finals[0] if dirs == 1 else cx.op("concat", *finals, axis=0)                # [dirs, N, H]
+    if layout == 1:
+        y = cx.op("transpose", y, axes=(2, 0, 1, 3))
+        yh = cx.op("transpose", yh, axes=(1, 0, 2))
+    return [y, yh]
