@@ -1,0 +1,90 @@
+"""Issue 14's round trip on the zoo: spec -> ONNX (`dlc export`) -> spec
+(`dlc import -o`, decompiled) -> ONNX again.  The imported spec computes what
+the original does on the same weights, the second export what the first does
+on onnxruntime, and importing the second export writes the same text again
+(the decompiled spec is a fixed point, as readable as the first)."""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlc
+
+ort = pytest.importorskip("onnxruntime")
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.dln"))
+FAST = {"mlp", "lenet5", "resnet18", "digits_cnn", "perceptron"}
+# what does not round-trip yet, and why (the note of issue 14 and docs/onnx.md say the same)
+EXPECTED_FAILURES = {
+    "bilstm": "the export builds LSTM's W from the parameters in the graph (torch's gate order to ONNX's); "
+              "the importer needs W as an initializer",
+    "gru_classifier": "as bilstm (GRU)",
+    "lstm_tagger": "as bilstm",
+    "rnn_lm": "as bilstm (RNN)",
+    "seq2seq": "as bilstm",
+    "lstm_cell": "the importer has no ONNX Scan (the export writes dlc's scan as Scan)",
+    "vae": "the importer has no RandomNormalLike (the reparameterisation's noise)",
+    "gpt2_small": "the tied embedding / LM head from ONNX: the decompiler gives the embedding layer the weight "
+                  "and leaves the transposed use undeclared",
+    "transformer_base": "as gpt2_small (tied embedding)",
+}
+
+# the second import differs in detail from the first (the attention's reshape/transpose chain is written
+# another way): outputs equal and as short, not the same text
+NOT_FIXED_POINT = {"transformer_encoder_layer"}
+# the second import is LESS readable than the first (a gap, reported in issue 14's note): outputs equal, but
+# BERT's blocks are cut at the layer, not the attention (118 lines against 94), and ViT-B/16's encoder is
+# not recognised as repeated (484 lines against 103)
+READABILITY_GAPS = {"bert_base", "vit_b16"}
+
+
+def _ort(path, feed):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    return sess.run(None, {k: v for k, v in feed.items() if k in names})
+
+
+def _roundtrip(spec: str, tmp: Path):
+    from dlc.onnx_export_cli import export_spec
+    from dlc.onnx_import_cli import run_import
+    from dlc.runtime.weights import load_weights, save_weights
+    m = dlc.load(str(ROOT / "specs" / f"{spec}.dln"))
+    bind = {k: v for k, v in m.graph.dims.items() if v is not None}
+    w = m.init_weights(0)
+    save_weights(tmp / "w.safetensors", w)
+    export_spec(str(ROOT / "specs" / f"{spec}.dln"), str(tmp / "a.onnx"), weights_path=str(tmp / "w.safetensors"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_import(str(tmp / "a.onnx"), str(tmp / "b.dln"), str(tmp / "b.safetensors"), bind, False)
+    m2, w2 = dlc.load(str(tmp / "b.dln")), load_weights(tmp / "b.safetensors")
+    x = m.random_inputs(0, bind)
+    x2 = {v.name: x[u.name] for v, u in zip(m2.graph.inputs, m.graph.inputs)}
+    for a, b in zip(m.run(x, w, bind=bind).values(), m2.run(x2, w2, bind=bind).values()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * float(np.abs(a).max() or 1))
+    export_spec(str(tmp / "b.dln"), str(tmp / "c.onnx"), weights_path=str(tmp / "b.safetensors"))
+    for a, b in zip(_ort(tmp / "a.onnx", x), _ort(tmp / "c.onnx", x2)):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * float(np.abs(a).max() or 1))
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_import(str(tmp / "c.onnx"), str(tmp / "b2" / "b.dln") if (tmp / "b2").mkdir() is None else "",
+                   str(tmp / "b2" / "b.safetensors"), bind, False)
+    first, second = (tmp / "b.dln").read_text(), (tmp / "b2" / "b.dln").read_text()
+    if spec in READABILITY_GAPS:
+        assert "model " in second
+    elif spec in NOT_FIXED_POINT:     # as readable: no more statements, no more declared (fallback) params
+        assert second.count("\n") <= first.count("\n") and second.count("param ") <= first.count("param ")
+    else:
+        assert second == first
+    return first
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=[
+    *([] if s in FAST else [pytest.mark.slow]),
+    *([pytest.mark.xfail(reason=EXPECTED_FAILURES[s], strict=True)] if s in EXPECTED_FAILURES else [])])
+    for s in SPECS])
+def test_zoo_spec_roundtrips_through_onnx(spec, tmp_path):
+    text = _roundtrip(spec, tmp_path)
+    if spec == "resnet18":      # readable: torch's layer names, blocks applied in a loop
+        assert "block " in text and "for " in text and 'name="conv1"' in text
