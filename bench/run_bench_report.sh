@@ -21,6 +21,8 @@ run mlp specs/mlp.dln --batch 1,32 $T --repeat 20 --warmup 3
 run lenet5 specs/lenet5.dln --batch 1,32 $T --repeat 20 --warmup 3
 run resnet18 specs/resnet18.dln --batch 1 $T --repeat 10 --warmup 2
 run resnet18_b32 specs/resnet18.dln --batch 32 $T --repeat 5 --warmup 1
+run resnet50 specs/resnet50.dln --batch 1 $T --repeat 5 --warmup 1
+run resnet50_b32 specs/resnet50.dln --batch 32 $T --repeat 3 --warmup 1
 run mobilenet_v2 specs/mobilenet_v2.dln --batch 1 $T --repeat 10 --warmup 2
 run mobilenet_v2_b32 specs/mobilenet_v2.dln --batch 32 $T --repeat 5 --warmup 1
 run transformer_encoder_layer specs/transformer_encoder_layer.dln --batch 1 --bind T=128 $T --repeat 10 --warmup 2
