@@ -38,27 +38,6 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + idt)
 
 
-class ResNet18(nn.Module):
-    """torchvision.models.resnet18 layout and names."""
-
-    def __init__(self, classes=1000):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        chans, cin = [64, 128, 256, 512], 64
-        for i, c in enumerate(chans):
-            s = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, c, s), BasicBlock(c, c, 1)))
-            cin = c
-        self.fc = nn.Linear(512, classes)
-
-    def forward(self, x):
-        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-
 class Bottleneck(nn.Module):
     """torchvision's Bottleneck (ResNet v1.5: the stride on the 3x3 conv)."""
 
@@ -82,27 +61,42 @@ class Bottleneck(nn.Module):
         return torch.relu(self.bn3(self.conv3(y)) + idt)
 
 
-class ResNet50(nn.Module):
-    """torchvision.models.resnet50 layout and names."""
+class _ResNet(nn.Module):
+    """torchvision's ResNet: the 7x7 stem, four stages of `block` (the first of each strided, but the
+    first stage's), global average pool and fc; `expansion` is the block's output width per plane."""
 
-    def __init__(self, classes=1000):
+    def __init__(self, block, expansion, depths, classes):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = 64
-        for i, (planes, blocks) in enumerate(zip([64, 128, 256, 512], [3, 4, 6, 3])):
+        for i, (planes, blocks) in enumerate(zip([64, 128, 256, 512], depths)):
             layer = []
             for b in range(blocks):
-                layer.append(Bottleneck(cin, planes, (1 if i == 0 else 2) if b == 0 else 1))
-                cin = planes * 4
+                layer.append(block(cin, planes, (1 if i == 0 else 2) if b == 0 else 1))
+                cin = planes * expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-        self.fc = nn.Linear(2048, classes)
+        self.fc = nn.Linear(512 * expansion, classes)
 
     def forward(self, x):
         x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class ResNet18(_ResNet):
+    """torchvision.models.resnet18 layout and names."""
+
+    def __init__(self, classes=1000):
+        super().__init__(BasicBlock, 1, [2, 2, 2, 2], classes)
+
+
+class ResNet50(_ResNet):
+    """torchvision.models.resnet50 layout and names."""
+
+    def __init__(self, classes=1000):
+        super().__init__(Bottleneck, 4, [3, 4, 6, 3], classes)
 
 
 class LeNet5(nn.Module):
