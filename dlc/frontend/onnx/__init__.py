@@ -10,7 +10,9 @@ The converters live in `ops_*.py`, one table (`registry.CONVERTERS`) keyed by
 from __future__ import annotations
 
 from . import (  # noqa: F401  (fill the converter table)
+    ops_attention,
     ops_control,
+    ops_einsum,
     ops_elementwise,
     ops_extra,
     ops_nn,
