@@ -34,6 +34,15 @@ def make_torch_optimizer(name: str, params, hyper: dict):
     return getattr(torch.optim, TORCH_OPTIMIZERS[name])(params, foreach=False, **kw)
 
 
+def _as_tensor(a):
+    """A NumPy array (or scalar) as a C-contiguous torch tensor of the same shape, sharing memory
+    where it can.  Not np.ascontiguousarray: that returns at least 1-D, so a 0-d input (an ONNX
+    scalar) came back from a graph that returns it unchanged with shape (1,)."""
+    import torch
+    a = np.asarray(a)
+    return torch.from_numpy(a if a.flags.c_contiguous else np.array(a, order="C"))
+
+
 class TorchStepRunner:
     """Runs a dlc IR graph (e.g. the symbolic training step) as generated torch code."""
 
@@ -47,8 +56,8 @@ class TorchStepRunner:
 
         from ...compiler.ops.norm import check_batch_statistics
         check_batch_statistics(self.graph, inputs=inputs)
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[v.name])) for v in self.graph.inputs]
-        params = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
+        args = [_as_tensor(inputs[v.name]) for v in self.graph.inputs]
+        params = {k: _as_tensor(v) for k, v in weights.items()}
         with torch.no_grad():
             outs, updates = self.fn(*args, params, seed=seed)
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)

@@ -115,10 +115,8 @@ def _bias(cx: Ctx, node, a: dict, q, k, past_len, nonpad):
             return cx.materialize(allowed, f"{node.output[0]}_mask"), False
         const = np.where(allowed, 0, -np.inf).astype(q.type.dtype.numpy_name)
         return cx.op("add", _additive(cx, mask, q), cx.materialize(const, f"{node.output[0]}_bias")), False
-    allowed = _padding(cx, nonpad, L, S, causal, left, right)
-    if mask is None:
-        return allowed, False
-    return cx.op("where", allowed, _additive(cx, mask, q), cx.scalar(float("-inf"), q)), False
+    bias = _padding(cx, nonpad, q, L, S, causal, left, right)
+    return (bias if mask is None else cx.op("add", _additive(cx, mask, q), bias)), False
 
 
 def _frontier(diff, causal: bool, left: int, right: int):
@@ -133,24 +131,33 @@ def _frontier(diff, causal: bool, left: int, right: int):
     return ok
 
 
-def _padding(cx: Ctx, nonpad, L: int, S: int, causal: bool, left: int, right: int):
-    """The external KV cache: key j of batch b is valid when j < nonpad_kv_seqlen[b], and the
-    causal/window offset is nonpad_kv_seqlen[b] - L; a bool (B, 1, L or 1, S) Value."""
+def _padding(cx: Ctx, nonpad, q, L: int, S: int, causal: bool, left: int, right: int):
+    """The external KV cache as an additive (B, 1, L or 1, S) bias in Q's dtype: key j of batch b
+    is valid when j < nonpad_kv_seqlen[b], and the causal/window offset is nonpad_kv_seqlen[b] - L.
+    Each condition is its own 0/-inf term, summed as the reference does (not a chain of bool
+    ands: TVM's LLVM codegen fails on an `and` of a stored and a computed bool vector)."""
     n = nonpad if nonpad.type.dtype.short == "i64" else cx.op("cast", nonpad, dtype="int64")
     n = cx.op("reshape", n, shape=(n.type.shape[0], 1, 1, 1))
+    zero, ninf = cx.scalar(0.0, q), cx.scalar(float("-inf"), q)
+
+    def term(ok):
+        return cx.op("where", ok, zero, ninf)
+
     cols = cx.op("reshape", cx.op("arange", start=0, stop=S, step=1, dtype="int64"), shape=(1, 1, 1, S))
-    ok = cx.op("lt", cols, n)
+    bias = term(cx.op("lt", cols, n))
     if causal or left >= 0 or right >= 0:
         i_minus_j = cx.materialize(np.arange(L)[:, None] - np.arange(S)[None, :] - L, "attention_i_minus_j")
         diff = cx.op("add", i_minus_j, n)            # i + (nonpad[b] - L) - j
-        zero = cx.op("full", shape=(), value=0, dtype="int64")
+
+        def bound(value: int):
+            return cx.op("full", shape=(), value=value, dtype="int64")
         if causal:
-            ok = cx.op("logical_and", ok, cx.op("ge", diff, zero))
+            bias = cx.op("add", bias, term(cx.op("ge", diff, bound(0))))
         if left >= 0:
-            ok = cx.op("logical_and", ok, cx.op("le", diff, cx.op("full", shape=(), value=left, dtype="int64")))
+            bias = cx.op("add", bias, term(cx.op("le", diff, bound(left))))
         if right >= 0:
-            ok = cx.op("logical_and", ok, cx.op("ge", diff, cx.op("full", shape=(), value=-right, dtype="int64")))
-    return ok
+            bias = cx.op("add", bias, term(cx.op("ge", diff, bound(-right))))
+    return bias
 
 
 def _padded_mask(cx: Ctx, mask, q, S):
