@@ -107,7 +107,7 @@ def _bias(cx: Ctx, node, a: dict, q, k, past_len, nonpad):
         return mask, False
     if mask is None and nonpad is None and not windowed and past_len == 0:
         return None, True
-    if not all(isinstance(d, int) for d in (L, S)):
+    if not all(isinstance(d, int) for d in (L, S, past_len)):
         raise cx.error("Attention with a causal, window or padding mask needs known sequence lengths")
     if nonpad is None:          # the frontier is the same for every batch: a constant
         allowed = _frontier(np.arange(L)[:, None] + int(past_len) - np.arange(S)[None, :], causal, left, right)
@@ -121,7 +121,7 @@ def _bias(cx: Ctx, node, a: dict, q, k, past_len, nonpad):
 
 def _frontier(diff, causal: bool, left: int, right: int):
     """Where query i (at absolute position i + offset) may see key j, from diff = i + offset - j."""
-    ok = diff == diff           # all True, in diff's shape and array kind
+    ok = np.ones_like(diff, dtype=bool)
     if causal:
         ok = ok & (diff >= 0)
     if left >= 0:
