@@ -260,12 +260,12 @@ def lower_qdq(g: Graph, weights: dict[str, np.ndarray]) -> Counter:
     used_before = _used_params(g)
     lowered: list[Node] = []
     for n in [n for n in g.nodes if n.op.name in _INT8_OP]:
+        if not all(_producer(v, "dequantize_linear") for v in n.inputs[:2]):
+            continue                  # not a quantized layer
         site = _match(n, users(g), escaping(g), known)
-        if site is None:
-            continue
-        bias_q = _bias_q(site, known)
+        bias_q = _bias_q(site, known) if site is not None else None
         try:
-            mult, shift = fixed_point_multipliers(real_multiplier(site.s_x, site.s_w, site.s_y))
+            mult, shift = fixed_point_multipliers(real_multiplier(site.s_x, site.s_w, site.s_y)) if site else (None, None)
         except ValueError:            # no shift in [1, 62]: the float form computes it
             mult = None
         if bias_q is None or mult is None or not _lower(g, site, bias_q, mult, shift, params):
