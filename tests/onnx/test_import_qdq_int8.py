@@ -289,3 +289,72 @@ def test_quantize_static_model_matches_onnxruntime_qoperator(quantized, backend)
             worst = max(worst, float(np.abs(out - s.run(None, feed)[0]).max()) / s_y)
     # the output is DequantizeLinear of the last uint8: equal, or one quantization step apart
     assert worst <= 1.0 + 1e-6
+
+
+# --- dlc's own quantized model: export (int32 biases) -> onnxruntime, and back through import ------
+
+SPEC = "specs/digits_cnn.dln"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """digits_cnn quantized by dlc (conv1, conv2, hidden int8; output float), exported as QDQ."""
+    import os
+
+    import dlc
+    from dlc.compiler.quant import QuantPlan
+    from dlc.onnx_export_cli import export_spec
+    from dlc.quant_artifact import save_artifact, with_plan
+    from dlc.quant_observe import calibrate_observers
+    from dlc.run_folder import spec_hash
+    spec = os.path.join(os.path.dirname(__file__), "..", "..", SPEC)
+    m = dlc.load(spec)
+    w = m.init_weights(0)
+    obs, _, _ = calibrate_observers(m, w, m.random_inputs(0, {"N": 32})[m.graph.inputs[0].name], progress=False)
+    plan = QuantPlan(ranges={k: o.range() for k, o in obs.items()}, float_layers={"output"})
+    path = tmp_path_factory.mktemp("q") / "digits_int8.safetensors"
+    save_artifact(path, w, plan, spec_sha256=spec_hash(spec), model=m.name)
+    proto, _ = export_spec(spec, weights_path=str(path))
+    return proto, with_plan(m, plan), w
+
+
+def test_export_writes_int32_biases_and_onnxruntime_fuses_every_quantized_layer(exported, tmp_path):
+    proto, _, _ = exported
+    onnx.checker.check_model(proto, full_check=True)
+    inits = {t.name: t for t in proto.graph.initializer}
+    prod = {o: n for n in proto.graph.node for o in n.output}
+    layers = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in prod]
+    assert len(layers) == 3
+    for n in layers:
+        b = prod[n.input[2]]
+        assert b.op_type == "DequantizeLinear" and inits[b.input[0]].data_type == TensorProto.INT32
+        # the bias scale is s_x * s_w: the product of the scales of the layer's two DequantizeLinear
+        s_x, s_w = (numpy_helper.to_array(inits[prod[n.input[i]].input[1]]) for i in (0, 1))
+        np.testing.assert_array_equal(numpy_helper.to_array(inits[b.input[1]]), np.float32(s_x) * s_w)
+    assert all(len(n.input) == 3 for n in proto.graph.node if n.op_type == "DequantizeLinear")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    # the two convs and the hidden Gemm run as integer kernels; only the float output layer is a Gemm
+    assert fused.count("QLinearConv") == 2 and fused.count("QGemm") == 1 and fused.count("Gemm") == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exported_model_imports_back_as_dlcs_own_int8_model(exported, backend):
+    from dlc.backends import get_backend
+    proto, mq, w = exported
+    imp = import_onnx(proto)
+    assert imp.qdq == {"qconv2d": 2, "qdense": 1}
+    feed = mq.random_inputs(1, {"N": 16})
+    own = mq.compiled_graph("eval", bind={"N": 16})
+    assert {"qconv2d", "qdense"} <= {n.op.name for n in own.nodes}
+    want, _ = get_backend("numpy").compile(own).run(feed, w)
+    got = _run(imp, feed, backend, N=16)
+    # the same integers through the int8 layers; the float output layer sums in another order
+    np.testing.assert_allclose(next(iter(got.values())), want["output"], rtol=1e-6, atol=1e-6)
+    # and onnxruntime, fused (QLinearConv/QGemm) and unfused (the file's own QDQ semantics), agrees
+    for optimize in (True, False):
+        ref = _session(proto, optimize).run(None, feed)[0]
+        np.testing.assert_allclose(ref, want["output"], rtol=1e-6, atol=1e-6)
