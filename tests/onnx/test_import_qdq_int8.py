@@ -68,7 +68,8 @@ def _model():
         helper.make_node("DequantizeLinear", ["xq", "s_x", "zp_x"], ["xd"]),
         helper.make_node("DequantizeLinear", ["conv.weight_quantized", "conv.weight_scale", "conv.weight_zp"],
                          ["wd"], axis=0),
-        helper.make_node("DequantizeLinear", ["conv.bias_quantized", "conv.bias_scale", "conv.bias_zp"], ["bd"], axis=0),
+        helper.make_node("DequantizeLinear", ["conv.bias_quantized", "conv.bias_scale", "conv.bias_zp"], ["bd"],
+                         axis=0),
         helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2], group=2),
         helper.make_node("Relu", ["c"], ["r"]),
         helper.make_node("QuantizeLinear", ["r", "s_y", "zp_y"], ["yq"]),
@@ -112,7 +113,8 @@ def _requantize(acc, m, s_y, zp_y, relu):
     mult = np.where(mult == 1 << 31, mult // 2, mult)
     shift = (31 - e).astype(np.int64)
     shape = (1, -1) + (1,) * (acc.ndim - 2)
-    y = (acc.astype(np.int64) * mult.reshape(shape) + (np.int64(1) << (shift.reshape(shape) - 1))) >> shift.reshape(shape)
+    mult, shift = mult.reshape(shape), shift.reshape(shape)
+    y = (acc.astype(np.int64) * mult + (np.int64(1) << (shift - 1))) >> shift
     return np.clip(y + zp_y, zp_y if relu else 0, 255).astype(np.uint8)
 
 
@@ -283,7 +285,8 @@ def test_quantize_static_model_matches_onnxruntime_qoperator(quantized, backend)
     s_y = float(next(numpy_helper.to_array(t) for t in qdq.graph.initializer if t.name == "y_scale"))
     sess = [_session(qop), _session(qdq)]
     worst = 0.0
-    for feed in _calibration(4)[:2] + [{"x": np.random.default_rng(7).normal(0, 1.5, (1, 3, 16, 16)).astype(np.float32)}]:
+    wide = {"x": np.random.default_rng(7).normal(0, 1.5, (1, 3, 16, 16)).astype(np.float32)}
+    for feed in _calibration(2) + [wide]:
         out = _run(imp, feed, backend)["y"]
         for s in sess:
             worst = max(worst, float(np.abs(out - s.run(None, feed)[0]).max()) / s_y)
@@ -358,3 +361,33 @@ def test_exported_model_imports_back_as_dlcs_own_int8_model(exported, backend):
     for optimize in (True, False):
         ref = _session(proto, optimize).run(None, feed)[0]
         np.testing.assert_allclose(ref, want["output"], rtol=1e-6, atol=1e-6)
+
+
+def test_the_pipeline_keeps_the_imported_int8_layers_exact():
+    from dlc.backends import get_backend
+    from dlc.compiler.passes import run_pipeline
+    from dlc.compiler.passes.pipeline import PipelineOptions
+    from dlc.compiler.verify import verify
+    feed = _inputs()
+    want = _pinned(_model(), feed["x"])
+    for level in (0, 2, 3):
+        imp = import_onnx(_model())
+        verify(imp.graph)
+        g, _, _ = run_pipeline(imp.graph, PipelineOptions(level=level), backend="numpy", dims={"N": 4}, verify=True)
+        assert {"qconv2d", "qdense"} <= {n.op.name for n in g.nodes}
+        out, _ = get_backend("numpy").run(g, feed, imp.weights, bind={"N": 4})
+        for name, w in zip(("yq", "zq", "mq"), want):
+            np.testing.assert_array_equal(out[name], w, err_msg=f"-O{level} {name}")
+
+
+def test_cli_import_says_which_layers_became_int8(tmp_path):
+    from click.testing import CliRunner
+
+    from dlc.cli import main
+    path = tmp_path / "q.onnx"
+    onnx.save(_with_initializer(_model(), "conv.weight_zp", np.array([1, 0, 0, 0, 0, 0], np.int8)), path)
+    r = CliRunner().invoke(main, ["import", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "QDQ layers as int8 ops: qdense x2; 1 kept float" in r.output
+    r = CliRunner().invoke(main, ["import", str(path), "--qdq", "fake"])
+    assert r.exit_code == 0 and "QDQ layers" not in r.output and "conv2d x1" in r.output

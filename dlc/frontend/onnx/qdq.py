@@ -254,7 +254,7 @@ def _lower(g: Graph, site: _Site, bias_q: np.ndarray, mult: np.ndarray, shift: n
 
 def lower_qdq(g: Graph, weights: dict[str, np.ndarray]) -> Counter:
     """Rewrite every matching QDQ layer of `g` (top level) into qconv2d / qdense, in place, and drop
-    what only the float layers used; returns the counts (`kept_float` for sites that do not fit)."""
+    what only the float layers used; returns the counts (`kept_float`: quantized layers that do not fit)."""
     counts: Counter = Counter()
     known, params = _Known(weights), _Params(g, weights)
     used_before = _used_params(g)
@@ -262,17 +262,11 @@ def lower_qdq(g: Graph, weights: dict[str, np.ndarray]) -> Counter:
     for n in [n for n in g.nodes if n.op.name in _INT8_OP]:
         if not all(_producer(v, "dequantize_linear") for v in n.inputs[:2]):
             continue                  # not a quantized layer
-        site = _match(n, users(g), escaping(g), known)
-        bias_q = _bias_q(site, known) if site is not None else None
-        try:
-            mult, shift = fixed_point_multipliers(real_multiplier(site.s_x, site.s_w, site.s_y)) if site else (None, None)
-        except ValueError:            # no shift in [1, 62]: the float form computes it
-            mult = None
-        if bias_q is None or mult is None or not _lower(g, site, bias_q, mult, shift, params):
+        if _try_lower(g, n, known, params):
+            counts[_INT8_OP[n.op.name]] += 1
+            lowered.append(n)
+        else:
             counts["kept_float"] += 1
-            continue
-        counts[_INT8_OP[n.op.name]] += 1
-        lowered.append(n)
     if lowered:
         dce_graph(g)
         gone = {v.id for n in lowered for v in n.outputs}
@@ -280,6 +274,18 @@ def lower_qdq(g: Graph, weights: dict[str, np.ndarray]) -> Counter:
         unused = used_before - _used_params(g)
         params.drop([p for p in g.params if p.id in unused])
     return counts
+
+
+def _try_lower(g: Graph, n: Node, known: _Known, params: _Params) -> bool:
+    site = _match(n, users(g), escaping(g), known)
+    if site is None:
+        return False
+    bias_q = _bias_q(site, known)
+    try:
+        mult, shift = fixed_point_multipliers(real_multiplier(site.s_x, site.s_w, site.s_y))
+    except ValueError:                # no shift in [1, 62]: the float form computes it
+        return False
+    return bias_q is not None and _lower(g, site, bias_q, mult, shift, params)
 
 
 def _used_params(g: Graph) -> set[int]:
