@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import real_models
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -391,3 +392,34 @@ def test_cli_import_says_which_layers_became_int8(tmp_path):
     assert "QDQ layers as int8 ops: qdense x2; 1 kept float" in r.output
     r = CliRunner().invoke(main, ["import", str(path), "--qdq", "fake"])
     assert r.exit_code == 0 and "QDQ layers" not in r.output and "conv2d x1" in r.output
+
+
+def test_resnet18_quantized_by_quantize_static_runs_as_int8_within_one_step_of_onnxruntime(tmp_path):
+    """A real model: the bench's torchvision-layout ResNet-18 (64x64 input), exported by torch.onnx
+    and quantized by onnxruntime.quantization: its 20 convs and fc become int8 ops; the residual
+    adds and the average pool stay float between their Q/DQ pairs (onnxruntime runs them as
+    QLinearAdd / QLinearGlobalAveragePool), so a few outputs are one step off."""
+    q = pytest.importorskip("onnxruntime.quantization")
+    data, _, _ = real_models.export("resnet18", fold=True)
+    (tmp_path / "f.onnx").write_bytes(data)
+    calib = [{"x": np.random.default_rng(100 + i).normal(0, 1, (1, 3, 64, 64)).astype(np.float32)} for i in range(4)]
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    q.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=q.QuantFormat.QDQ,
+                      per_channel=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    imp = import_onnx(model)
+    assert imp.qdq == {"qconv2d": 20, "qdense": 1}
+    prod = {o: n for n in model.graph.node for o in n.output}
+    s_y = float(_init(model, prod["out"].input[1]))
+    x = {"x": np.random.default_rng(5).normal(0, 1, (2, 3, 64, 64)).astype(np.float32)}
+    out = run_imported(imp, x, "numpy", bind={"N": 2})["out"]
+    steps = np.abs(out - _session(model).run(None, x)[0]) / s_y
+    assert steps.max() <= 1.0 + 1e-3 and np.mean(steps < 0.5) >= 0.95
+    assert (out.argmax(1) == _session(model).run(None, x)[0].argmax(1)).all()
