@@ -218,6 +218,10 @@ def test_layers_that_do_not_fit_stay_float_and_still_match_onnxruntime():
     m = _with_initializer(m, "s_z", np.array(1e9, np.float32))
     imp = import_onnx(m)
     assert imp.qdq == {"qdense": 1, "kept_float": 2}
+    # a zero weight scale (every weight of that channel dequantizes to 0): float too
+    sw = _init(m, "mm.weight_scale").copy()
+    sw[1] = 0
+    assert import_onnx(_with_initializer(m, "mm.weight_scale", sw)).qdq == {"kept_float": 3}
     ops = [n.op.name for n in imp.graph.nodes]
     assert "conv2d" in ops and "linear" in ops and "qconv2d" not in ops
     feed = _inputs()

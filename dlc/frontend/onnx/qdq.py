@@ -278,8 +278,8 @@ def lower_qdq(g: Graph, weights: dict[str, np.ndarray]) -> Counter:
 
 def _try_lower(g: Graph, n: Node, known: _Known, params: _Params) -> bool:
     site = _match(n, users(g), escaping(g), known)
-    if site is None:
-        return False
+    if site is None or not all(np.all(np.isfinite(s) & (s > 0)) for s in (site.s_x, site.s_w, site.s_y)):
+        return False                  # a zero scale: ONNX's float form says what it computes
     bias_q = _bias_q(site, known)
     try:
         mult, shift = fixed_point_multipliers(real_multiplier(site.s_x, site.s_w, site.s_y))
