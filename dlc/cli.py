@@ -885,11 +885,13 @@ def export_command(file, model, output, opset, bind, weights, train, seed, noise
               help="Write the weights as .safetensors under the spec's parameter names.")
 @click.option("--bind", "-b", multiple=True, help="Fix a dynamic dimension: N=1.")
 @click.option("--ir", "show_ir", is_flag=True, help="Print the imported IR.")
+@click.option("--qdq", type=click.Choice(["int8", "fake"]), default="int8", show_default=True,
+              help="QDQ layers: dlc's int8 ops (qconv2d/qdense), or float layers between Q/DQ ops.")
 @_guard
-def import_command(file, output, weights_out, bind, show_ir):
+def import_command(file, output, weights_out, bind, show_ir, qdq):
     """Import an ONNX model into dlc's IR (see docs/onnx-import.md)."""
     from .onnx_import_cli import run_import
-    run_import(file, output, weights_out, _parse_bind(bind), show_ir)
+    run_import(file, output, weights_out, _parse_bind(bind), show_ir, qdq=qdq)
 
 
 @main.group()

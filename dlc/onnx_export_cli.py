@@ -35,7 +35,8 @@ def _check_sized(g, what: str) -> None:
 def forward_graph(m, bind: dict | None = None, qdq: bool = True):
     """The eval graph `dlc export` writes: elaborated with the model's binds
     (symbolic elsewhere), through `m.opt`'s pipeline.  A quantization plan
-    stops before `lower_int8`: QDQ in float, not dlc's integer kernels."""
+    stops before `lower_int8`: QDQ in float, not dlc's integer kernels, with
+    each quantized layer's bias as int32 at scale s_x * s_w (as lower_int8 has it)."""
     from .frontend.blocks import elaborate_model
     g = elaborate_model(m.module, m.name, "eval", {**m.bind, **(bind or {})})
     _check_sized(g, "eval")
@@ -45,7 +46,11 @@ def forward_graph(m, bind: dict | None = None, qdq: bool = True):
         # a float model keeps its batch norms: ONNX runtimes fold them into the convs themselves, and the
         # file then holds BatchNormalization nodes with the spec's parameters rather than a folding in-graph
         m = _copy_with(m, dataclasses.replace(m.opt, disable=tuple(m.opt.disable) + _KEPT_FOR_ONNX))
-    return m.optimized(g, "numpy", bind=bind)
+    g = m.optimized(g, "numpy", bind=bind)
+    if m.opt.quant is not None and qdq:
+        from .backends.onnx.ops_quant import int32_biases
+        int32_biases(g)
+    return g
 
 
 def fold_weights(g, weights: dict) -> dict:

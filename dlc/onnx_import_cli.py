@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 
-def run_import(file: str, output: str | None, weights_out: str | None, bind: dict, show_ir: bool) -> None:
+def run_import(file: str, output: str | None, weights_out: str | None, bind: dict, show_ir: bool,
+               qdq: str = "int8") -> None:
     from .frontend.onnx import import_onnx
     from .runtime.weights import save_weights
-    imp = import_onnx(file, bind=bind)
+    imp = import_onnx(file, bind=bind, qdq=qdq)
     g = imp.graph
     ops = Counter(n.op.name for n in g.walk())
     n_params = sum(int(w.size) for p, w in imp.weights.items()
@@ -21,6 +22,10 @@ def run_import(file: str, output: str | None, weights_out: str | None, bind: dic
     for name, v in zip(g.output_names, g.outputs):
         click.echo(f"  output {name}: {v.type}")
     click.echo("  ops: " + ", ".join(f"{k} x{c}" for k, c in ops.most_common()))
+    if imp.qdq:
+        kept = imp.qdq.get("kept_float", 0)
+        done = ", ".join(f"{k} x{c}" for k, c in imp.qdq.items() if k != "kept_float") or "none"
+        click.echo(f"  QDQ layers as int8 ops: {done}" + (f"; {kept} kept float (docs/onnx-import.md)" if kept else ""))
     if show_ir:
         click.echo(str(g))
     weights = imp.weights

@@ -1,6 +1,7 @@
 """QDQ models (onnxruntime's QDQ format: QuantizeLinear/DequantizeLinear around a conv and a gemm)
-import to the IR's quantize_linear/dequantize_linear and match onnxruntime on every backend; named
-dynamic dims stay symbolic under their ONNX names."""
+imported with qdq="fake" keep the IR's quantize_linear/dequantize_linear around float layers and
+match onnxruntime on every backend; named dynamic dims stay symbolic under their ONNX names.
+(The default, qdq="int8", lowers the layers to qconv2d/qdense: test_import_qdq_int8.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_qdq_model_matches_onnxruntime(backend):
     m = _qdq_model()
     x = np.random.default_rng(1).normal(0, 2, (2, 3, 6, 6)).astype(np.float32)
     ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    imp = import_onnx(m)
+    imp = import_onnx(m, qdq="fake")
     ops = [n.op.name for n in imp.graph.nodes]
     assert ops.count("quantize_linear") == 2 and ops.count("dequantize_linear") == 3
     assert "conv2d" in ops and "linear" in ops

@@ -19,6 +19,7 @@ from ...errors import DlcError, DlcNameError, DlcValueError, Span, register_sour
 from . import registry
 from .context import NP_TO_DTYPE, Ctx, scope_from_node_name
 from .loader import ONNX_TO_NUMPY, check_dims, dtype_name, read_model, tensor_to_numpy
+from .qdq import lower_qdq
 
 # the converter table's ranges decide per op; below opset 7 (2018) broadcasting itself differed
 MIN_OPSET = 7
@@ -33,17 +34,22 @@ class Imported:
     weights: dict[str, np.ndarray]
     opset: int
     frozen_inputs: list[str] = field(default_factory=list)
+    qdq: dict[str, int] = field(default_factory=dict)   # QDQ layers lowered to int8 ops (qdq.py)
 
 
 def import_onnx(source, *, name: str | None = None, input_values: dict | None = None,
-                bind: dict | None = None) -> Imported:
+                bind: dict | None = None, qdq: str = "int8") -> Imported:
     """Import an ONNX model (a path or an `onnx.ModelProto`).
 
     `input_values` gives graph inputs a value at import time: an input that a
     shape-like operand needs (a Reshape's target shape, Slice bounds) then
     becomes a constant, as dlc compiles static shapes.  `bind` fixes dynamic
-    dimensions to sizes.
+    dimensions to sizes.  `qdq="int8"` lowers QDQ layers (DequantizeLinear ->
+    Conv/Gemm/MatMul -> QuantizeLinear) to qconv2d/qdense; `"fake"` keeps
+    them as imported (float layers between quantize/dequantize ops).
     """
+    if qdq not in ("int8", "fake"):
+        raise DlcValueError(f"qdq={qdq!r}: give 'int8' (lower QDQ layers to int8 ops) or 'fake'", None)
     if isinstance(source, (str, Path)):
         model = read_model(source)
         base_dir, label = Path(source).parent, str(source)
@@ -56,7 +62,8 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.frozen = {k: np.asarray(v) for k, v in (input_values or {}).items()}
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
-    return Imported(g, cx.weights, opsets[""], sorted(cx.frozen_used - cx.frozen_as_tensor))
+    lowered = dict(lower_qdq(g, cx.weights)) if qdq == "int8" else {}
+    return Imported(g, cx.weights, opsets[""], sorted(cx.frozen_used - cx.frozen_as_tensor), lowered)
 
 
 def _graph_name(name: str) -> str:
