@@ -32,7 +32,9 @@ def _zero_point(e, node, x, dtype) -> str:
     if len(x) > 2 and x[2] is not None:
         return x[2]
     scale_shape = node.inputs[1].type.shape
-    return e.const(np.zeros(tuple(int(d) for d in scale_shape), dtype=dtype), hint="zero_point")
+    # named after its scale (conv1.weight_scale -> conv1.weight_zero_point) so the file reads as written
+    hint = x[1][: -len("_scale")] + "_zero_point" if x[1].endswith("_scale") else "zero_point"
+    return e.const(np.zeros(tuple(int(d) for d in scale_shape), dtype=dtype), hint=hint)
 
 
 def _axis(node) -> dict:
