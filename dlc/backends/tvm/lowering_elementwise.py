@@ -190,8 +190,8 @@ def _cast(low, node, args, env):
         # round to bfloat16, keep float32 storage (the reference's convention)
         x = cast(low, x, have, "float32")
         return round_bf16(low, x)
-    if want == "bool":
-        return low.emit(_op().not_equal(x, scalar(low, 0, have)))
+    if want == "bool":     # NaN casts to True, as in NumPy
+        return compare(low, "ne", x, scalar(low, 0, have), have)
     return cast(low, x, have, want)
 
 
@@ -250,11 +250,27 @@ _COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", 
             "ge": "greater_equal"}
 
 
+def compare(low, name: str, a, b, dt: str):
+    """`a <name> b` (dlc's eq/ne/lt/...) for operands stored as `dt`, with
+    NumPy's semantics where TVM's LLVM codegen differs: it compares every
+    non-integer type with `fcmp`, so bools (i1) would be compared as floats
+    (invalid IR), and `!=` is the ordered `fcmp one`, false when an operand is
+    NaN (NumPy: true; so isnan, x != x, was always false).  `not (a == b)` is
+    simplified back to `a != b`, hence the explicit isnan terms."""
+    op = _op()
+    if dt == "bool":       # False < True, as uint8 0 < 1
+        a, b, dt = op.astype(a, "uint8"), op.astype(b, "uint8"), "uint8"
+    if name == "ne" and dt.startswith("float"):
+        nan = op.isnan(a) if a.same_as(b) else op.logical_or(op.isnan(a), op.isnan(b))
+        return low.emit(op.logical_or(op.not_equal(a, b), nan))
+    return low.emit(getattr(op, _COMPARE[name])(a, b))
+
+
 def _compare(name):
     def fn(low, node, args, env):
         dt = _common_dtype(node)
         a, b = arg_as(low, node, args, 0, dt), arg_as(low, node, args, 1, dt)
-        return low.emit(getattr(_op(), _COMPARE[name])(a, b))
+        return compare(low, name, a, b, dt)
     return fn
 
 

@@ -60,6 +60,11 @@ def _reduce(low, node, args, env):
     if ndim(node) == 0:
         return x
     fn = {"sum": op.sum, "prod": op.prod, "mean": op.mean, "max": op.max, "min": op.min}[node.op.name]
+    if dt == "bool":
+        # TVM has no identity for a bool max/min ("Cannot decide min_value");
+        # as uint8 max is any and min is all, and an empty max/min gives
+        # False/True, as NumPy's identities
+        return low.emit(op.astype(fn(op.astype(x, "uint8"), axes, keep), "bool"))
     return low.emit(fn(x, axes, keep))
 
 

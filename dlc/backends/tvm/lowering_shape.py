@@ -19,7 +19,26 @@ from .relaxgen import Unsupported
 
 @lowers("reshape")
 def _reshape(low, node, args, env):
-    return low.emit(_op().reshape(args[0], out_shape(low, node)))
+    shape = out_shape(low, node)
+    if any(isinstance(d, int) and d == 0 for d in shape):
+        # relax's reshape reads a 0 as "keep the input's dimension" (ONNX's
+        # allowzero=0); dlc's shape is already resolved, and a result with a
+        # 0-size dimension holds no data, so it is built rather than reshaped
+        return _empty(low, args[0], shape)
+    return low.emit(_op().reshape(args[0], shape))
+
+
+def _empty(low, x, shape):
+    """A tensor of `shape` (which has a 0-size dimension) and `x`'s dtype.
+    Computed from `x` (its loop runs no iteration, so it reads nothing) rather
+    than a constant: FoldConstant would make `zeros` a 0-size constant, which
+    TVM saves in the library but cannot load back ("Invalid DLTensor file
+    format")."""
+    from tvm import te
+
+    def build(a):
+        return te.compute(shape, lambda *_: a(*[0] * len(a.shape)), name="empty")
+    return low.bb.emit_te(build, x, primfunc_name_hint="reshape")
 
 
 @lowers("transpose")

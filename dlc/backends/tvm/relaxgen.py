@@ -244,6 +244,23 @@ class Lowered:
     lifted: bool = True                 # weights go through main_transform_params
 
 
+def _input_free_outputs(graph: Graph) -> list[str]:
+    """The names of `graph`'s outputs that depend on no model input and no
+    host-drawn random tensor (so only on weights and constants)."""
+    from ...compiler.ir import free_values
+    from .lowering import random_plan
+    live = {v.id for v in graph.inputs}
+    for n in graph.nodes:
+        operands = list(n.inputs)
+        drawn = random_plan(n) is not None
+        if n.body is not None:      # a body's captures are operands too
+            operands += free_values(n.body)
+            drawn = drawn or any(random_plan(m) is not None for m in n.body.walk())
+        if drawn or any(v is not None and v.id in live for v in operands):
+            live.update(o.id for o in n.outputs)
+    return [name for name, v in zip(graph.output_names, graph.outputs) if v.id not in live]
+
+
 def to_relax(graph: Graph, fixed: dict[str, int] | None = None, *,
              lift_params: bool = True, func_name: str = "main") -> Lowered:
     """Lower `graph` with the dimensions in `fixed` bound; raises
@@ -252,6 +269,13 @@ def to_relax(graph: Graph, fixed: dict[str, int] | None = None, *,
         # updates such as num_batches_tracked + 1 depend on the weights alone;
         # LiftTransformParams would move them out of main, so a train-mode
         # graph keeps every weight a runtime input
+        lift_params = False
+    if lift_params and _input_free_outputs(graph):
+        # an output computed from the weights and constants alone (a constant
+        # folded at import, a buffer returned as it is) would be moved into
+        # main_transform_params whole by LiftTransformParams, which then
+        # leaves main returning a variable it no longer defines ("Var gv is not
+        # defined" at codegen); such a graph keeps its weights runtime inputs
         lift_params = False
     low = Lowerer(graph, fixed)
     relax = low.relax
