@@ -106,3 +106,19 @@ defop("adaptive_max_pool2d_indices", "x", _indices_of(_adaptive(2, "max")), attr
       groups={POOL}, nondiff=True, builtin="internal: the VJP of adaptive_max_pool2d makes it",
       doc="The argmax of each adaptive_max_pool2d bin as an i64 flat index h*W + w into the input plane "
           "(torch's return_indices).  Not differentiable.")
+
+
+def avg_pool_counts(size: int, k: int, s: int, p: int, d: int, out: int, count_include_pad: bool) -> list[int]:
+    """The divisor of each output position along one axis of average pooling: the
+    window's taps that count (torch's rule, and ONNX AveragePool's with a
+    dilation).  A tap in the ceil_mode overhang never counts; one in the padding
+    only with count_include_pad.  Backends without a native dilated average
+    pooling divide a window sum by the outer product of these."""
+    counts = []
+    for o in range(out):
+        taps = [o * s - p + j * d for j in range(k)]
+        if count_include_pad:
+            counts.append(sum(t < size + p for t in taps))
+        else:
+            counts.append(sum(0 <= t < size for t in taps))
+    return counts
