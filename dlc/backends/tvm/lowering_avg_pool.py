@@ -28,12 +28,14 @@ def _window_sum(x, nd, kernel, strides, dilation, pad_before, out_sp):
 
 
 def dilated_avg_pool(low, node, x, nd, k, s, p, d):
-    """The lowering of avg_pool{nd}d when some dilation is not 1 (x: the input expr, any leading axes)."""
+    """The lowering of avg_pool{nd}d when some dilation is not 1 (x: the input expr, any leading axes,
+    the spatial ones last; an NHWC node's caller passes the NCHW view)."""
     from .lowering import _op, out_dtype
     a = node.attrs
+    spatial = slice(1, 1 + nd) if node.attrs.get("layout", "NCHW") == "NHWC" else slice(-nd, None)
     sizes = [low.concrete(n, f"the spatial size of a dilated {node.op.name} input")
-             for n in node.inputs[0].type.shape[-nd:]]
-    out = [low.concrete(o, f"the {node.op.name} output size") for o in node.outputs[0].type.shape[-nd:]]
+             for n in node.inputs[0].type.shape[spatial]]
+    out = [low.concrete(o, f"the {node.op.name} output size") for o in node.outputs[0].type.shape[spatial]]
     total = low.bb.emit_te(lambda t: _window_sum(t, nd, k, s, d, p, out), x, primfunc_name_hint="avg_pool_dilated")
     dt = out_dtype(node)
     if a.get("divisor_override"):

@@ -119,7 +119,12 @@ def _pool(low, node, args, env):
     is_max = node.op.name.startswith("max")
     if not is_max and any(v != 1 for v in d):
         from .lowering_avg_pool import dilated_avg_pool
-        return dilated_avg_pool(low, node, arg_as(low, node, args, 0, dt), nd, k, s, p, d)
+        x = arg_as(low, node, args, 0, dt)
+        if not _nhwc(node):
+            return dilated_avg_pool(low, node, x, nd, k, s, p, d)
+        # the layout pass made it channels-last: pool the NCHW view
+        y = dilated_avg_pool(low, node, low.emit(op.permute_dims(x, [0, 3, 1, 2])), nd, k, s, p, d)
+        return low.emit(op.permute_dims(y, [0, 2, 3, 1]))
     x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
     ceil = bool(a["ceil_mode"])
     layout = "NHWC" if _nhwc(node) else _POOL_LAYOUT[nd]
