@@ -1,4 +1,4 @@
-"""Pooling: MaxPool (with its Indices output), AveragePool, GlobalAveragePool/GlobalMaxPool.
+"""Pooling: MaxPool (with its Indices output), AveragePool, LpPool, GlobalAveragePool/GlobalMaxPool.
 
 MaxPool and AveragePool map to dlc's max_pool{1,2,3}d / avg_pool{1,2,3}d (PyTorch's
 conventions): symmetric pads up to half the kernel become the op's padding, others
@@ -123,3 +123,35 @@ def global_pool(cx: Ctx, node):
         return cx.op("adaptive_avg_pool2d", x, output_size=(1, 1))
     axes = tuple(range(2, x.type.rank))
     return cx.op("mean" if node.op_type == "GlobalAveragePool" else "max", x, axis=axes, keepdims=True)
+
+
+@converter("LpPool", since=11)
+def lp_pool(cx: Ctx, node):
+    """(sum over the window of |x|^p)^(1/p), the padding reading 0 (ONNX's definition and its
+    node tests): a sum pool (avg_pool with divisor_override=1) of |x|^p."""
+    x = cx.val(node.input[0])
+    a, kernel, strides, dil, pads, nd = _pool_args(cx, node, x)
+    if not x.type.dtype.is_float:
+        raise cx.error(f"LpPool needs a floating-point input, got {x.type}")
+    p = a.get("p", 2)
+    if isinstance(p, float) and p.is_integer():
+        p = int(p)
+    if not isinstance(p, int) or p < 1:
+        raise cx.error(f"LpPool's p must be a positive integer, got {p!r}")
+    y = cx.op("abs", x) if p != 2 else x
+    y = y if p == 1 else cx.op("square", y) if p == 2 else cx.op("pow", y, cx.scalar(float(p), y))
+    if _needs_explicit_pad(pads, kernel):
+        y, pads = _explicit_pad(cx, y, pads), [(0, 0)] * nd
+    shape = tuple(y.type.shape)
+    lift = nd == 1           # divisor_override (a window sum) is 2-D and 3-D: pool (N, C, 1, L)
+    if lift:
+        y = cx.op("reshape", y, shape=shape[:2] + (1,) + shape[2:])
+
+    def lifted(t, v):
+        return (v,) + tuple(t) if lift else tuple(t)
+    s = cx.op(f"avg_pool{max(nd, 2)}d", y, kernel_size=lifted(kernel, 1), stride=lifted(strides, 1),
+              padding=lifted((lo for lo, _ in pads), 0), dilation=lifted(dil, 1),
+              ceil_mode=bool(a.get("ceil_mode", 0)), count_include_pad=True, divisor_override=1)
+    if lift:
+        s = cx.op("reshape", s, shape=tuple(s.type.shape[:2]) + tuple(s.type.shape[3:]))
+    return s if p == 1 else cx.op("sqrt", s) if p == 2 else cx.op("pow", s, cx.scalar(1.0 / p, s))
