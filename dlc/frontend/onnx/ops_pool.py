@@ -1,4 +1,4 @@
-"""Pooling: MaxPool (with its Indices output), AveragePool, LpPool, GlobalAveragePool/GlobalMaxPool.
+"""Pooling: MaxPool (with its Indices output), MaxUnpool, AveragePool, LpPool, GlobalAveragePool/GlobalMaxPool.
 
 MaxPool and AveragePool map to dlc's max_pool{1,2,3}d / avg_pool{1,2,3}d (PyTorch's
 conventions): symmetric pads up to half the kernel become the op's padding, others
@@ -155,3 +155,46 @@ def lp_pool(cx: Ctx, node):
     if lift:
         s = cx.op("reshape", s, shape=tuple(s.type.shape[:2]) + tuple(s.type.shape[3:]))
     return s if p == 1 else cx.op("sqrt", s) if p == 2 else cx.op("pow", s, cx.scalar(1.0 / p, s))
+
+
+@converter("MaxUnpool", since=9)
+def max_unpool(cx: Ctx, node):
+    """Y = zeros(the unpooled shape) with Y.flat[I] = X: ONNX's whole-tensor flat indices (as
+    MaxPool's Indices) scattered with scatter_add_rows; a larger output_shape pads Y with zeros after.  An index that several elements of X name gets
+    the mean of their values (MaxPool's overlapping windows name one element with one value:
+    that value; ONNX's reference keeps the last of them)."""
+    x, idx = cx.val(node.input[0]), cx.val(node.input[1])
+    if not x.type.dtype.is_float:
+        raise cx.error(f"MaxUnpool of a {x.type.dtype} input is not supported (dlc scatters floating-point rows)")
+    a = Ctx.attrs(node)
+    kernel = tuple(a["kernel_shape"])
+    nd = len(kernel)
+    if x.type.rank != nd + 2 or tuple(idx.type.shape) != tuple(x.type.shape):
+        raise cx.error(f"MaxUnpool needs X (N, C, {nd} spatial dims) and indices of its shape, got {x.type} "
+                       f"and {idx.type}")
+    strides = tuple(a.get("strides", [1] * nd))
+    pads = list(a.get("pads", [0] * (2 * nd)))
+    inferred = tuple(x.type.shape[:2]) + tuple((x.type.shape[2 + i] - 1) * strides[i] + kernel[i] - pads[i]
+                                               - pads[nd + i] for i in range(nd))
+    out = inferred
+    if len(node.input) > 2 and node.input[2]:
+        out = tuple(cx.ints(node.input[2], "MaxUnpool's output_shape"))
+        if len(out) != nd + 2 or tuple(out[:2]) != inferred[:2] or any(o < i for o, i in zip(out, inferred)):
+            raise cx.error(f"MaxUnpool's output_shape {list(out)} must be (N, C, {nd} sizes), each at least "
+                           f"the unpooled size {list(inferred)}")
+    count = math.prod(x.type.shape)
+    total = math.prod(inferred)
+    flat = cx.op("reshape", idx if idx.type.dtype.short == "i64" else cx.op("cast", idx, dtype="int64"),
+                 shape=(count,))
+    sums = cx.op("scatter_add_rows", flat, cx.op("reshape", x, shape=(count, 1)), num_rows=total)
+    ones = cx.op("full", shape=(count, 1), value=1.0, dtype=x.type.dtype.numpy_name)
+    hits = cx.op("scatter_add_rows", flat, ones, num_rows=total)
+    y = cx.op("div", sums, cx.op("maximum", hits, cx.scalar(1.0, hits)))
+    y = cx.op("reshape", y, shape=inferred)
+    if out == inferred:
+        return y
+    # ONNX places the unpooled tensor at the start of a larger output_shape, zeros after it
+    pad = []
+    for o, i in reversed(list(zip(out[2:], inferred[2:]))):
+        pad += [0, o - i]
+    return cx.op("pad", y, pad=pad)
