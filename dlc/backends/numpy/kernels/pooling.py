@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....compiler.ops.conv import ntuple  # attribute normalisation, with the OpDefs
+from ....compiler.ops.pool import avg_pool_counts  # the divisor rule, with the OpDefs
 from .dtypes import float_dtype
 
 
@@ -114,18 +115,6 @@ def max_pool3d(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=
     return _max_pool(x, 3, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def _avg_divisor(size, k, s, p, d, out, count_include_pad) -> np.ndarray:
-    """Per-position divisor along one axis, exactly as torch's avg_pool kernels count
-    (and, with a dilation, ONNX's AveragePool: the taps, not the span)."""
-    taps = (np.arange(out) * s - p)[:, None] + np.arange(k)[None, :] * d
-    # a tap in the ceil_mode overhang never counts ...
-    inside = taps < size + p
-    if not count_include_pad:
-        # ... and, without count_include_pad, neither does one in the padding
-        inside &= (taps >= 0) & (taps < size)
-    return inside.sum(axis=1)
-
-
 def _avg_pool(
     x, nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, dilation=1
 ):
@@ -141,7 +130,7 @@ def _avg_pool(
     # the window area is separable, so the divisor is an outer product of 1-d counts
     div = np.ones((), dtype)
     for axis, (n, kk, ss, pp, dd, o) in enumerate(zip(x.shape[-nd:], k, s, p, d, out)):
-        counts = _avg_divisor(n, kk, ss, pp, dd, o, count_include_pad).astype(dtype)
+        counts = np.asarray(avg_pool_counts(n, kk, ss, pp, dd, o, count_include_pad), dtype)
         div = np.multiply.outer(div, counts) if axis else counts
     total /= div
     return total
