@@ -324,12 +324,18 @@ def _max_pool_indices(x, nd, kernel_size, stride, padding, dilation, ceil_mode):
     if np.issubdtype(x.dtype, np.floating) and np.isnan(y).any():
         for taps in np.ndindex(*k):
             blend(np.isnan(tap(taps)), tap_id(taps))
-    flat = np.zeros(t.shape, np.int64)
-    rem = t.astype(np.int64)
+    # the tap back to input coordinates (the divisions in the small tap dtype: int64 ones are slow)
+    flat, rem = None, t
     for i in range(nd):
-        a, rem = np.divmod(rem, tap_stride[i])
-        flat *= sizes[i]
-        flat += along(i, starts[i]) + a * d[i]
+        a, rem = np.divmod(rem, tdt.type(tap_stride[i])) if i < nd - 1 else (rem, None)
+        coord = a.astype(np.int64)
+        coord *= d[i]
+        coord += along(i, starts[i])
+        if flat is None:
+            flat = coord
+        else:
+            flat *= sizes[i]
+            flat += coord
     return flat
 
 
