@@ -67,20 +67,25 @@ def test_maxunpool_inverts_maxpool_like_onnxruntime():
 
 
 def test_3d_pooling_and_conv_transpose_round_trip_through_export():
-    """Import a 3-D model, export dlc's IR back to ONNX, and run both on onnxruntime."""
+    """Import a 3-D model (Conv, MaxPool, dilated AveragePool, ConvTranspose), export dlc's IR back
+    to ONNX, and run both on onnxruntime."""
     from dlc.backends.onnx import export_graph
     rng = np.random.default_rng(2)
     w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3, 2, 3, 2], rng.standard_normal(72).astype(np.float32))
-    nodes = [helper.make_node("MaxPool", ["x"], ["a"], kernel_shape=[2, 2, 2], strides=[1, 2, 1], pads=[1] * 6),
+    wc = helper.make_tensor("wc", TensorProto.FLOAT, [2, 1, 3, 2, 2], rng.standard_normal(24).astype(np.float32))
+    nodes = [helper.make_node("Conv", ["x0", "wc"], ["x"], group=2, pads=[1, 0, 1, 1, 1, 0], dilations=[1, 2, 1]),
+             helper.make_node("MaxPool", ["x"], ["a"], kernel_shape=[2, 2, 2], strides=[1, 2, 1], pads=[1] * 6),
              helper.make_node("AveragePool", ["a"], ["b"], kernel_shape=[2, 2, 2], dilations=[1, 2, 1],
                               count_include_pad=0, pads=[1, 1, 0, 1, 1, 0]),
              helper.make_node("ConvTranspose", ["b", "w"], ["c"], strides=[2, 1, 2], output_padding=[1, 0, 0])]
-    m = _model([*nodes], [_vi("x", [1, 2, 5, 6, 4])], [_vi("c", None)], [w], opset=19)
+    m = _model([*nodes], [_vi("x0", [1, 2, 5, 6, 4])], [_vi("c", None)], [w, wc], opset=19)
     x = rng.standard_normal((1, 2, 5, 6, 4)).astype(np.float32)
-    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x0": x})[0]
     imp = import_onnx(m)
-    got = run_imported(imp, {imp.graph.inputs[0].name: x}, "numpy")[imp.graph.output_names[0]]
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert {"conv3d", "max_pool3d", "avg_pool3d", "conv_transpose3d"} <= {n.op.name for n in imp.graph.walk()}
+    for backend in ("numpy", "torch"):
+        got = run_imported(imp, {imp.graph.inputs[0].name: x}, backend)[imp.graph.output_names[0]]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=backend)
     again = export_graph(imp.graph, imp.weights)
     onnx.checker.check_model(again, full_check=True)
     sess = ort.InferenceSession(again.SerializeToString(), providers=["CPUExecutionProvider"])
