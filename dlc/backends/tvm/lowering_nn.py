@@ -33,7 +33,7 @@ def _nhwc(node) -> bool:
     return node.attrs.get("layout", "NCHW") == "NHWC"
 
 
-_POOL_LAYOUT = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+_NC_LAYOUT = {1: "NCW", 2: "NCHW", 3: "NCDHW"}     # relax's channels-first layouts by spatial rank
 
 
 def _bias(low, node, args, y, nd, dt):
@@ -63,7 +63,7 @@ def _conv(low, node, args, env):
         conv = op.nn.conv1d if nd == 1 else op.nn.conv3d
         y = low.emit(conv(x, w, strides=stride, padding=[lo for lo, _ in pads] + [hi for _, hi in pads],
                           dilation=dilation, groups=int(a["groups"]),
-                          data_layout=_POOL_LAYOUT[nd], kernel_layout="OI" + _POOL_LAYOUT[nd][2:]))
+                          data_layout=_NC_LAYOUT[nd], kernel_layout="OI" + _NC_LAYOUT[nd][2:]))
     else:
         padding = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]   # top, left, bottom, right
         if nhwc:
@@ -92,7 +92,7 @@ def _conv_transpose(low, node, args, env):
     x, squeeze = _batched(low, node, x, nd)
     fn = op.nn.conv2d_transpose if nd == 2 else op.nn.conv3d_transpose
     y = low.emit(fn(x, w, strides=stride, padding=list(pad) * 2, output_padding=opad, dilation=dil,
-                    groups=int(a["groups"]), data_layout=_POOL_LAYOUT[nd], kernel_layout="IO" + _POOL_LAYOUT[nd][2:]))
+                    groups=int(a["groups"]), data_layout=_NC_LAYOUT[nd], kernel_layout="IO" + _NC_LAYOUT[nd][2:]))
     y = _bias(low, node, args, y, nd, dt)
     return _unbatch(low, y, squeeze)
 
@@ -127,7 +127,7 @@ def _pool(low, node, args, env):
         return low.emit(op.permute_dims(y, [0, 2, 3, 1]))
     x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
     ceil = bool(a["ceil_mode"])
-    layout = "NHWC" if _nhwc(node) else _POOL_LAYOUT[nd]
+    layout = "NHWC" if _nhwc(node) else _NC_LAYOUT[nd]
     fn = getattr(op.nn, f"{node.op.name[:3]}_pool{nd}d")
     kw = {} if is_max else {"count_include_pad": bool(a["count_include_pad"])}
     y = low.emit(fn(x, pool_size=k, strides=s, padding=list(p) * 2, dilation=d, ceil_mode=ceil, layout=layout,
