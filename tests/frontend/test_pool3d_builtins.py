@@ -70,8 +70,10 @@ def test_3d_builtins_match_torch(model, backend):
         np.testing.assert_allclose(got[k], w.numpy(), rtol=1e-5, atol=1e-5, err_msg=k)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tvm"])
 def test_3d_gradients_match_torch_autograd(model, backend, tmp_path):
+    if backend == "tvm":
+        pytest.importorskip("tvm")
     _, weights, inputs = model
     scale = {"c": 1, "ct": 2, "mp": 3, "ap": 4, "ad": 5}
     p = tmp_path / "g.dln"
