@@ -252,11 +252,11 @@ def _pool(kind, nd):
         p = F.ints(padding, nd, "padding", minimum=0)
         attrs = dict(kernel_size=k if nd > 1 else k[0], stride=s if nd > 1 else s[0],
                      padding=p if nd > 1 else p[0], ceil_mode=F.boolean(ceil_mode, "ceil_mode"))
-        if kind == "max":
-            d = F.ints(extra.get("dilation", 1), nd, "dilation")
-            attrs["dilation"] = d if nd > 1 else d[0]
-        else:
+        d = F.ints(extra.get("dilation", 1), nd, "dilation")
+        if kind == "avg":
             attrs["count_include_pad"] = F.boolean(extra.get("count_include_pad", True), "count_include_pad")
+        if kind == "max" or any(v != 1 for v in d):     # a dilated average: ONNX AveragePool's dilations
+            attrs["dilation"] = d if nd > 1 else d[0]
         return F.op(f"{kind}_pool{nd}d", x, **attrs)
     return fn
 
@@ -267,8 +267,9 @@ def _reg_pool(kind, nd):
         def fn(F, x, kernel, stride=None, padding=0, dilation=1, ceil_mode=False):
             return base(F, x, kernel, stride, padding, ceil_mode, dilation=dilation)
     else:
-        def fn(F, x, kernel, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-            return base(F, x, kernel, stride, padding, ceil_mode, count_include_pad=count_include_pad)
+        def fn(F, x, kernel, stride=None, padding=0, ceil_mode=False, count_include_pad=True, dilation=1):
+            return base(F, x, kernel, stride, padding, ceil_mode, count_include_pad=count_include_pad,
+                        dilation=dilation)
     fn.__doc__ = f"{kind} pooling over {nd} spatial dims (stride defaults to the kernel)"
     builtin(f"{kind}pool{nd}d", aliases=(f"{kind}_pool{nd}d",))(fn)
 

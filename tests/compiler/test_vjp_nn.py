@@ -8,6 +8,7 @@ from dlc.compiler.autodiff import grad
 from dlc.compiler.builder import Builder
 from dlc.compiler.ir import Graph
 from dlc.compiler.types import DType, TensorType
+from pool_reference import avg_pool_dilated_ref
 from vjp_harness import Arr, build, check_fd, check_torch, make_inputs, run
 
 torch = pytest.importorskip("torch")
@@ -77,7 +78,19 @@ CASES = [
     ("convT-outpad-from-dilation", "conv_transpose2d", [(1, 2, 3, 3), (2, 2, 3, 3), None],
      {"dilation": 2, "output_padding": 1},
      lambda x, w, b: F.conv_transpose2d(x, w, b, dilation=2, output_padding=1), {}),
+    # 3-D convolutions
+    ("conv3d-stride-pad-groups", "conv3d", [(2, 4, 4, 5, 3), (4, 2, 2, 3, 2), (4,)],
+     {"stride": (1, 2, 1), "padding": (1, 0, 1), "dilation": (1, 1, 2), "groups": 2},
+     lambda x, w, b: F.conv3d(x, w, b, stride=(1, 2, 1), padding=(1, 0, 1), dilation=(1, 1, 2), groups=2), {}),
+    ("convT3d-stride-outpad", "conv_transpose3d", [(1, 2, 3, 2, 3), (2, 3, 2, 3, 2), (3,)],
+     {"stride": 2, "padding": (0, 1, 0), "output_padding": (1, 0, 1)},
+     lambda x, w, b: F.conv_transpose3d(x, w, b, stride=2, padding=(0, 1, 0), output_padding=(1, 0, 1)), {}),
     # max pooling
+    ("max_pool3d-ceil-pad-dilation", "max_pool3d", [(1, 2, 5, 6, 5)],
+     {"kernel_size": (2, 3, 2), "stride": 2, "padding": (1, 1, 0), "dilation": (1, 1, 2), "ceil_mode": True},
+     lambda x: F.max_pool3d(x, (2, 3, 2), 2, (1, 1, 0), dilation=(1, 1, 2), ceil_mode=True), {}),
+    ("max_pool3d-ties", "max_pool3d", [ties((2, 1, 4, 4, 4))], {"kernel_size": 2, "stride": 1},
+     lambda x: F.max_pool3d(x, 2, 1), {"fd": False}),
     ("max_pool1d-pad", "max_pool1d", [(2, 3, 9)], {"kernel_size": 3, "stride": 2, "padding": 1},
      lambda x: F.max_pool1d(x, 3, 2, 1), {}),
     ("max_pool1d-ceil-dilation", "max_pool1d", [(2, 2, 10)],
@@ -110,6 +123,20 @@ CASES = [
     ("avg_pool2d-divisor", "avg_pool2d", [(3, 5, 5)],
      {"kernel_size": 2, "stride": 1, "padding": 1, "divisor_override": 3},
      lambda x: F.avg_pool2d(x, 2, 1, 1, divisor_override=3), {}),
+    ("avg_pool3d-ceil-exclude", "avg_pool3d", [(1, 2, 5, 6, 5)],
+     {"kernel_size": (3, 2, 3), "stride": 2, "padding": (1, 1, 1), "ceil_mode": True, "count_include_pad": False},
+     lambda x: F.avg_pool3d(x, (3, 2, 3), 2, (1, 1, 1), ceil_mode=True, count_include_pad=False), {}),
+    ("avg_pool3d-plain", "avg_pool3d", [(2, 1, 4, 4, 6)], {"kernel_size": 2},
+     lambda x: F.avg_pool3d(x, 2), {}),
+    ("avg_pool2d-dilation-ceil-exclude", "avg_pool2d", [(1, 2, 8, 9)],
+     {"kernel_size": (2, 3), "stride": 2, "padding": 1, "dilation": (3, 2), "ceil_mode": True,
+      "count_include_pad": False},
+     lambda x: avg_pool_dilated_ref(x, (2, 3), (2, 2), (1, 1), (3, 2), True, False), {}),
+    ("avg_pool3d-dilation-include", "avg_pool3d", [(1, 1, 6, 5, 7)],
+     {"kernel_size": 2, "stride": (1, 2, 2), "padding": 1, "dilation": 2},
+     lambda x: avg_pool_dilated_ref(x, (2, 2, 2), (1, 2, 2), (1, 1, 1), (2, 2, 2)), {}),
+    ("avg_pool1d-dilation", "avg_pool1d", [(2, 3, 9)], {"kernel_size": 3, "stride": 2, "dilation": 2},
+     lambda x: avg_pool_dilated_ref(x, (3,), (2,), (0,), (2,)), {}),
     # adaptive pooling (non-divisible bins overlap)
     ("adaptive_avg_pool1d", "adaptive_avg_pool1d", [(2, 3, 7)], {"output_size": 3},
      lambda x: F.adaptive_avg_pool1d(x, 3), {}),
@@ -181,9 +208,11 @@ def test_vjp_matches_torch_autograd(case):
 
 def test_every_nn_op_has_a_vjp_rule():
     from dlc.compiler.ops import OPS
-    names = ["conv1d", "conv2d", "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "layer_norm", "group_norm", "local_response_norm", "dropout", "embedding", "scatter_add_rows"]
+    names = ["conv1d", "conv2d", "conv3d", "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d",
+             "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "layer_norm", "group_norm", "local_response_norm", "dropout", "embedding", "scatter_add_rows"]
     assert [n for n in names if OPS[n].vjp is None] == []
     assert OPS["max_pool2d_indices"].nondiff and OPS["adaptive_max_pool2d_indices"].nondiff
+    assert OPS["max_pool3d_indices"].nondiff
 
 
 @pytest.mark.parametrize("attrs", [{"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
@@ -194,6 +223,17 @@ def test_max_pool_indices_kernel_matches_torch(attrs):
     x[1, 1] = -np.inf
     ref = F.max_pool2d(torch.from_numpy(x), return_indices=True, **attrs)[1].numpy()
     np.testing.assert_array_equal(nnk.max_pool2d_indices(x, **attrs), ref)
+
+
+@pytest.mark.parametrize("attrs", [{"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+                                   {"kernel_size": (2, 3, 2), "stride": 1, "dilation": (2, 1, 2)}])
+def test_max_pool3d_indices_kernel_matches_torch(attrs):
+    x = np.random.default_rng(2).integers(-2, 3, (2, 2, 6, 7, 5)).astype(np.float64)
+    x[0, 0, 1, 1, 1] = np.nan
+    x[0, 0, 3, 3, 3] = np.nan
+    x[1, 1] = -np.inf
+    ref = F.max_pool3d(torch.from_numpy(x), return_indices=True, **attrs)[1].numpy()
+    np.testing.assert_array_equal(nnk.max_pool3d_indices(x, **attrs), ref)
 
 
 def test_adaptive_max_pool_indices_kernel_matches_torch():

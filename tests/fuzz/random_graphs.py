@@ -34,6 +34,11 @@ EXCLUDED = {
     "scatter_add_rows": "internal: made by the VJPs of embedding and max pooling",
     "max_pool2d_indices": "internal: made by the VJP of max_pool2d",
     "adaptive_max_pool2d_indices": "internal: made by the VJP of adaptive_max_pool2d",
+    "max_pool3d_indices": "internal: made by the VJP of max_pool3d",
+    # the generator's values are rank <= 4 (N, C, H, W); the 3-D ops are checked against torch with gradients
+    # in tests/frontend/test_pool3d_builtins.py, tests/compiler/test_vjp_nn.py and the backends' op tests
+    "conv3d": "5-D: the generator's values are rank <= 4", "conv_transpose3d": "5-D: as conv3d",
+    "max_pool3d": "5-D: as conv3d", "avg_pool3d": "5-D: as conv3d",
     "dropout": "random: the backends draw different streams (by design), nothing to compare",
     "uniform": "random: as dropout", "randn": "random: as dropout",
     # the int8 ops are made by the quantize/lower_int8 passes from a calibrated QuantPlan, never written in a

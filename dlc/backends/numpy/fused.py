@@ -28,7 +28,7 @@ def _relu(x, out=None):
 # kernels whose result is always a new array of their own (never a view of an
 # operand), so a later step of the region may overwrite it: a conv or matmul
 # epilogue (bias, activation, residual add) then runs in the product's array
-FRESH_KERNELS = frozenset({"conv1d", "conv2d", "conv_transpose2d", "matmul", "linear"})
+FRESH_KERNELS = frozenset({"conv1d", "conv2d", "conv3d", "conv_transpose2d", "conv_transpose3d", "matmul", "linear"})
 
 UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
           "maximum": np.maximum, "minimum": np.minimum, "neg": np.negative, "exp": np.exp,

@@ -130,7 +130,7 @@ def _fused_scratch(body: Graph, dims: dict) -> int:
     return max(0, peak - sum(tensor_bytes(v.type, dims) for v in body.outputs))
 
 
-_POOL_ND = {"max_pool1d": 1, "max_pool2d": 2, "avg_pool1d": 1, "avg_pool2d": 2}
+_POOL_ND = {"max_pool1d": 1, "max_pool2d": 2, "max_pool3d": 3, "avg_pool1d": 1, "avg_pool2d": 2, "avg_pool3d": 3}
 
 
 def _pool_scratch(node: Node, dims: dict) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...compiler.ops.conv import conv_pads, ntuple
+from ...compiler.ops.pool import avg_pool_counts
 from ...errors import DlcError
 from .emitter import onnx_dtype
 from .ops_elementwise import reduce
@@ -16,7 +17,7 @@ def _layout(node) -> None:
                        "export the NCHW graph (the layout pass only rewrites graphs for TVM)")
 
 
-@onnx_op("conv1d", "conv2d")
+@onnx_op("conv1d", "conv2d", "conv3d")
 def _conv(e, node, x):
     _layout(node)
     a, w = node.attrs, node.inputs[1].type.shape
@@ -28,14 +29,15 @@ def _conv(e, node, x):
                  pads=[p[0] for p in pads] + [p[1] for p in pads], group=int(a["groups"]))]
 
 
-@onnx_op("conv_transpose2d")
+@onnx_op("conv_transpose2d", "conv_transpose3d")
 def _conv_transpose(e, node, x):
     a, w = node.attrs, node.inputs[1].type.shape
+    nd = len(w) - 2
     kernel = [int(k) for k in w[2:]]
-    pads = ntuple(a["padding"], 2, "padding")
-    return [e.op("ConvTranspose", x, kernel_shape=kernel, strides=list(ntuple(a["stride"], 2, "stride")),
-                 dilations=list(ntuple(a["dilation"], 2, "dilation")), pads=list(pads) * 2,
-                 output_padding=list(ntuple(a["output_padding"], 2, "output_padding")), group=int(a["groups"]))]
+    pads = ntuple(a["padding"], nd, "padding")
+    return [e.op("ConvTranspose", x, kernel_shape=kernel, strides=list(ntuple(a["stride"], nd, "stride")),
+                 dilations=list(ntuple(a["dilation"], nd, "dilation")), pads=list(pads) * 2,
+                 output_padding=list(ntuple(a["output_padding"], nd, "output_padding")), group=int(a["groups"]))]
 
 
 def _pool_attrs(node, nd: int, dilation=None, extend: bool = True) -> dict:
@@ -64,38 +66,76 @@ def _batched(e, node, nd: int, x: list, emit) -> list:
     return [e.op("Squeeze", [o, e.ints([0])]) for o in outs]
 
 
-@onnx_op("max_pool1d", "max_pool2d")
+def _pool_nd(node) -> int:
+    return int(node.op.name.split("_pool")[1][0])
+
+
+@onnx_op("max_pool1d", "max_pool2d", "max_pool3d")
 def _max_pool(e, node, x):
     _layout(node)
-    nd = 1 if node.op.name.endswith("1d") else 2
+    nd = _pool_nd(node)
     dil = ntuple(node.attrs["dilation"], nd, "dilation")
     return _batched(e, node, nd, x, lambda xs: [e.op("MaxPool", xs, dilations=list(dil),
                                                      **_pool_attrs(node, nd, dil))])
 
 
-@onnx_op("max_pool2d_indices")
+@onnx_op("max_pool2d_indices", "max_pool3d_indices")
 def _max_pool_indices(e, node, x):
-    # ONNX numbers the argmax over the whole (N, C, H, W) tensor; torch within each plane
-    dil = ntuple(node.attrs["dilation"], 2, "dilation")
-    _, idx = e.op("MaxPool", x, n_out=2, dilations=list(dil), **_pool_attrs(node, 2, dil))
+    # ONNX numbers the argmax over the whole (N, C, *spatial) tensor; torch within each plane
+    nd = _pool_nd(node)
+    dil = ntuple(node.attrs["dilation"], nd, "dilation")
+    _, idx = e.op("MaxPool", x, n_out=2, dilations=list(dil), **_pool_attrs(node, nd, dil))
     shape = node.inputs[0].type.shape
-    plane = e.dim(shape[-1] * shape[-2])
-    return [e.op("Mod", [idx, plane])]
+    plane = shape[-1]
+    for d in shape[-nd:-1]:
+        plane = plane * d
+    return [e.op("Mod", [idx, e.dim(plane)])]
 
 
-@onnx_op("avg_pool1d", "avg_pool2d")
+def _dilated_avg_pool(e, node, x, nd: int) -> list:
+    """Average pooling with a dilation: each plane convolved with a dilated ones kernel
+    (the window sums, over zero padding and the ceil_mode overhang), divided by the
+    per-position tap counts (a constant).  Every opset has this form; ONNX's
+    AveragePool takes dilations from opset 19 only."""
+    a = node.attrs
+    shape, out = node.inputs[0].type.shape, node.outputs[0].type.shape
+    k = ntuple(a["kernel_size"], nd, "kernel_size")
+    s = k if a["stride"] is None else ntuple(a["stride"], nd, "stride")
+    p, d = ntuple(a["padding"], nd, "padding"), ntuple(a["dilation"], nd, "dilation")
+    sizes, osz = [int(v) for v in shape[-nd:]], [int(v) for v in out[-nd:]]
+    hi = [max(lo, (o - 1) * st + dd * (kk - 1) + 1 - n - lo) for o, st, dd, kk, n, lo in zip(osz, s, d, k, sizes, p)]
+    dt = node.outputs[0].type.dtype.numpy_name
+    planes = e.op("Reshape", [x[0], e.ints([-1, 1] + sizes)])
+    ones = e.const(np.ones((1, 1) + tuple(k), dt), hint=f"{node.scope}.ones")
+    total = e.op("Conv", [planes, ones], kernel_shape=list(k), strides=list(s), dilations=list(d),
+                 pads=list(p) + hi)
+    if a.get("divisor_override"):
+        div = np.asarray(a["divisor_override"], dt)
+    else:
+        div = np.ones((), dt)
+        for i in range(nd):
+            counts = avg_pool_counts(sizes[i], k[i], s[i], p[i], d[i], osz[i], bool(a["count_include_pad"]))
+            div = np.multiply.outer(div, np.asarray(counts, dt))
+    y = e.op("Div", [total, e.const(div, hint=f"{node.scope}.divisor")])
+    return [e.op("Reshape", [y, e.ints(list(out))])]
+
+
+@onnx_op("avg_pool1d", "avg_pool2d", "avg_pool3d")
 def _avg_pool(e, node, x):
     _layout(node)
-    nd = 1 if node.op.name.endswith("1d") else 2
+    nd = _pool_nd(node)
     a = node.attrs
+    if any(v != 1 for v in ntuple(a.get("dilation", 1), nd, "dilation")):
+        return _dilated_avg_pool(e, node, x, nd)
     if a.get("divisor_override") is not None:
         if a["ceil_mode"]:
-            raise DlcError("avg_pool2d with divisor_override and ceil_mode has no ONNX form", node.span)
+            raise DlcError(f"{node.op.name} with divisor_override and ceil_mode has no ONNX form", node.span)
         # the window sums (every window is whole: the padding counts as zeros), then torch's divisor
-        out = e.op("AveragePool", x, count_include_pad=1, **_pool_attrs(node, nd))
         k = int(np.prod(ntuple(a["kernel_size"], nd, "kernel_size")))
         dt = node.outputs[0].type.dtype.numpy_name
-        return [e.op("Mul", [out, e.scalar(k / a["divisor_override"], dt)])]
+        return _batched(e, node, nd, x, lambda xs: [e.op("Mul", [
+            e.op("AveragePool", xs, count_include_pad=1, **_pool_attrs(node, nd)),
+            e.scalar(k / a["divisor_override"], dt)])])
     include = bool(a["count_include_pad"])
     return _batched(e, node, nd, x, lambda xs: [e.op("AveragePool", xs, count_include_pad=int(include),
                                                      **_pool_attrs(node, nd, extend=not include))])

@@ -26,6 +26,38 @@ def _pad(x, pad, mode):
     y = F.pad(x.reshape(1, -1, *x.shape[x.dim() - k:]), pad, mode=mode)
     return y.reshape(*lead, *y.shape[2:])
 ''',
+    "_avg_pool_dilated": '''\
+def _avg_pool_dilated(x, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override):
+    """Average pooling with a dilation (torch's avg_pool has none; ONNX's AveragePool has): the window
+    sums as a convolution of each plane with a dilated ones kernel, divided by the same convolution of a
+    mask of the taps that count (the input, and the padding with count_include_pad; never the
+    ceil_mode overhang) or by divisor_override."""
+    nd = len(kernel)
+    lead, sizes = x.shape[:x.dim() - nd], x.shape[x.dim() - nd:]
+    outs, hi = [], []
+    for n, k, s, p, d in zip(sizes, kernel, stride, padding, dilation):
+        o = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (o - 1) * s >= n + p:
+            o -= 1
+        outs.append(o)
+        hi.append(max(0, (o - 1) * s + d * (k - 1) + 1 - n - 2 * p))
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    ones = torch.ones([1, 1] + list(kernel), dtype=x.dtype, device=x.device)
+
+    def padded(t, inner):
+        """t with the pooling padding (value `inner`), then the ceil_mode overhang (zeros)."""
+        t = F.pad(t, [q for p in reversed(padding) for q in (p, p)], value=inner)
+        return F.pad(t, [q for h in reversed(hi) for q in (0, h)])
+
+    total = conv(padded(x.reshape([-1, 1] + list(sizes)), 0.0), ones, stride=stride, dilation=dilation)
+    if divisor_override:
+        total = total / divisor_override
+    else:
+        mask = torch.ones([1, 1] + list(sizes), dtype=x.dtype, device=x.device)
+        mask = padded(mask, 1.0 if count_include_pad else 0.0)
+        total = total / conv(mask, ones, stride=stride, dilation=dilation)
+    return total.reshape(list(lead) + outs)
+''',
     "_sinusoidal_positions": '''\
 def _sinusoidal_positions(length, dim, dtype, device):
     """The Transformer's sin/cos position table (Vaswani et al., 2017), computed in float64."""

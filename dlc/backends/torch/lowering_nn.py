@@ -2,22 +2,22 @@
 dropout, embedding and attention."""
 from __future__ import annotations
 
+from ...compiler.ops.conv import ntuple
 from .lowering import LOWERING, _call, _Lines, _register, _trim_none
 
 
 # convolution and pooling -------------------------------------------------------
 
-for _name in ("conv1d", "conv2d"):
+for _name in ("conv1d", "conv2d", "conv3d"):
     _register(_name)(lambda o, _n=_name: _call(
         f"F.{_n}", *_trim_none(o.args[:3]),
         *o.kw(("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1))))
 
 
-@_register("conv_transpose2d")
-def _(o):
-    return _call("F.conv_transpose2d", *_trim_none(o.args[:3]),
-                 *o.kw(("stride", 1), ("padding", 0), ("output_padding", 0), ("groups", 1),
-                       ("dilation", 1)))
+for _name in ("conv_transpose2d", "conv_transpose3d"):
+    _register(_name)(lambda o, _n=_name: _call(
+        f"F.{_n}", *_trim_none(o.args[:3]),
+        *o.kw(("stride", 1), ("padding", 0), ("output_padding", 0), ("groups", 1), ("dilation", 1))))
 
 
 def _pool_kw(o, kind: str) -> list[str]:
@@ -35,14 +35,28 @@ def _pool_kw(o, kind: str) -> list[str]:
     return out
 
 
-for _name in ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d"):
-    _register(_name)(lambda o, _n=_name: _call(f"F.{_n}", o[0], o.a("kernel_size"),
-                                               *_pool_kw(o, _n[:3])))
+for _name in ("max_pool1d", "max_pool2d", "max_pool3d"):
+    _register(_name)(lambda o, _n=_name: _call(f"F.{_n}", o[0], o.a("kernel_size"), *_pool_kw(o, "max")))
 
 
-@_register("max_pool2d_indices")
-def _(o):
-    return _call("F.max_pool2d", o[0], o.a("kernel_size"), *_pool_kw(o, "max"), "return_indices=True") + "[1]"
+def _avg_pool(o, nd: int) -> str:
+    a = o.attrs
+    dil = ntuple(a.get("dilation", 1), nd, "dilation")
+    if all(d == 1 for d in dil):
+        return _call(f"F.avg_pool{nd}d", o[0], o.a("kernel_size"), *_pool_kw(o, "avg"))
+    # torch's avg_pool has no dilation: a convolution with a dilated ones kernel
+    k = ntuple(a["kernel_size"], nd, "kernel_size")
+    s = k if a.get("stride") in (None, (), []) else ntuple(a["stride"], nd, "stride")
+    args = [list(k), list(s), list(ntuple(a["padding"], nd, "padding")), list(dil), bool(a["ceil_mode"]),
+            bool(a["count_include_pad"]), a.get("divisor_override")]
+    return _call("_avg_pool_dilated", o[0], *(o.r(v) for v in args))
+
+
+for _nd in (1, 2, 3):
+    _register(f"avg_pool{_nd}d")(lambda o, _nd=_nd: _avg_pool(o, _nd))
+    if _nd > 1:
+        _register(f"max_pool{_nd}d_indices")(lambda o, _nd=_nd: _call(
+            f"F.max_pool{_nd}d", o[0], o.a("kernel_size"), *_pool_kw(o, "max"), "return_indices=True") + "[1]")
 
 
 for _name in ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d"):

@@ -33,6 +33,9 @@ def _nhwc(node) -> bool:
     return node.attrs.get("layout", "NCHW") == "NHWC"
 
 
+_NC_LAYOUT = {1: "NCW", 2: "NCHW", 3: "NCDHW"}     # relax's channels-first layouts by spatial rank
+
+
 def _bias(low, node, args, y, nd, dt):
     if len(args) > 2 and args[2] is not None:
         b = arg_as(low, node, args, 2, dt)
@@ -42,10 +45,10 @@ def _bias(low, node, args, y, nd, dt):
     return y
 
 
-@lowers("conv1d", "conv2d")
+@lowers("conv1d", "conv2d", "conv3d")
 def _conv(low, node, args, env):
     op = _op()
-    nd = 1 if node.op.name == "conv1d" else 2
+    nd = int(node.op.name[-2])
     a = low.concrete_attr(node.attrs, "convolution attributes")
     dt = out_dtype(node)
     x = arg_as(low, node, args, 0, dt)
@@ -56,10 +59,11 @@ def _conv(low, node, args, env):
     dilation = ntuple(a["dilation"], nd, "dilation")
     pads = conv_pads(a["padding"], nd, kernel, dilation, stride)
     x, squeeze = _batched(low, node, x, nd)
-    if nd == 1:
-        y = low.emit(op.nn.conv1d(x, w, strides=stride, padding=[pads[0][0], pads[0][1]],
-                                  dilation=dilation, groups=int(a["groups"]),
-                                  data_layout="NCW", kernel_layout="OIW"))
+    if nd != 2:
+        conv = op.nn.conv1d if nd == 1 else op.nn.conv3d
+        y = low.emit(conv(x, w, strides=stride, padding=[lo for lo, _ in pads] + [hi for _, hi in pads],
+                          dilation=dilation, groups=int(a["groups"]),
+                          data_layout=_NC_LAYOUT[nd], kernel_layout="OI" + _NC_LAYOUT[nd][2:]))
     else:
         padding = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]   # top, left, bottom, right
         if nhwc:
@@ -73,22 +77,23 @@ def _conv(low, node, args, env):
     return _unbatch(low, y, squeeze)
 
 
-@lowers("conv_transpose2d")
-def _conv_transpose2d(low, node, args, env):
+@lowers("conv_transpose2d", "conv_transpose3d")
+def _conv_transpose(low, node, args, env):
     op = _op()
+    nd = int(node.op.name[-2])
     a = low.concrete_attr(node.attrs, "convolution attributes")
     dt = out_dtype(node)
     x = arg_as(low, node, args, 0, dt)
     w = arg_as(low, node, args, 1, dt)
-    stride = ntuple(a["stride"], 2, "stride")
-    pad = ntuple(a["padding"], 2, "padding")
-    opad = ntuple(a["output_padding"], 2, "output_padding")
-    dil = ntuple(a["dilation"], 2, "dilation")
-    x, squeeze = _batched(low, node, x, 2)
-    y = low.emit(op.nn.conv2d_transpose(x, w, strides=stride, padding=[pad[0], pad[1], pad[0], pad[1]],
-                                        output_padding=opad, dilation=dil, groups=int(a["groups"]),
-                                        data_layout="NCHW", kernel_layout="IOHW"))
-    y = _bias(low, node, args, y, 2, dt)
+    stride = ntuple(a["stride"], nd, "stride")
+    pad = ntuple(a["padding"], nd, "padding")
+    opad = ntuple(a["output_padding"], nd, "output_padding")
+    dil = ntuple(a["dilation"], nd, "dilation")
+    x, squeeze = _batched(low, node, x, nd)
+    fn = op.nn.conv2d_transpose if nd == 2 else op.nn.conv3d_transpose
+    y = low.emit(fn(x, w, strides=stride, padding=list(pad) * 2, output_padding=opad, dilation=dil,
+                    groups=int(a["groups"]), data_layout=_NC_LAYOUT[nd], kernel_layout="IO" + _NC_LAYOUT[nd][2:]))
+    y = _bias(low, node, args, y, nd, dt)
     return _unbatch(low, y, squeeze)
 
 
@@ -105,31 +110,33 @@ def _pool_args(low, node, nd):
     return a, k, s, p, d
 
 
-@lowers("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
+@lowers("max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d")
 def _pool(low, node, args, env):
     op = _op()
-    nd = 1 if node.op.name.endswith("1d") else 2
+    nd = int(node.op.name[-2])
     a, k, s, p, d = _pool_args(low, node, nd)
     dt = out_dtype(node)
-    x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
     is_max = node.op.name.startswith("max")
+    if not is_max and any(v != 1 for v in d):
+        from .lowering_avg_pool import dilated_avg_pool
+        x = arg_as(low, node, args, 0, dt)
+        if not _nhwc(node):
+            return dilated_avg_pool(low, node, x, nd, k, s, p, d)
+        # the layout pass made it channels-last: pool the NCHW view
+        y = dilated_avg_pool(low, node, low.emit(op.permute_dims(x, [0, 3, 1, 2])), nd, k, s, p, d)
+        return low.emit(op.permute_dims(y, [0, 2, 3, 1]))
+    x, squeeze = _batched(low, node, arg_as(low, node, args, 0, dt), nd)
     ceil = bool(a["ceil_mode"])
-    layout = "NHWC" if _nhwc(node) else "NCHW"
-    if nd == 2:
-        fn = op.nn.max_pool2d if is_max else op.nn.avg_pool2d
-        kw = {} if is_max else {"count_include_pad": bool(a["count_include_pad"])}
-        y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[1], p[0], p[1]], dilation=d,
-                        ceil_mode=ceil, layout=layout, **kw))
-        if not is_max and a.get("divisor_override"):
-            # sum = avg * area when every window is full; recompute exactly instead
-            y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[1], p[0], p[1]], dilation=d,
-                            ceil_mode=ceil, layout=layout, count_include_pad=True))
-            y = low.emit(op.multiply(y, scalar(low, k[0] * k[1] / float(a["divisor_override"]), dt)))
-    else:
-        fn = op.nn.max_pool1d if is_max else op.nn.avg_pool1d
-        kw = {} if is_max else {"count_include_pad": bool(a["count_include_pad"])}
-        y = low.emit(fn(x, pool_size=k, strides=s, padding=[p[0], p[0]], dilation=d, ceil_mode=ceil,
-                        layout="NCW", **kw))
+    layout = "NHWC" if _nhwc(node) else _NC_LAYOUT[nd]
+    fn = getattr(op.nn, f"{node.op.name[:3]}_pool{nd}d")
+    kw = {} if is_max else {"count_include_pad": bool(a["count_include_pad"])}
+    y = low.emit(fn(x, pool_size=k, strides=s, padding=list(p) * 2, dilation=d, ceil_mode=ceil, layout=layout,
+                    **kw))
+    if not is_max and a.get("divisor_override"):
+        # sum = avg * area when every window is full; recompute exactly instead
+        y = low.emit(fn(x, pool_size=k, strides=s, padding=list(p) * 2, dilation=d, ceil_mode=ceil,
+                        layout=layout, count_include_pad=True))
+        y = low.emit(op.multiply(y, scalar(low, math.prod(k) / float(a["divisor_override"]), dt)))
     return _unbatch(low, y, squeeze)
 
 

@@ -1,5 +1,5 @@
 """TVM lowering of the max-pooling argmax helpers (`max_pool2d_indices`,
-`adaptive_max_pool2d_indices`), which max pooling's VJP rule scatters through.
+`max_pool3d_indices`, `adaptive_max_pool2d_indices`), which max pooling's VJP rule scatters through.
 
 Registered into `lowering.LOWERING`; see that module for the conventions.
 
@@ -23,10 +23,10 @@ def _lowest(dtype):
     return tirx.min_value(dtype)
 
 
-def _argmax_pool(low, x, out_hw, H, W, bins, name):
-    """torch's return_indices over a (kh, kw) tap grid per output position:
-    `bins` is ((kh, row_of, row_ok), (kw, col_of, col_ok)) giving each tap's
-    input coordinate and whether it is inside the window and the plane.
+def _argmax_pool(low, x, out_sp, sizes, bins, name):
+    """torch's return_indices over a tap grid per output position: `bins` has one
+    (k, coord_of, ok) per spatial axis giving each tap's input coordinate and
+    whether it is inside the window and the input; `sizes` the spatial sizes.
 
     Three plain reductions rather than one (index, value) reducer (whose
     combined select expression is slow to compile): the window max, the
@@ -34,43 +34,43 @@ def _argmax_pool(low, x, out_hw, H, W, bins, name):
     only -inf takes its first in-window element), and the last NaN's index,
     which wins when there is one."""
     from tvm import te, tirx
-    (kh, row_of, row_ok), (kw, col_of, col_ok) = bins
+    nd = len(sizes)
     big = tirx.max_value("int64")
 
     def fte(data):
-        lead = len(data.shape) - 2
+        lead = len(data.shape) - nd
         is_float = str(data.dtype).startswith(("float", "bfloat"))
-        shape = list(data.shape[:lead]) + list(out_hw)
+        shape = list(data.shape[:lead]) + list(out_sp)
 
-        def tap(idx, ra, rb):
-            i, j = idx[lead], idx[lead + 1]
-            r, c = row_of(i, ra), col_of(j, rb)
-            ok = tirx.And(row_ok(i, ra, r), col_ok(j, rb, c))
-            rc = tirx.max(tirx.min(r, H - 1), 0)
-            cc = tirx.max(tirx.min(c, W - 1), 0)
-            v = data(*idx[:lead], rc, cc)
-            flat = tirx.Cast("int64", r) * W + tirx.Cast("int64", c)
-            return ok, v, flat
+        def tap(idx, raxes):
+            ok, at, flat = None, [], tirx.const(0, "int64")
+            for i, ((_, coord_of, ok_of), r, n) in enumerate(zip(bins, raxes, sizes)):
+                c = coord_of(idx[lead + i], r)
+                ok_i = ok_of(idx[lead + i], r, c)
+                ok = ok_i if ok is None else tirx.And(ok, ok_i)
+                at.append(tirx.max(tirx.min(c, n - 1), 0))
+                flat = flat * n + tirx.Cast("int64", c)
+            return ok, data(*idx[:lead], *at), flat
 
         def axes():
-            return te.reduce_axis((0, kh), name="ra"), te.reduce_axis((0, kw), name="rb")
+            return [te.reduce_axis((0, k), name=f"r{i}") for i, (k, _, _) in enumerate(bins)]
 
         def vmax(*idx):
-            ra, rb = axes()
-            ok, v, _ = tap(idx, ra, rb)
-            return te.max(tirx.Select(ok, v, _lowest(data.dtype)), axis=[ra, rb])
+            ra = axes()
+            ok, v, _ = tap(idx, ra)
+            return te.max(tirx.Select(ok, v, _lowest(data.dtype)), axis=ra)
 
         m = te.compute(shape, vmax, name=f"{name}_max")
 
         def first(*idx):
-            ra, rb = axes()
-            ok, v, flat = tap(idx, ra, rb)
-            return te.min(tirx.Select(tirx.And(ok, v == m(*idx)), flat, big), axis=[ra, rb])
+            ra = axes()
+            ok, v, flat = tap(idx, ra)
+            return te.min(tirx.Select(tirx.And(ok, v == m(*idx)), flat, big), axis=ra)
 
         def first_in(*idx):
-            ra, rb = axes()
-            ok, _, flat = tap(idx, ra, rb)
-            return te.min(tirx.Select(ok, flat, big), axis=[ra, rb])
+            ra = axes()
+            ok, _, flat = tap(idx, ra)
+            return te.min(tirx.Select(ok, flat, big), axis=ra)
 
         at_max = te.compute(shape, first, name=f"{name}_first")
         # te.max starts from the lowest finite value: a window of only -inf
@@ -82,10 +82,9 @@ def _argmax_pool(low, x, out_hw, H, W, bins, name):
             return idx_first
 
         def last_nan(*idx):
-            ra, rb = axes()
-            ok, v, flat = tap(idx, ra, rb)
-            return te.max(tirx.Select(tirx.And(ok, tirx.isnan(v)), flat, tirx.const(-1, "int64")),
-                          axis=[ra, rb])
+            ra = axes()
+            ok, v, flat = tap(idx, ra)
+            return te.max(tirx.Select(tirx.And(ok, tirx.isnan(v)), flat, tirx.const(-1, "int64")), axis=ra)
 
         nan_at = te.compute(shape, last_nan, name=f"{name}_nan")
         return te.compute(shape, lambda *idx: tirx.Select(nan_at(*idx) >= 0, nan_at(*idx), idx_first(*idx)),
@@ -94,30 +93,25 @@ def _argmax_pool(low, x, out_hw, H, W, bins, name):
     return low.bb.emit_te(fte, x)
 
 
-@lowers("max_pool2d_indices")
-def _max_pool2d_indices(low, node, args, env):
+@lowers("max_pool2d_indices", "max_pool3d_indices")
+def _max_pool_indices(low, node, args, env):
     from tvm import tirx
     from .lowering_nn import _pool_args
-    _, k, s, p, d = _pool_args(low, node, 2)
-    xs = node.inputs[0].type.shape
-    H = low.concrete(xs[-2], "the height of a max_pool2d_indices input")
-    W = low.concrete(xs[-1], "the width of a max_pool2d_indices input")
-    out = [low.concrete(o, "the max_pool2d_indices output size") for o in node.outputs[0].type.shape[-2:]]
+    nd = int(node.op.name[len("max_pool")])
+    _, k, s, p, d = _pool_args(low, node, nd)
+    name = node.op.name
+    sizes = [low.concrete(n, f"the spatial size of a {name} input") for n in node.inputs[0].type.shape[-nd:]]
+    out = [low.concrete(o, f"the {name} output size") for o in node.outputs[0].type.shape[-nd:]]
 
-    def rows(i, a):
-        return i * s[0] - p[0] + a * d[0]
+    def axis(i):
+        def coord(o, a):
+            return o * s[i] - p[i] + a * d[i]
 
-    def cols(j, b):
-        return j * s[1] - p[1] + b * d[1]
+        def ok(o, a, c):
+            return tirx.And(c >= 0, c < sizes[i])
+        return k[i], coord, ok
 
-    def r_ok(i, a, r):
-        return tirx.And(r >= 0, r < H)
-
-    def c_ok(j, b, c):
-        return tirx.And(c >= 0, c < W)
-
-    return _argmax_pool(low, args[0], out, H, W, ((k[0], rows, r_ok), (k[1], cols, c_ok)),
-                        "max_pool2d_indices")
+    return _argmax_pool(low, args[0], out, sizes, [axis(i) for i in range(nd)], name)
 
 
 @lowers("adaptive_max_pool2d_indices")
@@ -142,5 +136,5 @@ def _adaptive_max_pool2d_indices(low, node, args, env):
 
         return kmax, coord, ok
 
-    return _argmax_pool(low, args[0], [oh, ow], H, W, (axis(H, oh), axis(W, ow)),
+    return _argmax_pool(low, args[0], [oh, ow], [H, W], [axis(H, oh), axis(W, ow)],
                         "adaptive_max_pool2d_indices")

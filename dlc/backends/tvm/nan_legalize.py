@@ -228,12 +228,12 @@ def max_pool(x, spatial_axes, kernel, strides, dilation, pad_before, out_shape, 
 
 
 def _max_pool(nd):
-    fallback = {1: "relax.nn.max_pool1d", 2: "relax.nn.max_pool2d"}[nd]
+    fallback = f"relax.nn.max_pool{nd}d"
 
     def legalize(bb, call):
         a = call.attrs
         layout = str(a.layout)
-        letters = "W" if nd == 1 else "HW"
+        letters = "DHW"[3 - nd:]
         if (str(a.out_layout) != layout or not _is_float(call.ty.dtype)
                 or any(ch.islower() or ch.isdigit() for ch in layout)):
             return _DEFAULT[fallback](bb, call)
@@ -288,7 +288,7 @@ def legalize_map() -> dict:
     """The customize_legalize_map for `relax.transform.LegalizeOps`."""
     if not _DEFAULT:
         for n in ("relax.maximum", "relax.minimum", "relax.nn.relu", "relax.max", "relax.min", "relax.argmax",
-                  "relax.argmin", "relax.nn.max_pool1d", "relax.nn.max_pool2d"):
+                  "relax.argmin", "relax.nn.max_pool1d", "relax.nn.max_pool2d", "relax.nn.max_pool3d"):
             _DEFAULT[n] = _default(n)
     return {
         "relax.maximum": _binary(nan_max, "maximum", _DEFAULT["relax.maximum"]),
@@ -300,4 +300,5 @@ def legalize_map() -> dict:
         "relax.argmin": _arg(_MIN, "argmin", _DEFAULT["relax.argmin"]),
         "relax.nn.max_pool1d": _max_pool(1),
         "relax.nn.max_pool2d": _max_pool(2),
+        "relax.nn.max_pool3d": _max_pool(3),
     }

@@ -1,7 +1,8 @@
 """Convolutions, with PyTorch's argument conventions.
 
-conv1d/conv2d take weights (Cout, Cin/groups, k...), conv_transpose2d takes
-(Cin, Cout/groups, kh, kw).  Inputs are batched: (N, C, L) or (N, C, H, W);
+conv1d/conv2d/conv3d take weights (Cout, Cin/groups, k...), conv_transpose2d/3d
+take (Cin, Cout/groups, k...).  Inputs are batched: (N, C, L), (N, C, H, W) or
+(N, C, D, H, W);
 pools also accept the unbatched (C, ...) form, as torch does.
 
 The attribute normalisation every backend shares (`ntuple`, `conv_pads`) lives
@@ -17,7 +18,8 @@ from ..types import TensorType
 from .common import conv_out, pair, promote, require_float, same_dim
 from .registry import CONV, defop, defvjp
 
-_SPATIAL = {1: "L", 2: "H, W"}
+_SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
+_KERNEL = {1: "k", 2: "kh, kw", 3: "kd, kh, kw"}
 
 
 # attribute normalisation, shared by every backend's convolution and pooling
@@ -79,7 +81,7 @@ def _conv_common(ts, opname: str, nd: int):
                          "add a batch dimension" if x.rank == nd + 1 else None)
     if w.rank != nd + 2:
         raise ShapeError(f"{opname} expects a rank-{nd + 2} weight, got {w} (input {x})",
-                         f"the weight is (out_channels, in_channels/groups, {'k' if nd == 1 else 'kh, kw'})")
+                         f"the weight is (out_channels, in_channels/groups, {_KERNEL[nd]})")
     return x, w, b
 
 
@@ -150,40 +152,46 @@ defop("conv1d", "x weight bias?", _conv(1), attrs=_CONV_ATTRS, macs=_conv_macs, 
       doc="1-D cross-correlation, torch.nn.functional.conv1d.")
 defop("conv2d", "x weight bias?", _conv(2), attrs=_CONV_ATTRS, macs=_conv_macs, groups={CONV},
       doc="2-D cross-correlation, torch.nn.functional.conv2d.")
+defop("conv3d", "x weight bias?", _conv(3), attrs=_CONV_ATTRS, macs=_conv_macs, groups={CONV},
+      doc="3-D cross-correlation, torch.nn.functional.conv3d.")
 
 
-def _conv_transpose2d(ts, attrs):
-    name = "conv_transpose2d"
-    x, w, b = _conv_common(ts, name, 2)
-    groups = attrs["groups"]
-    _check_groups(groups, name)
-    stride = _ints(attrs["stride"], 2, "stride", name, 1)
-    padding = _ints(attrs["padding"], 2, "padding", name)
-    outpad = _ints(attrs["output_padding"], 2, "output_padding", name)
-    dilation = _ints(attrs["dilation"], 2, "dilation", name, 1)
-    for op_, s, d in zip(outpad, stride, dilation):
-        if op_ >= s and op_ >= d:
-            raise ShapeError(f"{name}: output_padding {attrs['output_padding']!r} must be smaller than "
-                             f"the stride {attrs['stride']!r} or the dilation {attrs['dilation']!r} (input {x})",
-                             "output_padding only resolves the ambiguity of strided outputs")
-    cin = x.shape[1]
-    same_dim(cin, w.shape[0],
-             f"{name}: input {x} has {cin} channels but weight {w} expects {w.shape[0]} "
-             f"(a transposed-convolution weight is (in_channels, out_channels/groups, kh, kw))",
-             f"set the layer's in_channels to {cin}, or make the previous layer produce {w.shape[0]} channels")
-    _divides(cin, groups, "in_channels", x, name)
-    cout = mul(w.shape[1], groups)
-    _check_bias(b, cout, name, w)
-    ks = _kernel(w, 2, name)
-    out = []
-    for i in range(2):
-        size = x.shape[2 + i]
-        o = add(sub(mul(sub(size, 1), stride[i]), 2 * padding[i]), dilation[i] * (ks[i] - 1) + outpad[i] + 1)
-        if isinstance(o, int) and o <= 0:
-            raise ShapeError(f"{name}: input {x} with weight {w} gives a non-positive output size {o}",
-                             "reduce the padding")
-        out.append(o)
-    return TensorType(x.dtype, (x.shape[0], cout) + tuple(out))
+def _conv_transpose(nd: int):
+    name = f"conv_transpose{nd}d"
+
+    def infer(ts, attrs):
+        x, w, b = _conv_common(ts, name, nd)
+        groups = attrs["groups"]
+        _check_groups(groups, name)
+        stride = _ints(attrs["stride"], nd, "stride", name, 1)
+        padding = _ints(attrs["padding"], nd, "padding", name)
+        outpad = _ints(attrs["output_padding"], nd, "output_padding", name)
+        dilation = _ints(attrs["dilation"], nd, "dilation", name, 1)
+        for op_, s, d in zip(outpad, stride, dilation):
+            if op_ >= s and op_ >= d:
+                raise ShapeError(f"{name}: output_padding {attrs['output_padding']!r} must be smaller than "
+                                 f"the stride {attrs['stride']!r} or the dilation {attrs['dilation']!r} (input {x})",
+                                 "output_padding only resolves the ambiguity of strided outputs")
+        cin = x.shape[1]
+        same_dim(cin, w.shape[0],
+                 f"{name}: input {x} has {cin} channels but weight {w} expects {w.shape[0]} "
+                 f"(a transposed-convolution weight is (in_channels, out_channels/groups, {_KERNEL[nd]}))",
+                 f"set the layer's in_channels to {cin}, or make the previous layer produce {w.shape[0]} channels")
+        _divides(cin, groups, "in_channels", x, name)
+        cout = mul(w.shape[1], groups)
+        _check_bias(b, cout, name, w)
+        ks = _kernel(w, nd, name)
+        out = []
+        for i in range(nd):
+            size = x.shape[2 + i]
+            o = add(sub(mul(sub(size, 1), stride[i]), 2 * padding[i]), dilation[i] * (ks[i] - 1) + outpad[i] + 1)
+            if isinstance(o, int) and o <= 0:
+                raise ShapeError(f"{name}: input {x} with weight {w} gives a non-positive output size {o}",
+                                 "reduce the padding")
+            out.append(o)
+        return TensorType(x.dtype, (x.shape[0], cout) + tuple(out))
+
+    return infer
 
 
 def _conv_transpose_macs(ins, outs, attrs):
@@ -191,16 +199,18 @@ def _conv_transpose_macs(ins, outs, attrs):
     return mul(mul(prod(x.shape), w.shape[1]), prod(w.shape[2:]))
 
 
-defop("conv_transpose2d", "x weight bias?", _conv_transpose2d,
-      attrs={"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1},
-      macs=_conv_transpose_macs, groups={CONV}, doc="2-D transposed convolution (fractionally strided).")
+for _nd in (2, 3):
+    defop(f"conv_transpose{_nd}d", "x weight bias?", _conv_transpose(_nd),
+          attrs={"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1},
+          macs=_conv_transpose_macs, groups={CONV},
+          doc=f"{_nd}-D transposed convolution (fractionally strided), torch.nn.functional.conv_transpose{_nd}d.")
 
 
 
 
 # ---------------------------------------------------------------- VJP rules
 # Convolutions differentiate into convolutions: the input gradient of convNd is
-# a conv_transpose2d of the cotangent, the weight gradient a convolution of the
+# a conv_transpose2d/3d of the cotangent, the weight gradient a convolution of the
 # input with the cotangent (batch and channel axes swapped, stride and dilation
 # exchanged).  Every rule is built from differentiable IR ops, so it can be
 # differentiated again.
@@ -230,7 +240,7 @@ def _swap01(b, v):
 
 
 def _conv_input_grad(b, gy, w, x_type, ks, stride, dilation, pads, groups, opname):
-    """d<convNd(x, w), gy>/dx as a conv_transpose2d of gy (1-D lifted to 2-D)."""
+    """d<convNd(x, w), gy>/dx as a conv_transpose2d/3d of gy (1-D lifted to 2-D)."""
     nd = len(ks)
     in_sp, out_sp = x_type.shape[2:], gy.type.shape[2:]
     outpad, rest = [], []
@@ -246,7 +256,8 @@ def _conv_input_grad(b, gy, w, x_type, ks, stride, dilation, pads, groups, opnam
     if lift:
         gy = b.op("reshape", gy, shape=gy.type.shape[:2] + (1,) + gy.type.shape[2:])
         w = b.op("reshape", w, shape=w.type.shape[:2] + (1,) + w.type.shape[2:])
-    gx = b.op("conv_transpose2d", gy, w, stride=one + tuple(stride), padding=zero + tuple(p[0] for p in pads),
+    gx = b.op(f"conv_transpose{max(nd, 2)}d", gy, w, stride=one + tuple(stride),
+              padding=zero + tuple(p[0] for p in pads),
               output_padding=zero + tuple(outpad), dilation=one + tuple(dilation), groups=groups)
     if lift:
         gx = b.op("reshape", gx, shape=gx.type.shape[:2] + gx.type.shape[3:])
@@ -304,27 +315,28 @@ def _conv_vjp(b, node, g):
     return out
 
 
-defvjp("conv1d", "conv2d")(_conv_vjp)
+defvjp("conv1d", "conv2d", "conv3d")(_conv_vjp)
 
 
-@defvjp("conv_transpose2d")
+@defvjp("conv_transpose2d", "conv_transpose3d")
 def _(b, node, g):
-    opname = "conv_transpose2d"
+    opname = node.op.name
+    nd = node.inputs[0].type.rank - 2
     x, w = node.inputs[0], node.inputs[1]
     has_bias = len(node.inputs) > 2 and node.inputs[2] is not None
     gy = g[0]
     a = node.attrs
     ks = tuple(w.type.shape[2:])
-    stride = _ints(a["stride"], 2, "stride", opname, 1)
-    padding = _ints(a["padding"], 2, "padding", opname)
-    dilation = _ints(a["dilation"], 2, "dilation", opname, 1)
+    stride = _ints(a["stride"], nd, "stride", opname, 1)
+    padding = _ints(a["padding"], nd, "padding", opname)
+    dilation = _ints(a["dilation"], nd, "dilation", opname, 1)
     groups = a["groups"]
-    # conv_transpose2d is the adjoint of conv2d(., w) in its input: its input
-    # gradient is that conv2d (cropped where output_padding >= stride adds rows)
-    gx = b.op("conv2d", gy, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    # conv_transposeNd is the adjoint of convNd(., w) in its input: its input
+    # gradient is that convNd (cropped where output_padding >= stride adds rows)
+    gx = b.op(f"conv{nd}d", gy, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
     gx = _fit(b, gx, [(0, _need_int(sub(x.type.shape[2 + i], gx.type.shape[2 + i]), "the input size", opname))
-                      for i in range(2)])
-    # ... and its weight gradient that conv2d's weight gradient with the roles of
+                      for i in range(nd)])
+    # ... and its weight gradient that convNd's weight gradient with the roles of
     # input (here gy) and cotangent (here x) exchanged
     gw = _conv_weight_grad(b, gy, x, ks, stride, dilation, padding, groups, opname)
     out = [gx, gw]

@@ -73,7 +73,7 @@ def _pool(node: Node) -> Call:
         kw.append(("stride", lit(_one(s))))
     if _one(a["padding"]) != 0:
         kw.append(("padding", lit(_one(a["padding"]))))
-    if node.op.name.startswith("max") and _one(a["dilation"]) != 1:
+    if _one(a.get("dilation", 1)) != 1:
         kw.append(("dilation", lit(_one(a["dilation"]))))
     if a["ceil_mode"]:
         kw.append(("ceil_mode", "true"))

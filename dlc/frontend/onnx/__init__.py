@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (fill the converter table)
     ops_elementwise,
     ops_extra,
     ops_nn,
+    ops_pool,
     ops_quant,
     ops_reduce,
     ops_rnn,

@@ -1,9 +1,7 @@
-"""Layers: Conv, ConvTranspose, BatchNormalization, Gemm/MatMul, pooling, normalisations, Softmax, Dropout."""
+"""Layers: Conv, ConvTranspose, BatchNormalization, Gemm/MatMul, normalisations, Softmax, Dropout (pooling: ops_pool)."""
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 from .context import Ctx, f32
 from .registry import converter
@@ -48,8 +46,8 @@ def conv(cx: Ctx, node):
     x, w = cx.val(node.input[0]), cx.val(node.input[1])
     b = cx.opt(node, 2)
     nd = w.type.rank - 2
-    if nd not in (1, 2):
-        raise cx.error(f"Conv with {nd} spatial dimensions is not supported (dlc has conv1d and conv2d)")
+    if nd not in (1, 2, 3):
+        raise cx.error(f"Conv with {nd} spatial dimensions is not supported (dlc has conv1d, conv2d and conv3d)")
     a = Ctx.attrs(node)
     kernel = tuple(w.type.shape[2:])
     strides = tuple(a.get("strides", [1] * nd))
@@ -60,25 +58,26 @@ def conv(cx: Ctx, node):
         pads = [(0, 0)] * nd
     padding = tuple(lo for lo, _ in pads)
     name = f"conv{nd}d"
-    return cx.layer(name, x, w, b, stride=strides if nd == 2 else strides[0], padding=padding if nd == 2 else padding[0],
-                    dilation=dil if nd == 2 else dil[0], groups=int(a.get("group", 1)))
+    return cx.layer(name, x, w, b, stride=strides if nd > 1 else strides[0], padding=padding if nd > 1 else padding[0],
+                    dilation=dil if nd > 1 else dil[0], groups=int(a.get("group", 1)))
 
 
 @converter("ConvTranspose", since=1)
 def conv_transpose(cx: Ctx, node):
     x, w = cx.val(node.input[0]), cx.val(node.input[1])
     b = cx.opt(node, 2)
-    if w.type.rank != 4:
-        raise cx.error("ConvTranspose is supported in 2-D only")
+    nd = w.type.rank - 2
+    if nd not in (2, 3):
+        raise cx.error("ConvTranspose is supported in 2-D and 3-D only")
     a = Ctx.attrs(node)
     if "output_shape" in a or _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
         raise cx.error("ConvTranspose with output_shape or auto_pad=SAME is not supported")
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if pads[0] != pads[2] or pads[1] != pads[3]:
+    pads = list(a.get("pads", [0] * (2 * nd)))
+    if pads[:nd] != pads[nd:]:
         raise cx.error(f"ConvTranspose with asymmetric pads {pads} is not supported")
-    return cx.layer("conv_transpose2d", x, w, b, stride=tuple(a.get("strides", [1, 1])), padding=tuple(pads[:2]),
-                    output_padding=tuple(a.get("output_padding", [0, 0])), groups=int(a.get("group", 1)),
-                    dilation=tuple(a.get("dilations", [1, 1])))
+    return cx.layer(f"conv_transpose{nd}d", x, w, b, stride=tuple(a.get("strides", [1] * nd)),
+                    padding=tuple(pads[:nd]), output_padding=tuple(a.get("output_padding", [0] * nd)),
+                    groups=int(a.get("group", 1)), dilation=tuple(a.get("dilations", [1] * nd)))
 
 
 @converter("BatchNormalization", since=9)
@@ -189,65 +188,6 @@ def fuse_linear_bias(cx: Ctx, node):
                 layer.params.append(bv.name)
         return lin.outputs[0]
     return None
-
-
-def _pool_args(cx: Ctx, node, x):
-    a = Ctx.attrs(node)
-    kernel = tuple(a["kernel_shape"])
-    nd = len(kernel)
-    if nd not in (1, 2) or x.type.rank != nd + 2:
-        raise cx.error(f"{node.op_type} with {nd} spatial dimensions is not supported (dlc pools in 1-D and 2-D)")
-    strides = tuple(a.get("strides", [1] * nd))
-    dil = tuple(a.get("dilations", [1] * nd))
-    pads = spatial_pads(cx, node, x, kernel, strides, dil)
-    return a, kernel, strides, dil, pads, nd
-
-
-def _one(t, nd):
-    return t if nd == 2 else t[0]
-
-
-@converter("MaxPool", since=8)
-def max_pool(cx: Ctx, node):
-    x = cx.val(node.input[0])
-    if len(node.output) > 1 and node.output[1]:
-        raise cx.error("MaxPool's Indices output is not supported")
-    a, kernel, strides, dil, pads, nd = _pool_args(cx, node, x)
-    if any(lo != hi or lo > k // 2 for (lo, hi), k in zip(pads, kernel)):
-        x = _explicit_pad(cx, x, pads, value=-math.inf if x.type.dtype.is_float else int(np.iinfo(x.type.dtype.numpy_name).min))
-        pads = [(0, 0)] * nd
-    return cx.op(f"max_pool{nd}d", x, kernel_size=_one(kernel, nd), stride=_one(strides, nd),
-                 padding=_one(tuple(p for p, _ in pads), nd), dilation=_one(dil, nd), ceil_mode=bool(a.get("ceil_mode", 0)))
-
-
-@converter("AveragePool", since=11)
-def avg_pool(cx: Ctx, node):
-    x = cx.val(node.input[0])
-    a, kernel, strides, dil, pads, nd = _pool_args(cx, node, x)
-    if any(d != 1 for d in dil):
-        raise cx.error("AveragePool with dilations is not supported")
-    include = bool(a.get("count_include_pad", 0))
-    if any(lo != hi or lo > k // 2 for (lo, hi), k in zip(pads, kernel)):
-        args = {"kernel_size": _one(kernel, nd), "stride": _one(strides, nd), "padding": _one((0,) * nd, nd),
-                "ceil_mode": bool(a.get("ceil_mode", 0)), "count_include_pad": True}
-        s = cx.op(f"avg_pool{nd}d", _explicit_pad(cx, x, pads), **args)
-        if include:
-            return s
-        # the mean over the real elements only: divide by the pooled share of them
-        ones = cx.op("full", shape=tuple(x.type.shape), value=1.0, dtype=x.type.dtype.numpy_name)
-        return cx.op("div", s, cx.op(f"avg_pool{nd}d", _explicit_pad(cx, ones, pads), **args))
-    return cx.op(f"avg_pool{nd}d", x, kernel_size=_one(kernel, nd), stride=_one(strides, nd),
-                 padding=_one(tuple(p for p, _ in pads), nd), ceil_mode=bool(a.get("ceil_mode", 0)),
-                 count_include_pad=include)
-
-
-@converter("GlobalAveragePool", "GlobalMaxPool", since=1)
-def global_pool(cx: Ctx, node):
-    x = cx.val(node.input[0])
-    if x.type.rank == 4 and node.op_type == "GlobalAveragePool":
-        return cx.op("adaptive_avg_pool2d", x, output_size=(1, 1))
-    axes = tuple(range(2, x.type.rank))
-    return cx.op("mean" if node.op_type == "GlobalAveragePool" else "max", x, axis=axes, keepdims=True)
 
 
 @converter("Softmax", "LogSoftmax", since=13)

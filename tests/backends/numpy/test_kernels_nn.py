@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F
 from dlc.backends.numpy.kernels import nn as nnk
 from dlc.backends.numpy.kernels import recurrent as rk
+from pool_reference import avg_pool_dilated_ref
 
 pytestmark = [
     pytest.mark.torch,
@@ -181,6 +182,13 @@ def rnn_case(
     )
 
 
+
+def _avg_dilated(x, nd, *, kernel_size, stride, padding, dilation, ceil_mode=False, count_include_pad=True):
+    def t(v):
+        return (v,) * nd if isinstance(v, int) else tuple(v)
+    return avg_pool_dilated_ref(x, t(kernel_size), t(stride), t(padding), t(dilation), ceil_mode, count_include_pad)
+
+
 CASES = [
     # ---- conv1d
     Case("conv1d-basic", "conv1d", ((2, 3, 11), (4, 3, 3), (4,))),
@@ -260,6 +268,13 @@ CASES = [
         {"groups": 3, "dilation": 2, "padding": (2, 1)},
     ),
     Case("conv2d-1x1", "conv2d", ((2, 8, 5, 5), (4, 8, 1, 1), (4,))),
+    Case("conv3d-basic", "conv3d", ((2, 3, 5, 6, 4), (4, 3, 3, 2, 3), (4,))),
+    Case(
+        "conv3d-stride-pad-dil-groups",
+        "conv3d",
+        ((1, 4, 7, 6, 8), (6, 2, 2, 3, 2), None),
+        {"stride": (1, 2, 2), "padding": (1, 0, 2), "dilation": (2, 1, 2), "groups": 2},
+    ),
     # ---- conv_transpose2d
     Case("convT2d-basic", "conv_transpose2d", ((2, 3, 5, 4), (3, 4, 3, 3), (4,))),
     Case(
@@ -279,6 +294,18 @@ CASES = [
         "conv_transpose2d",
         ((1, 6, 5, 5), (6, 2, 3, 3), (6,)),
         {"stride": 2, "groups": 3, "dilation": 2, "padding": 2, "output_padding": 1},
+    ),
+    Case(
+        "convT3d-stride-pad-outpad",
+        "conv_transpose3d",
+        ((1, 4, 3, 4, 3), (4, 3, 3, 2, 3), (3,)),
+        {"stride": (2, 1, 2), "padding": 1, "output_padding": (1, 0, 1), "dilation": (1, 2, 1)},
+    ),
+    Case(
+        "convT3d-groups",
+        "conv_transpose3d",
+        ((2, 4, 3, 3, 2), (4, 1, 2, 2, 2), None),
+        {"groups": 2, "stride": 2},
     ),
     Case(
         "convT2d-depthwise",
@@ -376,6 +403,42 @@ CASES = [
         "avg_pool2d",
         ((1, 2, 6, 6),),
         {"kernel_size": 3, "padding": 1, "divisor_override": 5},
+    ),
+    Case("maxpool3d-basic", "max_pool3d", ((2, 3, 6, 5, 4),), {"kernel_size": 2}),
+    Case(
+        "maxpool3d-all",
+        "max_pool3d",
+        ((1, 2, 7, 6, 8),),
+        {"kernel_size": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 0, 1), "dilation": (1, 2, 2),
+         "ceil_mode": True},
+    ),
+    Case("avgpool3d-basic", "avg_pool3d", ((2, 3, 6, 5, 4),), {"kernel_size": 2}),
+    Case(
+        "avgpool3d-ceil-exclude",
+        "avg_pool3d",
+        ((1, 2, 7, 6, 5),),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False},
+    ),
+    Case(
+        "avgpool3d-divisor",
+        "avg_pool3d",
+        ((1, 2, 5, 4, 6),),
+        {"kernel_size": (2, 3, 3), "padding": 1, "divisor_override": 7},
+    ),
+    Case(
+        "avgpool2d-dilation-exclude",
+        "avg_pool2d",
+        ((2, 3, 9, 8),),
+        {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1, "dilation": (2, 3), "ceil_mode": True,
+         "count_include_pad": False},
+        ref=lambda x, **a: _avg_dilated(x, 2, **a),
+    ),
+    Case(
+        "avgpool3d-dilation-include",
+        "avg_pool3d",
+        ((1, 2, 8, 7, 9),),
+        {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": (2, 2, 3), "ceil_mode": True},
+        ref=lambda x, **a: _avg_dilated(x, 3, **a),
     ),
     Case(
         "adaptive-avg1d-div", "adaptive_avg_pool1d", ((2, 3, 12),), {"output_size": 4}
@@ -651,7 +714,8 @@ def test_kernel_matches_torch(case, dtype):
 def test_every_kernel_is_covered():
     # dropout: semantics tested separately (its RNG differs from torch's); the
     # backward-pass helpers are tested against torch in tests/compiler/test_vjp_nn.py
-    backward_helpers = {"max_pool2d_indices", "adaptive_max_pool2d_indices", "scatter_add_rows"}
+    backward_helpers = {"max_pool2d_indices", "max_pool3d_indices", "adaptive_max_pool2d_indices",
+                        "scatter_add_rows"}
     assert set(KERNELS) - {c.op for c in CASES} == {"dropout"} | backward_helpers
 
 

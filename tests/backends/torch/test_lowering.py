@@ -294,6 +294,10 @@ for sid, shapes, attrs in [
      {"stride": 2, "groups": 3, "dilation": 2, "padding": 2, "output_padding": 1}),
 ]:
     case(f"conv_transpose2d-{sid}", "conv_transpose2d", [N(*s) for s in shapes], attrs)
+case("conv3d-stride-pad-dil-groups", "conv3d", [N(1, 4, 6, 5, 7), N(6, 2, 3, 2, 3), N(6)],
+     {"stride": (1, 2, 1), "padding": (1, 0, 1), "dilation": (2, 1, 1), "groups": 2})
+case("conv_transpose3d-stride-outpad", "conv_transpose3d", [N(1, 4, 3, 4, 3), N(4, 3, 3, 2, 3), N(3)],
+     {"stride": (2, 1, 2), "padding": 1, "output_padding": (1, 0, 1), "dilation": (1, 2, 1)})
 
 POOL_CASES = [
     ("max_pool1d", (2, 3, 11), {"kernel_size": 3}),
@@ -312,6 +316,19 @@ POOL_CASES = [
     ("avg_pool2d", (1, 2, 10, 11), {"kernel_size": (3, 2), "stride": (2, 3), "padding": (1, 1), "ceil_mode": True,
                                     "count_include_pad": False}),
     ("avg_pool2d", (1, 2, 6, 6), {"kernel_size": 3, "padding": 1, "divisor_override": 5}),
+    ("max_pool3d", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 0, 1),
+                                     "dilation": (1, 2, 2), "ceil_mode": True}),
+    ("avg_pool3d", (1, 2, 7, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+                                     "count_include_pad": False}),
+    ("avg_pool3d", (2, 5, 4, 6), {"kernel_size": (2, 3, 3), "padding": 1, "divisor_override": 7}),
+    # dilated average pooling (ONNX's; torch's avg_pool has no dilation)
+    ("avg_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2,
+                                "count_include_pad": False}),
+    ("avg_pool2d", (2, 3, 9, 8), {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1, "dilation": (2, 3),
+                                  "ceil_mode": True, "count_include_pad": False}),
+    ("avg_pool2d", (1, 2, 9, 8), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
+    ("avg_pool3d", (1, 2, 8, 7, 9), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": (2, 2, 3),
+                                     "ceil_mode": True, "divisor_override": 3}),
     ("adaptive_avg_pool1d", (2, 3, 13), {"output_size": 6}),
     ("adaptive_avg_pool2d", (2, 3, 13, 10), {"output_size": (6, 7)}),
     ("adaptive_avg_pool2d", (2, 3, 7, 5), {"output_size": 1}),
@@ -322,6 +339,8 @@ POOL_CASES = [
     ("max_pool2d_indices", (2, 2, 7, 8), {"kernel_size": 2}),
     ("max_pool2d_indices", (1, 2, 9, 7), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
     ("max_pool2d_indices", (1, 2, 11, 12), {"kernel_size": (3, 2), "stride": (2, 1), "dilation": (2, 1)}),
+    ("max_pool3d_indices", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 2), "stride": 2, "padding": (1, 0, 1),
+                                             "dilation": (1, 2, 1), "ceil_mode": True}),
     ("adaptive_max_pool2d_indices", (2, 3, 13, 11), {"output_size": (6, 4)}),
     ("adaptive_max_pool2d_indices", (1, 2, 8, 8), {"output_size": 3}),
 ]

@@ -213,6 +213,31 @@ POOL_CASES = [
 ]
 for i, (op, shp, attrs) in enumerate(POOL_CASES):
     case(f"{op}-{i}", op, [RI(*shp, lo=-3, hi=4) if "indices" in op else N(*shp)], attrs)
+# 3-D convolution and pooling, dilated average pooling (their own module: one small build)
+_FAMILY[0] = "nn3d"
+case("conv3d", "conv3d", [N(1, 4, 6, 5, 7), N(6, 2, 3, 2, 3), N(6)],
+     {"stride": (1, 2, 1), "padding": (1, 0, 1), "dilation": (2, 1, 1), "groups": 2})
+case("conv_transpose3d", "conv_transpose3d", [N(1, 4, 3, 4, 3), N(4, 3, 3, 2, 3), N(3)],
+     {"stride": (2, 1, 2), "padding": 1, "output_padding": (1, 0, 1), "dilation": (1, 2, 1)})
+POOL3D_CASES = [
+    ("max_pool3d", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 0, 1),
+                                     "dilation": (1, 2, 2), "ceil_mode": True}),
+    ("avg_pool3d", (1, 2, 7, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+                                     "count_include_pad": False}),
+    ("avg_pool3d", (2, 5, 4, 6), {"kernel_size": (2, 3, 3), "padding": 1, "divisor_override": 7}),
+    ("avg_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2,
+                                "count_include_pad": False}),
+    ("avg_pool2d", (2, 3, 9, 8), {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1, "dilation": (2, 3),
+                                  "ceil_mode": True, "count_include_pad": False}),
+    ("avg_pool2d", (1, 2, 9, 8), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
+    ("avg_pool3d", (1, 2, 8, 7, 9), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": (2, 2, 3),
+                                     "ceil_mode": True, "divisor_override": 3}),
+    ("max_pool3d_indices", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 2), "stride": 2, "padding": (1, 0, 1),
+                                             "dilation": (1, 2, 1), "ceil_mode": True}),
+]
+for i, (op, shp, attrs) in enumerate(POOL3D_CASES):
+    case(f"{op}-3d-{i}", op, [RI(*shp, lo=-3, hi=4) if "indices" in op else N(*shp)], attrs)
+_FAMILY[0] = "nn"
 # resampling: resize2d where its in/out step is torch's, the decomposition elsewhere
 # (1-D modes, area, a scale_factor torch steps by, align_corners to one sample)
 RESAMPLE_CASES = [

@@ -1,4 +1,4 @@
-"""NumPy reference convolutions (conv1d, conv2d, conv_transpose2d), with
+"""NumPy reference convolutions (conv1d/2d/3d, conv_transpose2d/3d), with
 PyTorch semantics: im2col views plus one BLAS matmul, or, for depthwise
 convolutions, a short loop over the kernel taps."""
 from __future__ import annotations
@@ -114,6 +114,11 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return _conv_nd(x, w, b, stride, padding, dilation, groups, 2)
 
 
+def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
+    """3-d convolution: x (N, C, D, H, W), w (O, C/groups, kd, kh, kw); padding int, triple, "valid", "same"."""
+    return _conv_nd(x, w, b, stride, padding, dilation, groups, 3)
+
+
 def _conv_transpose_nd(x, w, b, stride, padding, output_padding, groups, dilation, nd):
     """N-d transposed convolution (the adjoint of convNd), computed as GEMM + col2im."""
     x, w, b, dtype = _conv_operands(x, w, b, nd, f"conv_transpose{nd}d")
@@ -175,3 +180,11 @@ def conv_transpose2d(
         x, w, b, stride, padding, output_padding, groups, dilation, 2
     )
 
+
+def conv_transpose3d(
+    x, w, b=None, *, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+):
+    """3-d transposed convolution: x (N, Cin, D, H, W), w (Cin, Cout/groups, kd, kh, kw)."""
+    return _conv_transpose_nd(
+        x, w, b, stride, padding, output_padding, groups, dilation, 3
+    )

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ....runtime.random import dropout_mask  # the one dropout stream (TVM and the deploy runtime draw it too)
-from .conv import conv1d, conv2d, conv_transpose2d
+from .conv import conv1d, conv2d, conv3d, conv_transpose2d, conv_transpose3d
 from .dtypes import cast_operand, float_dtype
 from .norm import batch_norm, group_norm, layer_norm, local_response_norm, scaled_moments  # noqa: F401
 from .pooling import (
@@ -33,9 +33,12 @@ from .pooling import (
     adaptive_max_pool2d_indices,
     avg_pool1d,
     avg_pool2d,
+    avg_pool3d,
     max_pool1d,
     max_pool2d,
     max_pool2d_indices,
+    max_pool3d,
+    max_pool3d_indices,
 )
 
 __all__ = [
@@ -45,10 +48,13 @@ __all__ = [
     "adaptive_max_pool2d",
     "avg_pool1d",
     "avg_pool2d",
+    "avg_pool3d",
     "batch_norm",
     "conv1d",
     "conv2d",
+    "conv3d",
     "conv_transpose2d",
+    "conv_transpose3d",
     "dropout",
     "dropout_mask",
     "embedding",
@@ -57,6 +63,7 @@ __all__ = [
     "local_response_norm",
     "max_pool1d",
     "max_pool2d",
+    "max_pool3d",
     "scaled_dot_product_attention",
 ]
 
@@ -176,11 +183,15 @@ def scatter_add_rows(indices, updates, *, num_rows):
 KERNELS = {
     "conv1d": conv1d,
     "conv2d": conv2d,
+    "conv3d": conv3d,
     "conv_transpose2d": conv_transpose2d,
+    "conv_transpose3d": conv_transpose3d,
     "max_pool1d": max_pool1d,
     "max_pool2d": max_pool2d,
+    "max_pool3d": max_pool3d,
     "avg_pool1d": avg_pool1d,
     "avg_pool2d": avg_pool2d,
+    "avg_pool3d": avg_pool3d,
     "adaptive_avg_pool1d": adaptive_avg_pool1d,
     "adaptive_avg_pool2d": adaptive_avg_pool2d,
     "adaptive_max_pool2d": adaptive_max_pool2d,
@@ -216,9 +227,10 @@ for _name in ("conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batc
     KERNELS[_name] = _with_layout(KERNELS[_name])
 
 
-__all__ += ["adaptive_max_pool2d_indices", "max_pool2d_indices", "scatter_add_rows"]
+__all__ += ["adaptive_max_pool2d_indices", "max_pool2d_indices", "max_pool3d_indices", "scatter_add_rows"]
 KERNELS.update({
     "max_pool2d_indices": max_pool2d_indices,
+    "max_pool3d_indices": max_pool3d_indices,
     "adaptive_max_pool2d_indices": adaptive_max_pool2d_indices,
     "scatter_add_rows": scatter_add_rows,
 })

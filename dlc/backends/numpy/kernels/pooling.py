@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....compiler.ops.conv import ntuple  # attribute normalisation, with the OpDefs
+from ....compiler.ops.pool import avg_pool_counts  # the divisor rule, with the OpDefs
 from .dtypes import float_dtype
 
 
@@ -109,24 +110,18 @@ def max_pool2d(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=
     return _max_pool(x, 2, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def _avg_divisor(size, k, s, p, out, count_include_pad) -> np.ndarray:
-    """Per-position divisor along one axis, exactly as torch's avg_pool kernels count."""
-    start = np.arange(out) * s - p
-    # the window is clipped to the padded extent (ceil_mode overhang never counts) ...
-    end = np.minimum(start + k, size + p)
-    if count_include_pad:
-        return end - start
-    # ... and, without count_include_pad, to the real input as well.
-    return np.minimum(end, size) - np.maximum(start, 0)
+def max_pool3d(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """3-d max pooling over the last three axes of x (N, C, D, H, W) or (C, D, H, W)."""
+    return _max_pool(x, 3, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _avg_pool(
-    x, nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    x, nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, dilation=1
 ):
     x = np.asarray(x)
     dtype = float_dtype(x)
     x = x.astype(dtype, copy=False)
-    k, s, p, d, out = _pool_params(x, nd, kernel_size, stride, padding, 1, ceil_mode)
+    k, s, p, d, out = _pool_params(x, nd, kernel_size, stride, padding, dilation, ceil_mode)
     total = _pool_reduce(_pool_pad(x, k, s, p, d, out, 0), k, s, d, out, np.add)
     # total is a fresh array: divide it in place (no second array of the output's size)
     if divisor_override:
@@ -134,19 +129,19 @@ def _avg_pool(
         return total
     # the window area is separable, so the divisor is an outer product of 1-d counts
     div = np.ones((), dtype)
-    for axis, (n, kk, ss, pp, o) in enumerate(zip(x.shape[-nd:], k, s, p, out)):
-        counts = _avg_divisor(n, kk, ss, pp, o, count_include_pad).astype(dtype)
+    for axis, (n, kk, ss, pp, dd, o) in enumerate(zip(x.shape[-nd:], k, s, p, d, out)):
+        counts = np.asarray(avg_pool_counts(n, kk, ss, pp, dd, o, count_include_pad), dtype)
         div = np.multiply.outer(div, counts) if axis else counts
     total /= div
     return total
 
 
 def avg_pool1d(
-    x, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+    x, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, dilation=1
 ):
     """1-d average pooling over the last axis of x (N, C, L) or (C, L)."""
     return _avg_pool(
-        x, 1, kernel_size, stride, padding, ceil_mode, count_include_pad, None
+        x, 1, kernel_size, stride, padding, ceil_mode, count_include_pad, None, dilation
     )
 
 
@@ -159,17 +154,28 @@ def avg_pool2d(
     ceil_mode=False,
     count_include_pad=True,
     divisor_override=None,
+    dilation=1,
 ):
     """2-d average pooling over the last two axes of x (N, C, H, W) or (C, H, W)."""
     return _avg_pool(
-        x,
-        2,
-        kernel_size,
-        stride,
-        padding,
-        ceil_mode,
-        count_include_pad,
-        divisor_override,
+        x, 2, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, dilation
+    )
+
+
+def avg_pool3d(
+    x,
+    *,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    dilation=1,
+):
+    """3-d average pooling over the last three axes of x (N, C, D, H, W) or (C, D, H, W)."""
+    return _avg_pool(
+        x, 3, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, dilation
     )
 
 
@@ -265,26 +271,31 @@ def _lowest(dtype):
     return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
 
 
-def max_pool2d_indices(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """The argmax of each max_pool2d window, as torch's ``return_indices``: int64,
-    the flat index ``h * W + w`` into the input plane.  Ties go to the first
-    maximum in row-major window order, a NaN wins (the last NaN), and a window of
-    only -inf picks its first in-bounds element, exactly as torch's CPU kernel."""
+def _max_pool_indices(x, nd, kernel_size, stride, padding, dilation, ceil_mode):
+    """The argmax of each max-pooling window, as torch's ``return_indices``: int64,
+    the row-major flat index into the input plane (``h * W + w`` in 2-D).  Ties go
+    to the first maximum in row-major window order, a NaN wins (the last NaN), and
+    a window of only -inf picks its first in-bounds element, exactly as torch's CPU
+    kernel."""
     x = np.asarray(x)
-    k, s, p, d, out = _pool_params(x, 2, kernel_size, stride, padding, dilation, ceil_mode)
-    H, W = x.shape[-2:]
+    k, s, p, d, out = _pool_params(x, nd, kernel_size, stride, padding, dilation, ceil_mode)
+    sizes = x.shape[-nd:]
     xp = _pool_pad(x, k, s, p, d, out, _lowest(x.dtype))
-    rows0 = np.arange(out[0]) * s[0] - p[0]
-    cols0 = np.arange(out[1]) * s[1] - p[1]
-    span = ((out[0] - 1) * s[0] + 1, (out[1] - 1) * s[1] + 1)
+    starts = [np.arange(o) * ss - pp for o, ss, pp in zip(out, s, p)]
+    span = [(o - 1) * ss + 1 for o, ss in zip(out, s)]
     y = _pool_reduce(xp, k, s, d, out, np.maximum)
-    taps = k[0] * k[1]
-    tdt = np.min_scalar_type(taps - 1)
+
+    def along(i, v):
+        """v (a 1-d array over output axis i) shaped to broadcast over the output grid."""
+        return v.reshape((1,) * i + (-1,) + (1,) * (nd - 1 - i))
+
+    tap_stride = [int(np.prod(k[i + 1:])) for i in range(nd)]
+    tdt = np.min_scalar_type(int(np.prod(k)) - 1)
     # which tap of each window holds the max, as a small unsigned int; it is
     # updated branch-free, t += hit * (tap - t) in wrap-around arithmetic,
     # because masked writes with scattered masks are several times slower
-    first = (-(-np.maximum(-rows0, 0) // d[0]))[:, None] * k[1] + (-(-np.maximum(-cols0, 0) // d[1]))[None, :]
-    t = np.empty(x.shape[:-2] + out, tdt)
+    first = sum(along(i, -(-np.maximum(-starts[i], 0) // d[i])) * tap_stride[i] for i in range(nd))
+    t = np.empty(x.shape[:-nd] + out, tdt)
     t[...] = first.astype(tdt)          # a window of only -inf keeps its first in-bounds element
     delta = np.empty_like(t)
 
@@ -293,28 +304,49 @@ def max_pool2d_indices(x, *, kernel_size, stride=None, padding=0, dilation=1, ce
         np.multiply(delta, hit, out=delta, casting="unsafe")
         np.add(t, delta, out=t)
 
-    def tap(a, bb):
-        return xp[..., a * d[0] : a * d[0] + span[0] : s[0], bb * d[1] : bb * d[1] + span[1] : s[1]]
+    def tap(taps):
+        return xp[(Ellipsis,) + tuple(slice(a * dd, a * dd + sp, ss) for a, dd, sp, ss in zip(taps, d, span, s))]
+
+    def tap_id(taps):
+        return sum(a * ts for a, ts in zip(taps, tap_stride))
 
     # the first tap equal to the window max: visit the taps last to first so the
     # earliest match is written last; padding taps are masked out
-    for a, bb in reversed(list(np.ndindex(*k))):
-        hit = tap(a, bb) == y
-        r, c = rows0 + a * d[0], cols0 + bb * d[1]
-        vr, vc = (r >= 0) & (r < H), (c >= 0) & (c < W)
-        if not (vr.all() and vc.all()):
-            hit &= vr[:, None] & vc[None, :]
-        blend(hit, a * k[1] + bb)
+    for taps in reversed(list(np.ndindex(*k))):
+        hit = tap(taps) == y
+        for i, a in enumerate(taps):
+            pos = starts[i] + a * d[i]
+            ok = (pos >= 0) & (pos < sizes[i])
+            if not ok.all():
+                hit &= along(i, ok)
+        blend(hit, tap_id(taps))
     # torch lets every NaN win the comparison, so a window with NaNs points at its last NaN
     if np.issubdtype(x.dtype, np.floating) and np.isnan(y).any():
-        for a, bb in np.ndindex(*k):
-            blend(np.isnan(tap(a, bb)), a * k[1] + bb)
-    ta, tb = np.divmod(t, tdt.type(k[1]))
-    rows = rows0[:, None] + ta.astype(np.int64) * d[0]
-    rows *= W
-    rows += cols0[None, :]
-    rows += tb.astype(np.int64) * d[1]
-    return rows
+        for taps in np.ndindex(*k):
+            blend(np.isnan(tap(taps)), tap_id(taps))
+    # the tap back to input coordinates (the divisions in the small tap dtype: int64 ones are slow)
+    flat, rem = None, t
+    for i in range(nd):
+        a, rem = np.divmod(rem, tdt.type(tap_stride[i])) if i < nd - 1 else (rem, None)
+        coord = a.astype(np.int64)
+        coord *= d[i]
+        coord += along(i, starts[i])
+        if flat is None:
+            flat = coord
+        else:
+            flat *= sizes[i]
+            flat += coord
+    return flat
+
+
+def max_pool2d_indices(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """The argmax of each max_pool2d window as a flat ``h * W + w`` index (torch's ``return_indices``)."""
+    return _max_pool_indices(x, 2, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool3d_indices(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """The argmax of each max_pool3d window as a flat ``(d * H + h) * W + w`` index (torch's ``return_indices``)."""
+    return _max_pool_indices(x, 3, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _adaptive_bins(n, out):
