@@ -16,12 +16,13 @@ from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Value
 from ...compiler.types import TensorType
 from ...errors import DlcError, DlcNameError, DlcValueError, Span, register_source
-from . import registry
+from . import const_eval, registry
 from .context import NP_TO_DTYPE, Ctx, scope_from_node_name
 from .loader import ONNX_TO_NUMPY, check_dims, dtype_name, read_model, tensor_to_numpy
 
-# the converter table's ranges decide per op; below opset 7 (2018) broadcasting itself differed
-MIN_OPSET = 7
+# the converter table's ranges decide per op (those whose semantics changed before opset 7, e.g.
+# broadcasting arithmetic, are registered from the version that dlc's semantics match)
+MIN_OPSET = 1
 MAX_NODES = 1_000_000
 
 
@@ -179,3 +180,4 @@ def convert_node(cx: Ctx, i: int, node) -> None:
                 arr[()] = out
             out = arr if arr is not None else np.asarray(out)
         cx.set(name, out)
+    const_eval.register(cx, node)
