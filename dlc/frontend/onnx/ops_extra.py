@@ -84,13 +84,28 @@ def mod(cx: Ctx, node):
     a, b = cx.val(node.input[0]), cx.val(node.input[1])
     dt = a.type.dtype.numpy_name
     fa, fb = (v if v.type.dtype.is_float else cx.op("cast", v, dtype="float64") for v in (a, b))
-    q = cx.op("div", fa, fb)
-    if fmod:   # C's fmod: the quotient truncated toward zero
-        q = cx.op("mul", cx.op("sign", q), cx.op("floor", cx.op("abs", q)))
-    else:      # Python's %: floored
-        q = cx.op("floor", q)
-    r = cx.op("sub", fa, cx.op("mul", q, fb))
+    r = _fmod(cx, fa, fb)
+    if not fmod:   # Python's (NumPy's) floored %: a nonzero remainder takes the divisor's sign
+        zero = cx.scalar(0.0, r)
+        flip = cx.op("logical_and", cx.op("ne", r, zero), cx.op("ne", cx.op("lt", r, zero), cx.op("lt", fb, zero)))
+        r = cx.op("add", r, cx.op("where", flip, fb, zero))
+        # a zero remainder is +0 or -0 as the divisor (np.mod(0, -2) = -0)
+        signed_zero = cx.op("where", cx.op("lt", fb, zero), cx.scalar(-0.0, r), zero)
+        r = cx.op("where", cx.op("eq", r, zero), signed_zero, r)
     return r if a.type.dtype.is_float else cx.op("cast", r, dtype=dt)
+
+
+def _fmod(cx: Ctx, a, b):
+    """C's fmod: a - trunc(a / b) * b, with its edge cases: a finite `a` modulo an infinite `b` is `a`,
+    a zero remainder has the sign of `a`; an infinite `a` or a zero `b` gives NaN (through the arithmetic)."""
+    q = cx.op("div", a, b)
+    q = cx.op("mul", cx.op("sign", q), cx.op("floor", cx.op("abs", q)))
+    r = cx.op("sub", a, cx.op("mul", q, b))
+    inf = cx.scalar(float("inf"), a)
+    finite_by_inf = cx.op("logical_and", cx.op("eq", cx.op("abs", b), inf), cx.op("lt", cx.op("abs", a), inf))
+    r = cx.op("where", finite_by_inf, a, r)
+    zero = cx.scalar(0.0, r)
+    return cx.op("where", cx.op("eq", r, zero), cx.op("mul", a, zero), r)
 
 
 def _lp(cx: Ctx, x, p: int, axes, keep: bool):
@@ -106,6 +121,8 @@ def lp_normalization(cx: Ctx, node):
     a = Ctx.attrs(node)
     x = cx.val(node.input[0])
     n = _lp(cx, x, int(a.get("p", 2)), (a.get("axis", -1) % x.type.rank,), True)
+    # a slice of zeros (norm 0) stays zeros, as ONNX's reference: divide it by 1, not 0
+    n = cx.op("where", cx.op("eq", n, cx.scalar(0.0, n)), cx.scalar(1.0, n), n)
     return cx.op("div", x, n)
 
 

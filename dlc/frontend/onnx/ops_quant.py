@@ -31,7 +31,7 @@ def _qparams(cx: Ctx, node, x_rank: int):
     return scale, zp, axis
 
 
-@converter("QuantizeLinear", since=13)
+@converter("QuantizeLinear", since=10)     # 10: per-tensor only (no axis), as 13 reads it
 def quantize_linear(cx: Ctx, node):
     x = cx.val(node.input[0])
     scale, zp, axis = _qparams(cx, node, x.type.rank)
@@ -48,7 +48,7 @@ def quantize_linear(cx: Ctx, node):
     return cx.op("quantize_linear", x, scale, zp, axis=axis, dtype=dt)
 
 
-@converter("DequantizeLinear", since=13)
+@converter("DequantizeLinear", since=10)
 def dequantize_linear(cx: Ctx, node):
     x = cx.val(node.input[0])
     if x.type.dtype.numpy_name not in _QTYPES:
