@@ -325,12 +325,12 @@ def cumsum(cx: Ctx, node):
     """A product with a triangular matrix of ones along the axis (float data)."""
     x = cx.val(node.input[0])
     a = Ctx.attrs(node)
-    if not x.type.dtype.is_float:
-        raise cx.error("CumSum of integers is not supported (dlc's matmul accumulates in floating point)")
     axis = int(cx.need_const(node.input[1], "CumSum's axis").reshape(-1)[0]) % x.type.rank
     n = x.type.shape[axis]
     if not isinstance(n, int):
         raise cx.error("CumSum along a symbolic dimension is not supported")
+    if not x.type.dtype.is_float:
+        return _int_cumsum(cx, x, axis, n, bool(a.get("reverse", 0)), bool(a.get("exclusive", 0)))
     ones = np.ones((n, n), dtype=x.type.dtype.numpy_name)
     # y[j] = sum_i x[i] * T[i, j]: T[i, j] = 1 where i <= j (inclusive), i < j (exclusive); reversed: i >= j
     rev, excl = bool(a.get("reverse", 0)), bool(a.get("exclusive", 0))
@@ -368,3 +368,23 @@ def round_(cx: Ctx, node):
     odd = cx.op("ne", cx.op("sub", r, cx.op("mul", cx.op("floor", cx.op("mul", r, half)), cx.scalar(2.0, x))),
                 cx.scalar(0.0, x))
     return cx.op("where", cx.op("logical_and", tie, odd), cx.op("sub", r, cx.scalar(1.0, x)), r)
+
+
+def _int_cumsum(cx: Ctx, x, axis: int, n: int, reverse: bool, exclusive: bool):
+    """An exact integer prefix sum (dlc's matmul accumulates integers in floating point): log2(n)
+    steps y += y shifted by 1, 2, 4... along the axis (Hillis-Steele); exclusive shifts once more."""
+    y, k = x, 1
+    while k < n:
+        y = cx.op("add", y, _shift(cx, y, axis, n, k, reverse))
+        k *= 2
+    return _shift(cx, y, axis, n, 1, reverse) if exclusive and n else y
+
+
+def _shift(cx: Ctx, y, axis: int, n: int, k: int, reverse: bool):
+    """y moved k places along `axis` (toward the end, or the start when `reverse`), zeros coming in."""
+    r = y.type.rank
+    pad = [0, 0] * (r - 1 - axis) + ([0, k] if reverse else [k, 0])
+    padded = cx.op("pad", y, pad=pad, mode="constant", value=0.0)
+    begin, end = [None] * r, [None] * r
+    begin[axis], end[axis] = (k, k + n) if reverse else (0, n)
+    return cx.op("strided_slice", padded, begin=begin, end=end)
