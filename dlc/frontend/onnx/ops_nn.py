@@ -68,17 +68,74 @@ def conv(cx: Ctx, node):
 def conv_transpose(cx: Ctx, node):
     x, w = cx.val(node.input[0]), cx.val(node.input[1])
     b = cx.opt(node, 2)
-    if w.type.rank != 4:
-        raise cx.error("ConvTranspose is supported in 2-D only")
+    nd = w.type.rank - 2
+    if nd not in (1, 2):
+        raise cx.error(f"ConvTranspose with {nd} spatial dimensions is not supported (dlc has it in 1-D and 2-D)")
     a = Ctx.attrs(node)
-    if "output_shape" in a or _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-        raise cx.error("ConvTranspose with output_shape or auto_pad=SAME is not supported")
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if pads[0] != pads[2] or pads[1] != pads[3]:
-        raise cx.error(f"ConvTranspose with asymmetric pads {pads} is not supported")
-    return cx.layer("conv_transpose2d", x, w, b, stride=tuple(a.get("strides", [1, 1])), padding=tuple(pads[:2]),
-                    output_padding=tuple(a.get("output_padding", [0, 0])), groups=int(a.get("group", 1)),
-                    dilation=tuple(a.get("dilations", [1, 1])))
+    strides = list(a.get("strides", [1] * nd))
+    dil = list(a.get("dilations", [1] * nd))
+    out_pad = list(a.get("output_padding", [0] * nd))
+    groups = int(a.get("group", 1))
+    begins, sizes, full = _conv_transpose_window(cx, node, x, w, strides, dil, out_pad)
+    if nd == 2 and "output_shape" not in a and all(
+            b0 * 2 == f + op - s for b0, s, f, op in zip(begins, sizes, full, out_pad)) and all(
+            op < max(st, d) for op, st, d in zip(out_pad, strides, dil)):
+        # symmetric pads: torch's ConvTranspose2d as it is (the layer the .dln frontend writes)
+        return cx.layer("conv_transpose2d", x, w, b, stride=tuple(strides), padding=tuple(begins),
+                        output_padding=tuple(out_pad), groups=groups, dilation=tuple(dil))
+    if nd == 1:    # 1-D through 2-D: a height of 1
+        x = cx.op("reshape", x, shape=tuple(x.type.shape[:2]) + (1,) + tuple(x.type.shape[2:]))
+        w = cx.op("reshape", w, shape=tuple(w.type.shape[:2]) + (1,) + tuple(w.type.shape[2:]))
+        strides, dil, begins, sizes, full = [1] + strides, [1] + dil, [0] + begins, [1] + sizes, [1] + full
+    y = cx.op("conv_transpose2d", x, w, None, stride=tuple(strides), padding=(0, 0), output_padding=(0, 0),
+              groups=groups, dilation=tuple(dil))
+    y = _window(cx, y, begins, sizes, full)
+    if b is not None:
+        y = cx.op("add", y, cx.op("reshape", b, shape=(b.type.shape[0], 1, 1)))
+    return y if nd == 2 else cx.op("reshape", y, shape=tuple(y.type.shape[:2]) + tuple(y.type.shape[3:]))
+
+
+def _conv_transpose_window(cx: Ctx, node, x, w, strides, dil, out_pad):
+    """Where ONNX's output lies in the unpadded transposed convolution (whose size is `full`): the
+    first index and the size per spatial axis, from pads, output_shape or auto_pad (as ONNX's
+    reference: output_shape with explicit pads starts at the pad; SAME_UPPER puts the odd unit of
+    padding at the end, SAME_LOWER at the start)."""
+    a = Ctx.attrs(node)
+    nd = w.type.rank - 2
+    ins = list(x.type.shape[2:])
+    if not all(isinstance(d, int) for d in ins):
+        raise cx.error(f"ConvTranspose on the symbolic spatial dimensions {ins} is not supported")
+    full = [st * (n - 1) + (k - 1) * d + 1 for st, n, k, d in zip(strides, ins, w.type.shape[2:], dil)]
+    auto = _s(a.get("auto_pad", "NOTSET"))
+    shape = list(a["output_shape"])[-nd:] if a.get("output_shape") else None
+    if auto in ("SAME_UPPER", "SAME_LOWER") and "pads" not in a:
+        shape = shape or [n * st for n, st in zip(ins, strides)]
+        total = [f + op - s for f, op, s in zip(full, out_pad, shape)]
+        begins = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        return begins, shape, full
+    pads = [0] * (2 * nd) if auto == "VALID" else list(a.get("pads", [0] * (2 * nd)))
+    if len(pads) != 2 * nd:
+        raise cx.error(f"pads {pads} need {2 * nd} entries")
+    begins = pads[:nd]
+    shape = shape or [f + op - p0 - p1 for f, op, p0, p1 in zip(full, out_pad, pads[:nd], pads[nd:])]
+    if any(s <= 0 for s in shape):
+        raise cx.error(f"ConvTranspose's output would have the size {shape}")
+    return begins, shape, full
+
+
+def _window(cx: Ctx, y, begins, sizes, full):
+    """y[..., b:b+s] per spatial axis, zeros where the window leaves y (before 0 or past `full`)."""
+    lo = [max(-b0, 0) for b0 in begins]
+    hi = [max(b0 + s - f, 0) for b0, s, f in zip(begins, sizes, full)]
+    if any(lo) or any(hi):
+        y = _explicit_pad(cx, y, list(zip(lo, hi)))
+    r = y.type.rank
+    start = [b0 + p for b0, p in zip(begins, lo)]
+    if all(st == 0 for st in start) and list(y.type.shape[2:]) == list(sizes):
+        return y
+    begin = [None, None] + start
+    end = [None, None] + [st + s for st, s in zip(start, sizes)]
+    return cx.op("strided_slice", y, begin=begin[:r], end=end[:r])
 
 
 @converter("BatchNormalization", since=9)
