@@ -142,13 +142,36 @@ def _window(cx: Ctx, y, begins, sizes, full):
 def batch_norm(cx: Ctx, node):
     a = Ctx.attrs(node)
     if a.get("training_mode", 0):
-        raise cx.error("BatchNormalization in training mode is not supported (dlc imports eval graphs)")
+        return _training_batch_norm(cx, node, a)
     x, scale, bias = (cx.val(n) for n in node.input[:3])
     mean, var = (cx.val(n, buffer=True) for n in node.input[3:5])
     y, _, _ = cx.layer("batch_norm", x, mean, var, scale, bias, training=False,
                        momentum=f32(1 - a.get("momentum", 0.9)),
                        eps=float(a.get("epsilon", 1e-5)))
     return y
+
+
+def _training_batch_norm(cx: Ctx, node, a: dict):
+    """BatchNormalization with training_mode=1 (opset 14+), as ONNX's reference: normalized by the
+    batch's mean and biased variance; the running statistics outputs are
+    running * momentum + batch * (1 - momentum) (the biased variance: torch's running_var uses the
+    unbiased one, so this is not the IR's batch_norm in training)."""
+    x, scale, bias, mean_in, var_in = (cx.val(n) for n in node.input[:5])
+    r = x.type.rank
+    axes = (0,) + tuple(range(2, r))
+    mean = cx.op("mean", x, axis=axes, keepdims=True)
+    var = cx.op("var", x, axis=axes, keepdims=True, correction=0)
+    per_channel = (x.type.shape[1],) + (1,) * (r - 2)
+    xhat = cx.op("div", cx.op("sub", x, mean), cx.op("sqrt", cx.op("add", var, cx.scalar(float(a.get("epsilon", 1e-5)), var))))
+    y = cx.op("add", cx.op("mul", xhat, cx.op("reshape", scale, shape=per_channel)),
+              cx.op("reshape", bias, shape=per_channel))
+    m = float(a.get("momentum", 0.9))
+    outs = [y]
+    for running, batch in ((mean_in, mean), (var_in, var)):
+        batch = cx.op("reshape", batch, shape=tuple(running.type.shape))
+        outs.append(cx.op("add", cx.op("mul", running, cx.scalar(m, running)),
+                          cx.op("mul", batch, cx.scalar(1.0 - m, batch))))
+    return outs[:max(len(node.output), 1)]
 
 
 @converter("InstanceNormalization", since=6)
@@ -330,13 +353,40 @@ def hardmax(cx: Ctx, node):
 
 @converter("Dropout", since=7)
 def dropout(cx: Ctx, node):
-    if len(node.input) > 2 and node.input[2]:
-        t = cx.const(node.input[2])
-        if t is None and node.input[2] in cx.frozen:
-            t = cx.need_const(node.input[2], "Dropout's training_mode")
-        if t is None or bool(t.reshape(-1)[0]):
-            raise cx.error("Dropout in training mode is not supported (the import is in eval mode)")
     x = cx.val(node.input[0])
-    if len(node.output) > 1 and node.output[1]:      # eval mode keeps every element
-        return [x, cx.op("full", shape=tuple(x.type.shape), value=True, dtype="bool")]
-    return x
+    want_mask = len(node.output) > 1 and bool(node.output[1])
+    t_name = node.input[2] if len(node.input) > 2 else ""
+    training = cx.known(t_name) if t_name else np.array(False)
+    ratio = cx.known(node.input[1]) if len(node.input) > 1 and node.input[1] else np.array(0.5)
+    if (training is not None and not bool(training.reshape(-1)[0])) or \
+            (ratio is not None and float(ratio.reshape(-1)[0]) == 0.0):
+        # eval mode, or nothing dropped: every element kept, unscaled
+        return [x, cx.op("full", shape=tuple(x.type.shape), value=True, dtype="bool")] if want_mask else x
+    return _training_dropout(cx, node, x, ratio, None if training is not None else cx.val(t_name), want_mask)
+
+
+def _training_dropout(cx: Ctx, node, x, ratio, run_time_training, want_mask: bool):
+    """Dropout in training mode: keep where a uniform sample in [0, 1) is >= ratio, scale by 1/(1 - ratio).
+    The samples are dlc's seeded `uniform` (the node's seed), not NumPy's RandomState stream that ONNX's
+    reference draws from: the masks have the same law, not the same elements."""
+    seed = int(Ctx.attrs(node).get("seed", 0)) & 0x7FFFFFFF
+    dt = x.type.dtype.numpy_name
+    u = cx.op("uniform", shape=tuple(x.type.shape), seed=seed, dtype="float32")
+    if ratio is not None:
+        r = float(ratio.reshape(-1)[0])
+        if not 0.0 <= r < 1.0:
+            raise cx.error(f"Dropout's ratio {r} is outside [0, 1)")
+        mask = cx.op("ge", u, cx.scalar(r, u))
+        scale = cx.scalar(1.0 / (1.0 - r), x)
+    else:
+        rv = cx.val(node.input[1])
+        rv = cx.op("reshape", rv, shape=()) if rv.type.rank else rv
+        mask = cx.op("ge", u, rv if rv.type.dtype.short == "f32" else cx.op("cast", rv, dtype="float32"))
+        rx = rv if rv.type.dtype.numpy_name == dt else cx.op("cast", rv, dtype=dt)
+        scale = cx.op("div", cx.scalar(1.0, x), cx.op("sub", cx.scalar(1.0, x), rx))
+    if run_time_training is not None:    # training_mode computed at run time: eval keeps everything
+        t = cx.op("reshape", run_time_training, shape=()) if run_time_training.type.rank else run_time_training
+        mask = cx.op("logical_or", mask, cx.op("logical_not", t))
+        scale = cx.op("where", t, scale, cx.scalar(1.0, x))
+    y = cx.op("mul", cx.op("where", mask, x, cx.scalar(0.0, x)), scale)
+    return [y, mask] if want_mask else y
