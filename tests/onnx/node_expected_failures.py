@@ -501,7 +501,6 @@ NUMPY = {
     'test_lppool_2d_same_upper': "node 0 (LpPool): op LpPool of the default domain is not supported by dlc's ONNX importer",
     'test_lppool_2d_strides': "node 0 (LpPool): op LpPool of the default domain is not supported by dlc's ONNX importer",
     'test_lppool_3d_default': "node 0 (LpPool): op LpPool of the default domain is not supported by dlc's ONNX importer",
-    'test_lstm_with_peepholes': 'node 0 (LSTM): LSTM peepholes (P) are not supported',
     'test_matmulinteger': "node 0 (MatMulInteger): op MatMulInteger of the default domain is not supported by dlc's ONNX importer",
     'test_max_int16': "<test_max_int16>: graph input 'data_0' has element type int16, which dlc does not support",
     'test_max_uint16': "<test_max_uint16>: graph input 'data_0' has element type uint16, which dlc does not support",
