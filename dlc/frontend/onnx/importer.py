@@ -57,7 +57,7 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.frozen = {k: np.asarray(v) for k, v in (input_values or {}).items()}
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
-    return Imported(g, cx.weights, opsets[""], sorted(cx.frozen_used - cx.frozen_as_tensor))
+    return Imported(g, cx.weights, opsets[""], cx.dropped_inputs)
 
 
 def _graph_name(name: str) -> str:
@@ -135,9 +135,28 @@ def build_graph(cx: Ctx, gp) -> None:
             raise DlcNameError(f"{cx.label}: graph output '{vo.name}' is not computed by any node", cx.g.span)
         cx.g.outputs.append(cx.val(vo.name))
         cx.g.output_names.append(re.sub(r"\W", "_", vo.name) or f"output{len(cx.g.outputs)}")
-    # inputs consumed only as import-time constants are no inputs of the compiled model
-    unused = set(cx.frozen_used) - cx.frozen_as_tensor
-    cx.g.inputs = [v for v in cx.g.inputs if not any(v is cx.env.get(n) for n in unused)]
+    cx.dropped_inputs = _drop_folded_inputs(cx)
+
+
+def _drop_folded_inputs(cx: Ctx) -> list[str]:
+    """A graph input given a value (`input_values=`) whose every use was folded at import time (a
+    shape, a trip count...) is no input of the compiled model.  An input also read by nodes whose
+    results nothing needs (the float chain `Cast(n) -> Div -> Ceil` that computed a shape, kept in the
+    graph as it was converted) drops too, with those nodes.  Returns the dropped inputs' names."""
+    from ...compiler.clone import node_uses, prune
+    given = {n: cx.env[n] for n in cx.frozen_used if isinstance(cx.env.get(n), Value)}
+    if not given:
+        return []
+    live = {v.id for v in cx.g.outputs} | {v.id for v in cx.g.state_updates.values()}
+    for node in reversed(cx.g.nodes):
+        if any(o.id in live for o in node.outputs):
+            live.update(v.id for v in node_uses(node))
+    dead = sorted(n for n, v in given.items() if v.id not in live)
+    if any(n in cx.frozen_as_tensor for n in dead):
+        prune(cx.g)
+    gone = {given[n].id for n in dead}
+    cx.g.inputs = [v for v in cx.g.inputs if v.id not in gone]
+    return dead
 
 
 def convert_node(cx: Ctx, i: int, node) -> None:

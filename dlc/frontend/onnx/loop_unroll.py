@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import DlcError
 from .context import Ctx
+from .loader import tensor_to_numpy
 
 MAX_UNROLL = 64       # steps: beyond that the graph grows too much for an import-time expansion
 
@@ -58,6 +59,8 @@ def unroll(cx: Ctx, node, body_gp, trips: int, carries: list) -> list:
             cx.root.evaluated.clear()       # body values differ from step to step
             sub.set(b_in[0].name, np.array(it, dtype=np.int64))
             sub.set(b_in[1].name, np.array(True))
+            for t in body_gp.initializer:     # the body's own constants
+                sub.set(t.name, tensor_to_numpy(t, cx.base_dir, "Loop body initializer"))
             for vi, v in zip(b_in[2:], state):
                 sub.set(vi.name, v)
             for i, n in enumerate(body_gp.node):

@@ -10,6 +10,7 @@ from ...compiler.ir import Graph, Value
 from ...compiler.ops import OPS
 from ...errors import DlcError, ShapeError
 from .context import Ctx
+from .loader import tensor_to_numpy
 from .registry import converter
 
 
@@ -78,6 +79,8 @@ def loop(cx: Ctx, node):
     it = body.add_input("iteration", _scalar_i64())
     sub.set(b_in[0].name, it)
     sub.set(b_in[1].name, np.array(True))
+    for t in body_gp.initializer:     # the body's own constants
+        sub.set(t.name, tensor_to_numpy(t, cx.base_dir, "Loop body initializer"))
     carry_vals = []
     for vi, c in zip(b_in[2:], carries):
         v = body.add_input(f"carry{len(carry_vals)}", c.type)
