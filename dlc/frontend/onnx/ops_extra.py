@@ -359,8 +359,11 @@ def eye_like(cx: Ctx, node):
 
 @converter("Round", since=11)
 def round_(cx: Ctx, node):
+    return round_half_even(cx, cx.val(node.input[0]))
+
+
+def round_half_even(cx: Ctx, x):
     """Round half to even from floor: r = floor(x + 0.5), minus one on an exact tie with odd r."""
-    x = cx.val(node.input[0])
     half = cx.scalar(0.5, x)
     up = cx.op("add", x, half)
     r = cx.op("floor", up)

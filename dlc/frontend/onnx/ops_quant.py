@@ -96,3 +96,21 @@ def _blocked(cx: Ctx, node, x, block: int):
     flat = (int(np.prod(shape)),)
     return (cx.op("reshape", x, shape=flat), per_element(scale), per_element(zp) if zp is not None else None, 0,
             shape)
+
+
+@converter("DynamicQuantizeLinear", since=11)
+def dynamic_quantize_linear(cx: Ctx, node):
+    """uint8 quantization with the range of x (widened to hold 0), as ONNX's function body:
+    scale = (max(x, 0) - min(x, 0)) / 255, zero point = round(clip(-min / scale, 0, 255))."""
+    from .ops_extra import round_half_even
+    x = cx.val(node.input[0])
+    if x.type.dtype.short != "f32":
+        raise cx.error(f"DynamicQuantizeLinear of {x.type.dtype} is not supported (ONNX defines it on f32)")
+    axes = tuple(range(x.type.rank))
+    zero = cx.scalar(0.0, x)
+    lo = cx.op("minimum", cx.op("min", x, axis=axes, keepdims=False), zero)
+    hi = cx.op("maximum", cx.op("max", x, axis=axes, keepdims=False), zero)
+    scale = cx.op("div", cx.op("sub", hi, lo), cx.scalar(255.0, x))
+    zp_f = cx.op("hardtanh", cx.op("sub", zero, cx.op("div", lo, scale)), min_val=0.0, max_val=255.0)
+    zp = cx.op("cast", round_half_even(cx, zp_f), dtype="uint8")
+    return [cx.op("quantize_linear", x, scale, zp, axis=None, dtype="uint8"), scale, zp]
