@@ -87,7 +87,7 @@ def mod(cx: Ctx, node):
     r = _fmod(cx, fa, fb)
     if not fmod:   # Python's (NumPy's) floored %: a nonzero remainder takes the divisor's sign
         zero = cx.scalar(0.0, r)
-        flip = cx.op("logical_and", cx.op("ne", r, zero), cx.op("ne", cx.op("lt", r, zero), cx.op("lt", fb, zero)))
+        flip = cx.op("lt", cx.op("mul", r, fb), zero)    # opposite signs, neither 0 (an overflow keeps its sign)
         r = cx.op("add", r, cx.op("where", flip, fb, zero))
         # a zero remainder is +0 or -0 as the divisor (np.mod(0, -2) = -0)
         signed_zero = cx.op("where", cx.op("lt", fb, zero), cx.scalar(-0.0, r), zero)

@@ -87,9 +87,11 @@ def conv_transpose(cx: Ctx, node):
         x = cx.op("reshape", x, shape=tuple(x.type.shape[:2]) + (1,) + tuple(x.type.shape[2:]))
         w = cx.op("reshape", w, shape=tuple(w.type.shape[:2]) + (1,) + tuple(w.type.shape[2:]))
         strides, dil, begins, sizes, full = [1] + strides, [1] + dil, [0] + begins, [1] + sizes, [1] + full
-    y = cx.op("conv_transpose2d", x, w, None, stride=tuple(strides), padding=(0, 0), output_padding=(0, 0),
+    # the zeros past the end come from the op's own output_padding where it can (< max(stride, dilation))
+    extra = [min(max(b0 + sz - f, 0), max(st, d) - 1) for b0, sz, f, st, d in zip(begins, sizes, full, strides, dil)]
+    y = cx.op("conv_transpose2d", x, w, None, stride=tuple(strides), padding=(0, 0), output_padding=tuple(extra),
               groups=groups, dilation=tuple(dil))
-    y = _window(cx, y, begins, sizes, full)
+    y = _window(cx, y, begins, sizes, [f + e for f, e in zip(full, extra)])
     if b is not None:
         y = cx.op("add", y, cx.op("reshape", b, shape=(b.type.shape[0], 1, 1)))
     return y if nd == 2 else cx.op("reshape", y, shape=tuple(y.type.shape[:2]) + tuple(y.type.shape[3:]))
