@@ -232,3 +232,29 @@ def test_blocked_quantization_with_a_partial_block(op):
                [("x", F if op == "QuantizeLinear" else U8, [2, 7]), ("s", F, [2, 3]), ("zp", U8, [2, 3])],
                [("y", U8 if op == "QuantizeLinear" else F, None)])
     _check(m, feed)
+
+
+# -- old opsets, DynamicQuantizeLinear, a clip of a scalar -------------------------------------------
+
+def test_not_at_opset_1_and_quantize_linear_at_opset_10():
+    m = _model([helper.make_node("Not", ["b"], ["nb"])], [("b", B, [3])], [("nb", B, [3])], opset=1)
+    _check(m, {"b": np.array([True, False, True])})
+    m = _model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"])],
+               [("x", F, [4]), ("s", F, []), ("z", U8, [])], [("q", U8, [4])], opset=10)
+    _check(m, {"x": np.array([-1.0, 0.5, 2.5, 300.0], np.float32), "s": np.array(0.5, np.float32),
+               "z": np.array(3, np.uint8)})
+
+
+def test_dynamic_quantize_linear_against_the_reference():
+    m = _model([helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])], [("x", F, [2, 5])],
+               [("y", U8, None), ("s", F, None), ("z", U8, None)], opset=11)
+    x = np.random.default_rng(6).standard_normal((2, 5)).astype(np.float32) * 3 + 1
+    _check(m, {"x": x})
+
+
+def test_clip_of_a_scalar_runs_on_numpy():
+    m = _model([helper.make_node("Constant", [], ["lo"], value=helper.make_tensor("lo", F, [], [0.0])),
+                helper.make_node("Constant", [], ["hi"], value=helper.make_tensor("hi", F, [], [1.0])),
+                helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [("x", F, [])], [("y", F, [])], opset=13)
+    for v in (-2.0, 0.25, 7.0):
+        _check(m, {"x": np.array(v, np.float32)})
