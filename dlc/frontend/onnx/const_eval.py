@@ -82,7 +82,7 @@ def _run(cx, node, memo: dict, budget: list) -> list[np.ndarray]:
     try:
         impl = load_op(node.domain, node.op_type, version, node=node)(node, _run_params(cx))
         outs = impl.run(*inputs)
-    except Exception as e:  # noqa: BLE001  (an op the reference cannot evaluate: not known here)
+    except Exception as e:      # an op or input the reference cannot evaluate: not known here
         raise _Unknown(node.op_type) from e
     return [np.asarray(o) for o in (outs if isinstance(outs, (tuple, list)) else (outs,))]
 

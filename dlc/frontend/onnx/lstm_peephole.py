@@ -31,7 +31,7 @@ def lstm_with_peepholes(cx: Ctx, node, x, W, R, B, P, hidden: int, dirs: int, di
         peep = [cx.materialize(p[k * hidden:(k + 1) * hidden], f"{scope}.P{g}_l0{sfx}") for k, g in enumerate("iof")]
         xw = cx.op("add", cx.op("matmul", x, w), bias)                                    # [T, N, 4H]
         h0, c0 = (_direction_state(cx, s, d, N, hidden, x) for s in init)
-        body, outs = _cell(cx, x, r, peep, N, hidden)
+        body = _cell(cx, x, r, peep, N, hidden)
         res = cx.g.add_node(_scan(), [h0, c0, xw], {"num_carry": 2, "reverse": direction == "reverse" or d == 1},
                             cx.span, cx.scope, body)
         hs.append(cx.op("reshape", res[0], shape=(1, N, hidden)))
@@ -81,4 +81,4 @@ def _cell(cx: Ctx, x, r, peep, N, hidden: int):
     o = sub.op("sigmoid", sub.op("add", gate(1), sub.op("mul", po, cn)))
     hn = sub.op("mul", o, sub.op("tanh", cn))
     body.outputs = [hn, cn, hn]
-    return body, body.outputs
+    return body
