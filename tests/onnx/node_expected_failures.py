@@ -725,10 +725,6 @@ NUMPY = {
 TORCH = {**NUMPY,
     'test_attention_4d_causal_fp16': 'output 0 differs from the expected values (max abs error 0.000488, dtype float16 vs float16)',
     'test_attention_4d_fp16': 'output 0 differs from the expected values (max abs error 0.000488, dtype float16 vs float16)',
-    'test_einsum_scalar': 'output 0 has shape (1,), expected ()',
-    'test_range_float16_type_positive_delta_expanded': 'output 0 has shape (2, 1), expected (2,)',
-    'test_range_float_type_positive_delta_expanded': 'output 0 has shape (2, 1), expected (2,)',
-    'test_range_int32_type_negative_delta_expanded': 'output 0 has shape (2, 1), expected (2,)',
 }
 
 _TVM_AS_NUMPY = (

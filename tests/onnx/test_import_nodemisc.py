@@ -258,3 +258,10 @@ def test_clip_of_a_scalar_runs_on_numpy():
                 helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [("x", F, [])], [("y", F, [])], opset=13)
     for v in (-2.0, 0.25, 7.0):
         _check(m, {"x": np.array(v, np.float32)})
+
+
+def test_a_scalar_input_stays_a_scalar_on_torch():
+    pytest.importorskip("torch")
+    m = _model([helper.make_node("Add", ["a", "b"], ["c"])], [("a", F, []), ("b", F, [])], [("c", F, [])])
+    _, (c,) = _run(m, {"a": np.array(1.5, np.float32), "b": np.array(2.0, np.float32)}, backend="torch")
+    assert c.shape == () and c == 3.5

@@ -47,8 +47,9 @@ class TorchStepRunner:
 
         from ...compiler.ops.norm import check_batch_statistics
         check_batch_statistics(self.graph, inputs=inputs)
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[v.name])) for v in self.graph.inputs]
-        params = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
+        # np.asarray(order="C"), not np.ascontiguousarray: that one makes a 0-d input 1-d
+        args = [torch.from_numpy(np.asarray(inputs[v.name], order="C")) for v in self.graph.inputs]
+        params = {k: torch.from_numpy(np.asarray(v, order="C")) for k, v in weights.items()}
         with torch.no_grad():
             outs, updates = self.fn(*args, params, seed=seed)
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)
