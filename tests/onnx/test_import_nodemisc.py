@@ -265,3 +265,16 @@ def test_a_scalar_input_stays_a_scalar_on_torch():
     m = _model([helper.make_node("Add", ["a", "b"], ["c"])], [("a", F, []), ("b", F, [])], [("c", F, [])])
     _, (c,) = _run(m, {"a": np.array(1.5, np.float32), "b": np.array(2.0, np.float32)}, backend="torch")
     assert c.shape == () and c == 3.5
+
+
+def test_training_dropout_with_a_run_time_training_flag():
+    x = np.arange(1, 401, dtype=np.float32).reshape(20, 20)
+    m = _model([helper.make_node("Dropout", ["x", "r", "t"], ["y"], seed=1)],
+               [("x", F, [20, 20]), ("r", F, []), ("t", B, [])], [("y", F, None)], opset=13)
+    imp = import_onnx(m, input_values={"r": np.array(0.5, np.float32)})
+    assert [v.name for v in imp.graph.inputs] == ["x", "t"]
+    on = run_imported(imp, {"x": x, "t": np.array(True)}, "numpy")["y"]
+    off = run_imported(imp, {"x": x, "t": np.array(False)}, "numpy")["y"]
+    assert (off == x).all()
+    kept = on != 0
+    assert 0.35 < kept.mean() < 0.65 and np.allclose(on[kept], 2 * x[kept])
