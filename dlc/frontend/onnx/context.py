@@ -81,6 +81,8 @@ class Ctx:
         self._names: set[str] = set()
         self.root = self          # the model's context: parameters live in its graph
         self.depth = 0            # subgraph nesting (If branches, Loop bodies)
+        self.producers: dict = {}  # ONNX value name -> (node, output index, context): const_eval
+        self.evaluated: dict[str, np.ndarray] = {}
 
     def child(self, graph: Graph) -> Ctx:
         """A context for a subgraph (If branch, Loop body) building into `graph`: it sees every
@@ -119,12 +121,21 @@ class Ctx:
         v = self.env.get(name)
         return v if isinstance(v, np.ndarray) else None
 
-    def need_const(self, name: str, what: str) -> np.ndarray:
-        """A shape-like operand: known at import time, or a graph input given a value (`input_values`)."""
+    def known(self, name: str) -> np.ndarray | None:
+        """The value of `name` if the import can know it: a constant, a graph input given a value, or
+        computed from those by the ONNX nodes that produce it (`const_eval`); None otherwise."""
         v = self.const(name)
         if v is None and name in self.frozen:
             self.frozen_used.add(name)
             v = self.frozen[name]
+        if v is None and name:
+            from .const_eval import evaluate
+            v = evaluate(self, name)
+        return v
+
+    def need_const(self, name: str, what: str) -> np.ndarray:
+        """A shape-like operand: known at import time, or a graph input given a value (`input_values`)."""
+        v = self.known(name)
         if v is None:
             raise self.error(f"{what} ('{name}') must be known when the model is imported; here it is computed "
                              "at run time", "dlc compiles static shapes: give the input's value at import "

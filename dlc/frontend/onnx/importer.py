@@ -16,13 +16,14 @@ from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Value
 from ...compiler.types import TensorType
 from ...errors import DlcError, DlcNameError, DlcValueError, Span, register_source
-from . import registry
+from . import const_eval, registry
 from .context import NP_TO_DTYPE, Ctx, scope_from_node_name
 from .loader import ONNX_TO_NUMPY, check_dims, dtype_name, read_model, tensor_to_numpy
 from .qdq import lower_qdq
 
-# the converter table's ranges decide per op; below opset 7 (2018) broadcasting itself differed
-MIN_OPSET = 7
+# the converter table's ranges decide per op (those whose semantics changed before opset 7, e.g.
+# broadcasting arithmetic, are registered from the version that dlc's semantics match)
+MIN_OPSET = 1
 MAX_NODES = 1_000_000
 
 
@@ -63,7 +64,7 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
     lowered = dict(lower_qdq(g, cx.weights)) if qdq == "int8" else {}
-    return Imported(g, cx.weights, opsets[""], sorted(cx.frozen_used - cx.frozen_as_tensor), lowered)
+    return Imported(g, cx.weights, opsets[""], cx.dropped_inputs, lowered)
 
 
 def _graph_name(name: str) -> str:
@@ -141,9 +142,28 @@ def build_graph(cx: Ctx, gp) -> None:
             raise DlcNameError(f"{cx.label}: graph output '{vo.name}' is not computed by any node", cx.g.span)
         cx.g.outputs.append(cx.val(vo.name))
         cx.g.output_names.append(re.sub(r"\W", "_", vo.name) or f"output{len(cx.g.outputs)}")
-    # inputs consumed only as import-time constants are no inputs of the compiled model
-    unused = set(cx.frozen_used) - cx.frozen_as_tensor
-    cx.g.inputs = [v for v in cx.g.inputs if not any(v is cx.env.get(n) for n in unused)]
+    cx.dropped_inputs = _drop_folded_inputs(cx)
+
+
+def _drop_folded_inputs(cx: Ctx) -> list[str]:
+    """A graph input given a value (`input_values=`) whose every use was folded at import time (a
+    shape, a trip count...) is no input of the compiled model.  An input also read by nodes whose
+    results nothing needs (the float chain `Cast(n) -> Div -> Ceil` that computed a shape, kept in the
+    graph as it was converted) drops too, with those nodes.  Returns the dropped inputs' names."""
+    from ...compiler.clone import node_uses, prune
+    given = {n: cx.env[n] for n in cx.frozen_used if isinstance(cx.env.get(n), Value)}
+    if not given:
+        return []
+    live = {v.id for v in cx.g.outputs} | {v.id for v in cx.g.state_updates.values()}
+    for node in reversed(cx.g.nodes):
+        if any(o.id in live for o in node.outputs):
+            live.update(v.id for v in node_uses(node))
+    dead = sorted(n for n, v in given.items() if v.id not in live)
+    if any(n in cx.frozen_as_tensor for n in dead):
+        prune(cx.g)
+    gone = {given[n].id for n in dead}
+    cx.g.inputs = [v for v in cx.g.inputs if v.id not in gone]
+    return dead
 
 
 def convert_node(cx: Ctx, i: int, node) -> None:
@@ -186,3 +206,4 @@ def convert_node(cx: Ctx, i: int, node) -> None:
                 arr[()] = out
             out = arr if arr is not None else np.asarray(out)
         cx.set(name, out)
+    const_eval.register(cx, node)

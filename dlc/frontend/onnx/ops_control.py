@@ -10,6 +10,7 @@ from ...compiler.ir import Graph, Value
 from ...compiler.ops import OPS
 from ...errors import DlcError, ShapeError
 from .context import Ctx
+from .loader import tensor_to_numpy
 from .registry import converter
 
 
@@ -38,9 +39,7 @@ def _inline(cx: Ctx, gp, what: str) -> list:
 @converter("If", since=11)
 def if_(cx: Ctx, node):
     a = {x.name: x.g for x in node.attribute}
-    cond = cx.const(node.input[0])
-    if cond is None and node.input[0] in cx.frozen:
-        cond = cx.need_const(node.input[0], "If's condition")
+    cond = cx.known(node.input[0])
     if cond is not None:
         return _inline(cx, a["then_branch" if bool(np.asarray(cond).reshape(-1)[0]) else "else_branch"],
                        "the chosen branch")
@@ -70,9 +69,7 @@ def loop(cx: Ctx, node):
                        "number of steps")
     trips = int(cx.need_const(node.input[0], "Loop's trip count").reshape(-1)[0])
     if len(node.input) > 1 and node.input[1]:
-        c0 = cx.const(node.input[1])
-        if c0 is None and node.input[1] in cx.frozen:
-            c0 = cx.need_const(node.input[1], "Loop's initial condition")
+        c0 = cx.known(node.input[1])
         if c0 is None or not bool(c0.reshape(-1)[0]):
             raise cx.error("Loop with a run-time or false initial condition is not supported")
     carries = [cx.val(n) for n in node.input[2:]]
@@ -82,6 +79,8 @@ def loop(cx: Ctx, node):
     it = body.add_input("iteration", _scalar_i64())
     sub.set(b_in[0].name, it)
     sub.set(b_in[1].name, np.array(True))
+    for t in body_gp.initializer:     # the body's own constants
+        sub.set(t.name, tensor_to_numpy(t, cx.base_dir, "Loop body initializer"))
     carry_vals = []
     for vi, c in zip(b_in[2:], carries):
         v = body.add_input(f"carry{len(carry_vals)}", c.type)
@@ -89,11 +88,17 @@ def loop(cx: Ctx, node):
         sub.set(vi.name, v)
     body.inputs = carry_vals + [it]      # scan's body takes (carries..., x_t...)
     from .importer import convert_node
+    from .loop_unroll import Snapshot, needs_iteration_value, unroll
     outer = (cx.node, cx.node_index, cx.span)
+    before = Snapshot(cx)
     try:
         for i, n in enumerate(body_gp.node):
             convert_node(sub, i, n)
     except DlcError as e:
+        if needs_iteration_value(e):
+            before.restore()
+            cx.node, cx.node_index, cx.span = outer
+            return unroll(cx, node, body_gp, trips, carries)
         raise cx.error(f"in the Loop body: {e.message}", e.hint) from None
     finally:
         cx.node, cx.node_index, cx.span = outer

@@ -30,7 +30,8 @@ def _known_all(cx: Ctx, node):
     return None
 
 
-@converter(*UNARY, since=6)
+@converter(*(k for k in UNARY if k != "Not"), since=6)
+@converter("Not", since=1)      # Not-1 is its only version
 def unary(cx: Ctx, node):
     known = cx.const(node.input[0])
     if known is not None and (known.dtype == object or known.dtype.kind in "iub") and known.size <= _FOLD_LIMIT \

@@ -84,13 +84,28 @@ def mod(cx: Ctx, node):
     a, b = cx.val(node.input[0]), cx.val(node.input[1])
     dt = a.type.dtype.numpy_name
     fa, fb = (v if v.type.dtype.is_float else cx.op("cast", v, dtype="float64") for v in (a, b))
-    q = cx.op("div", fa, fb)
-    if fmod:   # C's fmod: the quotient truncated toward zero
-        q = cx.op("mul", cx.op("sign", q), cx.op("floor", cx.op("abs", q)))
-    else:      # Python's %: floored
-        q = cx.op("floor", q)
-    r = cx.op("sub", fa, cx.op("mul", q, fb))
+    r = _fmod(cx, fa, fb)
+    if not fmod:   # Python's (NumPy's) floored %: a nonzero remainder takes the divisor's sign
+        zero = cx.scalar(0.0, r)
+        flip = cx.op("lt", cx.op("mul", r, fb), zero)    # opposite signs, neither 0 (an overflow keeps its sign)
+        r = cx.op("add", r, cx.op("where", flip, fb, zero))
+        # a zero remainder is +0 or -0 as the divisor (np.mod(0, -2) = -0)
+        signed_zero = cx.op("where", cx.op("lt", fb, zero), cx.scalar(-0.0, r), zero)
+        r = cx.op("where", cx.op("eq", r, zero), signed_zero, r)
     return r if a.type.dtype.is_float else cx.op("cast", r, dtype=dt)
+
+
+def _fmod(cx: Ctx, a, b):
+    """C's fmod: a - trunc(a / b) * b, with its edge cases: a finite `a` modulo an infinite `b` is `a`,
+    a zero remainder has the sign of `a`; an infinite `a` or a zero `b` gives NaN (through the arithmetic)."""
+    q = cx.op("div", a, b)
+    q = cx.op("mul", cx.op("sign", q), cx.op("floor", cx.op("abs", q)))
+    r = cx.op("sub", a, cx.op("mul", q, b))
+    inf = cx.scalar(float("inf"), a)
+    finite_by_inf = cx.op("logical_and", cx.op("eq", cx.op("abs", b), inf), cx.op("lt", cx.op("abs", a), inf))
+    r = cx.op("where", finite_by_inf, a, r)
+    zero = cx.scalar(0.0, r)
+    return cx.op("where", cx.op("eq", r, zero), cx.op("mul", a, zero), r)
 
 
 def _lp(cx: Ctx, x, p: int, axes, keep: bool):
@@ -106,6 +121,8 @@ def lp_normalization(cx: Ctx, node):
     a = Ctx.attrs(node)
     x = cx.val(node.input[0])
     n = _lp(cx, x, int(a.get("p", 2)), (a.get("axis", -1) % x.type.rank,), True)
+    # a slice of zeros (norm 0) stays zeros, as ONNX's reference: divide it by 1, not 0
+    n = cx.op("where", cx.op("eq", n, cx.scalar(0.0, n)), cx.scalar(1.0, n), n)
     return cx.op("div", x, n)
 
 
@@ -179,12 +196,12 @@ def cumsum(cx: Ctx, node):
     """A product with a triangular matrix of ones along the axis (float data)."""
     x = cx.val(node.input[0])
     a = Ctx.attrs(node)
-    if not x.type.dtype.is_float:
-        raise cx.error("CumSum of integers is not supported (dlc's matmul accumulates in floating point)")
     axis = int(cx.need_const(node.input[1], "CumSum's axis").reshape(-1)[0]) % x.type.rank
     n = x.type.shape[axis]
     if not isinstance(n, int):
         raise cx.error("CumSum along a symbolic dimension is not supported")
+    if not x.type.dtype.is_float:
+        return _int_cumsum(cx, x, axis, n, bool(a.get("reverse", 0)), bool(a.get("exclusive", 0)))
     ones = np.ones((n, n), dtype=x.type.dtype.numpy_name)
     # y[j] = sum_i x[i] * T[i, j]: T[i, j] = 1 where i <= j (inclusive), i < j (exclusive); reversed: i >= j
     rev, excl = bool(a.get("reverse", 0)), bool(a.get("exclusive", 0))
@@ -213,8 +230,11 @@ def eye_like(cx: Ctx, node):
 
 @converter("Round", since=11)
 def round_(cx: Ctx, node):
+    return round_half_even(cx, cx.val(node.input[0]))
+
+
+def round_half_even(cx: Ctx, x):
     """Round half to even from floor: r = floor(x + 0.5), minus one on an exact tie with odd r."""
-    x = cx.val(node.input[0])
     half = cx.scalar(0.5, x)
     up = cx.op("add", x, half)
     r = cx.op("floor", up)
@@ -222,3 +242,23 @@ def round_(cx: Ctx, node):
     odd = cx.op("ne", cx.op("sub", r, cx.op("mul", cx.op("floor", cx.op("mul", r, half)), cx.scalar(2.0, x))),
                 cx.scalar(0.0, x))
     return cx.op("where", cx.op("logical_and", tie, odd), cx.op("sub", r, cx.scalar(1.0, x)), r)
+
+
+def _int_cumsum(cx: Ctx, x, axis: int, n: int, reverse: bool, exclusive: bool):
+    """An exact integer prefix sum (dlc's matmul accumulates integers in floating point): log2(n)
+    steps y += y shifted by 1, 2, 4... along the axis (Hillis-Steele); exclusive shifts once more."""
+    y, k = x, 1
+    while k < n:
+        y = cx.op("add", y, _shift(cx, y, axis, n, k, reverse))
+        k *= 2
+    return _shift(cx, y, axis, n, 1, reverse) if exclusive and n else y
+
+
+def _shift(cx: Ctx, y, axis: int, n: int, k: int, reverse: bool):
+    """y moved k places along `axis` (toward the end, or the start when `reverse`), zeros coming in."""
+    r = y.type.rank
+    pad = [0, 0] * (r - 1 - axis) + ([0, k] if reverse else [k, 0])
+    padded = cx.op("pad", y, pad=pad, mode="constant", value=0.0)
+    begin, end = [None] * r, [None] * r
+    begin[axis], end[axis] = (k, k + n) if reverse else (0, n)
+    return cx.op("strided_slice", padded, begin=begin, end=end)

@@ -67,30 +67,112 @@ def conv_transpose(cx: Ctx, node):
     x, w = cx.val(node.input[0]), cx.val(node.input[1])
     b = cx.opt(node, 2)
     nd = w.type.rank - 2
-    if nd not in (2, 3):
-        raise cx.error("ConvTranspose is supported in 2-D and 3-D only")
+    if nd not in (1, 2, 3):
+        raise cx.error(f"ConvTranspose with {nd} spatial dimensions is not supported (dlc has it in 1-D, 2-D and 3-D)")
     a = Ctx.attrs(node)
-    if "output_shape" in a or _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-        raise cx.error("ConvTranspose with output_shape or auto_pad=SAME is not supported")
-    pads = list(a.get("pads", [0] * (2 * nd)))
-    if pads[:nd] != pads[nd:]:
-        raise cx.error(f"ConvTranspose with asymmetric pads {pads} is not supported")
-    return cx.layer(f"conv_transpose{nd}d", x, w, b, stride=tuple(a.get("strides", [1] * nd)),
-                    padding=tuple(pads[:nd]), output_padding=tuple(a.get("output_padding", [0] * nd)),
-                    groups=int(a.get("group", 1)), dilation=tuple(a.get("dilations", [1] * nd)))
+    strides = list(a.get("strides", [1] * nd))
+    dil = list(a.get("dilations", [1] * nd))
+    out_pad = list(a.get("output_padding", [0] * nd))
+    groups = int(a.get("group", 1))
+    begins, sizes, full = _conv_transpose_window(cx, node, x, w, strides, dil, out_pad)
+    if nd in (2, 3) and "output_shape" not in a and all(
+            b0 * 2 == f + op - s for b0, s, f, op in zip(begins, sizes, full, out_pad)) and all(
+            op < max(st, d) for op, st, d in zip(out_pad, strides, dil)):
+        # symmetric pads: torch's ConvTranspose2d/3d as it is (the layer the .dln frontend writes)
+        return cx.layer(f"conv_transpose{nd}d", x, w, b, stride=tuple(strides), padding=tuple(begins),
+                        output_padding=tuple(out_pad), groups=groups, dilation=tuple(dil))
+    if nd == 1:    # 1-D through 2-D: a height of 1
+        x = cx.op("reshape", x, shape=tuple(x.type.shape[:2]) + (1,) + tuple(x.type.shape[2:]))
+        w = cx.op("reshape", w, shape=tuple(w.type.shape[:2]) + (1,) + tuple(w.type.shape[2:]))
+        strides, dil, begins, sizes, full = [1] + strides, [1] + dil, [0] + begins, [1] + sizes, [1] + full
+    # the zeros past the end come from the op's own output_padding where it can (< max(stride, dilation))
+    extra = [min(max(b0 + sz - f, 0), max(st, d) - 1) for b0, sz, f, st, d in zip(begins, sizes, full, strides, dil)]
+    y = cx.op(f"conv_transpose{len(strides)}d", x, w, None, stride=tuple(strides), padding=(0,) * len(strides),
+              output_padding=tuple(extra),
+              groups=groups, dilation=tuple(dil))
+    y = _window(cx, y, begins, sizes, [f + e for f, e in zip(full, extra)])
+    if b is not None:
+        y = cx.op("add", y, cx.op("reshape", b, shape=(b.type.shape[0],) + (1,) * len(strides)))
+    return y if nd != 1 else cx.op("reshape", y, shape=tuple(y.type.shape[:2]) + tuple(y.type.shape[3:]))
+
+
+def _conv_transpose_window(cx: Ctx, node, x, w, strides, dil, out_pad):
+    """Where ONNX's output lies in the unpadded transposed convolution (whose size is `full`): the
+    first index and the size per spatial axis, from pads, output_shape or auto_pad (as ONNX's
+    reference: output_shape with explicit pads starts at the pad; SAME_UPPER puts the odd unit of
+    padding at the end, SAME_LOWER at the start)."""
+    a = Ctx.attrs(node)
+    nd = w.type.rank - 2
+    ins = list(x.type.shape[2:])
+    if not all(isinstance(d, int) for d in ins):
+        raise cx.error(f"ConvTranspose on the symbolic spatial dimensions {ins} is not supported")
+    full = [st * (n - 1) + (k - 1) * d + 1 for st, n, k, d in zip(strides, ins, w.type.shape[2:], dil)]
+    auto = _s(a.get("auto_pad", "NOTSET"))
+    shape = list(a["output_shape"])[-nd:] if a.get("output_shape") else None
+    if auto in ("SAME_UPPER", "SAME_LOWER") and "pads" not in a:
+        shape = shape or [n * st for n, st in zip(ins, strides)]
+        total = [f + op - s for f, op, s in zip(full, out_pad, shape)]
+        begins = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        return begins, shape, full
+    pads = [0] * (2 * nd) if auto == "VALID" else list(a.get("pads", [0] * (2 * nd)))
+    if len(pads) != 2 * nd:
+        raise cx.error(f"pads {pads} need {2 * nd} entries")
+    begins = pads[:nd]
+    shape = shape or [f + op - p0 - p1 for f, op, p0, p1 in zip(full, out_pad, pads[:nd], pads[nd:])]
+    if any(s <= 0 for s in shape):
+        raise cx.error(f"ConvTranspose's output would have the size {shape}")
+    return begins, shape, full
+
+
+def _window(cx: Ctx, y, begins, sizes, full):
+    """y[..., b:b+s] per spatial axis, zeros where the window leaves y (before 0 or past `full`)."""
+    lo = [max(-b0, 0) for b0 in begins]
+    hi = [max(b0 + s - f, 0) for b0, s, f in zip(begins, sizes, full)]
+    if any(lo) or any(hi):
+        y = _explicit_pad(cx, y, list(zip(lo, hi)))
+    r = y.type.rank
+    start = [b0 + p for b0, p in zip(begins, lo)]
+    if all(st == 0 for st in start) and list(y.type.shape[2:]) == list(sizes):
+        return y
+    begin = [None, None] + start
+    end = [None, None] + [st + s for st, s in zip(start, sizes)]
+    return cx.op("strided_slice", y, begin=begin[:r], end=end[:r])
 
 
 @converter("BatchNormalization", since=9)
 def batch_norm(cx: Ctx, node):
     a = Ctx.attrs(node)
     if a.get("training_mode", 0):
-        raise cx.error("BatchNormalization in training mode is not supported (dlc imports eval graphs)")
+        return _training_batch_norm(cx, node, a)
     x, scale, bias = (cx.val(n) for n in node.input[:3])
     mean, var = (cx.val(n, buffer=True) for n in node.input[3:5])
     y, _, _ = cx.layer("batch_norm", x, mean, var, scale, bias, training=False,
                        momentum=f32(1 - a.get("momentum", 0.9)),
                        eps=float(a.get("epsilon", 1e-5)))
     return y
+
+
+def _training_batch_norm(cx: Ctx, node, a: dict):
+    """BatchNormalization with training_mode=1 (opset 14+), as ONNX's reference: normalized by the
+    batch's mean and biased variance; the running statistics outputs are
+    running * momentum + batch * (1 - momentum) (the biased variance: torch's running_var uses the
+    unbiased one, so this is not the IR's batch_norm in training)."""
+    x, scale, bias, mean_in, var_in = (cx.val(n) for n in node.input[:5])
+    r = x.type.rank
+    axes = (0,) + tuple(range(2, r))
+    mean = cx.op("mean", x, axis=axes, keepdims=True)
+    var = cx.op("var", x, axis=axes, keepdims=True, correction=0)
+    per_channel = (x.type.shape[1],) + (1,) * (r - 2)
+    xhat = cx.op("div", cx.op("sub", x, mean), cx.op("sqrt", cx.op("add", var, cx.scalar(float(a.get("epsilon", 1e-5)), var))))
+    y = cx.op("add", cx.op("mul", xhat, cx.op("reshape", scale, shape=per_channel)),
+              cx.op("reshape", bias, shape=per_channel))
+    m = float(a.get("momentum", 0.9))
+    outs = [y]
+    for running, batch in ((mean_in, mean), (var_in, var)):
+        batch = cx.op("reshape", batch, shape=tuple(running.type.shape))
+        outs.append(cx.op("add", cx.op("mul", running, cx.scalar(m, running)),
+                          cx.op("mul", batch, cx.scalar(1.0 - m, batch))))
+    return outs[:max(len(node.output), 1)]
 
 
 @converter("InstanceNormalization", since=6)
@@ -218,13 +300,40 @@ def hardmax(cx: Ctx, node):
 
 @converter("Dropout", since=7)
 def dropout(cx: Ctx, node):
-    if len(node.input) > 2 and node.input[2]:
-        t = cx.const(node.input[2])
-        if t is None and node.input[2] in cx.frozen:
-            t = cx.need_const(node.input[2], "Dropout's training_mode")
-        if t is None or bool(t.reshape(-1)[0]):
-            raise cx.error("Dropout in training mode is not supported (the import is in eval mode)")
     x = cx.val(node.input[0])
-    if len(node.output) > 1 and node.output[1]:      # eval mode keeps every element
-        return [x, cx.op("full", shape=tuple(x.type.shape), value=True, dtype="bool")]
-    return x
+    want_mask = len(node.output) > 1 and bool(node.output[1])
+    t_name = node.input[2] if len(node.input) > 2 else ""
+    training = cx.known(t_name) if t_name else np.array(False)
+    ratio = cx.known(node.input[1]) if len(node.input) > 1 and node.input[1] else np.array(0.5)
+    if (training is not None and not bool(training.reshape(-1)[0])) or \
+            (ratio is not None and float(ratio.reshape(-1)[0]) == 0.0):
+        # eval mode, or nothing dropped: every element kept, unscaled
+        return [x, cx.op("full", shape=tuple(x.type.shape), value=True, dtype="bool")] if want_mask else x
+    return _training_dropout(cx, node, x, ratio, None if training is not None else cx.val(t_name), want_mask)
+
+
+def _training_dropout(cx: Ctx, node, x, ratio, run_time_training, want_mask: bool):
+    """Dropout in training mode: keep where a uniform sample in [0, 1) is >= ratio, scale by 1/(1 - ratio).
+    The samples are dlc's seeded `uniform` (the node's seed), not NumPy's RandomState stream that ONNX's
+    reference draws from: the masks have the same law, not the same elements."""
+    seed = int(Ctx.attrs(node).get("seed", 0)) & 0x7FFFFFFF
+    dt = x.type.dtype.numpy_name
+    u = cx.op("uniform", shape=tuple(x.type.shape), seed=seed, dtype="float32")
+    if ratio is not None:
+        r = float(ratio.reshape(-1)[0])
+        if not 0.0 <= r < 1.0:
+            raise cx.error(f"Dropout's ratio {r} is outside [0, 1)")
+        mask = cx.op("ge", u, cx.scalar(r, u))
+        scale = cx.scalar(1.0 / (1.0 - r), x)
+    else:
+        rv = cx.val(node.input[1])
+        rv = cx.op("reshape", rv, shape=()) if rv.type.rank else rv
+        mask = cx.op("ge", u, rv if rv.type.dtype.short == "f32" else cx.op("cast", rv, dtype="float32"))
+        rx = rv if rv.type.dtype.numpy_name == dt else cx.op("cast", rv, dtype=dt)
+        scale = cx.op("div", cx.scalar(1.0, x), cx.op("sub", cx.scalar(1.0, x), rx))
+    if run_time_training is not None:    # training_mode computed at run time: eval keeps everything
+        t = cx.op("reshape", run_time_training, shape=()) if run_time_training.type.rank else run_time_training
+        mask = cx.op("logical_or", mask, cx.op("logical_not", t))
+        scale = cx.op("where", t, scale, cx.scalar(1.0, x))
+    y = cx.op("mul", cx.op("where", mask, x, cx.scalar(0.0, x)), scale)
+    return [y, mask] if want_mask else y

@@ -40,13 +40,16 @@ def recurrent(cx: Ctx, node):
         raise cx.error(f"{kind} activations {acts} are not supported (the defaults{' or Relu' * (kind == 'RNN')} are)")
     if "clip" in a or a.get("input_forget", 0):
         raise cx.error(f"{kind} with clip or input_forget is not supported")
-    if len(node.input) > 7 and node.input[7]:
-        raise cx.error("LSTM peepholes (P) are not supported")
     layout = int(a.get("layout", 0))
     W = cx.need_const(node.input[1], f"{kind}'s W")
     R = cx.need_const(node.input[2], f"{kind}'s R")
     B = cx.need_const(node.input[3], f"{kind}'s B") if len(node.input) > 3 and node.input[3] else None
     _check_lengths(cx, node, x, layout)
+    if kind == "LSTM" and len(node.input) > 7 and node.input[7]:     # peepholes: no IR op has them
+        from .lstm_peephole import lstm_with_peepholes
+        scope = cx.scope or (node.name.strip("/").replace("/", ".") or "lstm")
+        return lstm_with_peepholes(cx, node, x, W, R, B, cx.need_const(node.input[7], "LSTM's P"), hidden, dirs,
+                                   direction, layout, scope)
     if kind == "GRU" and not a.get("linear_before_reset", 0):
         scope = cx.scope or (node.name.strip("/").replace("/", ".") or "gru")
         return gru_reset_before(cx, node, x, W, R, B, hidden, dirs, direction, layout, scope)
@@ -102,7 +105,7 @@ def _reverse_time(cx: Ctx, v, layout: int):
 
 def _check_lengths(cx: Ctx, node, x, layout: int) -> None:
     if len(node.input) > 4 and node.input[4]:
-        lens = cx.const(node.input[4])
+        lens = cx.known(node.input[4])
         T = x.type.shape[layout]
         if lens is None or not isinstance(T, int) or not (lens == T).all():
             raise cx.error("sequence_lens other than the full length of every sequence is not supported")

@@ -28,7 +28,8 @@ def _clamp(x, lo, hi):
     if lo is not None:
         y = np.maximum(x, _c(x, lo))
     if hi is not None:
-        y = np.minimum(y, _c(x, hi), out=None if y is x else y)
+        # (np.maximum of a 0-d array is a NumPy scalar, which cannot be an `out`)
+        y = np.minimum(y, _c(x, hi), out=y if isinstance(y, np.ndarray) and y is not x else None)
     return y
 
 
