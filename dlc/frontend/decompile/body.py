@@ -97,8 +97,8 @@ def inline_scalars(nodes, uses) -> dict:
     return out
 
 
-def node_stmt(node: Node, uses: dict) -> Stmt:
-    lc = recognise(node, uses)
+def node_stmt(node: Node, uses: dict, tied=frozenset()) -> Stmt:
+    lc = recognise(node, uses, tied)
     outs = node.outputs
     if lc is not None:
         st = Stmt([node], [lc.expr()], [outs[0]], layers=[(0, lc, None)])

@@ -44,6 +44,7 @@ class BodySpec:
     cells: dict = field(default_factory=dict)    # scan cell blocks written so far (shared by all bodies)
     return_pattern: str = ""     # how the returned values nest ("{2}, ({0}, {1})"), flat when empty
     param_uses: dict = field(default_factory=dict)   # param id -> readers in the whole graph
+    tied: frozenset = frozenset()    # param ids the fallback reads somewhere (`layers.tied_params`)
 
 
 def _declared_params(stmts, owned: set, inputs=()) -> list[Value]:
@@ -66,7 +67,7 @@ def _statements(spec: BodySpec, reserved: frozenset, uses: dict, inline: dict) -
             from .scan import scan_stmt
             stmts.append(scan_stmt(it, spec, reserved))
         elif not (it.outputs and it.outputs[0].id in inline):
-            st = node_stmt(it, {**uses, **spec.param_uses})   # a weight shared anywhere is no layer's
+            st = node_stmt(it, {**uses, **spec.param_uses}, spec.tied)   # a weight shared anywhere is no layer's
             st.fallback = st.fallback and it.op.name in _LAYERISH
             stmts.append(st)
     outset = {v.id for v in spec.outputs}
