@@ -124,6 +124,10 @@ def _arange(e, node, x):
     dt = node.outputs[0].type.dtype
     vals = [a["start"], a["stop"], a["step"]]
     if all(isinstance(v, int) for v in vals):
+        if len(range(*vals)) > 1:
+            # a Range on constants, not a table: an importer reads it back as `arange`, not as a weight
+            out = e.op("Range", [e.scalar(v, "int64") for v in vals])
+            return [out if dt.numpy_name == "int64" else e.op("Cast", [out], to=onnx_dtype(dt))]
         return [e.const(np.arange(*vals, dtype=np.int64).astype(dt.numpy_name), hint="arange")]
     if all(isinstance(v, (int, Dim)) for v in vals):   # a symbolic bound: computed at run time
         parts = [e.op("Reshape", [e.dim(v), e.ints([])]) for v in vals]

@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (fill the converter table)
     ops_nn,
     ops_quant,
     ops_reduce,
+    ops_resize,
     ops_rnn,
     ops_shape,
 )
