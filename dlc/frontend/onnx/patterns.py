@@ -114,7 +114,7 @@ def _tanh_arg(t: Value):
 
 def _gelu(n: Node):
     """(x, approximate) when the `mul` node `n` computes gelu(x)."""
-    for v in n.inputs:
+    for v in _factors(n.outputs[0], set(), 2):    # (1 + erf(...)) may sit one product deeper
         add = _node(v, "add")
         if add is None:
             continue
@@ -277,10 +277,13 @@ def _attention(n: Node):
         return None
     if mask is not None and _causal(mask):
         mask, causal = None, True
+    from .context import f32
     scale = _const(m[1])
     dk = q.type.shape[-1]
     if isinstance(dk, int) and np.float32(scale) == np.float32(1.0 / math.sqrt(dk)):
         scale = None
+    elif q.type.dtype.numpy_name == "float32":
+        scale = f32(scale)      # the shortest text of the float32 constant (0.3, not 0.30000001192092896)
     return q, k, v, mask, causal, scale
 
 
