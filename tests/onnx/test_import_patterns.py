@@ -111,3 +111,19 @@ def test_a_wrapped_index_is_not_wrapped_again(tmp_path):
     imp = import_onnx(proto)
     assert [n.op.name for n in imp.graph.nodes].count("where") == 1
     np.testing.assert_allclose(next(iter(run_imported(imp, {"ids": ids}).values())), ref[0], rtol=1e-6)
+
+
+def test_exported_sinusoidal_positions_import_as_the_op(tmp_path):
+    p = tmp_path / "s.dln"
+    p.write_text("model S(x: f32[N, T, 16]) {\n    example N = 2, T = 6\n"
+                 "    return x + sinusoidal_positions(T, 16)\n}\n")
+    m = dlc.load(str(p))
+    proto = export_graph(forward_graph(m), {})
+    assert "Sin" in {n.op_type for n in proto.graph.node}
+    x = np.random.default_rng(4).standard_normal((2, 6, 16)).astype(np.float32)
+    ref = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    imp = import_onnx(proto, bind={"N": 2, "T": 6})
+    ops = [n.op.name for n in imp.graph.nodes]
+    assert "sinusoidal_positions" in ops and "sin" not in ops
+    assert not imp.graph.params and not imp.weights         # the exporter's tables are gone
+    np.testing.assert_allclose(next(iter(run_imported(imp, {"x": x}).values())), ref[0], rtol=1e-6, atol=1e-7)

@@ -57,7 +57,7 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
     from .patterns import recognise_patterns
-    recognise_patterns(g)       # an exporter's expanded gelu/attention chains -> the ops again
+    recognise_patterns(g, cx.weights)       # an exporter's expanded gelu/attention chains -> the ops again
     return Imported(g, cx.weights, opsets[""], sorted(cx.frozen_used - cx.frozen_as_tensor))
 
 

@@ -6,6 +6,7 @@ an op ONNX (at the model's opset) lacks become that IR op again.
     where(isnan-max, nan, max(x))                                -> max(x)   (NaN-propagating max)
     where(i < 0, i + n, i) of an index already in [0, n)         -> i
     softmax(Q @ K^T * c [masked]) @ V                            -> scaled_dot_product_attention
+    where(even, sin(pos / 10000^(2i/d)), cos(...)) (tables checked) -> sinusoidal_positions(L, d)
 
 The last is `dlc export`'s scaled-dot-product attention: the scores scaled
 by `c`, with a causal (`tril` of ones) or boolean mask written as
@@ -287,6 +288,66 @@ def _attention(n: Node):
     return q, k, v, mask, causal, scale
 
 
+# ------------------------------------------------------------------ sinusoidal positions
+def _table(v: Value, weights: dict):
+    """The import-time value of a parameter (an initializer the importer kept as a weight)."""
+    return weights.get(v.name) if v is not None and v.kind in ("param", "buffer") else None
+
+
+def _positions_column(v: Value, weights: dict, length: int) -> bool:
+    """Whether v is arange(length) as float64 in a column (length, 1)."""
+    r = _node(v, "reshape", "unsqueeze")
+    if r is None or tuple(v.type.shape) != (length, 1):
+        return False
+    src = r.inputs[0]
+    want = np.arange(length, dtype=np.float64)
+    t = _table(src, weights)
+    if t is not None:
+        return t.dtype == np.float64 and np.array_equal(t.reshape(-1), want)
+    c = _node(src, "cast")
+    a = _node(c.inputs[0], "arange") if c is not None else None
+    return a is not None and src.type.dtype.numpy_name == "float64" and \
+        (a.attrs["start"], a.attrs["stop"], a.attrs["step"]) == (0, length, 1)
+
+
+def _sinusoidal(n: Node, weights: dict):
+    """(length, dim) when `cast` node n is `dlc export`'s sinusoidal_positions: where(even, sin(a), cos(a))
+    for a = positions / 10000^(2i/dim), every table checked against the formula."""
+    w = _node(n.inputs[0], "where")
+    if w is None or n.outputs[0].type.rank != 2:
+        return None
+    length, dim = n.outputs[0].type.shape
+    sin, cos = _node(w.inputs[1], "sin"), _node(w.inputs[2], "cos")
+    if not (isinstance(length, int) and isinstance(dim, int)) or sin is None or cos is None or \
+            sin.inputs[0] is not cos.inputs[0]:
+        return None
+    d = _node(sin.inputs[0], "div")
+    if d is None:
+        return None
+    cols = np.arange(dim)
+    denom, even = _table(d.inputs[1], weights), _table(w.inputs[0], weights)
+    if denom is None or even is None or denom.shape != (1, dim) or even.shape != (1, dim):
+        return None
+    if not (np.array_equal(denom[0], np.power(10000.0, (cols - cols % 2).astype(np.float64) / dim))
+            and np.array_equal(even[0], cols % 2 == 0) and _positions_column(d.inputs[0], weights, length)):
+        return None
+    return length, dim
+
+
+def _params_read(g: Graph) -> set:
+    from ...compiler.clone import node_uses
+    return {v.id for n in g.walk() for v in node_uses(n) if v.kind in ("param", "buffer")} | \
+        {v.id for v in g.outputs if v.kind in ("param", "buffer")}
+
+
+def _drop_unused_params(g: Graph, weights: dict, read_before: set) -> None:
+    """Remove the tables a rewrite consumed (read before it, by nothing after) from the graph and weights."""
+    read = _params_read(g)
+    for p in [p for p in g.params if p.id in read_before and p.id not in read]:
+        g.params.remove(p)
+        weights.pop(p.name, None)
+
+
 # ------------------------------------------------------------------ driver
 def _insert(g: Graph, anchor: Node, opname: str, inputs: list, attrs: dict) -> Value | None:
     """A new node computing what `anchor` did, placed where it was, with its span and scope."""
@@ -300,8 +361,14 @@ def _insert(g: Graph, anchor: Node, opname: str, inputs: list, attrs: dict) -> V
     return out
 
 
-def _rewrite(g: Graph, n: Node) -> tuple[str, Value] | None:
+def _rewrite(g: Graph, n: Node, weights: dict) -> tuple[str, Value] | None:
     name = n.op.name
+    if name == "cast" and weights:
+        hit = _sinusoidal(n, weights)
+        if hit is not None:
+            return "sinusoidal_positions", _insert(g, n, "sinusoidal_positions", [],
+                                                   {"length": hit[0], "dim": hit[1],
+                                                    "dtype": n.outputs[0].type.dtype.numpy_name})
     if name == "mul":
         hit = _gelu(n)
         if hit is not None:
@@ -322,12 +389,16 @@ def _rewrite(g: Graph, n: Node) -> tuple[str, Value] | None:
     return None
 
 
-def recognise_patterns(g: Graph) -> dict[str, int]:
-    """Rewrite the expanded chains of `g` (top level) in place; returns how many of each."""
+def recognise_patterns(g: Graph, weights: dict | None = None) -> dict[str, int]:
+    """Rewrite the expanded chains of `g` (top level) in place; returns how many of each.  `weights`
+    (the imported initializers by parameter name) lets a pattern check a table's values; the tables
+    a rewrite leaves unread leave the graph and `weights`."""
     from ...compiler.passes.rewrite import replace_uses
     counts: dict[str, int] = {}
+    weights = weights if weights is not None else {}
+    params = _params_read(g)
     for n in list(g.nodes):
-        hit = _rewrite(g, n)
+        hit = _rewrite(g, n, weights)
         if hit is None:
             continue
         kind, new = hit
@@ -336,4 +407,6 @@ def recognise_patterns(g: Graph) -> dict[str, int]:
         replace_uses(g, {n.outputs[0].id: new})
         counts[kind] = counts.get(kind, 0) + 1
     prune(g)            # the chains' dead remains (and an importer's, e.g. a MatMul's Transpose read as linear)
+    if counts.get("sinusoidal_positions"):
+        _drop_unused_params(g, weights, params)
     return counts
