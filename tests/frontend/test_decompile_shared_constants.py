@@ -4,7 +4,6 @@ than an operator (a block, an output) keeps its statement."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper
 
 import dlc

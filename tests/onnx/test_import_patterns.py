@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -54,7 +53,7 @@ def test_exported_gelu_imports_as_gelu(tmp_path, approx):
 
 def _gelu_model(half: float):
     """torch.onnx's gelu: x / sqrt(2) -> Erf -> + 1 -> * x -> * half."""
-    c = lambda n, v: helper.make_tensor(n, TensorProto.FLOAT, [], [v])   # noqa: E731
+    c = lambda n, v: helper.make_tensor(n, TensorProto.FLOAT, [], [v])
     nodes = [helper.make_node("Div", ["x", "sqrt2"], ["a"]), helper.make_node("Erf", ["a"], ["b"]),
              helper.make_node("Add", ["b", "one"], ["c"]), helper.make_node("Mul", ["x", "c"], ["d"]),
              helper.make_node("Mul", ["d", "half"], ["y"])]
@@ -105,7 +104,7 @@ def test_exported_attention_imports_as_sdpa(tmp_path, kw, causal, scale, masked)
 
 def test_a_wrapped_index_is_not_wrapped_again(tmp_path):
     body = "    i = where(ids < 0, ids + 10, ids)\n    return embedding(i, 10, 4, name=\"emb\")"
-    _, w, proto = _export(tmp_path, "ids: i64[2, 3]", body)
+    _, _, proto = _export(tmp_path, "ids: i64[2, 3]", body)
     ids = np.array([[1, -2, 3], [0, 9, -10]])
     ref = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})
     imp = import_onnx(proto)
