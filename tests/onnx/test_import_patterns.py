@@ -126,3 +126,14 @@ def test_exported_sinusoidal_positions_import_as_the_op(tmp_path):
     assert "sinusoidal_positions" in ops and "sin" not in ops
     assert not imp.graph.params and not imp.weights         # the exporter's tables are gone
     np.testing.assert_allclose(next(iter(run_imported(imp, {"x": x}).values())), ref[0], rtol=1e-6, atol=1e-7)
+
+
+def test_equal_position_tables_are_one(tmp_path):
+    p = tmp_path / "s2.dln"
+    p.write_text("model S(x: f32[N, S, 16], y: f32[N, T, 16]) {\n    example N = 2, S = 6, T = 5\n"
+                 "    return x + sinusoidal_positions(S, 16), y + sinusoidal_positions(T, 16)\n}\n")
+    proto = export_graph(forward_graph(dlc.load(str(p))), {})
+    imp = import_onnx(proto, bind={"N": 2, "S": 6, "T": 6})       # both lengths 6: one table
+    assert [n.op.name for n in imp.graph.nodes].count("sinusoidal_positions") == 1
+    imp = import_onnx(proto, bind={"N": 2, "S": 6, "T": 5})
+    assert [n.op.name for n in imp.graph.nodes].count("sinusoidal_positions") == 2

@@ -361,14 +361,17 @@ def _insert(g: Graph, anchor: Node, opname: str, inputs: list, attrs: dict) -> V
     return out
 
 
-def _rewrite(g: Graph, n: Node, weights: dict) -> tuple[str, Value] | None:
+def _rewrite(g: Graph, n: Node, weights: dict, tables: dict) -> tuple[str, Value] | None:
     name = n.op.name
     if name == "cast" and weights:
         hit = _sinusoidal(n, weights)
         if hit is not None:
-            return "sinusoidal_positions", _insert(g, n, "sinusoidal_positions", [],
-                                                   {"length": hit[0], "dim": hit[1],
-                                                    "dtype": n.outputs[0].type.dtype.numpy_name})
+            # one table per size: a model whose two lengths are bound to one size reads it twice
+            key = ("sinusoidal_positions", hit, n.outputs[0].type.dtype.numpy_name)
+            if key not in tables:
+                tables[key] = _insert(g, n, "sinusoidal_positions", [],
+                                      {"length": hit[0], "dim": hit[1], "dtype": key[2]})
+            return "sinusoidal_positions", tables[key]
     if name == "mul":
         hit = _gelu(n)
         if hit is not None:
@@ -396,9 +399,9 @@ def recognise_patterns(g: Graph, weights: dict | None = None) -> dict[str, int]:
     from ...compiler.passes.rewrite import replace_uses
     counts: dict[str, int] = {}
     weights = weights if weights is not None else {}
-    params = _params_read(g)
+    params, tables = _params_read(g), {}
     for n in list(g.nodes):
-        hit = _rewrite(g, n, weights)
+        hit = _rewrite(g, n, weights, tables)
         if hit is None:
             continue
         kind, new = hit
