@@ -63,3 +63,24 @@ def test_dead_statements_are_not_written(tmp_path):
     assert any(n.op.name == "exp" for n in m.graph.nodes)   # the frontend keeps it; -O0 is as written
     text = decompile(m.graph, name="D").text
     assert "exp" not in text and "relu" in text
+
+
+def test_a_tied_table_looked_up_by_a_matrix_of_ids(tmp_path):
+    """Gather(W, ids[2, 5]) and MatMul(h, W^T) on one initializer: the lookup flattens the ids."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dlc.frontend.onnx import import_onnx
+    from dlc.onnx_import_cli import write_spec
+    w = np.random.default_rng(1).standard_normal((7, 3)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["W", "ids"], ["h"]), helper.make_node("Transpose", ["W"], ["wt"]),
+             helper.make_node("MatMul", ["h", "wt"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 7])],
+                          [numpy_helper.from_array(w, "W")])
+    imp = import_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    weights = write_spec(imp.graph, imp.weights, str(tmp_path / "t.dln"))
+    text = (tmp_path / "t.dln").read_text()
+    assert "param W: f32[7, 3]" in text and "index_select(W, 0, reshape(" in text and "linear(" in text
+    ids = np.array([[0, 1, 2, 3, 4], [6, 5, -1, 0, 2]])
+    out = next(iter(dlc.load(str(tmp_path / "t.dln")).run({"ids": ids}, weights).values()))
+    np.testing.assert_allclose(out, w[ids] @ w.T, rtol=1e-5)
