@@ -47,11 +47,13 @@ class BodySpec:
     tied: frozenset = frozenset()    # param ids the fallback reads somewhere (`layers.tied_params`)
 
 
-def _declared_params(stmts, owned: set, inputs=()) -> list[Value]:
+def _declared_params(stmts, inputs=()) -> list[Value]:
+    """The weights a statement reads by name.  One a layer call also owns (a deduplicated constant
+    that is a layer's bias and another op's operand) is declared too: `copies` then fills both."""
     out, seen = [], {v.id for v, _ in inputs}
     for e in (e for st in stmts for a in (st.loop or [st]) for e in a.stages):
         for v in e.values():
-            if v.kind in ("param", "buffer") and v.name not in owned and v.id not in seen:
+            if v.kind in ("param", "buffer") and v.id not in seen:
                 seen.add(v.id)
                 out.append(v)
     return out
@@ -139,7 +141,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         for a in (st.loop or [st]):
             mapping.update(a.params)
     mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
-    decls = _declared_params(stmts, set(mapping.values()), spec.inputs)
+    decls = _declared_params(stmts, spec.inputs)
 
     fixed, aliases = _output_names(spec, stmts, reserved)
     last_use = _last_uses(stmts, spec.outputs)
