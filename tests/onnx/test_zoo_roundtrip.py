@@ -28,18 +28,14 @@ EXPECTED_FAILURES = {
     "seq2seq": "as bilstm",
     "lstm_cell": "the importer has no ONNX Scan (the export writes dlc's scan as Scan)",
     "vae": "the importer has no RandomNormalLike (the reparameterisation's noise)",
-    "gpt2_small": "the tied embedding / LM head from ONNX: the decompiler gives the embedding layer the weight "
-                  "and leaves the transposed use undeclared",
-    "transformer_base": "as gpt2_small (tied embedding)",
 }
 
-# the second import differs in detail from the first (the attention's reshape/transpose chain is written
-# another way): outputs equal and as short, not the same text
-NOT_FIXED_POINT = {"transformer_encoder_layer"}
-# the second import is LESS readable than the first (a gap, reported in issue 14's note): outputs equal, but
-# BERT's blocks are cut at the layer, not the attention (118 lines against 94), and ViT-B/16's encoder is
-# not recognised as repeated (484 lines against 103)
-READABILITY_GAPS = {"bert_base", "vit_b16"}
+# the second import differs in detail from the first (outputs equal and as short, not the same text): none
+# left (transformer_encoder_layer was, before the importer read the exported attention back as the op)
+NOT_FIXED_POINT: set = set()
+# the second import LESS readable than the first: none left (bert_base and vit_b16 were, before the importer
+# read dlc's exported attention, gelu and masked softmax back as the ops)
+READABILITY_GAPS: set = set()
 
 
 def _ort(path, feed):
@@ -89,6 +85,10 @@ def test_zoo_spec_roundtrips_through_onnx(spec, tmp_path):
     text = _roundtrip(spec, tmp_path)
     if spec == "resnet18":      # readable: torch's layer names, blocks applied in a loop
         assert "block " in text and "for " in text and 'name="conv1"' in text
+    if spec in ("gpt2_small", "bert_base", "vit_b16"):    # the attention is one op, the layers one loop
+        assert "scaled_dot_product_attention(" in text and "for i in range(12)" in text and "gelu" in text
+    if spec in ("gpt2_small", "transformer_base"):        # the tied table: one declared param, two uses
+        assert text.count("param ") == 1 and "index_select(" in text and "|> linear(" in text
 
 
 DOC = ROOT / "docs" / "onnx-roundtrip.md"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...compiler.dims import Dim
-from ...compiler.ops.shape import sinusoidal_table
 from .emitter import onnx_dtype
 from .table import onnx_op
 
@@ -124,6 +123,10 @@ def _arange(e, node, x):
     dt = node.outputs[0].type.dtype
     vals = [a["start"], a["stop"], a["step"]]
     if all(isinstance(v, int) for v in vals):
+        if len(range(*vals)) > 1:
+            # a Range on constants, not a table: an importer reads it back as `arange`, not as a weight
+            out = e.op("Range", [e.scalar(v, "int64") for v in vals])
+            return [out if dt.numpy_name == "int64" else e.op("Cast", [out], to=onnx_dtype(dt))]
         return [e.const(np.arange(*vals, dtype=np.int64).astype(dt.numpy_name), hint="arange")]
     if all(isinstance(v, (int, Dim)) for v in vals):   # a symbolic bound: computed at run time
         parts = [e.op("Reshape", [e.dim(v), e.ints([])]) for v in vals]
@@ -151,9 +154,8 @@ def _sinusoidal(e, node, x):
     a = node.attrs
     dt = node.outputs[0].type.dtype
     length, dim = a["length"], int(a["dim"])
-    if not isinstance(length, Dim) or length.is_const:
-        return [e.const(sinusoidal_table(int(length), dim).astype(dt.numpy_name), hint="positions")]
-    # a symbolic length: the same float64 formula in the graph, then rounded once
+    # the float64 formula in the graph, then rounded once (a symbolic length needs it; a static one too,
+    # so that an importer reads the op back rather than a (length, dim) weight)
     pos = e.op("Cast", [e.op("Range", [e.scalar(0, "int64"), e.op("Reshape", [e.dim(length), e.ints([])]),
                                        e.scalar(1, "int64")])], to=onnx_dtype("float64"))
     pos = e.op("Unsqueeze", [pos, e.ints([1])])

@@ -47,6 +47,7 @@ def load_all() -> None:
         ops_nn,
         ops_quant,
         ops_recurrent,
+        ops_resize,
         ops_shape,
         ops_train,
     )

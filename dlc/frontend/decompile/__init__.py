@@ -33,8 +33,27 @@ class Decompiled:
 
 def decompile(graph: Graph, name: str = "Net") -> Decompiled:
     """The `.dln` text of `graph` as a model called `name`."""
-    text, names, copies, stats = write_model(graph, name)
+    text, names, copies, stats = write_model(live_graph(graph), name)
     return Decompiled(text, names, stats, copies)
+
+
+def live_graph(graph: Graph) -> Graph:
+    """`graph` without the nodes nothing needs (a person writes no dead statement; an importer leaves
+    some, e.g. the Transpose of a MatMul it read as `linear`).  A shallow copy: `graph` is unchanged."""
+    import copy
+
+    from ...compiler.clone import node_uses
+    live = {v.id for v in graph.outputs} | {v.id for v in graph.state_updates.values()}
+    keep = []
+    for node in reversed(graph.nodes):
+        if any(o.id in live for o in node.outputs):
+            keep.append(node)
+            live.update(v.id for v in node_uses(node))
+    if len(keep) == len(graph.nodes):
+        return graph
+    out = copy.copy(graph)
+    out.nodes = keep[::-1]
+    return out
 
 
 __all__ = ["Decompiled", "decompile", "rename_weights"]

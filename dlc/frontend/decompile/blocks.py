@@ -116,12 +116,12 @@ def _role(toks: list[str], k: int, params_of: dict) -> str:
 
 
 class Structurer:
-    def __init__(self, g: Graph, reserved: frozenset, cells: dict, param_uses: dict):
-        self.g, self.reserved, self.cells, self.param_uses = g, reserved, cells, param_uses
+    def __init__(self, g: Graph, reserved: frozenset, cells: dict, param_uses: dict, tied=frozenset()):
+        self.g, self.reserved, self.cells, self.param_uses, self.tied = g, reserved, cells, param_uses, tied
         self.gp = g.param_by_name()
         self.symbols = {s for v in g.inputs for d in v.type.shape if isinstance(d, Dim) for s in d.symbols()}
         self.loose: set = set()
-        self.per_node = param_keys(g, self.loose)
+        self.per_node = param_keys(g, self.loose, tied)
         self.defs: dict = {}
         self.order: list[BlockDef] = []
         self.names: set = set()
@@ -205,7 +205,8 @@ class Structurer:
     def _write(self, items: list, r: Region, prefix: str):
         names = _INPUT_NAMES + [f"x{k}" for k in range(3, len(r.inputs))]
         spec = BodySpec([], list(zip(r.inputs, names)), list(r.outputs), prefix=prefix, items=items,
-                        graph_params=self.gp, cells=self.cells, param_uses=self.param_uses)
+                        graph_params=self.gp, cells=self.cells, param_uses=self.param_uses,
+                        tied=self.tied)
         return write_body(spec, self.reserved)
 
     def block_def(self, key) -> BlockDef | None:
@@ -290,7 +291,7 @@ class Structurer:
 def structure(g: Graph, spec: BodySpec, reserved: frozenset):
     """The model body with repeated instances as block applications, and the block definitions
     (those the model applies, directly or inside other blocks, innermost first)."""
-    s = Structurer(g, reserved, spec.cells, spec.param_uses)
+    s = Structurer(g, reserved, spec.cells, spec.param_uses, spec.tied)
     spec.items = s.items(0, len(g.nodes) - 1, None)
     used, todo = set(), [it.block for it in spec.items if isinstance(it, App)]
     by_name = {d.name: d for d in s.order}

@@ -68,7 +68,8 @@ def extra_inputs(n: Node):
 
 
 def inline_scalars(nodes, uses) -> dict:
-    """value id -> literal for each scalar constant written inline (`0.5 * x`)."""
+    """value id -> literal for each scalar constant written inline (`0.5 * x`): every reader is an
+    operator taking a number (an exporter's constant shared by several operators is written at each)."""
     consumers = {}
     for n in nodes:
         for v in n.inputs:
@@ -76,29 +77,32 @@ def inline_scalars(nodes, uses) -> dict:
                 consumers.setdefault(v.id, []).append(n)
     out = {}
     for n in nodes:
-        if n.op.name != "full" or n.attrs["shape"] != () or uses.get(n.outputs[0].id, 0) != 1:
+        if n.op.name != "full" or n.attrs["shape"] != ():
             continue
         v = n.outputs[0]
-        user = consumers.get(v.id, [None])[0]
-        if user is None or user.op.name not in _NUMBER_TAKERS:
-            continue
-        others = [o for o in user.inputs if o is not None and o is not v]
-        if not others or any(o.type.dtype != v.type.dtype for o in others):
-            continue
-        if any(o.producer is not None and o.producer.op.name == "full" and o.type.rank == 0 for o in others):
+        readers = consumers.get(v.id, [])
+        if not readers or len(readers) != uses.get(v.id, 0) or not all(_takes_number(u, v) for u in readers):
             continue
         val = n.attrs["value"]
         if isinstance(val, float) and math.isnan(val):
-            continue
-        if user.op.name == "where" and user.inputs[0] is v:
             continue
         dt = v.type.dtype
         out[v.id] = lit(float(val)) if dt.is_float else lit(bool(val)) if dt.numpy_name == "bool" else lit(int(val))
     return out
 
 
-def node_stmt(node: Node, uses: dict) -> Stmt:
-    lc = recognise(node, uses)
+def _takes_number(user: Node, v: Value) -> bool:
+    """Whether `user` reads the scalar `v` as a literal would be read (same dtype as its other operand)."""
+    if user.op.name not in _NUMBER_TAKERS or (user.op.name == "where" and user.inputs[0] is v):
+        return False
+    others = [o for o in user.inputs if o is not None and o is not v]
+    if not others or any(o.type.dtype != v.type.dtype for o in others):
+        return False
+    return not any(o.producer is not None and o.producer.op.name == "full" and o.type.rank == 0 for o in others)
+
+
+def node_stmt(node: Node, uses: dict, tied=frozenset()) -> Stmt:
+    lc = recognise(node, uses, tied)
     outs = node.outputs
     if lc is not None:
         st = Stmt([node], [lc.expr()], [outs[0]], layers=[(0, lc, None)])

@@ -217,13 +217,21 @@ def layer_path(lc: LayerCall) -> str:
     return p.name
 
 
-def recognise(node: Node, uses: dict) -> LayerCall | None:
-    """The layer call that writes `node`, when its parameters are its own."""
+# layer ops the fallback can also write in a functional form (`ops.py`), given a declared weight
+FUNCTIONAL = {"conv1d", "conv2d", "conv_transpose2d", "linear", "layer_norm", "group_norm", "embedding"}
+
+
+def recognise(node: Node, uses: dict, tied=frozenset()) -> LayerCall | None:
+    """The layer call that writes `node`, when its parameters are its own.  `tied`: parameter ids
+    the fallback reads elsewhere (`tied_params`); a layer whose main weight is one of them is written
+    in its functional form on the declared parameter, so both uses stay one tensor."""
     rec = RECOGNISERS.get(node.op.name)
     if rec is None:
         return None
     lc = rec(node)
     if lc is None or not lc.roles:
+        return None
+    if lc.roles[0][0].id in tied and node.op.name in FUNCTIONAL:
         return None
     lc.node = node
     if node.op.name == "linear" and uses.get(lc.roles[0][0].id, 0) != 1:
@@ -240,3 +248,20 @@ def conforming(lc: LayerCall) -> bool:
     """Whether the parameters are named `<path>.<role>` with one path, as a layer names them."""
     path = layer_path(lc)
     return all(p.name == f"{path}.{role}" for p, role in lc.roles)
+
+
+def tied_params(nodes: list, uses: dict) -> frozenset:
+    """The parameter ids a fallback statement reads: an LM head `linear(h, wte)` on the token table
+    makes `wte` a declared `param`, and the embedding reading it a functional lookup (as GPT-2's spec
+    writes its tied head).  Refusing a layer makes its weights fallback reads too: iterate to the fixed
+    point.  Scan bodies are left to their cells."""
+    tied: set = set()
+    while True:
+        grown = set()
+        for n in nodes:
+            if n.body is not None or recognise(n, uses, tied) is not None:
+                continue
+            grown.update(v.id for v in n.inputs if _is_param(v) and v.id not in tied)
+        if not grown:
+            return frozenset(tied)
+        tied |= grown

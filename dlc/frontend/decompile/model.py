@@ -48,10 +48,12 @@ def write_model(g: Graph, name: str):
     in_names = _input_names(g, reserved)
     from .body import count_uses
     params = {p.id for p in g.params}
-    param_uses = {k: n for k, n in count_uses(g.nodes, g.outputs).items() if k in params}
+    from .layers import tied_params
+    uses = count_uses(g.nodes, g.outputs)
+    param_uses = {k: n for k, n in uses.items() if k in params}
     spec = BodySpec(list(g.nodes), list(zip(g.inputs, in_names)), list(g.outputs),
                     out_names=list(g.output_names) or None, graph_params=g.param_by_name(),
-                    param_uses=param_uses)
+                    param_uses=param_uses, tied=tied_params(g.nodes, uses))
     from .blocks import structure
     spec, block_lines, bstats = structure(g, spec, reserved)
     body = write_body(spec, reserved)

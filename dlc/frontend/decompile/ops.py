@@ -196,6 +196,21 @@ def _indexed(node: Node):
     return Call(node.op.name, [x, str(node.attrs["axis"]), idx])
 
 
+def _embedding(node: Node):
+    """A lookup in a declared table (tied to an LM head): `index_select` on the flattened indices,
+    reshaped back, as GPT-2's spec writes it.  padding_idx only masks the gradient, which a
+    functional lookup cannot express: such a table stays a layer's."""
+    idx, w = node.inputs
+    if node.attrs["padding_idx"] is not None:
+        raise unsupported(node, "with padding_idx on a shared table has no functional .dln spelling")
+    if idx.type.rank == 1:
+        return Call("index_select", [w, "0", idx])
+    from ...compiler.dims import prod
+    flat = Call("reshape", [idx, dim(prod(tuple(idx.type.shape)))])
+    out = tuple(node.outputs[0].type.shape)
+    return Call("reshape", [Call("index_select", [w, "0", flat])] + [dim(d) for d in out])
+
+
 def _dropout(node: Node):
     if not node.attrs["training"]:
         raise unsupported(node, "outside training is the identity and has no .dln spelling")
@@ -236,6 +251,7 @@ WRITERS = {
                                            [] if n.attrs["dtype"] == "float32" else
                                            [("dtype", dtype_name(n.attrs["dtype"]))]),
     "dropout": _dropout,
+    "embedding": _embedding,
     "local_response_norm": lambda n: generic(n, "local_response_norm"),
     "pad": lambda n: Call("pad", [n.inputs[0], lit(list(n.attrs["pad"]))], _changed(n, skip=("pad",))),
 }
@@ -274,7 +290,7 @@ WRITERS.update({"conv1d": _functional("conv1d", 2), "conv2d": _functional("conv2
                 "layer_norm": _functional("layernorm", 1), "group_norm": _functional("groupnorm", 1)})
 
 # ops whose only .dln spelling is a layer call (their parameters belong to it)
-LAYER_ONLY = {"batch_norm", "embedding", "prelu", "rnn", "lstm", "gru"}
+LAYER_ONLY = {"batch_norm", "prelu", "rnn", "lstm", "gru"}
 
 
 def write(node: Node):

@@ -36,7 +36,7 @@ def node_params(n: Node) -> list[Value]:
     return [v for v in vals if v is not None and v.kind in ("param", "buffer")]
 
 
-def param_keys(g: Graph, loose: set | None = None) -> list[list[str]]:
+def param_keys(g: Graph, loose: set | None = None, tied=frozenset()) -> list[list[str]]:
     """Per top-level node, the names its parameters will have in the spec (`<layer path>.<role>` for a
     layer call, whose path may come from the node's scope; the graph's name otherwise)."""
     from .body import count_uses
@@ -44,7 +44,7 @@ def param_keys(g: Graph, loose: set | None = None) -> list[list[str]]:
     uses = count_uses(g.nodes, g.outputs)
     out = []
     for n in g.nodes:
-        lc = recognise(n, uses)
+        lc = recognise(n, uses, tied)
         if lc is not None:
             path = layer_path(lc)
             out.append([f"{path}.{role}" for _, role in lc.roles])

@@ -45,7 +45,8 @@ def scan_stmt(node: Node, spec, reserved) -> Stmt:
     inputs += [(x, "x" if len(seqs) == 1 else f"x{k}") for k, x in enumerate(seqs)]
     lhs, ret = _pattern(nc, len(body.outputs) - nc)
     cell = BodySpec(list(body.nodes), inputs, list(body.outputs), prefix=path, graph_params=spec.graph_params,
-                    cells=spec.cells, return_pattern=ret, param_uses=spec.param_uses)
+                    cells=spec.cells, return_pattern=ret, param_uses=spec.param_uses,
+                    tied=spec.tied)
     text = write_body(cell, reserved)
     x_decl = ("x: " + block_type_text(seqs[0].type)) if len(seqs) == 1 else \
         "xs: (" + ", ".join(block_type_text(x.type) for x in seqs) + ")"

@@ -44,13 +44,16 @@ class BodySpec:
     cells: dict = field(default_factory=dict)    # scan cell blocks written so far (shared by all bodies)
     return_pattern: str = ""     # how the returned values nest ("{2}, ({0}, {1})"), flat when empty
     param_uses: dict = field(default_factory=dict)   # param id -> readers in the whole graph
+    tied: frozenset = frozenset()    # param ids the fallback reads somewhere (`layers.tied_params`)
 
 
-def _declared_params(stmts, owned: set, inputs=()) -> list[Value]:
+def _declared_params(stmts, inputs=()) -> list[Value]:
+    """The weights a statement reads by name.  One a layer call also owns (a deduplicated constant
+    that is a layer's bias and another op's operand) is declared too: `copies` then fills both."""
     out, seen = [], {v.id for v, _ in inputs}
     for e in (e for st in stmts for a in (st.loop or [st]) for e in a.stages):
         for v in e.values():
-            if v.kind in ("param", "buffer") and v.name not in owned and v.id not in seen:
+            if v.kind in ("param", "buffer") and v.id not in seen:
                 seen.add(v.id)
                 out.append(v)
     return out
@@ -66,7 +69,7 @@ def _statements(spec: BodySpec, reserved: frozenset, uses: dict, inline: dict) -
             from .scan import scan_stmt
             stmts.append(scan_stmt(it, spec, reserved))
         elif not (it.outputs and it.outputs[0].id in inline):
-            st = node_stmt(it, {**uses, **spec.param_uses})   # a weight shared anywhere is no layer's
+            st = node_stmt(it, {**uses, **spec.param_uses}, spec.tied)   # a weight shared anywhere is no layer's
             st.fallback = st.fallback and it.op.name in _LAYERISH
             stmts.append(st)
     outset = {v.id for v in spec.outputs}
@@ -138,7 +141,7 @@ def write_body(spec: BodySpec, reserved: frozenset) -> BodyText:
         for a in (st.loop or [st]):
             mapping.update(a.params)
     mapping.update(extra_layer_params(stmts, spec.graph_params, spec.prefix))
-    decls = _declared_params(stmts, set(mapping.values()), spec.inputs)
+    decls = _declared_params(stmts, spec.inputs)
 
     fixed, aliases = _output_names(spec, stmts, reserved)
     last_use = _last_uses(stmts, spec.outputs)

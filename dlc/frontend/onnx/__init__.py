@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (fill the converter table)
     ops_pool,
     ops_quant,
     ops_reduce,
+    ops_resize,
     ops_rnn,
     ops_shape,
 )

@@ -63,6 +63,8 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.frozen = {k: np.asarray(v) for k, v in (input_values or {}).items()}
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
+    from .patterns import recognise_patterns
+    recognise_patterns(g, cx.weights)       # an exporter's expanded gelu/attention chains -> the ops again
     lowered = dict(lower_qdq(g, cx.weights)) if qdq == "int8" else {}
     return Imported(g, cx.weights, opsets[""], cx.dropped_inputs, lowered)
 
