@@ -155,7 +155,8 @@ class Ctx:
                              "the graph is not topologically sorted or refers to a missing value",
                              DlcNameError)
         out = self.materialize(arr, name, buffer)
-        self.materialized[name] = out
+        if out.kind != "node":      # a scalar `full` is made at each use, as the frontend writes a literal
+            self.materialized[name] = out
         return out
 
     def opt(self, node, i: int) -> Value | None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Value
+from ...compiler.passes.dce import dce_graph
 from ...compiler.types import TensorType
 from ...errors import DlcError, DlcNameError, DlcValueError, Span, register_source
 from . import registry
@@ -56,6 +57,8 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.frozen = {k: np.asarray(v) for k, v in (input_values or {}).items()}
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
+    # what folding at import left unused (an exporter's re-layout of a weight the layer now reads directly)
+    dce_graph(g)
     return Imported(g, cx.weights, opsets[""], sorted(cx.frozen_used - cx.frozen_as_tensor))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import fold
 from .context import Ctx
 from .registry import converter
 
@@ -43,29 +44,20 @@ def recurrent(cx: Ctx, node):
     if len(node.input) > 7 and node.input[7]:
         raise cx.error("LSTM peepholes (P) are not supported")
     layout = int(a.get("layout", 0))
-    W = cx.need_const(node.input[1], f"{kind}'s W")
-    R = cx.need_const(node.input[2], f"{kind}'s R")
-    B = cx.need_const(node.input[3], f"{kind}'s B") if len(node.input) > 3 and node.input[3] else None
+    W, R = _weight_operand(cx, node, 1), _weight_operand(cx, node, 2)
+    B = _weight_operand(cx, node, 3) if len(node.input) > 3 and node.input[3] else None
     _check_lengths(cx, node, x, layout)
     if kind == "GRU" and not a.get("linear_before_reset", 0):
+        W, R, B = (cx.need_const(node.input[i], f"{kind}'s {n}") if v is not None else None
+                   for i, n, v in ((1, "W", W), (2, "R", R), (3, "B", B)))
         scope = cx.scope or (node.name.strip("/").replace("/", ".") or "gru")
         return gru_reset_before(cx, node, x, W, R, B, hidden, dirs, direction, layout, scope)
     if direction == "reverse":      # the forward recurrence over the time-reversed sequence
         x = _reverse_time(cx, x, layout)
-    order = _GATE_ORDER[kind]
-    G = len(order) if kind != "RNN" else 1
     scope = cx.scope or (node.name.strip("/").replace("/", ".") or kind.lower())
     weights = []
     for d in range(dirs):
-        suffix = "_reverse" if d else ""
-        wi = _reorder(W[d], order, hidden)
-        wh = _reorder(R[d], order, hidden)
-        b = B[d] if B is not None else np.zeros(2 * G * hidden, W.dtype)
-        bi, bh = _reorder(b[:G * hidden], order, hidden), _reorder(b[G * hidden:], order, hidden)
-        for nm, arr in (("weight_ih", wi), ("weight_hh", wh), ("bias_ih", bi), ("bias_hh", bh)):
-            pname = f"{scope}.{nm}_l0{suffix}"
-            cx.initializers[pname] = arr        # a weight of the model: a trainable param
-            weights.append(cx.materialize(arr, pname))
+        weights += _direction_weights(cx, kind, W, R, B, d, hidden, f"{scope}.%s_l0{'_reverse' if d else ''}")
     states = []
     for i in ((5, 6) if kind == "LSTM" else (5,)):
         v = cx.opt(node, i)
@@ -78,7 +70,8 @@ def recurrent(cx: Ctx, node):
     extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
     saved, cx.scope = cx.scope, scope
     try:
-        outs = cx.layer(kind.lower(), x, *states, *weights, num_layers=1, bias=True, bidirectional=dirs == 2,
+        build = cx.layer if all(w.kind == "param" for w in weights) else cx.op     # computed: no layer owns them
+        outs = build(kind.lower(), x, *states, *weights, num_layers=1, bias=True, bidirectional=dirs == 2,
                         batch_first=layout == 1, **extra)
     finally:
         cx.scope = saved
@@ -92,6 +85,37 @@ def recurrent(cx: Ctx, node):
     if layout == 1:
         finals = [cx.op("transpose", f, axes=(1, 0, 2)) for f in finals]
     return [y] + finals
+
+
+def _weight_operand(cx: Ctx, node, i: int):
+    """W, R or B: an import-time array (an initializer) or an IR value computed in the graph."""
+    known = cx.const(node.input[i])
+    if known is None and node.input[i] in cx.frozen:
+        known = cx.need_const(node.input[i], f"{node.op_type}'s {'WRB'[i - 1]}")
+    return known if known is not None else cx.val(node.input[i])
+
+
+def _direction_weights(cx: Ctx, kind: str, W, R, B, d: int, hidden: int, pattern: str) -> list:
+    """weight_ih, weight_hh, bias_ih, bias_hh of direction d in torch's gate order.  An initializer is
+    re-laid-out here into a new parameter (`pattern` % role); a computed weight is cut and joined in the
+    graph, folded (fold.py) so that an exporter's own reordering of a parameter cancels to the parameter."""
+    order = _GATE_ORDER[kind]
+    G = len(order)
+    out = []
+    for role, src, start in (("weight_ih", W, 0), ("weight_hh", R, 0), ("bias_ih", B, 0), ("bias_hh", B, G)):
+        if src is None:     # no B: zero biases
+            dt = W.dtype if isinstance(W, np.ndarray) else W.type.dtype.numpy_name
+            src = np.zeros((d + 1, 2 * G * hidden), dt)
+        if isinstance(src, np.ndarray):
+            arr = src[d][start * hidden:(start + G) * hidden]
+            arr = _reorder(arr, order, hidden)
+            pname = pattern % role
+            cx.initializers[pname] = arr        # a weight of the model: a trainable param
+            out.append(cx.materialize(arr, pname))
+            continue
+        row = fold.index(cx, src, d)
+        out.append(fold.join(cx, [fold.rows(row, (start + g) * hidden, (start + g + 1) * hidden) for g in order]))
+    return out
 
 
 def _reverse_time(cx: Ctx, v, layout: int):
