@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (fill the converter table)
     ops_extra,
     ops_nn,
     ops_quant,
+    ops_random,
     ops_reduce,
     ops_rnn,
     ops_shape,

@@ -292,6 +292,9 @@ def expand(cx: Ctx, node):
     for d, s in zip(xs, ss):
         if d != 1 and s != 1 and d != s:
             raise cx.error(f"Expand: {x.type} does not broadcast to {spec}")
+    f = x.producer if x.kind == "node" else None
+    if f is not None and f.op.name == "full" and all(d == 1 for d in xs):     # a filled tensor: zeros(N, 64)
+        return cx.op("full", shape=out, value=f.attrs["value"], dtype=f.attrs["dtype"])
     if xs != tuple(x.type.shape):
         x = cx.op("reshape", x, shape=xs)
     return x if out == xs else cx.op("expand", x, shape=out)
