@@ -135,12 +135,55 @@ def scan(cx: Ctx, node):
         raise cx.error(f"Scan needs 1 to {len(node.input)} scan inputs, num_scan_inputs={m}")
     carries = [cx.val(n) for n in node.input[:nc]]
     seqs = [cx.val(n) for n in node.input[nc:]]
-    in_axes = [_norm_axis(cx, ax, s.type.rank) for ax, s in zip(_per(a, "scan_input_axes", m, 0), seqs)]
-    in_dirs = _per(a, "scan_input_directions", m, 0)
     n_ys = len(body_gp.output) - nc
-    out_dirs = _per(a, "scan_output_directions", n_ys, 0)
-    raw_out_axes = _per(a, "scan_output_axes", n_ys, 0)
-    if len(body_gp.input) != nc + m or n_ys < 0:
+    return _scan(cx, body_gp, carries, seqs,
+                 [_norm_axis(cx, ax, s.type.rank) for ax, s in zip(_per(a, "scan_input_axes", m, 0), seqs)],
+                 _per(a, "scan_input_directions", m, 0), _per(a, "scan_output_axes", n_ys, 0),
+                 _per(a, "scan_output_directions", n_ys, 0))
+
+
+@converter("Scan", since=8, until=9)
+def scan8(cx: Ctx, node):
+    """Scan-8: every state and sequence has a leading batch axis (sequences [B, T, ...]) and the body sees
+    one batch element: one scan per element of a known batch, the results stacked."""
+    a = Ctx.attrs(node)
+    body_gp = next(x.g for x in node.attribute if x.name == "body")
+    m = int(a.get("num_scan_inputs") or 0)
+    nc = len(node.input) - 1 - m
+    if m < 1 or nc < 0:
+        raise cx.error(f"Scan needs 1 to {len(node.input) - 1} scan inputs, num_scan_inputs={m}")
+    carries = [cx.val(n) for n in node.input[1:1 + nc]]
+    seqs = [cx.val(n) for n in node.input[1 + nc:]]
+    B = seqs[0].type.shape[0]
+    if not isinstance(B, int):
+        raise cx.error("Scan-8 with a symbolic batch size is not supported", "bind the batch dimension (bind=)")
+    if node.input[0]:
+        lens = cx.const(node.input[0])
+        T = seqs[0].type.shape[1]
+        if lens is None or not isinstance(T, int) or not (lens == T).all():
+            raise cx.error("sequence_lens other than the full length of every sequence is not supported")
+    n_ys = len(body_gp.output) - nc
+    dirs = _per(a, "directions", m, 0)
+    per_b = [_scan(cx, body_gp, [_row(cx, c, b) for c in carries], [_row(cx, s, b) for s in seqs],
+                   [0] * m, dirs, [0] * n_ys, [0] * n_ys) for b in range(B)]
+    outs = []
+    for k in range(nc + n_ys):
+        rows = [cx.op("reshape", r[k], shape=(1,) + tuple(r[k].type.shape)) for r in per_b]
+        outs.append(rows[0] if B == 1 else cx.op("concat", *rows, axis=0))
+    return outs
+
+
+def _row(cx: Ctx, v, b: int):
+    r = v.type.rank
+    s = cx.op("strided_slice", v, begin=[b] + [None] * (r - 1), end=[b + 1] + [None] * (r - 1))
+    return cx.op("reshape", s, shape=tuple(v.type.shape[1:]))
+
+
+def _scan(cx: Ctx, body_gp, carries, seqs, in_axes, in_dirs, raw_out_axes, out_dirs) -> list:
+    """ONNX Scan-9 semantics as one IR scan (with transposes / reversed slices where the sequences
+    disagree on the axis or the direction)."""
+    nc, m = len(carries), len(seqs)
+    if len(body_gp.input) != nc + m or len(body_gp.output) < nc:
         raise cx.error(f"Scan's body takes {len(body_gp.input)} inputs and returns {len(body_gp.output)} "
                        f"values; the node passes {nc} states and {m} scan inputs")
     body, ys = _scan_body(cx, body_gp, carries, seqs, in_axes)
