@@ -117,3 +117,27 @@ def test_an_unsupported_op_in_the_body_names_the_scan():
     with pytest.raises(DlcError) as e:
         import_onnx(m)
     assert "outer" in str(e.value) and "NoSuchOp" in str(e.value)
+
+
+def test_scan8_runs_one_scan_per_batch_element():
+    """Scan-8: states [B, ...], sequences [B, T, ...]; the body sees one batch element."""
+    body = _cumsum_body(3)
+    scan = helper.make_node("Scan", ["", "s0", "x"], ["s_final", "ys"], body=body, num_scan_inputs=1,
+                            directions=[1])
+    g = helper.make_graph([scan], "scan8", [_vi("s0", [2, 3]), _vi("x", [2, 5, 3])],
+                          [_vi("s_final", [2, 3]), _vi("ys", [2, 5, 3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 8)])
+    m.ir_version = 8
+    rng = np.random.default_rng(1)
+    feed = {"s0": rng.standard_normal((2, 3)).astype(np.float32),
+            "x": rng.standard_normal((2, 5, 3)).astype(np.float32)}
+    # written out: per batch element, a running sum over the reversed sequence, the outputs in step order
+    want_s = feed["s0"] + feed["x"].sum(axis=1)
+    want_y = np.tanh(feed["s0"][:, None, :] + np.cumsum(feed["x"][:, ::-1], axis=1))
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    np.testing.assert_allclose(ref[1], want_y, rtol=1e-5)     # onnxruntime reads Scan-8 so too
+    imp = import_onnx(m)
+    s, y = run_imported(imp, feed, "numpy").values()
+    np.testing.assert_allclose(s, want_s, rtol=1e-5)
+    np.testing.assert_allclose(y, want_y, rtol=1e-5)
+    assert sum(n.op.name == "scan" for n in imp.graph.nodes) == 2
