@@ -154,3 +154,22 @@ def wrapped_index(v: Value, n) -> bool:
 def _full_value(v: Value):
     f = _producer(v, "full")
     return f.attrs["value"] if f is not None else None
+
+
+def collapse_concats(g) -> int:
+    """concat(x[0:a], x[a:b], ..., x[k:n]) along axis 0 -> x: what is left of a tensor cut into rows
+    and joined again in order (a stacked recurrent op's final states, after stack.py).  Returns how many."""
+    from ...compiler.passes.rewrite import replace_uses
+    mapping = {}
+    for n in g.nodes:
+        if n.op.name != "concat" or n.attrs["axis"] != 0:
+            continue
+        if not all(isinstance(i.type.shape[0], int) for i in n.inputs):
+            continue
+        rs = [rows(i, 0, i.type.shape[0]) for i in n.inputs]
+        src = rs[0].src
+        if all(r.src is src for r in rs) and all(a.hi == b.lo for a, b in zip(rs, rs[1:])) \
+                and rs[0].lo == 0 and rs[-1].hi == src.type.shape[0] and src.type == n.outputs[0].type:
+            mapping[n.outputs[0].id] = src
+    replace_uses(g, mapping)
+    return len(mapping)

@@ -19,7 +19,9 @@ from ...compiler.types import TensorType
 from ...errors import DlcError, DlcNameError, DlcValueError, Span, register_source
 from . import registry
 from .context import NP_TO_DTYPE, Ctx, scope_from_node_name
+from .fold import collapse_concats
 from .loader import ONNX_TO_NUMPY, check_dims, dtype_name, read_model, tensor_to_numpy
+from .stack import drop_identity_relayouts
 
 # the converter table's ranges decide per op; below opset 7 (2018) broadcasting itself differed
 MIN_OPSET = 7
@@ -57,7 +59,10 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.frozen = {k: np.asarray(v) for k, v in (input_values or {}).items()}
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
-    # what folding at import left unused (an exporter's re-layout of a weight the layer now reads directly)
+    # what folding at import left unused (an exporter's re-layout of a weight the layer now reads directly,
+    # the layers of a stacked recurrent op): rows of a tensor joined again in order are the tensor
+    collapse_concats(g)
+    drop_identity_relayouts(g)
     dce_graph(g)
     return Imported(g, cx.weights, opsets[""], sorted(cx.frozen_used - cx.frozen_as_tensor))
 

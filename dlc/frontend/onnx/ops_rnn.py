@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import fold
+from . import fold, stack
 from .context import Ctx
 from .registry import converter
 
@@ -67,15 +67,22 @@ def recurrent(cx: Ctx, node):
     if kind == "LSTM" and (states[0] is None) != (states[1] is None):
         z = cx.op("full", shape=(dirs, x.type.shape[1 - layout], hidden), value=0.0, dtype=x.type.dtype.numpy_name)
         states = [s if s is not None else z for s in states]
-    extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
+    attrs = {"num_layers": 1, "bias": True, "bidirectional": dirs == 2, "batch_first": layout == 1,
+             **({"nonlinearity": nonlinearity} if kind == "RNN" else {})}
+    stackable = layout == 0 and direction != "reverse" and all(w.kind == "param" for w in weights)
     saved, cx.scope = cx.scope, scope
     try:
-        build = cx.layer if all(w.kind == "param" for w in weights) else cx.op     # computed: no layer owns them
-        outs = build(kind.lower(), x, *states, *weights, num_layers=1, bias=True, bidirectional=dirs == 2,
-                        batch_first=layout == 1, **extra)
+        stacked = stack.try_stack(cx, node, kind.lower(), x, states, weights, attrs) if stackable else None
+        if stacked is not None:      # the next layer of an earlier op: one op with one more layer
+            y, finals = stacked
+        else:
+            build = cx.layer if all(w.kind == "param" for w in weights) else cx.op  # computed: no layer owns them
+            outs = build(kind.lower(), x, *states, *weights, **attrs)
+            y, finals = outs[0], list(outs[1:])
+            if stackable:
+                stack.remember(cx, node, y.producer, dirs)
     finally:
         cx.scope = saved
-    y, finals = outs[0], list(outs[1:])
     # Y: [T, dirs, N, H] (layout 0) or [N, T, dirs, H] (layout 1)
     s = y.type.shape
     y = cx.op("reshape", y, shape=(s[0], s[1], dirs, hidden))
