@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper
 
-from dlc.backends import get_backend  # noqa: E402
-from dlc.errors import DlcError  # noqa: E402
-from dlc.frontend.onnx import import_onnx  # noqa: E402
+from dlc.backends import get_backend
+from dlc.errors import DlcError
+from dlc.frontend.onnx import import_onnx
 
 F, D = TensorProto.FLOAT, TensorProto.DOUBLE
 
@@ -71,7 +71,7 @@ def test_streams_follow_the_seed_and_the_run_seed():
     # one seed, one stream; unseeded nodes get streams no other node uses; a fractional seed its float32 bits
     assert seeds[0] == seeds[1] == 2 and len({2, seeds[2], seeds[3], seeds[4]}) == 4
     assert seeds[4] == int(np.float32(0.25).view(np.uint32))
-    a, b, c, d, e = _run(imp, seed=0)
+    a, b, c, d, _e = _run(imp, seed=0)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c) and not np.array_equal(c, d)
     a1, *_ = _run(imp, seed=1)

@@ -14,10 +14,10 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from dlc.frontend.onnx import import_onnx  # noqa: E402
-from dlc.onnx_import import run_imported  # noqa: E402
+from dlc.frontend.onnx import import_onnx
+from dlc.onnx_import import run_imported
 
 T, N, I, H = 5, 2, 3, 4
 GATES = {"LSTM": (4, [0, 3, 1, 2]), "GRU": (3, [1, 0, 2]), "RNN": (1, [0])}   # torch order -> ONNX order

@@ -8,10 +8,10 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from dlc.frontend.onnx import import_onnx  # noqa: E402
-from dlc.onnx_import import run_imported  # noqa: E402
+from dlc.frontend.onnx import import_onnx
+from dlc.onnx_import import run_imported
 
 F, I64 = TensorProto.FLOAT, TensorProto.INT64
 

@@ -10,11 +10,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import dlc  # noqa: E402
-from dlc.frontend.onnx import import_onnx  # noqa: E402
-from dlc.onnx_export_cli import export_spec  # noqa: E402
-from dlc.onnx_import import run_imported  # noqa: E402
-from dlc.runtime.weights import save_weights  # noqa: E402
+import dlc
+from dlc.frontend.onnx import import_onnx
+from dlc.onnx_export_cli import export_spec
+from dlc.onnx_import import run_imported
+from dlc.runtime.weights import save_weights
 
 STACKED = """
 model Stacked(x: f32[N, T, 5], h0: f32[{states}, N, 8], c0: f32[{states}, N, 8]) -> (f32[N, T, {width}], f32[{states}, N, 8], f32[{states}, N, 8]) {{
@@ -105,7 +105,7 @@ def test_layers_of_different_names_stay_apart(tmp_path):
 def test_a_layer_whose_output_is_read_elsewhere_is_not_stacked(tmp_path):
     """The first LSTM's Y is also a graph output: a stacked op would not compute it."""
     from onnx import helper
-    m, w, model, bind = _export(tmp_path, STACKED.format(layers=2, bidir="false", states=2, width=8), "stacked")
+    m, _w, model, bind = _export(tmp_path, STACKED.format(layers=2, bidir="false", states=2, width=8), "stacked")
     first = next(n for n in model.graph.node if n.op_type == "LSTM")
     model.graph.output.append(helper.make_tensor_value_info(first.output[0], onnx.TensorProto.FLOAT, None))
     x = m.random_inputs(0, bind)

@@ -9,11 +9,11 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from dlc.errors import DlcError  # noqa: E402
-from dlc.frontend.onnx import import_onnx  # noqa: E402
-from dlc.onnx_import import run_imported  # noqa: E402
+from dlc.errors import DlcError
+from dlc.frontend.onnx import import_onnx
+from dlc.onnx_import import run_imported
 
 F = TensorProto.FLOAT
 

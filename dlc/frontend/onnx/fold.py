@@ -26,6 +26,7 @@ The ops the export wrote become dead and are dropped with the rest (dce).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from ...compiler.ir import Value
@@ -168,7 +169,7 @@ def collapse_concats(g) -> int:
             continue
         rs = [rows(i, 0, i.type.shape[0]) for i in n.inputs]
         src = rs[0].src
-        if all(r.src is src for r in rs) and all(a.hi == b.lo for a, b in zip(rs, rs[1:])) \
+        if all(r.src is src for r in rs) and all(a.hi == b.lo for a, b in itertools.pairwise(rs)) \
                 and rs[0].lo == 0 and rs[-1].hi == src.type.shape[0] and src.type == n.outputs[0].type:
             mapping[n.outputs[0].id] = src
     replace_uses(g, mapping)
