@@ -66,7 +66,7 @@ def _stack(gb: _Graph, names):
     return u[0] if len(u) == 1 else gb.node("Concat", u, axis=0)
 
 
-def _model(kind: str, dirs: int, params: dict, order=None, scale_w: bool = False):
+def _model(kind: str, dirs: int, params: dict, order=None, scale_w: bool = False, reset_before: bool = False):
     gb = _Graph()
     for k, v in params.items():
         gb.const(k, v)
@@ -77,7 +77,7 @@ def _model(kind: str, dirs: int, params: dict, order=None, scale_w: bool = False
     R = _stack(gb, [_reordered(gb, f"rec.weight_hh{s}", kind, order) for s in sfx])
     B = _stack(gb, [gb.node("Concat", [_reordered(gb, f"rec.bias_ih{s}", kind, order),
                                        _reordered(gb, f"rec.bias_hh{s}", kind, order)], axis=0) for s in sfx])
-    extra = {"linear_before_reset": 1} if kind == "GRU" else {}
+    extra = {"linear_before_reset": 0 if reset_before else 1} if kind == "GRU" else {}
     outs = ["y", "y_h"] + (["y_c"] if kind == "LSTM" else [])
     gb.nodes.append(helper.make_node(kind, ["x", W, R, B], outs, hidden_size=H,
                                      direction="bidirectional" if dirs == 2 else "forward", **extra))
@@ -168,3 +168,12 @@ def test_fold_rows_and_join_directly():
     assert whole is x
     part = fold.join(cx, [fold.rows(cat, 4, 8), fold.rows(cat, 0, 4)])   # x[0:4], x[8:12]: a real concat
     assert part.producer.op.name == "concat" and part.type.shape == (8, 3)
+
+
+@pytest.mark.parametrize("dirs", [1, 2])
+def test_onnx_default_gru_with_computed_weights(dirs):
+    """linear_before_reset=0 (a scan of the written-out cell) reads computed W/R/B too."""
+    params = _torch_params("GRU", dirs, np.random.default_rng(5))
+    imp = _check_against_ort(_model("GRU", dirs, params, scale_w=True, reset_before=True))
+    assert any(n.op.name == "scan" for n in imp.graph.nodes)
+    assert not any(k.endswith(("W_l0", "R_l0")) for k in imp.weights)    # no re-laid-out copies

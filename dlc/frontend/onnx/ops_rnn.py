@@ -48,8 +48,6 @@ def recurrent(cx: Ctx, node):
     B = _weight_operand(cx, node, 3) if len(node.input) > 3 and node.input[3] else None
     _check_lengths(cx, node, x, layout)
     if kind == "GRU" and not a.get("linear_before_reset", 0):
-        W, R, B = (cx.need_const(node.input[i], f"{kind}'s {n}") if v is not None else None
-                   for i, n, v in ((1, "W", W), (2, "R", R), (3, "B", B)))
         scope = cx.scope or (node.name.strip("/").replace("/", ".") or "gru")
         return gru_reset_before(cx, node, x, W, R, B, hidden, dirs, direction, layout, scope)
     if direction == "reverse":      # the forward recurrence over the time-reversed sequence
@@ -155,11 +153,7 @@ def gru_reset_before(cx: Ctx, node, x, W, R, B, hidden: int, dirs: int, directio
     for d in range(dirs):
         rev = direction == "reverse" or d == 1
         sfx = "_reverse" if d else ""
-        b = B[d] if B is not None else np.zeros(6 * hidden, W.dtype)
-        w = cx.materialize(np.ascontiguousarray(W[d].T), f"{scope}.W_l0{sfx}")       # [I, 3H] (z, r, h)
-        r = cx.materialize(np.ascontiguousarray(R[d].T), f"{scope}.R_l0{sfx}")       # [H, 3H]
-        wb = cx.materialize(b[:3 * hidden], f"{scope}.Wb_l0{sfx}")
-        rb = cx.materialize(b[3 * hidden:], f"{scope}.Rb_l0{sfx}")
+        w, r, wb, rb = _gru_cell_weights(cx, W, R, B, d, hidden, f"{scope}.%s_l0{sfx}")
         xw = cx.op("add", cx.op("matmul", x, w), wb)                                  # [T, N, 3H]
         h = cx.op("reshape", cx.op("strided_slice", h0, begin=[d, None, None], end=[d + 1, None, None]),
                   shape=(N, hidden)) if h0 is not None else \
@@ -190,3 +184,23 @@ def gru_reset_before(cx: Ctx, node, x, W, R, B, hidden: int, dirs: int, directio
         y = cx.op("transpose", y, axes=(2, 0, 1, 3))
         yh = cx.op("transpose", yh, axes=(1, 0, 2))
     return [y, yh]
+
+
+def _gru_cell_weights(cx: Ctx, W, R, B, d: int, hidden: int, pattern: str):
+    """W^T [I, 3H], R^T [H, 3H] (gates z, r, h) and the two biases of direction d: new parameters
+    under ONNX's names for initializers, the computed values (transposed, cut) otherwise."""
+    out = []
+    for role, src in (("W", W), ("R", R)):
+        if isinstance(src, np.ndarray):
+            out.append(cx.materialize(np.ascontiguousarray(src[d].T), pattern % role))
+        else:
+            out.append(cx.op("transpose", fold.index(cx, src, d), axes=(1, 0)))
+    if B is None:
+        dt = W.dtype if isinstance(W, np.ndarray) else W.type.dtype.numpy_name
+        B = np.zeros((d + 1, 6 * hidden), dt)
+    for role, lo in (("Wb", 0), ("Rb", 3 * hidden)):
+        if isinstance(B, np.ndarray):
+            out.append(cx.materialize(B[d][lo:lo + 3 * hidden], pattern % role))
+        else:
+            out.append(fold.build(cx, fold.rows(fold.index(cx, B, d), lo, lo + 3 * hidden)))
+    return out
