@@ -53,11 +53,11 @@ def _export(tmp_path, text: str, name: str):
     return m, w, model, bind
 
 
-def _check(m, w, model, bind, extra_outputs=0):
+def _check(m, w, model, bind, backend="numpy"):
     x = m.random_inputs(0, bind)
     ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)
     imp = import_onnx(model)
-    got = list(run_imported(imp, x).values())
+    got = list(run_imported(imp, x, backend).values())
     spec = list(m.run(x, w, bind=bind).values())
     for g, r in zip(got, ref):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
@@ -89,9 +89,10 @@ def test_a_multi_layer_lstm_comes_back_as_one_op(tmp_path, layers, bidir):
     assert not any(n.op.name == "concat" for n in imp.graph.nodes)
 
 
-def test_a_stacked_gru_without_states(tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_stacked_gru_without_states(tmp_path, backend):
     m, w, model, bind = _export(tmp_path, STACKED_GRU, "stacked_gru")
-    imp = _check(m, w, model, bind)
+    imp = _check(m, w, model, bind, backend)
     (op,) = _recurrent(imp)
     assert op.attrs["num_layers"] == 3 and op.inputs[1] is None
 
