@@ -171,7 +171,8 @@ class Ctx:
         if name not in self.initializers and arr.size > 1 and (arr == arr.reshape(-1)[0]).all():
             # a constant computed at import time (ConstantOfShape...), not a weight: `full`, as written
             return self.op("full", shape=arr.shape, value=arr.reshape(-1)[0].item(), dtype=dt.numpy_name)
-        if name not in self.initializers and arr.ndim == 1 and arr.dtype.kind == "i" and arr.size > 1:
+        # an integer range (an initializer too: integers are never trained) is `arange`, as written
+        if arr.ndim == 1 and arr.dtype.kind == "i" and arr.size > 1:
             step = int(arr[1] - arr[0])
             if step != 0 and np.array_equal(arr, np.arange(int(arr[0]), int(arr[0]) + step * arr.size, step)):
                 return self.op("arange", start=int(arr[0]), stop=int(arr[0]) + step * arr.size, step=step,
