@@ -59,8 +59,8 @@ def try_stack(cx, onnx_node, kind: str, x: Value, states: list, weights: list, a
     """The stacked op continuing an earlier one with this layer, or None (then import it alone)."""
     src = _chain_source(cx, x)
     st = _stacks(cx).get(src.id) if src is not None else None
-    if st is None or st.node.op.name != kind:
-        return None
+    if st is None or st.node.op.name != kind or not any(n is st.node for n in cx.g.nodes):
+        return None     # (an op of another graph: a Loop body continuing the model's layer stays apart)
     a = st.node.attrs
     if any(a.get(k) != v for k, v in attrs.items() if k != "num_layers") or st.dirs != (2 if attrs["bidirectional"] else 1):
         return None
