@@ -20,14 +20,6 @@ SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.dln"))
 FAST = {"mlp", "lenet5", "resnet18", "digits_cnn", "perceptron"}
 # what does not round-trip yet, and why (the note of issue 14 and docs/onnx.md say the same)
 EXPECTED_FAILURES = {
-    "bilstm": "the export builds LSTM's W from the parameters in the graph (torch's gate order to ONNX's); "
-              "the importer needs W as an initializer",
-    "gru_classifier": "as bilstm (GRU)",
-    "lstm_tagger": "as bilstm",
-    "rnn_lm": "as bilstm (RNN)",
-    "seq2seq": "as bilstm",
-    "lstm_cell": "the importer has no ONNX Scan (the export writes dlc's scan as Scan)",
-    "vae": "the importer has no RandomNormalLike (the reparameterisation's noise)",
 }
 
 # the second import differs in detail from the first (outputs equal and as short, not the same text): none

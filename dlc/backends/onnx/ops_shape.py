@@ -144,8 +144,12 @@ def _arange(e, node, x):
 def _full(e, node, x):
     dt = node.outputs[0].type.dtype.numpy_name
     shape = out_shape(node)
-    if is_static(shape) and int(np.prod([int(d) for d in shape])) <= 1024:
-        return [e.const(np.full(tuple(int(d) for d in shape), node.attrs["value"], dtype=dt), hint="full")]
+    if is_static(shape) and not shape:
+        return [e.const(np.full((), node.attrs["value"], dtype=dt), hint="full")]
+    if is_static(shape):    # a constant, not a weight: an initializer would import back as a parameter
+        from onnx import numpy_helper
+        value = numpy_helper.from_array(np.full((1,), node.attrs["value"], dtype=dt), "value")
+        return [e.op("ConstantOfShape", [e.ints(shape)], value=value)]
     return [e.op("Expand", [e.scalar(node.attrs["value"], dt), e.ints(shape)])]
 
 

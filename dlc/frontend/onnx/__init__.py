@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (fill the converter table)
     ops_nn,
     ops_pool,
     ops_quant,
+    ops_random,
     ops_reduce,
     ops_resize,
     ops_rnn,

@@ -166,7 +166,8 @@ class Ctx:
                              "the graph is not topologically sorted or refers to a missing value",
                              DlcNameError)
         out = self.materialize(arr, name, buffer)
-        self.materialized[name] = out
+        if out.kind != "node" or out.type.rank:     # a scalar is made at each use, as a literal is written
+            self.materialized[name] = out
         return out
 
     def opt(self, node, i: int) -> Value | None:
@@ -178,7 +179,11 @@ class Ctx:
         if arr.ndim == 0 or (arr.size == 1 and name not in self.initializers):
             v = self.op("full", shape=arr.shape, value=arr.reshape(-1)[0].item(), dtype=dt.numpy_name)
             return v
-        if name not in self.initializers and arr.ndim == 1 and arr.dtype.kind == "i" and arr.size > 1:
+        if name not in self.initializers and arr.size > 1 and (arr == arr.reshape(-1)[0]).all():
+            # a constant computed at import time (ConstantOfShape...), not a weight: `full`, as written
+            return self.op("full", shape=arr.shape, value=arr.reshape(-1)[0].item(), dtype=dt.numpy_name)
+        # an integer range (an initializer too: integers are never trained) is `arange`, as written
+        if arr.ndim == 1 and arr.dtype.kind == "i" and arr.size > 1:
             step = int(arr[1] - arr[0])
             if step != 0 and np.array_equal(arr, np.arange(int(arr[0]), int(arr[0]) + step * arr.size, step)):
                 return self.op("arange", start=int(arr[0]), stop=int(arr[0]) + step * arr.size, step=step,

@@ -14,12 +14,15 @@ import numpy as np
 
 from ...compiler.dims import Dim
 from ...compiler.ir import Graph, Value
+from ...compiler.passes.dce import dce_graph
 from ...compiler.types import TensorType
 from ...errors import DlcError, DlcNameError, DlcValueError, Span, register_source
 from . import const_eval, registry
 from .context import NP_TO_DTYPE, Ctx, scope_from_node_name
+from .fold import collapse_concats
 from .loader import ONNX_TO_NUMPY, check_dims, dtype_name, read_model, tensor_to_numpy
 from .qdq import lower_qdq
+from .stack import drop_identity_relayouts
 
 # the converter table's ranges decide per op (those whose semantics changed before opset 7, e.g.
 # broadcasting arithmetic, are registered from the version that dlc's semantics match)
@@ -63,6 +66,11 @@ def import_onnx(source, *, name: str | None = None, input_values: dict | None = 
     cx.frozen = {k: np.asarray(v) for k, v in (input_values or {}).items()}
     cx.bind = dict(bind or {})
     build_graph(cx, model.graph)
+    # what folding at import left unused (an exporter's re-layout of a weight the layer now reads directly,
+    # the layers of a stacked recurrent op): rows of a tensor joined again in order are the tensor
+    collapse_concats(g)
+    drop_identity_relayouts(g)
+    dce_graph(g)
     from .patterns import recognise_patterns
     recognise_patterns(g, cx.weights)       # an exporter's expanded gelu/attention chains -> the ops again
     lowered = dict(lower_qdq(g, cx.weights)) if qdq == "int8" else {}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .context import Ctx, f32
 from .registry import converter
 

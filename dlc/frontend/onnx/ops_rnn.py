@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import fold, stack
 from .context import Ctx
 from .registry import converter
 
@@ -41,9 +42,8 @@ def recurrent(cx: Ctx, node):
     if "clip" in a or a.get("input_forget", 0):
         raise cx.error(f"{kind} with clip or input_forget is not supported")
     layout = int(a.get("layout", 0))
-    W = cx.need_const(node.input[1], f"{kind}'s W")
-    R = cx.need_const(node.input[2], f"{kind}'s R")
-    B = cx.need_const(node.input[3], f"{kind}'s B") if len(node.input) > 3 and node.input[3] else None
+    W, R = _weight_operand(cx, node, 1), _weight_operand(cx, node, 2)
+    B = _weight_operand(cx, node, 3) if len(node.input) > 3 and node.input[3] else None
     _check_lengths(cx, node, x, layout)
     if kind == "LSTM" and len(node.input) > 7 and node.input[7]:     # peepholes: no IR op has them
         from .lstm_peephole import lstm_with_peepholes
@@ -55,20 +55,10 @@ def recurrent(cx: Ctx, node):
         return gru_reset_before(cx, node, x, W, R, B, hidden, dirs, direction, layout, scope)
     if direction == "reverse":      # the forward recurrence over the time-reversed sequence
         x = _reverse_time(cx, x, layout)
-    order = _GATE_ORDER[kind]
-    G = len(order) if kind != "RNN" else 1
     scope = cx.scope or (node.name.strip("/").replace("/", ".") or kind.lower())
     weights = []
     for d in range(dirs):
-        suffix = "_reverse" if d else ""
-        wi = _reorder(W[d], order, hidden)
-        wh = _reorder(R[d], order, hidden)
-        b = B[d] if B is not None else np.zeros(2 * G * hidden, W.dtype)
-        bi, bh = _reorder(b[:G * hidden], order, hidden), _reorder(b[G * hidden:], order, hidden)
-        for nm, arr in (("weight_ih", wi), ("weight_hh", wh), ("bias_ih", bi), ("bias_hh", bh)):
-            pname = f"{scope}.{nm}_l0{suffix}"
-            cx.initializers[pname] = arr        # a weight of the model: a trainable param
-            weights.append(cx.materialize(arr, pname))
+        weights += _direction_weights(cx, kind, W, R, B, d, hidden, f"{scope}.%s_l0{'_reverse' if d else ''}")
     states = []
     for i in ((5, 6) if kind == "LSTM" else (5,)):
         v = cx.opt(node, i)
@@ -78,14 +68,22 @@ def recurrent(cx: Ctx, node):
     if kind == "LSTM" and (states[0] is None) != (states[1] is None):
         z = cx.op("full", shape=(dirs, x.type.shape[1 - layout], hidden), value=0.0, dtype=x.type.dtype.numpy_name)
         states = [s if s is not None else z for s in states]
-    extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
+    attrs = {"num_layers": 1, "bias": True, "bidirectional": dirs == 2, "batch_first": layout == 1,
+             **({"nonlinearity": nonlinearity} if kind == "RNN" else {})}
+    stackable = layout == 0 and direction != "reverse" and all(w.kind == "param" for w in weights)
     saved, cx.scope = cx.scope, scope
     try:
-        outs = cx.layer(kind.lower(), x, *states, *weights, num_layers=1, bias=True, bidirectional=dirs == 2,
-                        batch_first=layout == 1, **extra)
+        stacked = stack.try_stack(cx, node, kind.lower(), x, states, weights, attrs) if stackable else None
+        if stacked is not None:      # the next layer of an earlier op: one op with one more layer
+            y, finals = stacked
+        else:
+            build = cx.layer if all(w.kind == "param" for w in weights) else cx.op  # computed: no layer owns them
+            outs = build(kind.lower(), x, *states, *weights, **attrs)
+            y, finals = outs[0], list(outs[1:])
+            if stackable:
+                stack.remember(cx, node, y.producer, dirs)
     finally:
         cx.scope = saved
-    y, finals = outs[0], list(outs[1:])
     # Y: [T, dirs, N, H] (layout 0) or [N, T, dirs, H] (layout 1)
     s = y.type.shape
     y = cx.op("reshape", y, shape=(s[0], s[1], dirs, hidden))
@@ -95,6 +93,37 @@ def recurrent(cx: Ctx, node):
     if layout == 1:
         finals = [cx.op("transpose", f, axes=(1, 0, 2)) for f in finals]
     return [y] + finals
+
+
+def _weight_operand(cx: Ctx, node, i: int):
+    """W, R or B: an import-time array (an initializer) or an IR value computed in the graph."""
+    known = cx.const(node.input[i])
+    if known is None and node.input[i] in cx.frozen:
+        known = cx.need_const(node.input[i], f"{node.op_type}'s {'WRB'[i - 1]}")
+    return known if known is not None else cx.val(node.input[i])
+
+
+def _direction_weights(cx: Ctx, kind: str, W, R, B, d: int, hidden: int, pattern: str) -> list:
+    """weight_ih, weight_hh, bias_ih, bias_hh of direction d in torch's gate order.  An initializer is
+    re-laid-out here into a new parameter (`pattern` % role); a computed weight is cut and joined in the
+    graph, folded (fold.py) so that an exporter's own reordering of a parameter cancels to the parameter."""
+    order = _GATE_ORDER[kind]
+    G = len(order)
+    out = []
+    for role, src, start in (("weight_ih", W, 0), ("weight_hh", R, 0), ("bias_ih", B, 0), ("bias_hh", B, G)):
+        if src is None:     # no B: zero biases
+            dt = W.dtype if isinstance(W, np.ndarray) else W.type.dtype.numpy_name
+            src = np.zeros((d + 1, 2 * G * hidden), dt)
+        if isinstance(src, np.ndarray):
+            arr = src[d][start * hidden:(start + G) * hidden]
+            arr = _reorder(arr, order, hidden)
+            pname = pattern % role
+            cx.initializers[pname] = arr        # a weight of the model: a trainable param
+            out.append(cx.materialize(arr, pname))
+            continue
+        row = fold.index(cx, src, d)
+        out.append(fold.join(cx, [fold.rows(row, (start + g) * hidden, (start + g + 1) * hidden) for g in order]))
+    return out
 
 
 def _reverse_time(cx: Ctx, v, layout: int):
@@ -127,11 +156,7 @@ def gru_reset_before(cx: Ctx, node, x, W, R, B, hidden: int, dirs: int, directio
     for d in range(dirs):
         rev = direction == "reverse" or d == 1
         sfx = "_reverse" if d else ""
-        b = B[d] if B is not None else np.zeros(6 * hidden, W.dtype)
-        w = cx.materialize(np.ascontiguousarray(W[d].T), f"{scope}.W_l0{sfx}")       # [I, 3H] (z, r, h)
-        r = cx.materialize(np.ascontiguousarray(R[d].T), f"{scope}.R_l0{sfx}")       # [H, 3H]
-        wb = cx.materialize(b[:3 * hidden], f"{scope}.Wb_l0{sfx}")
-        rb = cx.materialize(b[3 * hidden:], f"{scope}.Rb_l0{sfx}")
+        w, r, wb, rb = _gru_cell_weights(cx, W, R, B, d, hidden, f"{scope}.%s_l0{sfx}")
         xw = cx.op("add", cx.op("matmul", x, w), wb)                                  # [T, N, 3H]
         h = cx.op("reshape", cx.op("strided_slice", h0, begin=[d, None, None], end=[d + 1, None, None]),
                   shape=(N, hidden)) if h0 is not None else \
@@ -162,3 +187,23 @@ def gru_reset_before(cx: Ctx, node, x, W, R, B, hidden: int, dirs: int, directio
         y = cx.op("transpose", y, axes=(2, 0, 1, 3))
         yh = cx.op("transpose", yh, axes=(1, 0, 2))
     return [y, yh]
+
+
+def _gru_cell_weights(cx: Ctx, W, R, B, d: int, hidden: int, pattern: str):
+    """W^T [I, 3H], R^T [H, 3H] (gates z, r, h) and the two biases of direction d: new parameters
+    under ONNX's names for initializers, the computed values (transposed, cut) otherwise."""
+    out = []
+    for role, src in (("W", W), ("R", R)):
+        if isinstance(src, np.ndarray):
+            out.append(cx.materialize(np.ascontiguousarray(src[d].T), pattern % role))
+        else:
+            out.append(cx.op("transpose", fold.index(cx, src, d), axes=(1, 0)))
+    if B is None:
+        dt = W.dtype if isinstance(W, np.ndarray) else W.type.dtype.numpy_name
+        B = np.zeros((d + 1, 6 * hidden), dt)
+    for role, lo in (("Wb", 0), ("Rb", 3 * hidden)):
+        if isinstance(B, np.ndarray):
+            out.append(cx.materialize(B[d][lo:lo + 3 * hidden], pattern % role))
+        else:
+            out.append(fold.build(cx, fold.rows(fold.index(cx, B, d), lo, lo + 3 * hidden)))
+    return out

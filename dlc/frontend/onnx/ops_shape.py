@@ -8,6 +8,7 @@ import numpy as np
 
 from ...compiler.dims import Dim, as_dim, prod
 from .context import Ctx
+from .fold import wrapped_index
 from .registry import converter
 
 BIG = 1 << 62
@@ -197,8 +198,8 @@ def gather(cx: Ctx, node):
     else:
         iv = cx.val(node.input[1])
         iv = iv if iv.type.dtype.short == "i64" else cx.op("cast", iv, dtype="int64")
-        # negative indices count from the end
-        iv = cx.op("where", cx.op("lt", iv, cx.scalar(0, iv)), cx.op("add", iv, cx.op("full", shape=(), value=n, dtype="int64")
+        # negative indices count from the end (unless the graph already wrapped them: a re-exported import)
+        iv = iv if wrapped_index(iv, n) else cx.op("where", cx.op("lt", iv, cx.scalar(0, iv)), cx.op("add", iv, cx.op("full", shape=(), value=n, dtype="int64")
                                                                         ) if isinstance(n, int) else iv, iv)
     if ax == 0 and x.type.rank == 2 and x.kind == "param":
         return cx.layer("embedding", iv, x)       # an embedding table
@@ -248,6 +249,8 @@ def slice_(cx: Ctx, node):
                     lst[a] = d
                 if lst[a] is not None and lst[a] < -d - 1:
                     lst[a] = -d - 1 if stride[a] < 0 else -d
+            if stride[a] == 1 and begin[a] in (0, -d) and end[a] == d:     # the whole axis: x[0:d] is x
+                begin[a] = end[a] = None
     if all(b is None for b in begin) and all(e is None for e in end) and all(s == 1 for s in stride):
         return x
     return cx.op("strided_slice", x, begin=begin, end=end, strides=stride)
@@ -289,6 +292,9 @@ def expand(cx: Ctx, node):
     for d, s in zip(xs, ss):
         if d != 1 and s != 1 and d != s:
             raise cx.error(f"Expand: {x.type} does not broadcast to {spec}")
+    f = x.producer if x.kind == "node" else None
+    if f is not None and f.op.name == "full" and all(d == 1 for d in xs):     # a filled tensor: zeros(N, 64)
+        return cx.op("full", shape=out, value=f.attrs["value"], dtype=f.attrs["dtype"])
     if xs != tuple(x.type.shape):
         x = cx.op("reshape", x, shape=xs)
     return x if out == xs else cx.op("expand", x, shape=out)
