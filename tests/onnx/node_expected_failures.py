@@ -637,7 +637,6 @@ NUMPY = {
 }
 
 TORCH = {**NUMPY,
-    'test_scan9_scalar': 'output 0 has shape (1,), expected ()',
 }
 
 _TVM_AS_NUMPY = (
