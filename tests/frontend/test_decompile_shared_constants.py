@@ -34,9 +34,14 @@ def test_a_shared_scalar_is_a_literal_at_each_operator(tmp_path):
 
 def test_a_scalar_also_returned_keeps_its_statement(tmp_path):
     imp = import_onnx(_model(True))
-    write_spec(imp.graph, imp.weights, str(tmp_path / "s.dln"))
+    w = write_spec(imp.graph, imp.weights, str(tmp_path / "s.dln"))
     text = (tmp_path / "s.dln").read_text()
-    assert "full((), 2.5)" in text and "+ 2.5" not in text
+    # the operators read the literal (the importer makes a scalar constant at each use), the output its statement
+    assert "x + 2.5" in text and "* 2.5" in text and "c_out = full((), 2.5)" in text
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    y, c = dlc.load(str(tmp_path / "s.dln")).run({"x": x}, w).values()
+    np.testing.assert_allclose(y, (x + 2.5) * 2.5)
+    assert c.shape == () and float(c) == 2.5
 
 
 def test_a_bias_shared_with_another_operator_is_declared_and_copied(tmp_path):
