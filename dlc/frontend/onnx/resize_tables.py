@@ -28,13 +28,14 @@ def text(v) -> str:
 
 
 def settings(a: dict) -> dict:
-    """The node's attributes with ONNX's defaults filled in."""
+    """The node's attributes with ONNX's defaults filled in; float attributes are float32 scalars, as the
+    reference (OpRun) passes them, so the coefficients are computed in the same precision."""
     return {"mode": text(a.get("mode", "nearest")),
             "ctm": text(a.get("coordinate_transformation_mode", "half_pixel")),
             "nearest_mode": text(a.get("nearest_mode", "round_prefer_floor")),
-            "cubic_coeff_a": float(a.get("cubic_coeff_a", -0.75)),
+            "cubic_coeff_a": np.float32(a.get("cubic_coeff_a", -0.75)),
             "exclude_outside": bool(int(a.get("exclude_outside", 0))),
-            "extrapolation_value": float(a.get("extrapolation_value", 0.0)),
+            "extrapolation_value": np.float32(a.get("extrapolation_value", 0.0)),
             "antialias": bool(int(a.get("antialias", 0))),
             "policy": text(a.get("keep_aspect_ratio_policy", "stretch"))}
 
