@@ -26,8 +26,9 @@ tf_crop_and_resize, keep_aspect_ratio_policy, any rank or axis) is imported
 exactly as per-axis tables (`resize_tables.py`): for each resized axis an
 index gather when every output copies one input sample (nearest), else a
 matmul with the constant interpolation matrix plus an offset (nonzero only
-where tf_crop_and_resize extrapolates).  A matmul spreads a NaN or inf of the
-input to every output of its row, where the reference only to the taps.
+where tf_crop_and_resize extrapolates).  NaN/inf: the reference multiplies its
+taps by their weights, zero ones included; a gather passes them only where
+picked (as onnxruntime), a matmul to every output of the row.
 """
 from __future__ import annotations
 
