@@ -157,3 +157,12 @@ def test_tf_crop_and_resize_without_roi_is_refused_naming_the_node():
     with pytest.raises(DlcError) as e:
         import_onnx(model)
     assert "rs1" in str(e.value) and "roi" in str(e.value)
+
+
+def test_a_symbolic_batch_axis_left_as_it_is_imports():
+    shape, kw = CASES["nearest_half_pixel_floor_up"]
+    model = _model(shape, dims=["n", 3, 4, 5], **kw)
+    imp = import_onnx(model)
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    got = run_imported(imp, {imp.graph.inputs[0].name: x}, "numpy")[imp.graph.output_names[0]]
+    np.testing.assert_array_equal(got, _reference(model, x))

@@ -131,15 +131,18 @@ def _by_tables(cx: Ctx, node, x, st: dict, axes: list | None, scales, sizes):
     """The node axis by axis: a gather (nearest) or a matmul with the axis's interpolation matrix."""
     shape, rank = list(x.type.shape), x.type.rank
     resized = list(range(rank)) if axes is None else [int(d) % rank for d in axes]
-    for d in resized:
-        if not isinstance(shape[d], int):
+    roi = _roi(cx, node, rank, axes) if st["ctm"] == "tf_crop_and_resize" else None
+    for k, d in enumerate(resized):
+        # a symbolic axis (a dynamic batch) may stay as it is: scale exactly 1, no region of interest
+        kept = sizes is None and float(scales[k]) == 1.0 and st["policy"] == "stretch" \
+            and (roi is None or rt.is_identity(1, 1.0, 1, roi[d]))
+        if not isinstance(shape[d], int) and not kept:
             raise cx.error(f"Resize of axis {d}, whose length {shape[d]} is symbolic: the interpolation "
                            "tables are computed when the model is imported", "bind the dimension (bind=)")
     try:
         scale, out = rt.plan(shape, axes, scales, sizes, st["policy"])
     except rt.ResizeSettingError as e:
         raise cx.error(f"Resize: {e}") from None
-    roi = _roi(cx, node, rank, axes) if st["ctm"] == "tf_crop_and_resize" else None
     dt = x.type.dtype
     for d in resized:
         axis_roi = None if roi is None else roi[d]

@@ -71,7 +71,7 @@ def plan(shape: list, axes: list | None, scales, sizes, policy: str) -> tuple[li
 
 def is_identity(n, scale: float, m, roi: tuple | None) -> bool:
     """The reference leaves this axis as it is (its own shortcut)."""
-    return (math.isclose(scale, 1.0) and m == n
+    return (math.isclose(scale, 1.0) and (m is n or m == n)
             and (roi is None or (math.isclose(float(roi[0]), 0.0) and math.isclose(float(roi[1]), 1.0))))
 
 
