@@ -96,10 +96,11 @@ def test_resize_setting_matches_onnx_reference(name, backend):
     _check(name, backend)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
 @pytest.mark.parametrize("name", ["cubic_a_half_exclude_outside", "tf_crop_and_resize", "nearest_ceil"])
-def test_resize_keeps_the_input_dtype(name, dtype):
-    _check(name, "numpy", dtype)
+def test_resize_keeps_the_input_dtype(name, dtype, backend):
+    _check(name, backend, dtype)
 
 
 @pytest.mark.parametrize("name", ["linear_antialias_down", "tf_crop_and_resize_axes_cubic", "nearest_ceil"])
