@@ -1,6 +1,7 @@
 """ONNX Resize <-> the IR's `interpolate`: every torch mode exports as the Resize settings that sample
 the same positions, imports back as the same interpolate, and matches torch.nn.functional.interpolate
-on onnxruntime and on dlc; the settings torch has no counterpart for are refused naming the node."""
+on onnxruntime and on dlc; the settings torch has no counterpart for import as per-axis tables equal to
+ONNX's reference (more in test_resize_general.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -85,24 +86,39 @@ def _resize_model(rank=4, scales=(1, 1, 2, 2), **attrs):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
 
 
-@pytest.mark.parametrize("attrs,what", [
-    (dict(mode="nearest"), "nearest_mode='round_prefer_floor'"),                  # ONNX's default nearest
-    (dict(mode="linear", coordinate_transformation_mode="asymmetric"), "asymmetric"),
-    (dict(mode="cubic", cubic_coeff_a=-0.5), "cubic_coeff_a"),
-    (dict(mode="cubic", exclude_outside=1), "exclude_outside"),
-    (dict(mode="linear", antialias=1), "antialias"),
-    (dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"), "tf_crop_and_resize"),
+@pytest.mark.parametrize("attrs", [
+    dict(mode="nearest"),                                                   # ONNX's default nearest
+    dict(mode="linear", coordinate_transformation_mode="asymmetric"),
+    dict(mode="cubic", cubic_coeff_a=-0.5),
+    dict(mode="cubic", exclude_outside=1),
+    dict(mode="linear", antialias=1),
 ])
-def test_resize_without_a_torch_counterpart_is_refused_naming_the_node(attrs, what):
+def test_resize_without_a_torch_counterpart_imports_as_the_reference_computes(attrs):
+    # these were refused before dlc imported Resize as per-axis tables (tests/onnx/test_resize_general.py)
+    _check_against_reference(_resize_model(**attrs))
+
+
+def test_tf_crop_and_resize_without_roi_is_refused_naming_the_node():
     with pytest.raises(DlcError) as e:
-        import_onnx(_resize_model(**attrs))
-    assert "up1" in str(e.value) and what in str(e.value)
+        import_onnx(_resize_model(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"))
+    assert "up1" in str(e.value) and "tf_crop_and_resize" in str(e.value)
 
 
-def test_resize_of_the_channel_axis_or_unwhole_aligned_scales_is_refused():
-    with pytest.raises(DlcError, match="batch or channel"):
-        import_onnx(_resize_model(scales=(1, 2, 2, 2), mode="nearest", coordinate_transformation_mode="asymmetric",
-                                  nearest_mode="floor"))
-    with pytest.raises(DlcError, match="not whole"):
-        import_onnx(_resize_model(scales=(1, 1, 0.6, 0.6), mode="linear",
-                                  coordinate_transformation_mode="align_corners"))
+def test_resize_of_the_channel_axis_or_unwhole_aligned_scales_imports_as_the_reference_computes():
+    # refused before (interpolate resamples spatial axes only / aligns floor(n * s)); now tables
+    _check_against_reference(_resize_model(scales=(1, 2, 2, 2), mode="nearest",
+                                           coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
+    _check_against_reference(_resize_model(scales=(1, 1, 0.6, 0.6), mode="linear",
+                                           coordinate_transformation_mode="align_corners"))
+
+
+def _check_against_reference(model):
+    from onnx.reference import ReferenceEvaluator
+
+    from dlc.onnx_import import run_imported
+    x = np.random.default_rng(2).standard_normal((1, 1, 4, 4)).astype(np.float32)
+    want = ReferenceEvaluator(model).run(None, {"X": x})[0]
+    imp = import_onnx(model)
+    assert "interpolate" not in {n.op.name for n in imp.graph.nodes}
+    got = run_imported(imp, {imp.graph.inputs[0].name: x}, "numpy")[imp.graph.output_names[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
