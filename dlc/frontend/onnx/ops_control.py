@@ -17,14 +17,11 @@ from .loader import tensor_to_numpy
 from .registry import converter
 
 
-def _inline(cx: Ctx, gp, what: str) -> list:
-    """Convert GraphProto `gp` into the current graph; its outputs (values or constants)."""
+def _convert_nodes(cx: Ctx, sub: Ctx, gp, what: str) -> None:
+    """Convert the nodes of GraphProto `gp` in the child context `sub`.  An error inside is reported
+    at the outer node (`in <what>: ...`), and the outer node stays current afterwards."""
     from .importer import convert_node
-    sub = cx.child(cx.g)
     outer = (cx.node, cx.node_index, cx.span)
-    for t in gp.initializer:
-        from .loader import tensor_to_numpy
-        sub.set(t.name, tensor_to_numpy(t, cx.base_dir, f"{what} initializer"))
     try:
         for i, node in enumerate(gp.node):
             convert_node(sub, i, node)
@@ -32,6 +29,15 @@ def _inline(cx: Ctx, gp, what: str) -> list:
         raise cx.error(f"in {what}: {e.message}", e.hint) from None
     finally:
         cx.node, cx.node_index, cx.span = outer
+
+
+def _inline(cx: Ctx, gp, what: str) -> list:
+    """Convert GraphProto `gp` into the current graph; its outputs (values or constants)."""
+    from .loader import tensor_to_numpy
+    sub = cx.child(cx.g)
+    for t in gp.initializer:
+        sub.set(t.name, tensor_to_numpy(t, cx.base_dir, f"{what} initializer"))
+    _convert_nodes(cx, sub, gp, what)
     out = []
     for vo in gp.output:
         v = sub.const(vo.name)
@@ -241,7 +247,6 @@ def _flip(cx: Ctx, v, axis: int):
 def _scan_body(cx: Ctx, body_gp, carries: list, seqs: list, in_axes: list[int]):
     """The body as a dlc scan body (carries, then one slice of each sequence); its per-step outputs."""
     from ...compiler.types import TensorType
-    from .importer import convert_node
     body = Graph("scan_body", mode=cx.g.mode, parent=cx.g, span=cx.span)
     sub = cx.child(body)
     for t in body_gp.initializer:
@@ -253,14 +258,7 @@ def _scan_body(cx: Ctx, body_gp, carries: list, seqs: list, in_axes: list[int]):
     for k, (vi, s, ax) in enumerate(zip(b_in[len(carries):], seqs, in_axes)):
         t = TensorType(s.type.dtype, s.type.shape[:ax] + s.type.shape[ax + 1:])
         sub.set(vi.name, body.add_input(f"x{k}_t", t))
-    outer = (cx.node, cx.node_index, cx.span)
-    try:
-        for i, n in enumerate(body_gp.node):
-            convert_node(sub, i, n)
-    except DlcError as e:
-        raise cx.error(f"in the Scan body: {e.message}", e.hint) from None
-    finally:
-        cx.node, cx.node_index, cx.span = outer
+    _convert_nodes(cx, sub, body_gp, "the Scan body")
     outs = []
     for vo in body_gp.output:
         v = sub.const(vo.name)
