@@ -37,3 +37,22 @@ def avg_pool_dilated_ref(x, kernel_size, stride, padding, dilation, ceil_mode=Fa
         c = ok.sum(1).to(x.dtype).reshape((-1,) + (1,) * (nd - 1 - i))
         count = count * c
     return total / count
+
+
+# 3-D pooling and dilated average pooling, (op, input shape, attrs): the cases the torch and TVM
+# lowering tests both check against the NumPy kernels
+POOL_ND_CASES = [
+    ("max_pool3d", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 0, 1),
+                                     "dilation": (1, 2, 2), "ceil_mode": True}),
+    ("avg_pool3d", (1, 2, 7, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+                                     "count_include_pad": False}),
+    ("avg_pool3d", (2, 5, 4, 6), {"kernel_size": (2, 3, 3), "padding": 1, "divisor_override": 7}),
+    # dilated average pooling (ONNX's; torch's avg_pool has no dilation)
+    ("avg_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2,
+                                "count_include_pad": False}),
+    ("avg_pool2d", (2, 3, 9, 8), {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1, "dilation": (2, 3),
+                                  "ceil_mode": True, "count_include_pad": False}),
+    ("avg_pool2d", (1, 2, 9, 8), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
+    ("avg_pool3d", (1, 2, 8, 7, 9), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": (2, 2, 3),
+                                     "ceil_mode": True, "divisor_override": 3}),
+]

@@ -42,6 +42,7 @@ INF, NAN = math.inf, math.nan
 
 # input constructors (rng, dtype) -> array: shared with the TVM tests
 from op_inputs import OP_ROWS, B, DIST, FMASK, I, MASK, N, POS, PROB, R, RI, T, V  # noqa: E402
+from pool_reference import POOL_ND_CASES
 
 def RNN_WEIGHTS(kind, input_size, hidden, **kw):
     """torch's _flat_weights of a fresh nn.RNN/LSTM/GRU, as arrays."""
@@ -316,19 +317,7 @@ POOL_CASES = [
     ("avg_pool2d", (1, 2, 10, 11), {"kernel_size": (3, 2), "stride": (2, 3), "padding": (1, 1), "ceil_mode": True,
                                     "count_include_pad": False}),
     ("avg_pool2d", (1, 2, 6, 6), {"kernel_size": 3, "padding": 1, "divisor_override": 5}),
-    ("max_pool3d", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 0, 1),
-                                     "dilation": (1, 2, 2), "ceil_mode": True}),
-    ("avg_pool3d", (1, 2, 7, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
-                                     "count_include_pad": False}),
-    ("avg_pool3d", (2, 5, 4, 6), {"kernel_size": (2, 3, 3), "padding": 1, "divisor_override": 7}),
-    # dilated average pooling (ONNX's; torch's avg_pool has no dilation)
-    ("avg_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2,
-                                "count_include_pad": False}),
-    ("avg_pool2d", (2, 3, 9, 8), {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1, "dilation": (2, 3),
-                                  "ceil_mode": True, "count_include_pad": False}),
-    ("avg_pool2d", (1, 2, 9, 8), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
-    ("avg_pool3d", (1, 2, 8, 7, 9), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": (2, 2, 3),
-                                     "ceil_mode": True, "divisor_override": 3}),
+    *POOL_ND_CASES,
     ("adaptive_avg_pool1d", (2, 3, 13), {"output_size": 6}),
     ("adaptive_avg_pool2d", (2, 3, 13, 10), {"output_size": (6, 7)}),
     ("adaptive_avg_pool2d", (2, 3, 7, 5), {"output_size": 1}),

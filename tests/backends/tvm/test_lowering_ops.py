@@ -40,6 +40,7 @@ RTOL32 = 1e-4
 # input constructors (rng, dtype) -> array, shared with the torch tests; the
 # cases here run in float32
 from op_inputs import OP_ROWS, B, DIST, I, MASK, N, POS, PROB, R, RI, T, V  # noqa: E402
+from pool_reference import POOL_ND_CASES
 
 
 def RNN_WEIGHTS(kind, input_size, hidden, num_layers=1, bias=True, bidirectional=False, proj_size=0, **_):
@@ -220,18 +221,7 @@ case("conv3d", "conv3d", [N(1, 4, 6, 5, 7), N(6, 2, 3, 2, 3), N(6)],
 case("conv_transpose3d", "conv_transpose3d", [N(1, 4, 3, 4, 3), N(4, 3, 3, 2, 3), N(3)],
      {"stride": (2, 1, 2), "padding": 1, "output_padding": (1, 0, 1), "dilation": (1, 2, 1)})
 POOL3D_CASES = [
-    ("max_pool3d", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 0, 1),
-                                     "dilation": (1, 2, 2), "ceil_mode": True}),
-    ("avg_pool3d", (1, 2, 7, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
-                                     "count_include_pad": False}),
-    ("avg_pool3d", (2, 5, 4, 6), {"kernel_size": (2, 3, 3), "padding": 1, "divisor_override": 7}),
-    ("avg_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2,
-                                "count_include_pad": False}),
-    ("avg_pool2d", (2, 3, 9, 8), {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1, "dilation": (2, 3),
-                                  "ceil_mode": True, "count_include_pad": False}),
-    ("avg_pool2d", (1, 2, 9, 8), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
-    ("avg_pool3d", (1, 2, 8, 7, 9), {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": (2, 2, 3),
-                                     "ceil_mode": True, "divisor_override": 3}),
+    *POOL_ND_CASES,
     ("max_pool3d_indices", (1, 2, 7, 6, 8), {"kernel_size": (3, 2, 2), "stride": 2, "padding": (1, 0, 1),
                                              "dilation": (1, 2, 1), "ceil_mode": True}),
 ]
